@@ -1,0 +1,2 @@
+//! The cluster's PKI: a CA, node and client certificates, rustls configs.
+#![warn(missing_docs)]

@@ -1,0 +1,17 @@
+//! # consensus: Raft over mutually authenticated QUIC
+//!
+//! This crate is a replicated, totally ordered message bus. Applications plug
+//! in as [`state_machine::StateMachine`]s and receive every committed command in
+//! the same order on every node.
+//!
+//! A tour of the parts, one module each:
+//!
+//! - [`raft`]: the Raft core, a pure deterministic state machine (no I/O, no
+//!   clock, no thread RNG). It takes messages, ticks and proposals and returns
+//!   a batch of work for the runtime to do.
+//! - [`state_machine`]: the plug-in API the vault (and any other application)
+//!   implements.
+#![warn(missing_docs)]
+
+pub mod raft;
+pub mod state_machine;

@@ -1,0 +1,60 @@
+//! The plug-in API: what an application implements to receive the committed
+//! log, in order, on every node.
+//!
+//! # To ensure correctness
+//!
+//! - `apply` is called with entries in strictly increasing index order with no
+//!   gaps, across calls and across restarts (after a restart the runtime may
+//!   hand again entries at or below [`StateMachine::applied_index`]; the state
+//!   machine must then ignore them, so that applying twice equals applying
+//!   once).
+//! - The effects of an entry and the new applied index must become durable
+//!   together (one SQLite transaction, one file rename, ...): a crash may lose
+//!   a suffix of applied entries, never half of one.
+//! - `apply` must be deterministic: the same entries produce the same state
+//!   and the same responses on every node.
+//! - `snapshot` captures exactly the state as of `applied_index`; `restore`
+//!   replaces the whole state with a snapshot's.
+
+use crate::raft::{LogIndex, Term};
+
+/// A committed command handed to the state machine.
+#[derive(Debug, Clone, Copy)]
+pub struct CommittedCommand<'a> {
+    /// Log index of the entry.
+    pub index: LogIndex,
+    /// Term of the entry.
+    pub term: Term,
+    /// The application's command bytes, exactly as proposed.
+    pub command: &'a [u8],
+}
+
+/// An application replicated by Raft.
+pub trait StateMachine: Send + 'static {
+    /// What can go wrong applying, reading, snapshotting or restoring. An
+    /// error from `apply` is fatal for the node (it cannot skip an entry and
+    /// stay consistent), so expected outcomes such as "already exists" belong
+    /// in the response bytes, not here.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The index of the last entry whose effects are durable.
+    fn applied_index(&self) -> LogIndex;
+
+    /// Applies a batch of committed commands, in order, durably, and returns
+    /// one response per command (same order). Commands at or below
+    /// `applied_index` are skipped and get an empty response.
+    fn apply(&mut self, commands: &[CommittedCommand<'_>]) -> Result<Vec<Vec<u8>>, Self::Error>;
+
+    /// Notes that the entries up to `index` were not commands (no-ops and
+    /// membership changes), so the applied index may move past them.
+    fn skip_to(&mut self, index: LogIndex) -> Result<(), Self::Error>;
+
+    /// Answers a read-only query against the current state.
+    fn query(&self, query: &[u8]) -> Result<Vec<u8>, Self::Error>;
+
+    /// Serialises the whole state as of `applied_index`.
+    fn snapshot(&mut self) -> Result<Vec<u8>, Self::Error>;
+
+    /// Replaces the whole state with the snapshot `data` taken at `index`.
+    fn restore(&mut self, index: LogIndex, data: &[u8]) -> Result<(), Self::Error>;
+}

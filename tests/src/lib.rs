@@ -1,0 +1,1 @@
+//! Support for black-box tests that start real `vault-cli` processes.

@@ -1,0 +1,2 @@
+//! The vault plug-in: applies committed `add-secret` commands to SQLite.
+#![warn(missing_docs)]
