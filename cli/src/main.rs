@@ -1,5 +1,96 @@
-//! `vault-cli`: runs nodes, makes certificates, starts a local cluster, and is the client.
+//! `vault-cli`: runs nodes, makes certificates, starts a local cluster, and is
+//! the client. The command line is the stable contract of SPEC §8; see
+//! `args.rs`. Each subcommand lives in its own module.
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+mod args;
+mod certs_cmd;
+mod cluster_init;
+mod cluster_up;
+mod config;
+mod exit;
+
+use anyhow::Result;
+use args::{Cli, ClusterCommand, Command};
+use clap::Parser;
+use std::path::PathBuf;
+
+fn main() {
+    let cli = Cli::parse();
+    let json = cli.json;
+    if let Err(error) = run(cli) {
+        let code = exit::code_for(&error);
+        if json {
+            let document = serde_json::json!({ "error": format!("{error:#}"), "code": code });
+            println!("{document}");
+        }
+        eprintln!("error: {error:#}");
+        std::process::exit(code);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Cluster(ClusterCommand::Init(args)) => {
+            let plan = if args.hosts.is_empty() {
+                let host = args.host.as_deref().unwrap_or("127.0.0.1");
+                cluster_init::InitPlan::single_host(
+                    args.dir.clone(),
+                    args.nodes.unwrap_or(5),
+                    host,
+                    args.base_port,
+                )?
+            } else {
+                if let Some(nodes) = args.nodes {
+                    anyhow::ensure!(
+                        nodes == args.hosts.len(),
+                        "--nodes {nodes} does not match the {} hosts given",
+                        args.hosts.len()
+                    );
+                }
+                cluster_init::InitPlan::multi_host(args.dir.clone(), &args.hosts, args.base_port)
+            };
+            let configs = cluster_init::init(&plan)?;
+            println!(
+                "initialised a {}-node cluster in {}",
+                configs.len(),
+                plan.dir.display()
+            );
+            println!("client config: {}", plan.dir.join("client.toml").display());
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args),
+        Command::Certs(command) => certs_cmd::run(command),
+        _ => anyhow::bail!("not available yet"),
+    }
+}
+
+fn cluster_up(args: &args::ClusterUpArgs) -> Result<()> {
+    let client_config = args.dir.join("client.toml");
+    let configs: Vec<PathBuf> = if client_config.exists() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&args.dir)?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path().join("node.toml"))
+            .filter(|path| path.exists())
+            .collect();
+        found.sort();
+        found
+    } else {
+        let plan = cluster_init::InitPlan::single_host(
+            args.dir.clone(),
+            args.nodes,
+            "127.0.0.1",
+            args.base_port,
+        )?;
+        cluster_init::init(&plan)?
+    };
+    anyhow::ensure!(!configs.is_empty(), "no nodeK/node.toml under {}", args.dir.display());
+    println!("starting {} nodes; logs in {}/nodeK/node.log", configs.len(), args.dir.display());
+    println!("client config: {}", client_config.display());
+    println!("try, in another terminal:");
+    println!("  export VAULT_CONFIG={}", client_config.display());
+    println!("  echo s3cret | vault-cli add-secret github --username me --password-stdin");
+    println!("  vault-cli get-secret github");
+    println!("  vault-cli status");
+    println!("Ctrl-C stops every node.");
+    cluster_up::run_nodes(&args.dir, &configs)
 }

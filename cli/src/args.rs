@@ -1,0 +1,237 @@
+//! The command line of SPEC §8, a stable contract: names, flags and JSON
+//! shapes here change only with the specification.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A replicated password vault: runs nodes, makes certificates, and is the client.
+#[derive(Debug, Parser)]
+#[command(name = "vault-cli", version, about, long_about = None)]
+pub struct Cli {
+    /// Client configuration file (default: $VAULT_CONFIG, then ./client.toml).
+    /// Given before the subcommand; `node run` has its own --config.
+    #[arg(long, env = "VAULT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Read the passphrase from this file instead of $VAULT_PASSPHRASE or a prompt.
+    #[arg(long, global = true)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or run a whole cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Run one node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Make the cluster's certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Store a secret (encrypted on this machine before it is sent).
+    AddSecret(AddSecretArgs),
+    /// Read a secret and decrypt it.
+    GetSecret(GetSecretArgs),
+    /// List your secrets.
+    List,
+    /// Let another client identity read one of your secrets.
+    Share(ShareArgs),
+    /// Take back another identity's read access.
+    Unshare(ShareArgs),
+    /// Delete a secret on every node (two-phase commit).
+    Delete(DeleteArgs),
+    /// Show every node's role, term and progress.
+    Status,
+    /// Hand leadership to another node.
+    TransferLeader(TransferLeaderArgs),
+    /// Drive concurrent clients and print throughput and latency.
+    Bench(BenchArgs),
+}
+
+/// `vault-cli cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Write a CA, one directory per node and client.toml.
+    Init(ClusterInitArgs),
+    /// Initialise DIR if empty, run every node, stop them all on Ctrl-C.
+    Up(ClusterUpArgs),
+}
+
+/// `cluster init` flags.
+#[derive(Debug, Args)]
+pub struct ClusterInitArgs {
+    /// Directory to create the cluster in.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Number of nodes (default 5, or the number of --hosts).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Every node listens on this host, node k on base-port + k - 1.
+    #[arg(long, conflicts_with = "hosts")]
+    pub host: Option<String>,
+    /// One host per node; node k listens on the k-th host at the base port.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// First port.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+}
+
+/// `cluster up` flags.
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    /// Directory holding (or to hold) the cluster.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Number of nodes when the directory is initialised here.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// First port when the directory is initialised here.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+}
+
+/// `vault-cli node ...`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run a node until SIGINT or SIGTERM.
+    Run {
+        /// The node's node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `vault-cli certs ...`
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA in DIR.
+    Ca {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a node certificate signed by the CA in --ca.
+    Node {
+        /// Directory holding the CA.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Node id, e.g. node3.
+        #[arg(long)]
+        id: String,
+        /// Host names and IP addresses the node is reached at.
+        #[arg(long, num_args = 1.., required = true)]
+        san: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a client certificate signed by the CA in --ca.
+    Client {
+        /// Directory holding the CA.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Client name.
+        #[arg(long)]
+        name: String,
+        /// Make an operator (admin) identity.
+        #[arg(long)]
+        admin: bool,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `add-secret` flags.
+#[derive(Debug, Args)]
+pub struct AddSecretArgs {
+    /// The secret's name.
+    pub name: String,
+    /// User name stored with the secret.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// URL stored with the secret.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Free-form note.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Read the password from standard input (otherwise a hidden prompt, or none).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Replace an existing secret (its version goes up by one).
+    #[arg(long)]
+    pub update: bool,
+}
+
+/// `get-secret` flags.
+#[derive(Debug, Args)]
+pub struct GetSecretArgs {
+    /// The secret's name.
+    pub name: String,
+    /// Print only this field (username, password, url, note).
+    #[arg(long)]
+    pub field: Option<String>,
+    /// Read the local node's copy without a linearizable read.
+    #[arg(long)]
+    pub stale: bool,
+    /// Read a secret another identity shared with you.
+    #[arg(long)]
+    pub owner: Option<String>,
+}
+
+/// `share` / `unshare` flags.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// The secret's name.
+    pub name: String,
+    /// The client identity to share with (its name).
+    #[arg(long = "with")]
+    pub with: String,
+}
+
+/// `delete` flags.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The secret's name.
+    pub name: String,
+}
+
+/// `transfer-leader` flags.
+#[derive(Debug, Args)]
+pub struct TransferLeaderArgs {
+    /// Target node (default: the most up-to-date follower).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// `bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent clients, each with one request outstanding.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// How long to run, e.g. 10s or 500ms (ignored with --ops).
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Stop after this many operations instead of after --duration.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Size of each secret's ciphertext in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Operation to measure: add (add-secret), get (linearizable read), delete.
+    #[arg(long, default_value = "add")]
+    pub op: String,
+}

@@ -1,0 +1,149 @@
+//! `cluster init`: the CA, one self-contained directory per node, and a
+//! client configuration with an admin certificate.
+//!
+//! Layout of DIR:
+//!
+//! ```text
+//! ca/ca.crt, ca/ca.key          the cluster CA (key mode 0600)
+//! nodeK/node.toml               node K's configuration (relative paths)
+//! nodeK/node.crt, node.key      node K's certificate and key
+//! nodeK/ca.crt                  a copy of the CA certificate
+//! nodeK/data/                   created by the node on first start
+//! admin/client.crt, client.key  an operator identity (urn:vault:admin:admin)
+//! client.toml                   endpoints, CA and the admin certificate
+//! ```
+//!
+//! Each `nodeK/` directory is complete on its own, so for a multi-host
+//! cluster it can be copied to host K as it is.
+
+use crate::config::client::ClientFile;
+use crate::config::node::{NodeFile, RaftSection, TwoPcSection};
+use anyhow::{bail, Context, Result};
+use certs::{CertificateAuthority, Identity};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What `cluster init` is asked to make.
+#[derive(Debug, Clone)]
+pub struct InitPlan {
+    /// Where.
+    pub dir: PathBuf,
+    /// `host:port` of each node, node k at position k - 1.
+    pub addresses: Vec<(String, u16)>,
+}
+
+impl InitPlan {
+    /// Node k on `host`, port `base_port + k - 1`.
+    pub fn single_host(dir: PathBuf, nodes: usize, host: &str, base_port: u16) -> Result<Self> {
+        let last = u32::from(base_port) + nodes as u32;
+        if nodes == 0 || last > u32::from(u16::MAX) + 1 {
+            bail!("--nodes {nodes} with --base-port {base_port} does not fit in the port range");
+        }
+        let addresses = (0..nodes)
+            .map(|k| (host.to_string(), base_port + k as u16))
+            .collect();
+        Ok(InitPlan { dir, addresses })
+    }
+
+    /// Node k on the k-th host, every node at `base_port`.
+    pub fn multi_host(dir: PathBuf, hosts: &[String], base_port: u16) -> Self {
+        let addresses = hosts.iter().map(|host| (host.clone(), base_port)).collect();
+        InitPlan { dir, addresses }
+    }
+}
+
+/// Writes the whole cluster directory. Refuses a directory that already
+/// holds a cluster, so keys are never overwritten.
+pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
+    if plan.dir.join("client.toml").exists() || plan.dir.join("ca").exists() {
+        bail!("{} already holds a cluster; choose an empty directory", plan.dir.display());
+    }
+    let ca_dir = plan.dir.join("ca");
+    std::fs::create_dir_all(&ca_dir)
+        .with_context(|| format!("cannot create {}", ca_dir.display()))?;
+    let authority = CertificateAuthority::generate("vault cluster CA")?;
+    authority.write(&ca_dir)?;
+
+    let peers: BTreeMap<String, String> = plan
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(k, (host, port))| (format!("node{}", k + 1), join_host_port(host, *port)))
+        .collect();
+    let mut configs = Vec::new();
+    for (k, (host, port)) in plan.addresses.iter().enumerate() {
+        configs.push(write_node(&plan.dir, &authority, k + 1, host, *port, &peers)?);
+    }
+    write_client(&plan.dir, &authority, &peers)?;
+    Ok(configs)
+}
+
+fn write_node(
+    dir: &Path,
+    authority: &CertificateAuthority,
+    number: usize,
+    host: &str,
+    port: u16,
+    peers: &BTreeMap<String, String>,
+) -> Result<PathBuf> {
+    let id = format!("node{number}");
+    let node_dir = dir.join(&id);
+    std::fs::create_dir_all(&node_dir)
+        .with_context(|| format!("cannot create {}", node_dir.display()))?;
+    let mut sans = vec![host.to_string()];
+    if host != "localhost" && host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        sans.push("localhost".to_string());
+    }
+    authority.issue_node(&id, &sans)?.write(&node_dir, "node")?;
+    std::fs::write(node_dir.join("ca.crt"), authority.certificate_pem())?;
+    let listen_host = if host.parse::<std::net::IpAddr>().is_ok() {
+        host.to_string()
+    } else {
+        // A host name is for others to dial; the node itself listens on all
+        // interfaces of its own host.
+        "0.0.0.0".to_string()
+    };
+    let file = NodeFile {
+        id,
+        listen: join_host_port(&listen_host, port),
+        data_dir: "data".into(),
+        ca: "ca.crt".into(),
+        cert: "node.crt".into(),
+        key: "node.key".into(),
+        peers: peers.clone(),
+        raft: RaftSection::default(),
+        twopc: TwoPcSection::default(),
+    };
+    let path = node_dir.join("node.toml");
+    std::fs::write(&path, toml::to_string_pretty(&file)?)?;
+    Ok(path)
+}
+
+fn write_client(
+    dir: &Path,
+    authority: &CertificateAuthority,
+    peers: &BTreeMap<String, String>,
+) -> Result<()> {
+    let admin_dir = dir.join("admin");
+    std::fs::create_dir_all(&admin_dir)?;
+    authority
+        .issue_client(&Identity::admin("admin")?)?
+        .write(&admin_dir, "client")?;
+    let file = ClientFile {
+        nodes: peers.clone(),
+        ca: "ca/ca.crt".into(),
+        cert: "admin/client.crt".into(),
+        key: "admin/client.key".into(),
+    };
+    std::fs::write(dir.join("client.toml"), toml::to_string_pretty(&file)?)?;
+    Ok(())
+}
+
+/// `host:port`, with brackets around IPv6 addresses.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

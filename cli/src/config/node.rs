@@ -1,0 +1,307 @@
+//! `node.toml`: everything one node needs to run.
+
+use super::resolve;
+use anyhow::{bail, Context, Result};
+use consensus::raft::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A node's configuration file, as written by `cluster init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// This node's id, `node<N>`.
+    pub id: String,
+    /// The UDP address the node's QUIC endpoint binds to.
+    pub listen: String,
+    /// Where the Raft log, snapshots and the SQLite database live.
+    pub data_dir: PathBuf,
+    /// The cluster CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This node's certificate (PEM).
+    pub cert: PathBuf,
+    /// This node's private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// Every member's address, this node included: id -> `host:port`.
+    pub peers: BTreeMap<String, String>,
+    /// Raft timing and compaction.
+    #[serde(default)]
+    pub raft: RaftSection,
+    /// Two-phase commit participant policy and timeouts.
+    #[serde(default)]
+    pub twopc: TwoPcSection,
+}
+
+/// `[raft]` of `node.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    /// Interval between leader heartbeats; also the tick length of the core.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout.
+    pub election_min_ms: u64,
+    /// Upper bound (exclusive) of the randomized election timeout.
+    pub election_max_ms: u64,
+    /// Take a snapshot and compact the log after this many applied entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            heartbeat_ms: 50,
+            election_min_ms: 500,
+            election_max_ms: 1000,
+            snapshot_every: 10_000,
+        }
+    }
+}
+
+/// How this node votes as a 2PC participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VotePolicy {
+    /// Vote to commit when the secret is held at the asked version and unlocked.
+    #[default]
+    Commit,
+    /// Always vote to abort (lets an operator force an abort).
+    Abort,
+}
+
+/// `[twopc]` of `node.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwoPcSection {
+    /// This node's vote policy.
+    pub vote: VotePolicy,
+    /// A participant that has not answered within this time votes abort.
+    pub vote_timeout_ms: u64,
+    /// A prepared transaction with no logged decision after this time is aborted.
+    pub decision_timeout_ms: u64,
+}
+
+impl Default for TwoPcSection {
+    fn default() -> Self {
+        TwoPcSection {
+            vote: VotePolicy::Commit,
+            vote_timeout_ms: 2_000,
+            decision_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A validated node configuration: ids parsed, paths absolute, env applied.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// The address to bind.
+    pub listen: std::net::SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// CA certificate path.
+    pub ca: PathBuf,
+    /// Node certificate path.
+    pub cert: PathBuf,
+    /// Node key path.
+    pub key: PathBuf,
+    /// Every member (this node included) and the `host:port` to reach it.
+    pub peers: BTreeMap<NodeId, String>,
+    /// `[raft]`.
+    pub raft: RaftSection,
+    /// `[twopc]`.
+    pub twopc: TwoPcSection,
+}
+
+/// Reads `path`, applies `VAULT_*` overrides from `env`, and validates.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<NodeConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read node config {}", path.display()))?;
+    let mut file: NodeFile =
+        toml::from_str(&text).with_context(|| format!("invalid node config {}", path.display()))?;
+    apply_env(&mut file, env)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(file, base)
+}
+
+/// Applies the `VAULT_*` environment overrides documented in README.md.
+fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    let number = |name: &str| -> Result<Option<u64>> {
+        env(name)
+            .map(|value| {
+                value
+                    .parse::<u64>()
+                    .with_context(|| format!("{name} must be a whole number of milliseconds or entries, not {value:?}"))
+            })
+            .transpose()
+    };
+    if let Some(value) = env("VAULT_ID") {
+        file.id = value;
+    }
+    if let Some(value) = env("VAULT_LISTEN") {
+        file.listen = value;
+    }
+    if let Some(value) = env("VAULT_DATA_DIR") {
+        file.data_dir = value.into();
+    }
+    if let Some(value) = env("VAULT_CA") {
+        file.ca = value.into();
+    }
+    if let Some(value) = env("VAULT_CERT") {
+        file.cert = value.into();
+    }
+    if let Some(value) = env("VAULT_KEY") {
+        file.key = value.into();
+    }
+    if let Some(value) = env("VAULT_PEERS") {
+        file.peers = parse_peer_list(&value)?;
+    }
+    if let Some(value) = number("VAULT_RAFT_HEARTBEAT_MS")? {
+        file.raft.heartbeat_ms = value;
+    }
+    if let Some(value) = number("VAULT_RAFT_ELECTION_MIN_MS")? {
+        file.raft.election_min_ms = value;
+    }
+    if let Some(value) = number("VAULT_RAFT_ELECTION_MAX_MS")? {
+        file.raft.election_max_ms = value;
+    }
+    if let Some(value) = number("VAULT_RAFT_SNAPSHOT_EVERY")? {
+        file.raft.snapshot_every = value;
+    }
+    if let Some(value) = env("VAULT_VOTE") {
+        file.twopc.vote = match value.as_str() {
+            "commit" => VotePolicy::Commit,
+            "abort" => VotePolicy::Abort,
+            other => bail!("VAULT_VOTE must be \"commit\" or \"abort\", not {other:?}"),
+        };
+    }
+    if let Some(value) = number("VAULT_TWOPC_VOTE_TIMEOUT_MS")? {
+        file.twopc.vote_timeout_ms = value;
+    }
+    if let Some(value) = number("VAULT_TWOPC_DECISION_TIMEOUT_MS")? {
+        file.twopc.decision_timeout_ms = value;
+    }
+    Ok(())
+}
+
+/// Parses `node1=host:port,node2=host:port`.
+fn parse_peer_list(text: &str) -> Result<BTreeMap<String, String>> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| match part.split_once('=') {
+            Some((id, addr)) => Ok((id.trim().to_string(), addr.trim().to_string())),
+            None => bail!("VAULT_PEERS entries look like node1=host:port, not {part:?}"),
+        })
+        .collect()
+}
+
+fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
+    let id: NodeId = file.id.parse()?;
+    let listen = file
+        .listen
+        .parse()
+        .with_context(|| format!("listen address {:?} is not IP:PORT", file.listen))?;
+    let mut peers = BTreeMap::new();
+    for (peer, addr) in &file.peers {
+        let peer_id: NodeId = peer
+            .parse()
+            .with_context(|| format!("peer {peer:?} is not a node id"))?;
+        if !addr.contains(':') {
+            bail!("peer {peer} address {addr:?} must be host:port");
+        }
+        peers.insert(peer_id, addr.clone());
+    }
+    if !peers.contains_key(&id) {
+        bail!("peers must list this node ({id}) too, with the address others reach it at");
+    }
+    let raft = file.raft;
+    if raft.heartbeat_ms == 0 || raft.election_min_ms < 2 * raft.heartbeat_ms {
+        bail!("[raft] needs heartbeat_ms > 0 and election_min_ms >= 2 * heartbeat_ms");
+    }
+    if raft.election_max_ms <= raft.election_min_ms {
+        bail!("[raft] election_max_ms must be greater than election_min_ms");
+    }
+    Ok(NodeConfig {
+        id,
+        listen,
+        data_dir: resolve(base, &file.data_dir),
+        ca: resolve(base, &file.ca),
+        cert: resolve(base, &file.cert),
+        key: resolve(base, &file.key),
+        peers,
+        raft,
+        twopc: file.twopc,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NodeFile {
+        NodeFile {
+            id: "node1".into(),
+            listen: "127.0.0.1:7001".into(),
+            data_dir: "data".into(),
+            ca: "../ca/ca.crt".into(),
+            cert: "node.crt".into(),
+            key: "node.key".into(),
+            peers: [("node1", "127.0.0.1:7001"), ("node2", "127.0.0.1:7002")]
+                .into_iter()
+                .map(|(id, addr)| (id.to_string(), addr.to_string()))
+                .collect(),
+            raft: RaftSection::default(),
+            twopc: TwoPcSection::default(),
+        }
+    }
+
+    fn write(dir: &Path, file: &NodeFile) -> PathBuf {
+        let path = dir.join("node.toml");
+        std::fs::write(&path, toml::to_string(file).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&write(dir.path(), &sample()), &|_| None).unwrap();
+        assert_eq!(config.data_dir, dir.path().join("data"));
+        assert_eq!(config.ca, dir.path().join("../ca/ca.crt"));
+        assert_eq!(config.peers.len(), 2);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| match name {
+            "VAULT_VOTE" => Some("abort".to_string()),
+            "VAULT_RAFT_HEARTBEAT_MS" => Some("20".to_string()),
+            _ => None,
+        };
+        let config = load(&write(dir.path(), &sample()), &env).unwrap();
+        assert_eq!(config.twopc.vote, VotePolicy::Abort);
+        assert_eq!(config.raft.heartbeat_ms, 20);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut missing_self = sample();
+        missing_self.peers.remove("node1");
+        let error = load(&write(dir.path(), &missing_self), &|_| None).unwrap_err();
+        assert!(error.to_string().contains("must list this node"), "{error}");
+
+        let mut bad_peer = sample();
+        bad_peer.peers.insert("nodeX".into(), "h:1".into());
+        let error = load(&write(dir.path(), &bad_peer), &|_| None).unwrap_err();
+        assert!(format!("{error:#}").contains("nodeX"), "{error:#}");
+
+        let bad_vote = |name: &str| (name == "VAULT_VOTE").then(|| "maybe".to_string());
+        let error = load(&write(dir.path(), &sample()), &bad_vote).unwrap_err();
+        assert!(error.to_string().contains("VAULT_VOTE"), "{error}");
+
+        std::fs::write(dir.path().join("node.toml"), "id = 3\nunknown = 1\n").unwrap();
+        assert!(load(&dir.path().join("node.toml"), &|_| None).is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! The apply worker: a dedicated thread that owns the state machine.
+//!
+//! Why a thread and not a task: state machines do blocking work (SQLite
+//! transactions, fsync of their own files) that must not stall the tokio
+//! workers that drive Raft and the network. The worker receives tasks in the
+//! order the driver produced them, so "register a waiter for index i" always
+//! arrives before "apply entry i", and a read registered at index i is served
+//! only once every entry up to i is applied.
+//!
+//! Consecutive committed entries are applied as one batch (one SQLite
+//! transaction for many client writes), which is where most of the
+//! throughput at high concurrency comes from.
+
+use super::NodeError;
+use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
+use crate::state_machine::{CommittedCommand, StateMachine};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The answer to one proposal or read.
+pub type ApplyResult = Result<Vec<u8>, NodeError>;
+
+/// Work for the apply worker, in the order it must be done.
+pub(crate) enum ApplyTask {
+    /// Resolve `reply` when the entry at `index` is applied, if its term is
+    /// still `term`.
+    Await {
+        index: LogIndex,
+        term: Term,
+        reply: oneshot::Sender<ApplyResult>,
+    },
+    /// Committed entries, consecutive, in order.
+    Entries(Vec<Entry>),
+    /// Replace the whole state with a snapshot received from the leader.
+    Restore {
+        meta: SnapshotMeta,
+        data: Arc<Vec<u8>>,
+    },
+    /// Answer `query` once everything up to `index` is applied.
+    ReadAt {
+        index: LogIndex,
+        query: Vec<u8>,
+        reply: oneshot::Sender<ApplyResult>,
+    },
+}
+
+/// What the worker tells the driver.
+#[derive(Debug)]
+pub(crate) enum ApplyEvent {
+    /// Everything up to this index is applied.
+    Applied(LogIndex),
+    /// A snapshot of the state machine as of `index`.
+    SnapshotTaken { index: LogIndex, data: Vec<u8> },
+    /// The state machine failed: the node must stop.
+    Failed(String),
+}
+
+/// Shared read access for `--stale` queries, which bypass the task queue.
+pub(crate) type SharedMachine<S> = Arc<std::sync::Mutex<S>>;
+
+/// The worker's state, owned by its thread.
+pub(crate) struct ApplyWorker<S: StateMachine> {
+    machine: SharedMachine<S>,
+    waiters: BTreeMap<LogIndex, (Term, oneshot::Sender<ApplyResult>)>,
+    reads: BTreeMap<LogIndex, Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>>,
+    events: mpsc::UnboundedSender<ApplyEvent>,
+    snapshot_every: u64,
+    last_snapshot: LogIndex,
+}
+
+impl<S: StateMachine> ApplyWorker<S> {
+    /// A worker around `machine`; `last_snapshot` is the index of the latest
+    /// stored snapshot, so compaction resumes where it left off.
+    pub(crate) fn new(
+        machine: SharedMachine<S>,
+        events: mpsc::UnboundedSender<ApplyEvent>,
+        snapshot_every: u64,
+        last_snapshot: LogIndex,
+    ) -> Self {
+        ApplyWorker {
+            machine,
+            waiters: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            events,
+            snapshot_every: snapshot_every.max(1),
+            last_snapshot,
+        }
+    }
+
+    /// Runs until the task channel closes, then fails every waiter.
+    pub(crate) fn run(mut self, mut tasks: mpsc::UnboundedReceiver<ApplyTask>) {
+        let mut batch: Vec<Entry> = Vec::new();
+        while let Some(first) = tasks.blocking_recv() {
+            let mut next = Some(first);
+            // Drain what is queued so consecutive entry batches merge into
+            // one state machine transaction.
+            while let Some(task) = next.take() {
+                match task {
+                    ApplyTask::Entries(entries) => batch.extend(entries),
+                    other => {
+                        if !self.apply_batch(&mut batch) {
+                            return;
+                        }
+                        self.handle(other);
+                    }
+                }
+                next = tasks.try_recv().ok();
+            }
+            if !self.apply_batch(&mut batch) {
+                return;
+            }
+        }
+        self.fail_all(NodeError::ShuttingDown);
+    }
+
+    fn handle(&mut self, task: ApplyTask) {
+        match task {
+            ApplyTask::Await { index, term, reply } => {
+                self.waiters.insert(index, (term, reply));
+            }
+            ApplyTask::ReadAt {
+                index,
+                query,
+                reply,
+            } => {
+                self.reads.entry(index).or_default().push((query, reply));
+                self.serve_reads();
+            }
+            ApplyTask::Restore { meta, data } => self.restore(&meta, &data),
+            ApplyTask::Entries(_) => unreachable!("entries are batched by run()"),
+        }
+    }
+
+    /// Applies `batch` (and empties it); false when the machine failed.
+    fn apply_batch(&mut self, batch: &mut Vec<Entry>) -> bool {
+        let Some(last) = batch.last() else {
+            return true;
+        };
+        let last_index = last.index;
+        let outcome = self.apply_entries(batch);
+        batch.clear();
+        match outcome {
+            Ok(()) => {
+                let _ = self.events.send(ApplyEvent::Applied(last_index));
+                self.serve_reads();
+                self.maybe_snapshot(last_index);
+                true
+            }
+            Err(message) => {
+                tracing::error!("state machine failed, node stops applying: {message}");
+                let _ = self.events.send(ApplyEvent::Failed(message.clone()));
+                self.fail_all(NodeError::StateMachine(message));
+                false
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, batch: &[Entry]) -> Result<(), String> {
+        let commands: Vec<CommittedCommand<'_>> = batch
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Command(command) => Some(CommittedCommand {
+                    index: entry.index,
+                    term: entry.term,
+                    command,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut machine = self.lock_machine();
+        let responses = if commands.is_empty() {
+            Vec::new()
+        } else {
+            machine.apply(&commands).map_err(|error| error.to_string())?
+        };
+        if let Some(last) = batch.last() {
+            if machine.applied_index() < last.index {
+                machine.skip_to(last.index).map_err(|error| error.to_string())?;
+            }
+        }
+        drop(machine);
+        let mut responses = responses.into_iter();
+        for entry in batch {
+            let response = match entry.payload {
+                EntryPayload::Command(_) => responses.next().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            self.resolve_waiter(entry.index, entry.term, response);
+        }
+        Ok(())
+    }
+
+    fn resolve_waiter(&mut self, index: LogIndex, term: Term, response: Vec<u8>) {
+        let mut response = Some(response);
+        // A waiter below `index` can never be applied at its term any more
+        // (its entry was covered by a snapshot), so it is resolved too.
+        while let Some(entry) = self.waiters.first_entry() {
+            let waited_index = *entry.key();
+            if waited_index > index {
+                break;
+            }
+            let (waited_term, reply) = entry.remove();
+            let outcome = match response.take() {
+                Some(bytes) if waited_index == index && waited_term == term => Ok(bytes),
+                other => {
+                    response = other;
+                    Err(NodeError::Superseded)
+                }
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.lock_machine().applied_index();
+        while let Some(entry) = self.reads.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for (query, reply) in entry.remove() {
+                let outcome = self
+                    .lock_machine()
+                    .query(&query)
+                    .map_err(|error| NodeError::StateMachine(error.to_string()));
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) {
+        let outcome = self.lock_machine().restore(meta.last_index, data);
+        match outcome {
+            Ok(()) => {
+                self.last_snapshot = meta.last_index;
+                // Proposals at or below the snapshot were decided elsewhere;
+                // their callers retry and their sessions dedup.
+                let covered: Vec<LogIndex> =
+                    self.waiters.range(..=meta.last_index).map(|(index, _)| *index).collect();
+                for index in covered {
+                    if let Some((_, reply)) = self.waiters.remove(&index) {
+                        let _ = reply.send(Err(NodeError::Superseded));
+                    }
+                }
+                let _ = self.events.send(ApplyEvent::Applied(meta.last_index));
+                self.serve_reads();
+            }
+            Err(error) => {
+                let message = format!("restoring snapshot at {}: {error}", meta.last_index);
+                tracing::error!("{message}");
+                let _ = self.events.send(ApplyEvent::Failed(message));
+            }
+        }
+    }
+
+    fn maybe_snapshot(&mut self, applied: LogIndex) {
+        if applied < self.last_snapshot + self.snapshot_every {
+            return;
+        }
+        let snapshot = self.lock_machine().snapshot();
+        match snapshot {
+            Ok(data) => {
+                self.last_snapshot = applied;
+                let _ = self.events.send(ApplyEvent::SnapshotTaken {
+                    index: applied,
+                    data,
+                });
+            }
+            Err(error) => tracing::warn!("snapshot at {applied} failed, will retry: {error}"),
+        }
+    }
+
+    fn fail_all(&mut self, error: NodeError) {
+        for (_, (_, reply)) in std::mem::take(&mut self.waiters) {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, readers) in std::mem::take(&mut self.reads) {
+            for (_, reply) in readers {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+
+    fn lock_machine(&self) -> std::sync::MutexGuard<'_, S> {
+        // A poisoned lock means a stale reader panicked mid-query; the state
+        // itself is only changed here, so it is still consistent.
+        self.machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,462 @@
+//! The driver task: the one owner of the Raft core.
+//!
+//! Each turn of the loop waits for something to happen (an event, an apply
+//! report, a tick), drains everything else already queued, feeds it all to
+//! the core, then carries out the core's [`Ready`] in the order its contract
+//! gives. Draining before asking for `Ready` is deliberate: 64 clients'
+//! proposals that arrive together become one log append, one fsync and one
+//! AppendEntries per follower.
+
+use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
+use super::handle::NodeStatus;
+use super::{NodeError, PeerNetwork};
+use crate::raft::{
+    LogIndex, MembershipChange, Message, NodeId, RaftCore, Ready, RequestId, Role, Term,
+};
+use crate::storage::{self, Durable, LogWriter, WriteBatch};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// At most this many events are taken per loop turn, so ticks and apply
+/// reports are never starved by a flood of proposals.
+const MAX_EVENTS_PER_TURN: usize = 4096;
+
+/// Everything that can happen to a node, sent by [`Node`](super::Node)
+/// handles and the transport.
+pub(crate) enum Event {
+    /// A Raft message from a peer.
+    Peer(Message),
+    /// Append `command` to the log (leader only) and answer once applied.
+    Propose {
+        command: Vec<u8>,
+        reply: oneshot::Sender<ApplyResult>,
+    },
+    /// Start a ReadIndex round (leader only); answer with the read index.
+    ReadIndex {
+        reply: oneshot::Sender<Result<LogIndex, NodeError>>,
+    },
+    /// Hand leadership to `to` (or the most caught-up voter).
+    TransferLeader {
+        to: Option<NodeId>,
+        reply: oneshot::Sender<Result<NodeId, NodeError>>,
+    },
+    /// Change the membership, one server at a time.
+    ChangeMembership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<LogIndex, NodeError>>,
+    },
+    /// Stop the node.
+    Shutdown,
+}
+
+/// A persisted batch's follow-up: what to send and acknowledge once durable.
+struct PersistFollowUp {
+    durable: Durable,
+    messages: Vec<Message>,
+    acknowledge: Option<(LogIndex, Term)>,
+}
+
+/// What the follow-up task reports once a batch is durable (or failed).
+type PersistReport = Result<Option<(LogIndex, Term)>, String>;
+
+/// The driver's state; see the module documentation.
+pub(crate) struct Driver<N: PeerNetwork> {
+    pub(crate) core: RaftCore,
+    pub(crate) network: Arc<N>,
+    pub(crate) writer: LogWriter,
+    pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
+    pub(crate) status: watch::Sender<NodeStatus>,
+    pub(crate) tick: Duration,
+    pending_reads: BTreeMap<RequestId, oneshot::Sender<Result<LogIndex, NodeError>>>,
+    next_read_id: RequestId,
+    follow_ups: Option<mpsc::UnboundedSender<PersistFollowUp>>,
+    persisted: mpsc::UnboundedReceiver<PersistReport>,
+    persisted_sender: mpsc::UnboundedSender<PersistReport>,
+    failed: Option<String>,
+}
+
+impl<N: PeerNetwork> Driver<N> {
+    pub(crate) fn new(
+        core: RaftCore,
+        network: Arc<N>,
+        writer: LogWriter,
+        apply: mpsc::UnboundedSender<ApplyTask>,
+        status: watch::Sender<NodeStatus>,
+        tick: Duration,
+    ) -> Self {
+        let (persisted_sender, persisted) = mpsc::unbounded_channel();
+        Driver {
+            core,
+            network,
+            writer,
+            apply,
+            status,
+            tick,
+            pending_reads: BTreeMap::new(),
+            next_read_id: 1,
+            follow_ups: None,
+            persisted,
+            persisted_sender,
+            failed: None,
+        }
+    }
+
+    /// Runs until shutdown or a fatal storage/state-machine failure.
+    pub(crate) async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut apply_events: mpsc::UnboundedReceiver<ApplyEvent>,
+    ) -> Result<(), NodeError> {
+        self.follow_ups = Some(spawn_follow_up_task(
+            self.network.clone(),
+            self.persisted_sender.clone(),
+        ));
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut proposals = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(report) = self.persisted.recv() => self.on_persisted(report),
+                Some(report) = apply_events.recv() => self.on_apply_event(report).await,
+                event = events.recv() => match event {
+                    Some(Event::Shutdown) | None => break,
+                    Some(event) => self.on_event(event, &mut proposals),
+                },
+                _ = ticker.tick() => self.core.tick(),
+            }
+            self.drain(&mut events, &mut apply_events, &mut proposals).await;
+            self.propose(std::mem::take(&mut proposals));
+            while self.core.has_ready() {
+                let ready = self.core.ready();
+                self.carry_out(ready).await;
+            }
+            if let Some(message) = self.failed.take() {
+                tracing::error!("node {} stops: {message}", self.core.id());
+                self.abort_reads(NodeError::Storage(message.clone()));
+                return Err(NodeError::Storage(message));
+            }
+            self.publish_status();
+        }
+        self.abort_reads(NodeError::ShuttingDown);
+        // Everything queued before the shutdown reaches the disk first.
+        if let Err(error) = self.writer.clone().close().await {
+            tracing::warn!("closing the Raft log: {error}");
+        }
+        Ok(())
+    }
+
+    async fn drain(
+        &mut self,
+        events: &mut mpsc::Receiver<Event>,
+        apply_events: &mut mpsc::UnboundedReceiver<ApplyEvent>,
+        proposals: &mut Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>,
+    ) {
+        while let Ok(report) = self.persisted.try_recv() {
+            self.on_persisted(report);
+        }
+        while let Ok(report) = apply_events.try_recv() {
+            self.on_apply_event(report).await;
+        }
+        for _ in 0..MAX_EVENTS_PER_TURN {
+            match events.try_recv() {
+                Ok(Event::Shutdown) => {
+                    // Put the shutdown back in effect by closing: the next
+                    // `recv` returns None once the queue is empty.
+                    events.close();
+                }
+                Ok(event) => self.on_event(event, proposals),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_persisted(&mut self, report: PersistReport) {
+        match report {
+            Ok(Some((index, term))) => self.core.persisted(index, term),
+            Ok(None) => {}
+            Err(message) => self.failed = Some(message),
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        proposals: &mut Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>,
+    ) {
+        match event {
+            Event::Peer(message) => self.core.step(message),
+            Event::Propose { command, reply } => proposals.push((command, reply)),
+            Event::ReadIndex { reply } => self.read_index(reply),
+            Event::TransferLeader { to, reply } => {
+                let _ = reply.send(self.transfer_leader(to));
+            }
+            Event::ChangeMembership { change, reply } => {
+                let outcome = self
+                    .core
+                    .change_membership(change)
+                    .map_err(|error| match error {
+                        crate::raft::MembershipError::NotLeader(not_leader) => {
+                            NodeError::NotLeader {
+                                leader: not_leader.leader,
+                            }
+                        }
+                        other => NodeError::Refused(other.to_string()),
+                    });
+                let _ = reply.send(outcome);
+            }
+            Event::Shutdown => {}
+        }
+    }
+
+    /// Appends every queued proposal as one batch.
+    fn propose(&mut self, proposals: Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>) {
+        if proposals.is_empty() {
+            return;
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
+        match self.core.propose(commands) {
+            Ok(indices) => {
+                let term = self.core.term();
+                for (index, reply) in indices.zip(replies) {
+                    let _ = self.apply.send(ApplyTask::Await { index, term, reply });
+                }
+            }
+            Err(error) => {
+                let leader = match error {
+                    crate::raft::ProposeError::NotLeader(not_leader) => not_leader.leader,
+                    // During a transfer nobody takes writes for a moment:
+                    // the caller waits and retries.
+                    _ => None,
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(NodeError::NotLeader { leader }));
+                }
+            }
+        }
+    }
+
+    fn read_index(&mut self, reply: oneshot::Sender<Result<LogIndex, NodeError>>) {
+        let request_id = self.next_read_id;
+        self.next_read_id += 1;
+        match self.core.read_index(request_id) {
+            Ok(()) => {
+                self.pending_reads.insert(request_id, reply);
+            }
+            Err(not_leader) => {
+                let _ = reply.send(Err(NodeError::NotLeader {
+                    leader: not_leader.leader,
+                }));
+            }
+        }
+    }
+
+    fn transfer_leader(&mut self, to: Option<NodeId>) -> Result<NodeId, NodeError> {
+        let status = self.core.status();
+        let target = match to {
+            Some(target) => target,
+            None => status
+                .followers
+                .iter()
+                .filter(|(id, _)| status.membership.voters.contains(id))
+                .max_by_key(|(_, follower)| follower.match_index)
+                .map(|(id, _)| *id)
+                .ok_or_else(|| match status.role {
+                    Role::Leader => NodeError::Refused("no other voter to transfer to".into()),
+                    _ => NodeError::NotLeader {
+                        leader: status.leader,
+                    },
+                })?,
+        };
+        self.core
+            .transfer_leader(target)
+            .map(|()| target)
+            .map_err(|error| match error {
+                crate::raft::TransferError::NotLeader(not_leader) => NodeError::NotLeader {
+                    leader: not_leader.leader,
+                },
+                other => NodeError::Refused(other.to_string()),
+            })
+    }
+
+    async fn on_apply_event(&mut self, report: ApplyEvent) {
+        match report {
+            ApplyEvent::Applied(index) => self.core.applied(index),
+            ApplyEvent::SnapshotTaken { index, data } => self.snapshot_taken(index, data).await,
+            ApplyEvent::Failed(message) => self.failed = Some(message),
+        }
+    }
+
+    /// The state machine took a snapshot: compact the core and the disk.
+    async fn snapshot_taken(&mut self, index: LogIndex, data: Vec<u8>) {
+        let Some(meta) = self.core.snapshot_meta(index) else {
+            return;
+        };
+        if let Err(error) = self.core.snapshot_taken(meta.clone(), data.clone()) {
+            tracing::debug!("snapshot at {index} not used: {error}");
+            return;
+        }
+        tracing::info!(
+            "Node {} took a snapshot at index {index} ({} bytes) and compacted its log",
+            self.core.id(),
+            data.len()
+        );
+        let batch = WriteBatch {
+            snapshot: Some(storage::Snapshot { meta, data }),
+            ..WriteBatch::default()
+        };
+        self.persist(batch, Vec::new(), None).await;
+    }
+
+    /// Carries out one [`Ready`] in the order its contract prescribes.
+    async fn carry_out(&mut self, ready: Ready) {
+        if let Some(soft) = ready.soft_state {
+            self.log_soft_state(soft);
+        }
+        for request_id in ready.aborted_reads {
+            if let Some(reply) = self.pending_reads.remove(&request_id) {
+                let _ = reply.send(Err(NodeError::NotLeader {
+                    leader: self.core.leader(),
+                }));
+            }
+        }
+        // Step 1: a snapshot from the leader replaces the state machine
+        // before any later entry is applied (the apply queue is FIFO).
+        let snapshot = ready.snapshot.map(|snapshot| {
+            let _ = self.apply.send(ApplyTask::Restore {
+                meta: snapshot.meta.clone(),
+                data: Arc::new(snapshot.data.clone()),
+            });
+            storage::Snapshot {
+                meta: snapshot.meta,
+                data: snapshot.data,
+            }
+        });
+        // Step 2: these may overlap our own fsync.
+        for message in ready.messages {
+            self.send(message);
+        }
+        // Steps 3 and 4: persist, then send what promises durability.
+        let batch = WriteBatch {
+            hard_state: ready.hard_state,
+            entries: ready.entries,
+            snapshot,
+        };
+        let acknowledge = batch
+            .entries
+            .last()
+            .map(|entry| (entry.index, entry.term));
+        if !batch.is_empty() || !ready.messages_after_persist.is_empty() {
+            self.persist(batch, ready.messages_after_persist, acknowledge)
+                .await;
+        }
+        // Step 5: committed entries are durable here; apply in order.
+        if !ready.committed_entries.is_empty() {
+            let _ = self.apply.send(ApplyTask::Entries(ready.committed_entries));
+        }
+        // Step 6: reads confirmed by a quorum.
+        for read in ready.read_states {
+            if let Some(reply) = self.pending_reads.remove(&read.request_id) {
+                let _ = reply.send(Ok(read.index));
+            }
+        }
+    }
+
+    /// Queues `batch` on the log writer; `messages` go out and the core
+    /// hears of `acknowledge` once it is durable, in submission order.
+    async fn persist(
+        &mut self,
+        batch: WriteBatch,
+        messages: Vec<Message>,
+        acknowledge: Option<(LogIndex, Term)>,
+    ) {
+        match self.writer.submit(batch).await {
+            Ok(durable) => {
+                if let Some(follow_ups) = &self.follow_ups {
+                    let _ = follow_ups.send(PersistFollowUp {
+                        durable,
+                        messages,
+                        acknowledge,
+                    });
+                }
+            }
+            Err(error) => self.failed = Some(error.to_string()),
+        }
+    }
+
+    fn send(&self, message: Message) {
+        tracing::debug!(
+            "Node {} sends RPC {} to Node {}",
+            message.from,
+            message.rpc_name(),
+            message.to
+        );
+        self.network.send(message);
+    }
+
+    fn log_soft_state(&self, soft: crate::raft::SoftState) {
+        let id = self.core.id();
+        match (soft.role, soft.leader) {
+            (Role::Leader, _) => tracing::info!("Node {id} is the leader for term {}", soft.term),
+            (role, Some(leader)) => {
+                tracing::info!("Node {id} is a {role} in term {}; leader is Node {leader}", soft.term)
+            }
+            (role, None) => tracing::info!("Node {id} is a {role} in term {}; no leader known", soft.term),
+        }
+    }
+
+    fn publish_status(&self) {
+        let status = NodeStatus::from_core(&self.core.status());
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            if changed {
+                *current = status;
+            }
+            changed
+        });
+    }
+
+    fn abort_reads(&mut self, error: NodeError) {
+        for (_, reply) in std::mem::take(&mut self.pending_reads) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// Waits for each persisted batch in submission order, then sends what had
+/// to wait for it and tells the driver. One task keeps the order: the log
+/// writer completes batches in order, so awaiting them in order never holds
+/// a durable batch behind a later one.
+fn spawn_follow_up_task<N: PeerNetwork>(
+    network: Arc<N>,
+    persisted: mpsc::UnboundedSender<PersistReport>,
+) -> mpsc::UnboundedSender<PersistFollowUp> {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<PersistFollowUp>();
+    tokio::spawn(async move {
+        while let Some(follow_up) = receiver.recv().await {
+            match follow_up.durable.await {
+                Ok(()) => {
+                    for message in follow_up.messages {
+                        tracing::debug!(
+                            "Node {} sends RPC {} to Node {}",
+                            message.from,
+                            message.rpc_name(),
+                            message.to
+                        );
+                        network.send(message);
+                    }
+                    let _ = persisted.send(Ok(follow_up.acknowledge));
+                }
+                Err(error) => {
+                    // Nothing that depended on this batch may be sent, and
+                    // the node must stop: its durable state is in doubt.
+                    let _ = persisted.send(Err(format!("log write failed: {error}")));
+                    return;
+                }
+            }
+        }
+    });
+    sender
+}

@@ -1,0 +1,46 @@
+//! Errors of the node runtime, as seen by the application and its clients.
+
+use crate::raft::NodeId;
+
+/// Why a proposal or read through a [`Node`](super::Node) did not produce a
+/// response. Every variant except `StateMachine` and `Storage` is expected in
+/// normal operation and says what the caller should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum NodeError {
+    /// This node is not the leader; ask `leader` (forwarding does this).
+    #[error("not the leader (leader: {})", leader.map(|id| id.to_string()).unwrap_or_else(|| "unknown".into()))]
+    NotLeader {
+        /// The leader this node knows, if any.
+        leader: Option<NodeId>,
+    },
+    /// No leader or quorum could be reached before the deadline.
+    #[error("cluster unavailable: no leader or quorum within the timeout")]
+    Unavailable,
+    /// The entry proposed was replaced by another leader's entry: it was
+    /// never committed. Retrying is safe (client sessions dedup).
+    #[error("leadership changed before the command committed; retry")]
+    Superseded,
+    /// The state machine failed; the node stops applying.
+    #[error("state machine failure: {0}")]
+    StateMachine(String),
+    /// The durable log failed (disk full, I/O error); the node stops.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The request was refused by Raft for a reason given in the text
+    /// (membership or transfer rules).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+impl NodeError {
+    /// Whether trying again (soon, maybe elsewhere) can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            NodeError::NotLeader { .. } | NodeError::Unavailable | NodeError::Superseded
+        )
+    }
+}

@@ -1,0 +1,366 @@
+//! [`Node`]: the cloneable handle the application and the transport use.
+
+use super::apply::{ApplyTask, ApplyWorker, SharedMachine};
+use super::driver::{Driver, Event};
+use super::{ApplyResult, NodeError, NodeOptions, NodeReply, NodeRequest, PeerNetwork};
+use crate::raft::{self, LogIndex, MembershipChange, Message, NodeId, RaftCore, Role, Term};
+use crate::state_machine::StateMachine;
+use crate::storage::{FileStore, FileStoreOptions, LogWriter, Recovered};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+/// How many events may wait for the driver; beyond this, proposals wait
+/// (back-pressure) and peer messages are dropped (Raft retransmits).
+const EVENT_QUEUE: usize = 65_536;
+
+/// Pause before retrying a request that found no leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Linearizable: ReadIndex through the leader, then wait to apply.
+    Linearizable,
+    /// Whatever this node has applied (`--stale`).
+    Stale,
+}
+
+/// A node's view of itself, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    pub role: String,
+    /// Current term.
+    pub term: Term,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit_index: LogIndex,
+    /// Applied index.
+    pub applied_index: LogIndex,
+    /// Last log index.
+    pub last_log_index: LogIndex,
+    /// Voters of the membership in force.
+    pub voters: Vec<NodeId>,
+    /// Learners of the membership in force.
+    pub learners: Vec<NodeId>,
+}
+
+impl NodeStatus {
+    pub(crate) fn from_core(status: &raft::Status) -> Self {
+        NodeStatus {
+            id: status.id,
+            role: status.role.to_string(),
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            last_log_index: status.last_log_index,
+            voters: status.membership.voters.iter().copied().collect(),
+            learners: status.membership.learners.iter().copied().collect(),
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Raft log could not be opened or recovered.
+    #[error("cannot open the Raft log: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// The stored Raft state is inconsistent or the configuration invalid.
+    #[error("cannot start Raft: {0}")]
+    Raft(#[from] raft::RestoreError),
+    /// The state machine could not be brought up to the stored snapshot.
+    #[error("cannot restore the state machine from the stored snapshot: {0}")]
+    StateMachine(String),
+    /// A thread could not be started.
+    #[error("cannot start the apply thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+type StaleReader = dyn Fn(&[u8]) -> ApplyResult + Send + Sync;
+
+/// A running node. Cheap to clone; every clone talks to the same driver.
+#[derive(Clone)]
+pub struct Node {
+    id: NodeId,
+    events: mpsc::Sender<Event>,
+    apply: mpsc::UnboundedSender<ApplyTask>,
+    network: Arc<dyn PeerNetwork>,
+    status: watch::Receiver<NodeStatus>,
+    stale: Arc<StaleReader>,
+    timeout: Duration,
+}
+
+impl Node {
+    /// Opens the Raft log in `options.raft_dir`, brings `machine` up to the
+    /// stored snapshot if it is behind, and starts the driver and the apply
+    /// worker. The returned task ends when the node stops.
+    pub fn start<S: StateMachine, N: PeerNetwork>(
+        options: &NodeOptions,
+        mut machine: S,
+        network: Arc<N>,
+    ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), StartError> {
+        let (store, recovered) = FileStore::open(&options.raft_dir, FileStoreOptions::default())?;
+        let snapshot_index = recovered
+            .snapshot
+            .as_ref()
+            .map_or(0, |snapshot| snapshot.meta.last_index);
+        if let Some(snapshot) = &recovered.snapshot {
+            if machine.applied_index() < snapshot.meta.last_index {
+                machine
+                    .restore(snapshot.meta.last_index, &snapshot.data)
+                    .map_err(|error| StartError::StateMachine(error.to_string()))?;
+            }
+        }
+        let core = build_core(options, recovered)?;
+        let writer = LogWriter::spawn(store)?;
+
+        let machine: SharedMachine<S> = Arc::new(std::sync::Mutex::new(machine));
+        let (apply_sender, apply_tasks) = mpsc::unbounded_channel();
+        let (apply_events_sender, apply_events) = mpsc::unbounded_channel();
+        let worker = ApplyWorker::new(
+            machine.clone(),
+            apply_events_sender,
+            options.snapshot_every,
+            snapshot_index,
+        );
+        std::thread::Builder::new()
+            .name(format!("apply-{}", options.id))
+            .spawn(move || worker.run(apply_tasks))?;
+
+        let (status_sender, status) = watch::channel(NodeStatus::from_core(&core.status()));
+        let (events_sender, events) = mpsc::channel(EVENT_QUEUE);
+        let driver = Driver::new(
+            core,
+            network.clone(),
+            writer,
+            apply_sender.clone(),
+            status_sender,
+            options.tick(),
+        );
+        let task = tokio::spawn(driver.run(events, apply_events));
+        let stale: Arc<StaleReader> = Arc::new(move |query: &[u8]| {
+            let machine = machine.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            machine
+                .query(query)
+                .map_err(|error| NodeError::StateMachine(error.to_string()))
+        });
+        let node = Node {
+            id: options.id,
+            events: events_sender,
+            apply: apply_sender,
+            network,
+            status,
+            stale,
+            timeout: options.request_timeout,
+        };
+        Ok((node, task))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The node's latest status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Hands a Raft message from a peer to the driver. Never waits: when the
+    /// queue is full the message is dropped and Raft retransmits.
+    pub fn deliver(&self, message: Message) {
+        tracing::debug!(
+            "Node {} runs RPC {} called by Node {}",
+            message.to,
+            message.rpc_name(),
+            message.from
+        );
+        let _ = self.events.try_send(Event::Peer(message));
+    }
+
+    /// Replicates `command` and returns the state machine's response once it
+    /// is applied here or on the leader. A follower forwards to the leader;
+    /// without a leader it retries until the request timeout.
+    pub async fn propose(&self, command: Vec<u8>) -> ApplyResult {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let outcome = match self.propose_local(command.clone()).await {
+                Err(NodeError::NotLeader {
+                    leader: Some(leader),
+                }) if leader != self.id => self.forward_propose(leader, &command, deadline).await,
+                other => other,
+            };
+            match outcome {
+                Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(error) if error.is_retryable() => return Err(NodeError::Unavailable),
+                other => return other,
+            }
+        }
+    }
+
+    /// Proposes `command` on this node only (no forwarding): what a leader
+    /// does for a follower's forwarded proposal.
+    pub async fn propose_local(&self, command: Vec<u8>) -> ApplyResult {
+        let (reply, response) = oneshot::channel();
+        self.send_event(Event::Propose { command, reply }).await?;
+        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    async fn forward_propose(
+        &self,
+        leader: NodeId,
+        command: &[u8],
+        deadline: Instant,
+    ) -> ApplyResult {
+        let call = self.network.call(leader, NodeRequest::Propose(command.to_vec()));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(NodeReply::Applied(response))) => Ok(response),
+            Ok(Ok(NodeReply::Failed(error))) => Err(error),
+            Ok(Ok(NodeReply::ReadIndex(_))) => Err(NodeError::Unavailable),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(NodeError::Unavailable),
+        }
+    }
+
+    /// Answers `query` from the state machine with the given consistency.
+    pub async fn read(&self, query: Vec<u8>, consistency: ReadConsistency) -> ApplyResult {
+        if consistency == ReadConsistency::Stale {
+            return (self.stale)(&query);
+        }
+        let index = self.read_index().await?;
+        let (reply, response) = oneshot::channel();
+        self.apply
+            .send(ApplyTask::ReadAt {
+                index,
+                query,
+                reply,
+            })
+            .map_err(|_| NodeError::ShuttingDown)?;
+        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// The index a linearizable read must wait for, confirmed by a quorum
+    /// (asking the leader when this node is a follower).
+    pub async fn read_index(&self) -> Result<LogIndex, NodeError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let outcome = match self.read_index_local().await {
+                Err(NodeError::NotLeader {
+                    leader: Some(leader),
+                }) if leader != self.id => {
+                    let call = self.network.call(leader, NodeRequest::ReadIndex);
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(Ok(NodeReply::ReadIndex(index))) => Ok(index),
+                        Ok(Ok(NodeReply::Failed(error))) => Err(error),
+                        Ok(Ok(NodeReply::Applied(_))) | Err(_) => Err(NodeError::Unavailable),
+                        Ok(Err(error)) => Err(error),
+                    }
+                }
+                other => other,
+            };
+            match outcome {
+                Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(error) if error.is_retryable() => return Err(NodeError::Unavailable),
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a ReadIndex round on this node only (leader only).
+    pub async fn read_index_local(&self) -> Result<LogIndex, NodeError> {
+        let (reply, response) = oneshot::channel();
+        self.send_event(Event::ReadIndex { reply }).await?;
+        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// Serves a request from another node (already authenticated as a node
+    /// by the transport).
+    pub async fn handle_peer_request(&self, from: NodeId, request: NodeRequest) -> NodeReply {
+        tracing::debug!("Node {} serves a forwarded request from Node {from}", self.id);
+        let outcome = match request {
+            NodeRequest::Propose(command) => self.propose_local(command).await.map(NodeReply::Applied),
+            NodeRequest::ReadIndex => self.read_index_local().await.map(NodeReply::ReadIndex),
+        };
+        outcome.unwrap_or_else(NodeReply::Failed)
+    }
+
+    /// Asks the leader (this node must be it) to hand leadership to `to`, or
+    /// to the most caught-up voter; returns the target.
+    pub async fn transfer_leader(&self, to: Option<NodeId>) -> Result<NodeId, NodeError> {
+        let (reply, response) = oneshot::channel();
+        self.send_event(Event::TransferLeader { to, reply }).await?;
+        let target = response.await.unwrap_or(Err(NodeError::ShuttingDown))?;
+        // Wait until the transfer took effect (or the timeout passed).
+        let mut status = self.status.clone();
+        let finished = tokio::time::timeout(self.timeout, async {
+            loop {
+                if status.borrow().leader == Some(target) {
+                    return true;
+                }
+                if status.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        match finished {
+            Ok(true) => Ok(target),
+            _ => Err(NodeError::Unavailable),
+        }
+    }
+
+    /// Proposes a one-server-at-a-time membership change (leader only).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<LogIndex, NodeError> {
+        let (reply, response) = oneshot::channel();
+        self.send_event(Event::ChangeMembership { change, reply }).await?;
+        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// Stops the driver (in-flight log writes complete first, since the log
+    /// writer drains its queue before closing).
+    pub async fn shutdown(&self) {
+        let _ = self.events.send(Event::Shutdown).await;
+    }
+
+    /// Whether this node currently believes it leads.
+    pub fn is_leader(&self) -> bool {
+        self.status.borrow().role == Role::Leader.to_string()
+    }
+
+    async fn send_event(&self, event: Event) -> Result<(), NodeError> {
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+}
+
+fn build_core(options: &NodeOptions, recovered: Recovered) -> Result<RaftCore, raft::RestoreError> {
+    let config = options.raft_config();
+    let fresh = recovered.hard_state == raft::HardState::default()
+        && recovered.entries.is_empty()
+        && recovered.snapshot.is_none();
+    if fresh && !options.initial_voters.is_empty() {
+        return RaftCore::bootstrap(config, options.initial_voters.clone());
+    }
+    let restored = raft::RestoredState {
+        hard_state: recovered.hard_state,
+        snapshot: recovered.snapshot.map(|snapshot| raft::Snapshot {
+            meta: snapshot.meta,
+            data: snapshot.data,
+        }),
+        entries: recovered.entries,
+    };
+    RaftCore::new(config, restored)
+}

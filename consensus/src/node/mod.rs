@@ -1,0 +1,86 @@
+//! The node runtime: drives the pure Raft core with real time, a durable log,
+//! a network and a state machine.
+//!
+//! ```text
+//!             Node (cloneable handle)                  peers (transport)
+//!   propose/read ──► events ──► driver task ──► messages ──────────────►
+//!                                 │  ▲   │
+//!               WriteBatch (group │  │   │ committed entries, reads
+//!               commit, fsync)    ▼  │   ▼
+//!                          log writer   apply worker ──► StateMachine
+//!                          thread       thread            (SQLite, ...)
+//! ```
+//!
+//! - The **driver** ([`driver`]) is one tokio task that owns the
+//!   [`RaftCore`](crate::raft::RaftCore). It is the only place the core is
+//!   touched, so the core needs no locks. Each loop turn drains every queued
+//!   event (proposals from many clients, peer messages) before asking the core
+//!   for its [`Ready`](crate::raft::Ready): that is what batches many client
+//!   writes into one log append, one fsync and one AppendEntries.
+//! - The **log writer** ([`crate::storage::LogWriter`]) persists batches on
+//!   its own thread with group commit; the driver never waits for a disk.
+//! - The **apply worker** ([`apply`]) owns the state machine on its own
+//!   thread and resolves proposals once their entries are applied.
+//! - A follower that receives a proposal forwards it to the leader through
+//!   [`PeerNetwork::call`]; reads use ReadIndex, on a follower by asking the
+//!   leader for its read index and waiting to apply locally up to it.
+
+mod apply;
+mod driver;
+mod error;
+mod handle;
+mod network;
+
+pub use apply::ApplyResult;
+pub use error::NodeError;
+pub use handle::{Node, NodeStatus, ReadConsistency};
+pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
+
+use crate::raft::NodeId;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to run one node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This node's id.
+    pub id: NodeId,
+    /// Directory for the Raft log and snapshots (the state machine keeps its
+    /// own files wherever the application puts them).
+    pub raft_dir: PathBuf,
+    /// The voters of a brand-new cluster; used only when `raft_dir` is empty.
+    pub initial_voters: BTreeSet<NodeId>,
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Lower bound of the randomized election timeout.
+    pub election_min: Duration,
+    /// Upper bound (exclusive) of the randomized election timeout.
+    pub election_max: Duration,
+    /// Snapshot and compact after this many applied entries.
+    pub snapshot_every: u64,
+    /// How long a proposal or read may wait for a leader before failing
+    /// with [`NodeError::Unavailable`].
+    pub request_timeout: Duration,
+    /// Seed of the core's randomness (election timeouts).
+    pub seed: u64,
+}
+
+impl NodeOptions {
+    /// The length of one core tick: heartbeats and election timeouts are
+    /// whole numbers of ticks, so a tick is a fraction of the heartbeat.
+    pub fn tick(&self) -> Duration {
+        (self.heartbeat / 5).max(Duration::from_millis(1))
+    }
+
+    /// The core's configuration for these options.
+    pub fn raft_config(&self) -> crate::raft::Config {
+        let tick = self.tick().as_micros().max(1);
+        let ticks = |duration: Duration| (duration.as_micros() / tick).clamp(1, u32::MAX as u128) as u32;
+        let mut config = crate::raft::Config::new(self.id, self.seed);
+        config.heartbeat_ticks = ticks(self.heartbeat);
+        config.election_ticks_min = ticks(self.election_min).max(config.heartbeat_ticks + 1);
+        config.election_ticks_max = ticks(self.election_max).max(config.election_ticks_min + 1);
+        config
+    }
+}
