@@ -1,2 +1,7 @@
 //! The vault plug-in: applies committed `add-secret` commands to SQLite.
 #![warn(missing_docs)]
+
+pub mod crypto;
+pub mod protocol;
+pub mod store;
+pub mod validate;

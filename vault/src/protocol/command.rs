@@ -1,0 +1,232 @@
+//! What goes into the Raft log and into `StateMachine::query`, and how a node
+//! turns a client request into one of them.
+
+use super::{
+    ClientRequest, ClientSession, Decision, Request, SealedSecret, VaultError, WrappedKey,
+};
+use crate::validate::{validate_ciphertext, validate_identity, validate_name};
+use serde::{Deserialize, Serialize};
+
+/// The command format this build writes; [`VaultCommand`] variants are
+/// numbered after it. A log written by an older build stays readable because
+/// variants and operations are only ever appended, never reordered.
+pub const COMMAND_FORMAT: u32 = 1;
+
+/// One vault command as stored in the Raft log (postcard-encoded).
+///
+/// The outer enum is the format version: a future change of the envelope adds
+/// `V2` and keeps `V1` decodable. New operations are appended to
+/// [`Operation`], which postcard numbers by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VaultCommand {
+    /// Format 1.
+    V1 {
+        /// The client's exactly-once session, if it sent one.
+        session: Option<ClientSession>,
+        /// The authenticated identity that sent the request (`client:alice`),
+        /// taken from its certificate by the node, never from the request.
+        owner: String,
+        /// Milliseconds since the Unix epoch on the proposing node's clock.
+        /// It becomes `created`/`updated`: the state machine never reads its
+        /// own clock, so every replica stores the same value.
+        proposed_at_ms: u64,
+        /// What to do.
+        op: Operation,
+    },
+}
+
+/// The state change a [`VaultCommand`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// `add-secret`: insert, or replace with version + 1 when `update`.
+    Put {
+        /// The secret's name.
+        name: String,
+        /// The encrypted envelope.
+        sealed: SealedSecret,
+        /// Replace an existing secret instead of failing.
+        update: bool,
+    },
+    /// `share`: record (or replace) a grant to `grantee`.
+    Share {
+        /// The owner's secret.
+        name: String,
+        /// Who may read it.
+        grantee: String,
+        /// The data key wrapped for the grantee.
+        wrapped_key: WrappedKey,
+    },
+    /// `unshare`: remove a grant.
+    Unshare {
+        /// The owner's secret.
+        name: String,
+        /// Whose grant to remove.
+        grantee: String,
+    },
+    /// Record the owner's X25519 public key.
+    PublishKey {
+        /// The key.
+        public_key: [u8; 32],
+    },
+    /// The coordinator's durable decision for a two-phase-commit delete of
+    /// the owner's secret `name` at `version` (SPEC §6). The first decision
+    /// for a `tx` in the log wins; later ones change nothing.
+    Decide {
+        /// The transaction id.
+        tx: String,
+        /// The owner's secret.
+        name: String,
+        /// The version every participant voted on.
+        version: u64,
+        /// Commit deletes the secret (if still at `version`); abort keeps it.
+        decision: Decision,
+    },
+}
+
+/// A read-only question for `StateMachine::query` (postcard-encoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VaultQuery {
+    /// One secret readable by `caller`.
+    Secret {
+        /// The authenticated reader.
+        caller: String,
+        /// Whose secret; `None` is the caller's own.
+        owner: Option<String>,
+        /// The secret's name.
+        name: String,
+    },
+    /// The caller's secrets.
+    List {
+        /// The authenticated reader.
+        caller: String,
+    },
+    /// An identity's published public key.
+    PublicKey {
+        /// Whose key.
+        identity: String,
+    },
+}
+
+/// What a node does with a client request, as decided by [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Propose these command bytes to Raft; the state machine's response for
+    /// the entry is the [`super::Reply`] to send back.
+    Propose(Vec<u8>),
+    /// Run this query (bytes for `StateMachine::query`) after a ReadIndex
+    /// round, or locally when `stale`.
+    Read {
+        /// The encoded [`VaultQuery`].
+        query: Vec<u8>,
+        /// Serve from local state without confirming leadership.
+        stale: bool,
+    },
+    /// The node runtime handles it itself: status, leadership transfer and
+    /// the two-phase-commit delete.
+    Runtime(Request),
+}
+
+/// Validates a client request from `identity` (the certificate's identity,
+/// `client:<name>` or `admin:<name>`) and decides how the node serves it.
+///
+/// Everything SPEC §5 refuses is refused here, before anything is proposed.
+/// `now_ms` is the node's clock, carried in the command so that every replica
+/// stores the same timestamps.
+pub fn plan(identity: &str, request: ClientRequest, now_ms: u64) -> Result<Plan, VaultError> {
+    validate_identity(identity)?;
+    if request.request.requires_admin() && !identity.starts_with("admin:") {
+        return Err(VaultError::PermissionDenied(
+            "only an admin identity may run this command".into(),
+        ));
+    }
+    let read = |query: VaultQuery, stale: bool| Plan::Read {
+        query: super::encode(&query),
+        stale,
+    };
+    let op = match request.request {
+        Request::AddSecret {
+            name,
+            sealed,
+            update,
+        } => {
+            validate_name(&name)?;
+            validate_ciphertext(&sealed.0)?;
+            Operation::Put {
+                name,
+                sealed,
+                update,
+            }
+        }
+        Request::Share {
+            name,
+            with,
+            wrapped_key,
+        } => {
+            validate_name(&name)?;
+            validate_grantee(identity, &with)?;
+            validate_ciphertext(&wrapped_key.0)?;
+            Operation::Share {
+                name,
+                grantee: with,
+                wrapped_key,
+            }
+        }
+        Request::Unshare { name, with } => {
+            validate_name(&name)?;
+            validate_grantee(identity, &with)?;
+            Operation::Unshare {
+                name,
+                grantee: with,
+            }
+        }
+        Request::PublishKey { public_key } => Operation::PublishKey { public_key },
+        Request::GetSecret { owner, name, stale } => {
+            validate_name(&name)?;
+            if let Some(owner) = &owner {
+                validate_identity(owner)?;
+            }
+            let caller = identity.to_string();
+            return Ok(read(
+                VaultQuery::Secret {
+                    caller,
+                    owner,
+                    name,
+                },
+                stale,
+            ));
+        }
+        Request::List { stale } => {
+            let caller = identity.to_string();
+            return Ok(read(VaultQuery::List { caller }, stale));
+        }
+        Request::PublicKey { identity: whose } => {
+            validate_identity(&whose)?;
+            return Ok(read(VaultQuery::PublicKey { identity: whose }, false));
+        }
+        Request::Delete { name } => {
+            validate_name(&name)?;
+            return Ok(Plan::Runtime(Request::Delete { name }));
+        }
+        other @ (Request::Status | Request::TransferLeader { .. }) => {
+            return Ok(Plan::Runtime(other));
+        }
+    };
+    let command = VaultCommand::V1 {
+        session: request.session,
+        owner: identity.to_string(),
+        proposed_at_ms: now_ms,
+        op,
+    };
+    Ok(Plan::Propose(super::encode(&command)))
+}
+
+/// A grantee is another valid identity: sharing with yourself means nothing.
+pub(crate) fn validate_grantee(owner: &str, grantee: &str) -> Result<(), VaultError> {
+    validate_identity(grantee)?;
+    if grantee == owner {
+        return Err(VaultError::Invalid(
+            "a secret cannot be shared with its own owner".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! What clients send to nodes and what nodes answer (SPEC §4, §5, §8).
+//!
+//! Every type here is `serde` and travels as postcard bytes
+//! ([`encode`], [`decode`]). Nodes never see plaintext: a secret arrives as a
+//! [`SealedSecret`] built by [`crate::crypto`] on the client, and a share
+//! arrives as a [`WrappedKey`] for the recipient.
+//!
+//! The flow on a node: a frame decodes to a [`ClientRequest`]; the transport
+//! knows the caller's certificate identity; [`plan`] turns both into either a
+//! [`VaultCommand`] to propose to Raft, a [`VaultQuery`] for
+//! `StateMachine::query`, or a request the node runtime handles itself
+//! (status, leadership transfer, the 2PC delete). Every answer is a [`Reply`].
+
+mod command;
+mod error;
+
+pub(crate) use command::validate_grantee;
+pub use command::{plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT};
+pub use error::VaultError;
+
+use consensus::raft::{LogIndex, NodeId, Term};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A secret as the nodes store it: the client's encrypted envelope
+/// ([`crate::crypto`] documents the format). Opaque to nodes; `Debug` shows
+/// only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.0.len())
+    }
+}
+
+/// A secret's data key wrapped for one recipient's X25519 public key.
+/// Opaque to nodes; `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WrappedKey({} bytes)", self.0.len())
+    }
+}
+
+/// Identifies one client request for exactly-once execution (SPEC §3): a
+/// client process draws a random `client_id` once and numbers its writes
+/// 1, 2, 3, ... A retry reuses the same `seq`, and the state machine answers
+/// it with the stored response instead of applying it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSession {
+    /// Random per client process.
+    pub client_id: u64,
+    /// Strictly increasing per write request of that process, from 1.
+    pub seq: u64,
+}
+
+/// One request frame from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// Present on writes so that a retry is applied at most once; ignored on
+    /// reads.
+    pub session: Option<ClientSession>,
+    /// What the client asks for.
+    pub request: Request,
+}
+
+/// What a client can ask a node for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Stores a new secret, or a new version of it when `update` is set.
+    AddSecret {
+        /// The secret's name (SPEC §5 rules).
+        name: String,
+        /// The encrypted envelope.
+        sealed: SealedSecret,
+        /// Replace an existing secret (version + 1) instead of failing.
+        update: bool,
+    },
+    /// Reads one secret of the caller, or of `owner` if it was shared with
+    /// the caller.
+    GetSecret {
+        /// Whose secret; `None` means the caller's own.
+        owner: Option<String>,
+        /// The secret's name.
+        name: String,
+        /// Serve from this node's state without a ReadIndex round.
+        stale: bool,
+    },
+    /// Lists the caller's secrets.
+    List {
+        /// Serve from this node's state without a ReadIndex round.
+        stale: bool,
+    },
+    /// Grants `with` read access to the caller's secret `name`.
+    Share {
+        /// The caller's secret.
+        name: String,
+        /// The grantee's identity, e.g. `client:bob`.
+        with: String,
+        /// The secret's data key wrapped for the grantee's public key.
+        wrapped_key: WrappedKey,
+    },
+    /// Withdraws a grant made by [`Request::Share`].
+    Unshare {
+        /// The caller's secret.
+        name: String,
+        /// The grantee's identity.
+        with: String,
+    },
+    /// Publishes the caller's X25519 public key so others can share with it.
+    PublishKey {
+        /// The public key derived from the caller's passphrase.
+        public_key: [u8; 32],
+    },
+    /// Reads the public key another identity published.
+    PublicKey {
+        /// Whose key, e.g. `client:bob`.
+        identity: String,
+    },
+    /// Deletes one of the caller's secrets through two-phase commit (§6).
+    Delete {
+        /// The caller's secret.
+        name: String,
+    },
+    /// Reports every node's Raft status (admin only).
+    Status,
+    /// Hands leadership to `to`, or to the most up-to-date follower (admin
+    /// only).
+    TransferLeader {
+        /// The intended new leader.
+        to: Option<NodeId>,
+    },
+}
+
+impl Request {
+    /// Whether only admin identities may send this request (SPEC §4).
+    pub fn requires_admin(&self) -> bool {
+        matches!(self, Request::Status | Request::TransferLeader { .. })
+    }
+}
+
+/// The answer to one request: postcard of this type is also what
+/// `StateMachine::apply` and `StateMachine::query` return per command.
+pub type Reply = Result<Response, VaultError>;
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The secret was stored at `version` (1 for a new secret).
+    Added {
+        /// The stored version.
+        version: u64,
+    },
+    /// One secret, still sealed.
+    Secret(SecretRecord),
+    /// The caller's secrets, sorted by name.
+    Secrets(Vec<SecretSummary>),
+    /// The grant was recorded (or replaced).
+    Shared,
+    /// The grant was removed.
+    Unshared,
+    /// The caller's public key was recorded.
+    KeyPublished,
+    /// The public key of `identity`.
+    PublicKey {
+        /// Whose key.
+        identity: String,
+        /// The X25519 public key.
+        public_key: [u8; 32],
+    },
+    /// The decision in force for a two-phase-commit transaction: the one
+    /// just applied, or the earlier one that won.
+    Decided {
+        /// The transaction id.
+        tx: String,
+        /// The decision the log holds first.
+        decision: Decision,
+    },
+    /// The outcome of a two-phase-commit delete.
+    Deleted(DeleteReport),
+    /// Every node's status.
+    Status(StatusReport),
+    /// Leadership moved to `leader`.
+    LeaderTransferred {
+        /// The new leader.
+        leader: NodeId,
+    },
+}
+
+/// A secret as returned to a reader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// The identity that owns the secret.
+    pub owner: String,
+    /// The secret's name.
+    pub name: String,
+    /// 1 for the first write, + 1 per update.
+    pub version: u64,
+    /// The encrypted envelope.
+    pub sealed: SealedSecret,
+    /// Present when the reader is a grantee: the data key wrapped for it.
+    pub wrapped_key: Option<WrappedKey>,
+}
+
+/// One line of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSummary {
+    /// The secret's name.
+    pub name: String,
+    /// Its current version.
+    pub version: u64,
+}
+
+/// A participant's vote in a two-phase-commit delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Vote {
+    /// `VOTE_COMMIT`.
+    Commit,
+    /// `VOTE_ABORT` (or no answer before the vote timeout).
+    Abort,
+}
+
+/// The coordinator's decision in a two-phase-commit delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    /// `GLOBAL_COMMIT`: every participant deletes the secret.
+    Commit,
+    /// `GLOBAL_ABORT`: every participant releases its lock.
+    Abort,
+}
+
+/// What `vault-cli delete` reports (SPEC §6, §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteReport {
+    /// The transaction id.
+    pub tx: String,
+    /// The decision.
+    pub decision: Decision,
+    /// Each participant's vote.
+    pub votes: BTreeMap<NodeId, Vote>,
+    /// Participants that acknowledged the decision.
+    pub acked: Vec<NodeId>,
+}
+
+/// What `vault-cli status` reports: one line per configured node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// One entry per node, sorted by id.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node's status as seen by the node that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Its address, `host:port`.
+    pub addr: String,
+    /// `leader`, `follower`, `candidate`, `learner`, or `unknown` when the
+    /// node could not be reached.
+    pub role: String,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: LogIndex,
+    /// Its applied index.
+    pub applied_index: LogIndex,
+    /// Whether it answered.
+    pub reachable: bool,
+}
+
+/// Why bytes did not decode into a protocol value.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed vault message: {0}")]
+pub struct DecodeError(#[from] postcard::Error);
+
+/// Encodes a protocol value with postcard.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own types into a Vec cannot fail: postcard only errors
+    // on types serde cannot describe (none here) or a full fixed buffer.
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+/// Decodes a protocol value; any byte string is either a value or an error,
+/// never a panic, and trailing bytes are refused.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(DecodeError(postcard::Error::DeserializeBadEncoding))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Applying one committed command: exactly-once bookkeeping, then the
+//! operation. Everything here runs inside the batch's transaction and reads
+//! nothing but the command and the replicated tables, so every replica
+//! computes the same effects and the same response.
+
+use super::schema::{from_sql, to_sql};
+use crate::protocol::{
+    decode, encode, ClientSession, Decision, Operation, Reply, Response, SealedSecret,
+    VaultCommand, VaultError, WrappedKey,
+};
+use crate::validate::{validate_ciphertext, validate_identity, validate_name};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+/// Applies the command at `index` and returns the encoded [`Reply`].
+///
+/// An `Err` is a SQLite failure and is fatal for the batch; everything the
+/// command itself got wrong (undecodable bytes, a bad name, a duplicate) is
+/// an `Ok` carrying an error reply, recorded like any other outcome.
+pub(crate) fn apply_command(
+    transaction: &Transaction<'_>,
+    index: u64,
+    bytes: &[u8],
+) -> rusqlite::Result<Vec<u8>> {
+    let Ok(VaultCommand::V1 {
+        session,
+        owner,
+        proposed_at_ms,
+        op,
+    }) = decode::<VaultCommand>(bytes)
+    else {
+        let reply: Reply = Err(VaultError::Invalid(
+            "the log entry is not a vault command this build understands".into(),
+        ));
+        return Ok(encode(&reply));
+    };
+    if let Some(session) = session {
+        if let Some(stored) = replay(transaction, &owner, session)? {
+            return Ok(stored);
+        }
+    }
+    let context = Context {
+        transaction,
+        owner: &owner,
+        index,
+        now: to_sql(proposed_at_ms),
+    };
+    let reply = match validate_identity(&owner) {
+        Ok(()) => context.run(op)?,
+        Err(error) => Err(error),
+    };
+    let response = encode(&reply);
+    if let Some(session) = session {
+        transaction.execute(
+            "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (owner, client_id) DO UPDATE SET last_seq = excluded.last_seq,
+                 last_response = excluded.last_response, last_index = excluded.last_index",
+            params![
+                owner,
+                to_sql(session.client_id),
+                to_sql(session.seq),
+                response,
+                to_sql(index)
+            ],
+        )?;
+    }
+    Ok(response)
+}
+
+/// The stored answer if this session already executed `seq` or later.
+///
+/// Sessions are keyed by owner and client id, so one identity can neither
+/// collide with nor read the stored answers of another.
+fn replay(
+    transaction: &Transaction<'_>,
+    owner: &str,
+    session: ClientSession,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    let stored: Option<(i64, Vec<u8>)> = transaction
+        .query_row(
+            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
+            params![owner, to_sql(session.client_id)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((last_seq, last_response)) = stored else {
+        return Ok(None);
+    };
+    let last_seq = from_sql(last_seq);
+    if session.seq == last_seq {
+        Ok(Some(last_response))
+    } else if session.seq < last_seq {
+        let reply: Reply = Err(VaultError::Conflict(format!(
+            "request {} of this client was superseded by request {last_seq} and was not applied",
+            session.seq
+        )));
+        Ok(Some(encode(&reply)))
+    } else {
+        Ok(None)
+    }
+}
+
+/// What every operation needs: where to write, who asks, and when.
+struct Context<'a, 'c> {
+    transaction: &'a Transaction<'c>,
+    owner: &'a str,
+    index: u64,
+    now: i64,
+}
+
+impl Context<'_, '_> {
+    fn run(&self, op: Operation) -> rusqlite::Result<Reply> {
+        match op {
+            Operation::Put {
+                name,
+                sealed,
+                update,
+            } => self.put(&name, &sealed, update),
+            Operation::Share {
+                name,
+                grantee,
+                wrapped_key,
+            } => self.share(&name, &grantee, &wrapped_key),
+            Operation::Unshare { name, grantee } => self.unshare(&name, &grantee),
+            Operation::PublishKey { public_key } => self.publish_key(&public_key),
+            Operation::Decide {
+                tx,
+                name,
+                version,
+                decision,
+            } => self.decide(&tx, &name, version, decision),
+        }
+    }
+
+    fn version(&self, name: &str) -> rusqlite::Result<Option<u64>> {
+        let version: Option<i64> = self
+            .transaction
+            .query_row(
+                "SELECT version FROM secrets WHERE owner = ?1 AND name = ?2",
+                params![self.owner, name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(version.map(from_sql))
+    }
+
+    fn put(&self, name: &str, sealed: &SealedSecret, update: bool) -> rusqlite::Result<Reply> {
+        if let Err(error) = validate_name(name).and(validate_ciphertext(&sealed.0)) {
+            return Ok(Err(error));
+        }
+        match (self.version(name)?, update) {
+            (None, false) => {
+                self.transaction.execute(
+                    "INSERT INTO secrets (owner, name, version, ciphertext, created, updated)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?4)",
+                    params![self.owner, name, sealed.0, self.now],
+                )?;
+                Ok(Ok(Response::Added { version: 1 }))
+            }
+            (None, true) => Ok(Err(VaultError::NotFound(format!(
+                "there is no secret named {name:?} to update"
+            )))),
+            (Some(_), false) => Ok(Err(VaultError::AlreadyExists(format!(
+                "a secret named {name:?} already exists; use --update to replace it"
+            )))),
+            (Some(version), true) => {
+                let version = version.saturating_add(1);
+                self.transaction.execute(
+                    "UPDATE secrets SET version = ?3, ciphertext = ?4, updated = ?5
+                     WHERE owner = ?1 AND name = ?2",
+                    params![self.owner, name, to_sql(version), sealed.0, self.now],
+                )?;
+                Ok(Ok(Response::Added { version }))
+            }
+        }
+    }
+
+    fn share(
+        &self,
+        name: &str,
+        grantee: &str,
+        wrapped_key: &WrappedKey,
+    ) -> rusqlite::Result<Reply> {
+        let checks = validate_name(name)
+            .and(crate::protocol::validate_grantee(self.owner, grantee))
+            .and(validate_ciphertext(&wrapped_key.0));
+        if let Err(error) = checks {
+            return Ok(Err(error));
+        }
+        if self.version(name)?.is_none() {
+            return Ok(Err(not_found(name)));
+        }
+        self.transaction.execute(
+            "INSERT INTO shares (owner, name, grantee, wrapped_key) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (owner, name, grantee) DO UPDATE SET wrapped_key = excluded.wrapped_key",
+            params![self.owner, name, grantee, wrapped_key.0],
+        )?;
+        Ok(Ok(Response::Shared))
+    }
+
+    fn unshare(&self, name: &str, grantee: &str) -> rusqlite::Result<Reply> {
+        let removed = self.transaction.execute(
+            "DELETE FROM shares WHERE owner = ?1 AND name = ?2 AND grantee = ?3",
+            params![self.owner, name, grantee],
+        )?;
+        if removed == 0 {
+            return Ok(Err(VaultError::NotFound(format!(
+                "your secret {name:?} is not shared with {grantee}"
+            ))));
+        }
+        Ok(Ok(Response::Unshared))
+    }
+
+    fn publish_key(&self, public_key: &[u8; 32]) -> rusqlite::Result<Reply> {
+        self.transaction.execute(
+            "INSERT INTO public_keys (identity, public_key, updated) VALUES (?1, ?2, ?3)
+             ON CONFLICT (identity) DO UPDATE SET public_key = excluded.public_key,
+                 updated = excluded.updated",
+            params![self.owner, public_key.as_slice(), self.now],
+        )?;
+        Ok(Ok(Response::KeyPublished))
+    }
+
+    /// Records the first decision for `tx`; a commit deletes the secret and
+    /// its grants if it is still at the voted version. The node-local lock
+    /// is released here too: it is not replicated state, but releasing it
+    /// in the same transaction means it can never outlive the decision.
+    fn decide(
+        &self,
+        tx: &str,
+        name: &str,
+        version: u64,
+        decision: Decision,
+    ) -> rusqlite::Result<Reply> {
+        let earlier: Option<i64> = self
+            .transaction
+            .query_row(
+                "SELECT decision FROM twopc_decisions WHERE tx = ?1",
+                [tx],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(earlier) = earlier {
+            let decision = decision_from_sql(earlier);
+            return Ok(Ok(Response::Decided {
+                tx: tx.to_string(),
+                decision,
+            }));
+        }
+        self.transaction.execute(
+            "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
+            params![tx, decision_to_sql(decision), to_sql(self.index)],
+        )?;
+        if decision == Decision::Commit {
+            let deleted = self.transaction.execute(
+                "DELETE FROM secrets WHERE owner = ?1 AND name = ?2 AND version = ?3",
+                params![self.owner, name, to_sql(version)],
+            )?;
+            if deleted > 0 {
+                self.transaction.execute(
+                    "DELETE FROM shares WHERE owner = ?1 AND name = ?2",
+                    params![self.owner, name],
+                )?;
+            }
+        }
+        super::twopc::settle(self.transaction, tx, decision)?;
+        Ok(Ok(Response::Decided {
+            tx: tx.to_string(),
+            decision,
+        }))
+    }
+}
+
+fn not_found(name: &str) -> VaultError {
+    VaultError::NotFound(format!("you have no secret named {name:?}"))
+}
+
+pub(crate) fn decision_to_sql(decision: Decision) -> i64 {
+    match decision {
+        Decision::Commit => 1,
+        Decision::Abort => 0,
+    }
+}
+
+/// Only this module writes the column (0 or 1); anything else reads as abort,
+/// the safe outcome.
+pub(crate) fn decision_from_sql(value: i64) -> Decision {
+    if value == 1 {
+        Decision::Commit
+    } else {
+        Decision::Abort
+    }
+}

@@ -1,0 +1,150 @@
+//! The vault's replicated state: a SQLite database driven by the Raft log.
+//!
+//! [`VaultStateMachine`] implements [`consensus::state_machine::StateMachine`]:
+//! the runtime hands it committed [`crate::protocol::VaultCommand`] bytes in
+//! log order, and it answers each with an encoded [`crate::protocol::Reply`].
+//! `docs/vault.md` lists the schema and the apply rules.
+
+mod apply;
+mod query;
+mod schema;
+mod snapshot;
+mod twopc;
+
+pub use snapshot::SnapshotError;
+pub use twopc::{ParticipantState, PrepareOutcome, PreparedTransaction};
+
+use consensus::raft::LogIndex;
+use consensus::state_machine::{CommittedCommand, StateMachine};
+use rusqlite::Connection;
+use std::path::Path;
+
+/// What can go wrong in the store. All of these are failures of the node
+/// (disk, damaged files), never outcomes of a request: those travel inside
+/// the reply bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O error, full disk, damaged database).
+    #[error("vault database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database cannot be used as a vault (no WAL, other schema version).
+    #[error("cannot open the vault database: {0}")]
+    Schema(String),
+    /// A snapshot was refused.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+impl From<schema::SchemaError> for StoreError {
+    fn from(error: schema::SchemaError) -> Self {
+        match error {
+            schema::SchemaError::Sqlite(error) => StoreError::Sqlite(error),
+            other => StoreError::Schema(other.to_string()),
+        }
+    }
+}
+
+/// The vault plug-in: secrets, grants, public keys, client sessions and 2PC
+/// state in one SQLite file in WAL mode.
+///
+/// Promises: each `apply` batch is one SQLite transaction that also stores
+/// the new applied index, so after a crash the database holds a prefix of
+/// the applied entries and entries at or below [`applied_index`] are skipped
+/// when handed again. Apply reads no clock and no node-local state, so every
+/// replica computes the same tables and the same replies.
+///
+/// [`applied_index`]: StateMachine::applied_index
+pub struct VaultStateMachine {
+    connection: Connection,
+    applied_index: LogIndex,
+}
+
+impl VaultStateMachine {
+    /// Opens (or creates) the vault database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = Connection::open(path)?;
+        schema::prepare(&connection)?;
+        let applied_index = schema::applied_index(&connection)?;
+        Ok(VaultStateMachine {
+            connection,
+            applied_index,
+        })
+    }
+}
+
+impl std::fmt::Debug for VaultStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultStateMachine")
+            .field("applied_index", &self.applied_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateMachine for VaultStateMachine {
+    type Error = StoreError;
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    fn apply(&mut self, commands: &[CommittedCommand<'_>]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let mut applied = self.applied_index;
+        let mut responses = Vec::with_capacity(commands.len());
+        for command in commands {
+            if command.index <= applied {
+                responses.push(Vec::new());
+                continue;
+            }
+            responses.push(apply::apply_command(
+                &transaction,
+                command.index,
+                command.command,
+            )?);
+            applied = command.index;
+        }
+        if applied != self.applied_index {
+            schema::set_applied_index(&transaction, applied)?;
+        }
+        transaction.commit()?;
+        self.applied_index = applied;
+        Ok(responses)
+    }
+
+    fn skip_to(&mut self, index: LogIndex) -> Result<(), StoreError> {
+        if index > self.applied_index {
+            let transaction = self.connection.transaction()?;
+            schema::set_applied_index(&transaction, index)?;
+            transaction.commit()?;
+            self.applied_index = index;
+        }
+        Ok(())
+    }
+
+    fn query(&self, query: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(crate::protocol::encode(&query::run(
+            &self.connection,
+            query,
+        )?))
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, StoreError> {
+        // A transaction gives one consistent view even if a future version
+        // reads from several connections.
+        let transaction = self.connection.transaction()?;
+        let bytes = snapshot::take(&transaction, self.applied_index)?;
+        transaction.commit()?;
+        Ok(bytes)
+    }
+
+    fn restore(&mut self, index: LogIndex, data: &[u8]) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction()?;
+        snapshot::restore(&transaction, index, data)?;
+        transaction.commit()?;
+        self.applied_index = index;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! Read-only questions against the replicated tables, with the
+//! authorization rules of SPEC §4 and §5: a caller reads its own secrets and
+//! the secrets other owners shared with it, and lists only its own.
+
+use super::schema::from_sql;
+use crate::protocol::{
+    decode, Reply, Response, SealedSecret, SecretRecord, SecretSummary, VaultError, VaultQuery,
+    WrappedKey,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Answers an encoded [`VaultQuery`] with an encoded-ready [`Reply`].
+pub(crate) fn run(connection: &Connection, bytes: &[u8]) -> rusqlite::Result<Reply> {
+    let Ok(query) = decode::<VaultQuery>(bytes) else {
+        return Ok(Err(VaultError::Invalid(
+            "the query is not one this build understands".into(),
+        )));
+    };
+    match query {
+        VaultQuery::Secret {
+            caller,
+            owner,
+            name,
+        } => match owner {
+            Some(owner) if owner != caller => shared_secret(connection, &caller, &owner, &name),
+            _ => own_secret(connection, &caller, &name),
+        },
+        VaultQuery::List { caller } => list(connection, &caller),
+        VaultQuery::PublicKey { identity } => public_key(connection, &identity),
+    }
+}
+
+fn own_secret(connection: &Connection, caller: &str, name: &str) -> rusqlite::Result<Reply> {
+    let row: Option<(i64, Vec<u8>)> = connection
+        .query_row(
+            "SELECT version, ciphertext FROM secrets WHERE owner = ?1 AND name = ?2",
+            params![caller, name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((version, ciphertext)) => Ok(Response::Secret(SecretRecord {
+            owner: caller.to_string(),
+            name: name.to_string(),
+            version: from_sql(version),
+            sealed: SealedSecret(ciphertext),
+            wrapped_key: None,
+        })),
+        None => Err(VaultError::NotFound(format!(
+            "you have no secret named {name:?}"
+        ))),
+    })
+}
+
+/// Whether the secret exists is not revealed to someone it is not shared
+/// with: both cases get the same "not shared with you" answer.
+fn shared_secret(
+    connection: &Connection,
+    caller: &str,
+    owner: &str,
+    name: &str,
+) -> rusqlite::Result<Reply> {
+    let row: Option<(i64, Vec<u8>, Vec<u8>)> = connection
+        .query_row(
+            "SELECT s.version, s.ciphertext, h.wrapped_key
+             FROM secrets s JOIN shares h ON h.owner = s.owner AND h.name = s.name
+             WHERE s.owner = ?1 AND s.name = ?2 AND h.grantee = ?3",
+            params![owner, name, caller],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((version, ciphertext, wrapped_key)) => Ok(Response::Secret(SecretRecord {
+            owner: owner.to_string(),
+            name: name.to_string(),
+            version: from_sql(version),
+            sealed: SealedSecret(ciphertext),
+            wrapped_key: Some(WrappedKey(wrapped_key)),
+        })),
+        None => Err(VaultError::PermissionDenied(format!(
+            "{owner} has not shared a secret named {name:?} with you"
+        ))),
+    })
+}
+
+fn list(connection: &Connection, caller: &str) -> rusqlite::Result<Reply> {
+    let mut statement = connection
+        .prepare_cached("SELECT name, version FROM secrets WHERE owner = ?1 ORDER BY name")?;
+    let rows = statement.query_map([caller], |row| {
+        Ok(SecretSummary {
+            name: row.get(0)?,
+            version: from_sql(row.get(1)?),
+        })
+    })?;
+    Ok(Ok(Response::Secrets(rows.collect::<Result<_, _>>()?)))
+}
+
+fn public_key(connection: &Connection, identity: &str) -> rusqlite::Result<Reply> {
+    let key: Option<Vec<u8>> = connection
+        .query_row(
+            "SELECT public_key FROM public_keys WHERE identity = ?1",
+            [identity],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(match key.map(<[u8; 32]>::try_from) {
+        Some(Ok(public_key)) => Ok(Response::PublicKey {
+            identity: identity.to_string(),
+            public_key,
+        }),
+        Some(Err(_)) => Err(VaultError::Internal(format!(
+            "the stored public key of {identity} is damaged"
+        ))),
+        None => Err(VaultError::NotFound(format!(
+            "{identity} has not published a public key yet"
+        ))),
+    })
+}

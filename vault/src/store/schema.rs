@@ -1,0 +1,142 @@
+//! The SQLite schema of SPEC §5 and the connection settings.
+//!
+//! Replicated tables (identical on every node at the same applied index, and
+//! carried by snapshots): `meta`, `secrets`, `shares`, `public_keys`,
+//! `sessions`, `twopc_decisions`. Node-local table (this node's own votes,
+//! never in a snapshot): `twopc_participant`.
+
+use rusqlite::{Connection, OptionalExtension};
+
+/// Bumped when the layout changes incompatibly; a database with another
+/// value is refused instead of misread.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS secrets (
+    owner      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created    INTEGER NOT NULL,
+    updated    INTEGER NOT NULL,
+    PRIMARY KEY (owner, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shares (
+    owner       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    grantee     TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    PRIMARY KEY (owner, name, grantee)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS public_keys (
+    identity   TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    updated    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    owner         TEXT NOT NULL,
+    client_id     INTEGER NOT NULL,
+    last_seq      INTEGER NOT NULL,
+    last_response BLOB NOT NULL,
+    last_index    INTEGER NOT NULL,
+    PRIMARY KEY (owner, client_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS twopc_decisions (
+    tx        TEXT PRIMARY KEY,
+    decision  INTEGER NOT NULL,
+    log_index INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS twopc_participant (
+    tx      TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state   TEXT NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS twopc_participant_lock ON twopc_participant (owner, name, state);
+";
+
+/// Why a database cannot be opened as a vault.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SchemaError {
+    #[error("SQLite refused WAL mode (journal mode is {0})")]
+    NoWal(String),
+    #[error("the database has schema version {0}, this build reads version {SCHEMA_VERSION}")]
+    Version(i64),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Configures the connection and creates the tables if they are missing.
+///
+/// `synchronous=NORMAL` in WAL mode may lose the last commits on power loss
+/// but never corrupts the file. That is enough for applying entries: the
+/// Raft log is fsynced before an entry commits and is the durability point,
+/// so a lost apply is redone from the log on restart (the applied index lost
+/// with it says where to start). The one write that is not in the log, a
+/// 2PC participant's prepare, switches to `FULL` for its own commit.
+pub(crate) fn prepare(connection: &Connection) -> Result<(), SchemaError> {
+    let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(SchemaError::NoWal(mode));
+    }
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.execute_batch(TABLES)?;
+    let version: Option<i64> = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match version {
+        None => {
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => return Err(SchemaError::Version(other)),
+    }
+    Ok(())
+}
+
+/// Reads the applied index (0 for a new database).
+pub(crate) fn applied_index(connection: &Connection) -> rusqlite::Result<u64> {
+    let value: Option<i64> = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'applied_index'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(value.map_or(0, from_sql))
+}
+
+/// Writes the applied index; callers do it inside the transaction that holds
+/// the effects of the entries up to `index`.
+pub(crate) fn set_applied_index(connection: &Connection, index: u64) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES ('applied_index', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [to_sql(index)],
+    )?;
+    Ok(())
+}
+
+/// SQLite integers are signed 64-bit; u64 values (log indexes, random client
+/// ids) are stored bit for bit, so the cast round-trips exactly.
+pub(crate) fn to_sql(value: u64) -> i64 {
+    value as i64
+}
+
+/// Inverse of [`to_sql`].
+pub(crate) fn from_sql(value: i64) -> u64 {
+    value as u64
+}

@@ -1,0 +1,175 @@
+//! Snapshots: every replicated table as postcard rows, framed and checksummed.
+//!
+//! Layout: `MAGIC` (8 bytes) · postcard([`SnapshotFile`]) · CRC-32C of all
+//! preceding bytes (4 bytes, little endian). Rows are read in primary-key
+//! order, so two replicas at the same applied index produce identical bytes.
+//! The node-local `twopc_participant` table is not included: it records this
+//! node's own votes, which another node's snapshot must not overwrite.
+
+use super::schema::{from_sql, set_applied_index, to_sql};
+use rusqlite::{params, Connection, Transaction};
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 8] = b"VLTSNAP\x01";
+const CHECKSUM_BYTES: usize = 4;
+
+/// Why snapshot bytes were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The bytes do not start with the vault snapshot marker.
+    #[error("not a vault snapshot (bad header)")]
+    BadHeader,
+    /// The checksum does not match: the bytes were damaged.
+    #[error("the snapshot is damaged (checksum mismatch)")]
+    Checksum,
+    /// The checksum matched but the body does not decode.
+    #[error("the snapshot body does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    /// The snapshot was taken at another index than the one announced.
+    #[error("the snapshot covers index {found}, but index {expected} was announced")]
+    IndexMismatch {
+        /// The announced index.
+        expected: u64,
+        /// The index inside the snapshot.
+        found: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum SnapshotFile {
+    V1(Tables),
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Tables {
+    applied_index: u64,
+    secrets: Vec<(String, String, u64, Vec<u8>, i64, i64)>,
+    shares: Vec<(String, String, String, Vec<u8>)>,
+    public_keys: Vec<(String, Vec<u8>, i64)>,
+    sessions: Vec<(String, u64, u64, Vec<u8>, u64)>,
+    decisions: Vec<(String, i64, u64)>,
+}
+
+/// Serialises the replicated tables as of `applied_index`.
+pub(crate) fn take(transaction: &Transaction<'_>, applied_index: u64) -> rusqlite::Result<Vec<u8>> {
+    let tables = Tables {
+        applied_index,
+        secrets: rows(
+            transaction,
+            "SELECT owner, name, version, ciphertext, created, updated FROM secrets ORDER BY owner, name",
+            |row| Ok((row.get(0)?, row.get(1)?, from_sql(row.get(2)?), row.get(3)?, row.get(4)?, row.get(5)?)),
+        )?,
+        shares: rows(
+            transaction,
+            "SELECT owner, name, grantee, wrapped_key FROM shares ORDER BY owner, name, grantee",
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?,
+        public_keys: rows(
+            transaction,
+            "SELECT identity, public_key, updated FROM public_keys ORDER BY identity",
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?,
+        sessions: rows(
+            transaction,
+            "SELECT owner, client_id, last_seq, last_response, last_index FROM sessions ORDER BY owner, client_id",
+            |row| Ok((row.get(0)?, from_sql(row.get(1)?), from_sql(row.get(2)?), row.get(3)?, from_sql(row.get(4)?))),
+        )?,
+        decisions: rows(
+            transaction,
+            "SELECT tx, decision, log_index FROM twopc_decisions ORDER BY tx",
+            |row| Ok((row.get(0)?, row.get(1)?, from_sql(row.get(2)?))),
+        )?,
+    };
+    let mut bytes = MAGIC.to_vec();
+    // Serialising owned rows into a Vec cannot fail (see protocol::encode).
+    bytes.extend(postcard::to_stdvec(&SnapshotFile::V1(tables)).unwrap_or_default());
+    let checksum = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&checksum.to_le_bytes());
+    Ok(bytes)
+}
+
+fn rows<T>(
+    connection: &Connection,
+    sql: &str,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map([], map)?;
+    rows.collect()
+}
+
+/// Checks the frame and decodes the body, touching no table.
+fn parse(data: &[u8], expected_index: u64) -> Result<Tables, SnapshotError> {
+    if data.len() < MAGIC.len() + CHECKSUM_BYTES || !data.starts_with(MAGIC) {
+        return Err(SnapshotError::BadHeader);
+    }
+    let (framed, checksum) = data.split_at(data.len() - CHECKSUM_BYTES);
+    let mut stored = [0u8; CHECKSUM_BYTES];
+    stored.copy_from_slice(checksum);
+    if crc32c::crc32c(framed) != u32::from_le_bytes(stored) {
+        return Err(SnapshotError::Checksum);
+    }
+    let SnapshotFile::V1(tables) = postcard::from_bytes(&framed[MAGIC.len()..])?;
+    if tables.applied_index != expected_index {
+        return Err(SnapshotError::IndexMismatch {
+            expected: expected_index,
+            found: tables.applied_index,
+        });
+    }
+    Ok(tables)
+}
+
+/// Validates `data`, then replaces every replicated table with its rows in
+/// `transaction`. Nothing is written unless the whole snapshot is valid.
+pub(crate) fn restore(
+    transaction: &Transaction<'_>,
+    index: u64,
+    data: &[u8],
+) -> Result<(), super::StoreError> {
+    let tables = parse(data, index)?;
+    transaction.execute_batch(
+        "DELETE FROM secrets; DELETE FROM shares; DELETE FROM public_keys;
+         DELETE FROM sessions; DELETE FROM twopc_decisions;",
+    )?;
+    for (owner, name, version, ciphertext, created, updated) in &tables.secrets {
+        transaction.execute(
+            "INSERT INTO secrets (owner, name, version, ciphertext, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![owner, name, to_sql(*version), ciphertext, created, updated],
+        )?;
+    }
+    for (owner, name, grantee, wrapped_key) in &tables.shares {
+        transaction.execute(
+            "INSERT INTO shares (owner, name, grantee, wrapped_key) VALUES (?1, ?2, ?3, ?4)",
+            params![owner, name, grantee, wrapped_key],
+        )?;
+    }
+    for (identity, public_key, updated) in &tables.public_keys {
+        transaction.execute(
+            "INSERT INTO public_keys (identity, public_key, updated) VALUES (?1, ?2, ?3)",
+            params![identity, public_key, updated],
+        )?;
+    }
+    for (owner, client_id, last_seq, response, last_index) in &tables.sessions {
+        transaction.execute(
+            "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                owner,
+                to_sql(*client_id),
+                to_sql(*last_seq),
+                response,
+                to_sql(*last_index)
+            ],
+        )?;
+    }
+    for (tx, decision, log_index) in &tables.decisions {
+        transaction.execute(
+            "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
+            params![tx, decision, to_sql(*log_index)],
+        )?;
+        super::twopc::settle(transaction, tx, super::apply::decision_from_sql(*decision))?;
+    }
+    set_applied_index(transaction, index)?;
+    Ok(())
+}

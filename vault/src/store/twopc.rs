@@ -1,0 +1,213 @@
+//! This node's side of a two-phase-commit delete (SPEC §6): durable prepared
+//! transactions and the locks they hold.
+//!
+//! Unlike the rest of the store this state is local: each node votes for
+//! itself, so the `twopc_participant` table is written outside the Raft log
+//! and kept out of snapshots. The decision, on the other hand, arrives
+//! through the log ([`crate::protocol::Operation::Decide`]); applying it
+//! settles the local row in the same transaction, so a lock never outlives
+//! the decision, even across a crash.
+
+use super::schema::{from_sql, to_sql};
+use super::{StoreError, VaultStateMachine};
+use crate::protocol::Decision;
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+
+/// The answer to [`VaultStateMachine::prepare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrepareOutcome {
+    /// The transaction and its lock are durable: this node may vote commit.
+    Prepared,
+    /// This node must vote abort, for the reason given (one sentence, no
+    /// secret data).
+    Refused(String),
+}
+
+/// Where this node stands in one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipantState {
+    /// Voted commit, holding the lock, waiting for the decision.
+    Prepared,
+    /// The log decided commit.
+    Committed,
+    /// The log decided abort.
+    Aborted,
+}
+
+/// A transaction this node prepared and that has no decision yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedTransaction {
+    /// The transaction id.
+    pub tx: String,
+    /// Owner of the locked secret.
+    pub owner: String,
+    /// Name of the locked secret.
+    pub name: String,
+    /// The version voted on.
+    pub version: u64,
+    /// When this node prepared, milliseconds since the Unix epoch (its own
+    /// clock: this is local state, used for the decision timeout).
+    pub created_ms: u64,
+}
+
+const PREPARED: &str = "prepared";
+
+impl VaultStateMachine {
+    /// Prepares `tx` to delete `owner`'s secret `name` at `version`: checks
+    /// that this node holds it at that version, that no other transaction
+    /// locks it and that the log has not already decided `tx`, then records
+    /// the transaction and its lock with a full fsync before returning.
+    /// Preparing the same `tx` again is answered `Prepared` again.
+    pub fn prepare(
+        &mut self,
+        tx: &str,
+        owner: &str,
+        name: &str,
+        version: u64,
+        now_ms: u64,
+    ) -> Result<PrepareOutcome, StoreError> {
+        self.connection.pragma_update(None, "synchronous", "FULL")?;
+        let outcome = self.prepare_durably(tx, owner, name, version, now_ms);
+        self.connection
+            .pragma_update(None, "synchronous", "NORMAL")?;
+        outcome
+    }
+
+    fn prepare_durably(
+        &mut self,
+        tx: &str,
+        owner: &str,
+        name: &str,
+        version: u64,
+        now_ms: u64,
+    ) -> Result<PrepareOutcome, StoreError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(refusal) = refusal(&transaction, tx, owner, name, version)? {
+            return Ok(PrepareOutcome::Refused(refusal));
+        }
+        transaction.execute(
+            "INSERT INTO twopc_participant (tx, owner, name, version, state, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tx) DO NOTHING",
+            params![tx, owner, name, to_sql(version), PREPARED, to_sql(now_ms)],
+        )?;
+        transaction.commit()?;
+        Ok(PrepareOutcome::Prepared)
+    }
+
+    /// This node's state in `tx`, or `None` if it never prepared it.
+    pub fn participant_state(&self, tx: &str) -> Result<Option<ParticipantState>, StoreError> {
+        let state: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT state FROM twopc_participant WHERE tx = ?1",
+                [tx],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(state.map(|state| match state.as_str() {
+            PREPARED => ParticipantState::Prepared,
+            "committed" => ParticipantState::Committed,
+            _ => ParticipantState::Aborted,
+        }))
+    }
+
+    /// The transactions this node prepared that the log has not decided yet,
+    /// oldest first: what recovery must ask the leader about.
+    pub fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>, StoreError> {
+        let mut statement = self.connection.prepare(
+            "SELECT tx, owner, name, version, created FROM twopc_participant
+             WHERE state = ?1 ORDER BY created, tx",
+        )?;
+        let rows = statement.query_map([PREPARED], |row| {
+            Ok(PreparedTransaction {
+                tx: row.get(0)?,
+                owner: row.get(1)?,
+                name: row.get(2)?,
+                version: from_sql(row.get(3)?),
+                created_ms: from_sql(row.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The transaction that locks `owner`'s secret `name` on this node, if
+    /// any. A leader can use it to refuse updates of a secret being deleted.
+    pub fn lock_holder(&self, owner: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(lock_holder(&self.connection, owner, name)?)
+    }
+}
+
+fn lock_holder(
+    connection: &rusqlite::Connection,
+    owner: &str,
+    name: &str,
+) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT tx FROM twopc_participant WHERE owner = ?1 AND name = ?2 AND state = ?3",
+            params![owner, name, PREPARED],
+            |row| row.get(0),
+        )
+        .optional()
+}
+
+/// Why this node must vote abort, if it must.
+fn refusal(
+    transaction: &Transaction<'_>,
+    tx: &str,
+    owner: &str,
+    name: &str,
+    version: u64,
+) -> rusqlite::Result<Option<String>> {
+    let decided: bool = transaction.query_row(
+        "SELECT EXISTS (SELECT 1 FROM twopc_decisions WHERE tx = ?1)",
+        [tx],
+        |row| row.get(0),
+    )?;
+    if decided {
+        return Ok(Some(format!("transaction {tx} is already decided")));
+    }
+    match lock_holder(transaction, owner, name)? {
+        Some(holder) if holder == tx => return Ok(None),
+        Some(holder) => {
+            return Ok(Some(format!(
+                "secret {name:?} is locked by transaction {holder}"
+            )))
+        }
+        None => {}
+    }
+    let current: Option<i64> = transaction
+        .query_row(
+            "SELECT version FROM secrets WHERE owner = ?1 AND name = ?2",
+            params![owner, name],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(match current.map(from_sql) {
+        Some(current) if current == version => None,
+        Some(current) => Some(format!(
+            "secret {name:?} is at version {current}, not {version}"
+        )),
+        None => Some(format!("this node holds no secret {name:?}")),
+    })
+}
+
+/// Records the log's decision on this node's row for `tx`, releasing its
+/// lock. Called while applying the decision and while restoring a snapshot.
+pub(crate) fn settle(
+    transaction: &Transaction<'_>,
+    tx: &str,
+    decision: Decision,
+) -> rusqlite::Result<()> {
+    let state = match decision {
+        Decision::Commit => "committed",
+        Decision::Abort => "aborted",
+    };
+    transaction.execute(
+        "UPDATE twopc_participant SET state = ?2 WHERE tx = ?1 AND state = ?3",
+        params![tx, state, PREPARED],
+    )?;
+    Ok(())
+}
