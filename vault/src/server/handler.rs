@@ -1,0 +1,193 @@
+//! Serving what arrives on the transport: Raft messages to the driver,
+//! requests to the node, each request on its own task.
+
+use super::{VaultTransport, WireRequest, WireResponse};
+use crate::protocol::{
+    decode, plan, ClientRequest, NodeStatus, Plan, Reply, Request, Response, StatusReport,
+    VaultError,
+};
+use certs::Identity;
+use consensus::node::{Node, NodeError, NodeReply, ReadConsistency};
+use consensus::raft::{Message, NodeId};
+use consensus::transport::{InboundRequest, RequestOrigin};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Hands every inbound Raft message to the driver. The transport verified
+/// the sender's certificate; a message whose `from` disagrees with it is a
+/// forgery attempt and is dropped.
+pub(crate) async fn pump_peer_messages(node: Node, mut messages: mpsc::Receiver<(NodeId, Message)>) {
+    while let Some((sender, message)) = messages.recv().await {
+        if message.from != sender || message.to != node.id() {
+            tracing::warn!(
+                "dropping a Raft message from {sender} that claims to be from {} to {}",
+                message.from,
+                message.to
+            );
+            continue;
+        }
+        node.deliver(message);
+    }
+}
+
+/// Serves every request on its own task until the transport closes.
+pub(crate) async fn serve_requests(
+    node: Node,
+    transport: Arc<VaultTransport>,
+    mut requests: mpsc::Receiver<InboundRequest<WireRequest, WireResponse>>,
+) {
+    while let Some(inbound) = requests.recv().await {
+        let node = node.clone();
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            let InboundRequest {
+                origin,
+                request,
+                responder,
+            } = inbound;
+            let response = match request {
+                WireRequest::Node(request) => WireResponse::Node(match origin.node() {
+                    Some(from) => node.handle_peer_request(from, request).await,
+                    None => NodeReply::Failed(NodeError::Refused(
+                        "node requests are accepted only from node certificates".into(),
+                    )),
+                }),
+                WireRequest::Client(request) => {
+                    WireResponse::Client(client_request(&node, &transport, &origin, request).await)
+                }
+            };
+            responder.respond(response);
+        });
+    }
+}
+
+/// The owner string of an identity (`client:alice`, `admin:ops`); nodes
+/// never own secrets.
+fn owner_of(identity: &Identity) -> Result<String, VaultError> {
+    match identity {
+        Identity::Client(name) => Ok(format!("client:{name}")),
+        Identity::Admin(name) => Ok(format!("admin:{name}")),
+        Identity::Node(_) => Err(VaultError::PermissionDenied(
+            "a node certificate cannot act as a client".into(),
+        )),
+    }
+}
+
+async fn client_request(
+    node: &Node,
+    transport: &VaultTransport,
+    origin: &RequestOrigin,
+    request: ClientRequest,
+) -> Reply {
+    let owner = owner_of(origin.acting_for())?;
+    tracing::info!(
+        "Node {} runs client RPC {} called by {owner}",
+        node.id(),
+        request_name(&request.request)
+    );
+    match plan(&owner, request.clone(), now_ms())? {
+        Plan::Propose(command) => decode_reply(node.propose(command).await),
+        Plan::Read { query, stale } => {
+            let consistency = if stale {
+                ReadConsistency::Stale
+            } else {
+                ReadConsistency::Linearizable
+            };
+            decode_reply(node.read(query, consistency).await)
+        }
+        Plan::Runtime(Request::Status) => Ok(Response::Status(StatusReport {
+            nodes: vec![local_status(node, transport)],
+        })),
+        Plan::Runtime(Request::TransferLeader { to }) => match node.transfer_leader(to).await {
+            Ok(leader) => Ok(Response::LeaderTransferred { leader }),
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+            }) if origin.node().is_none() && !matches!(origin, RequestOrigin::Forwarded { .. }) => {
+                forward(transport, leader, origin.acting_for(), request).await
+            }
+            Err(error) => Err(node_error(error)),
+        },
+        Plan::Runtime(other) => Err(VaultError::Invalid(format!(
+            "{} is not served by this node",
+            request_name(&other)
+        ))),
+    }
+}
+
+/// Sends a client request on to the leader, on behalf of the client.
+async fn forward(
+    transport: &VaultTransport,
+    leader: NodeId,
+    client: &Identity,
+    request: ClientRequest,
+) -> Reply {
+    match transport
+        .forward(leader, client, &WireRequest::Client(request))
+        .await
+    {
+        Ok(WireResponse::Client(reply)) => reply,
+        Ok(WireResponse::Node(_)) => Err(VaultError::Internal(format!(
+            "{leader} answered with a node reply"
+        ))),
+        Err(error) => Err(VaultError::Unavailable(format!(
+            "cannot reach the leader {leader}: {error}"
+        ))),
+    }
+}
+
+fn local_status(node: &Node, transport: &VaultTransport) -> NodeStatus {
+    let status = node.status();
+    NodeStatus {
+        id: status.id,
+        addr: transport
+            .local_address()
+            .map(|address| address.to_string())
+            .unwrap_or_default(),
+        role: status.role,
+        term: status.term,
+        leader: status.leader,
+        commit_index: status.commit_index,
+        applied_index: status.applied_index,
+        reachable: true,
+    }
+}
+
+fn decode_reply(outcome: Result<Vec<u8>, NodeError>) -> Reply {
+    let bytes = outcome.map_err(node_error)?;
+    decode::<Reply>(&bytes)
+        .map_err(|error| VaultError::Internal(format!("undecodable state machine reply: {error}")))?
+}
+
+fn node_error(error: NodeError) -> VaultError {
+    match error {
+        NodeError::NotLeader { .. } | NodeError::Unavailable => VaultError::Unavailable(
+            "no leader or quorum within the timeout; the cluster is unavailable".into(),
+        ),
+        NodeError::Refused(reason) => VaultError::Conflict(reason),
+        other => VaultError::Internal(other.to_string()),
+    }
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::AddSecret { .. } => "AddSecret",
+        Request::GetSecret { .. } => "GetSecret",
+        Request::List { .. } => "List",
+        Request::Share { .. } => "Share",
+        Request::Unshare { .. } => "Unshare",
+        Request::PublishKey { .. } => "PublishKey",
+        Request::PublicKey { .. } => "PublicKey",
+        Request::Delete { .. } => "Delete",
+        Request::Status => "Status",
+        Request::TransferLeader { .. } => "TransferLeader",
+    }
+}
+
+/// Wall-clock milliseconds, stamped into commands by the proposing node so
+/// that applying them stays deterministic on every node.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}

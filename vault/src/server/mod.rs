@@ -1,0 +1,129 @@
+//! A running vault node: the QUIC transport, the Raft node runtime and the
+//! SQLite state machine put together, serving clients.
+//!
+//! ```text
+//!  clients ──QUIC/mTLS──► Transport ──requests──► handler ──► Node ──► Raft
+//!                           │   ▲                  (authz,     │
+//!  peers   ◄──Raft msgs─────┘   └──── Node::deliver  plan)     ▼
+//!                                                       VaultStateMachine
+//! ```
+//!
+//! [`run`] owns the lifecycle: bind, start, serve until a shutdown signal,
+//! then stop accepting, let the driver flush its log, and close connections.
+
+mod handler;
+mod network;
+mod wire;
+
+pub use network::QuicNetwork;
+pub use wire::{WireRequest, WireResponse};
+
+use crate::store::VaultStateMachine;
+use certs::Credentials;
+use consensus::node::{Node, NodeOptions};
+use consensus::raft::{Message, NodeId};
+use consensus::transport::{PeerAddress, Transport, TransportConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The transport a vault node runs.
+pub type VaultTransport = Transport<Message, WireRequest, WireResponse>;
+
+/// Everything needed to run one vault node.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Raft runtime options (id, data directory for the log, timing).
+    pub node: NodeOptions,
+    /// Where the SQLite database lives.
+    pub database: PathBuf,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Every member and how to reach it (this node included).
+    pub peers: BTreeMap<NodeId, PeerAddress>,
+    /// Cluster CA certificate.
+    pub ca: PathBuf,
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// This node's key.
+    pub key: PathBuf,
+}
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Certificates could not be loaded.
+    #[error("certificates: {0}")]
+    Certs(#[from] certs::CertsError),
+    /// The QUIC endpoint could not be set up.
+    #[error("transport: {0}")]
+    Transport(#[from] consensus::transport::TransportError),
+    /// The database could not be opened.
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The Raft node could not start.
+    #[error("{0}")]
+    Start(#[from] consensus::node::StartError),
+    /// The node stopped because of a fatal error.
+    #[error("node stopped: {0}")]
+    Stopped(#[from] consensus::node::NodeError),
+}
+
+/// Runs a node until `shutdown` completes (or a fatal error), then stops
+/// gracefully.
+pub async fn run(
+    options: ServerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let credentials = Credentials::load(&options.ca, &options.cert, &options.key)?;
+    let mut config = TransportConfig::new(options.node.id, options.listen);
+    config.peers = options
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != options.node.id)
+        .map(|(id, address)| (*id, address.clone()))
+        .collect();
+    let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
+    let transport = Arc::new(transport);
+    let machine = VaultStateMachine::open(&options.database)?;
+    let network = Arc::new(QuicNetwork::new(transport.clone()));
+    let (node, mut driver) = Node::start(&options.node, machine, network)?;
+    tracing::info!(
+        "Node {} listening on {} with {} peers",
+        options.node.id,
+        options.listen,
+        options.peers.len().saturating_sub(1)
+    );
+    let peer_pump = tokio::spawn(handler::pump_peer_messages(node.clone(), inbox.peer_messages));
+    let request_loop = tokio::spawn(handler::serve_requests(
+        node.clone(),
+        transport.clone(),
+        inbox.requests,
+    ));
+    let outcome = tokio::select! {
+        () = shutdown => {
+            tracing::info!("Node {} shutting down", options.node.id);
+            None
+        }
+        result = &mut driver => Some(result),
+    };
+    request_loop.abort();
+    node.shutdown().await;
+    let result = match outcome {
+        Some(result) => result,
+        None => tokio::time::timeout(Duration::from_secs(10), driver)
+            .await
+            .unwrap_or(Ok(Ok(()))),
+    };
+    peer_pump.abort();
+    transport.shutdown().await;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ServerError::Stopped(error)),
+        Err(join_error) => Err(ServerError::Stopped(consensus::node::NodeError::StateMachine(
+            format!("driver task failed: {join_error}"),
+        ))),
+    }
+}
