@@ -48,8 +48,6 @@ mod ready;
 mod replication;
 mod snapshot;
 mod status;
-#[cfg(test)]
-pub(crate) mod testing;
 mod transfer;
 pub mod types;
 

@@ -1,0 +1,289 @@
+//! [`FileStore`]: the durable [`LogStore`] on append-only segment files.
+
+use super::record::{self, RecordRef};
+use super::recovery::{self, SegmentInfo};
+use super::tail::Tail;
+use super::{segment, snapshot_file, LogStore, Recovered, Snapshot, StorageError, WriteBatch};
+use crate::raft::types::{HardState, Term};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Tuning of a [`FileStore`].
+#[derive(Clone, Debug)]
+pub struct FileStoreOptions {
+    /// A new segment is started once the current one reaches this many bytes.
+    /// Smaller segments let compaction free space sooner; larger ones mean
+    /// fewer files. Default: 64 MiB.
+    pub segment_size: u64,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions {
+            segment_size: 64 << 20,
+        }
+    }
+}
+
+/// Durable Raft state in one directory: a write-ahead log of checksummed
+/// records in segment files (entries, hard states and snapshot marks
+/// interleaved, so one `fdatasync` covers a whole batch) plus the newest
+/// snapshot in its own file. See `docs/storage.md` for the format.
+///
+/// One `FileStore` per directory: nothing locks the directory against a
+/// second process, so the node's configuration must give each node its own.
+pub struct FileStore {
+    dir: PathBuf,
+    options: FileStoreOptions,
+    hard_state: HardState,
+    /// Terms of the stored entries, for checking batches and compacting.
+    log: Tail<Term>,
+    /// Surviving segments in order; the last one is being appended to.
+    segments: Vec<SegmentInfo>,
+    /// The last segment, opened for appending.
+    active: File,
+    /// The newest snapshot file, if any.
+    snapshot_path: Option<PathBuf>,
+    /// Set after an I/O failure: what is durable is then unknown, so further
+    /// writes are refused until the store is reopened.
+    poisoned: Option<String>,
+    /// Encoded records of the group being written; kept to reuse its memory.
+    buffer: Vec<u8>,
+}
+
+impl FileStore {
+    /// Opens the store in `dir` (created if missing), recovering its durable
+    /// state: a torn tail of the last segment is cut off with a warning,
+    /// other damage is a [`StorageError::Corrupt`] error.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: FileStoreOptions,
+    ) -> Result<(FileStore, Recovered), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = recovery::recover(&dir)?;
+        let mut segments = recovered.segments;
+        if segments.is_empty() {
+            let (_, len) = segment::create(&dir, 1, &recovered.hard_state)?;
+            segments.push(SegmentInfo {
+                sequence: 1,
+                path: dir.join(segment::file_name(1)),
+                max_entry_index: 0,
+                len,
+            });
+        }
+        let active_path = segments
+            .last()
+            .map(|active| active.path.clone())
+            .unwrap_or_default(); // never taken: one segment was pushed above
+        let active = OpenOptions::new()
+            .append(true)
+            .open(&active_path)
+            .map_err(|error| {
+                StorageError::io(format!("opening {}", active_path.display()), error)
+            })?;
+        let log = Tail {
+            base_index: recovered.log.base_index,
+            base_term: recovered.log.base_term,
+            items: recovered.log.items.iter().map(|entry| entry.term).collect(),
+        };
+        let (snapshot, snapshot_path) = match recovered.snapshot {
+            Some((snapshot, path)) => (Some(snapshot), Some(path)),
+            None => (None, None),
+        };
+        let mut store = FileStore {
+            dir,
+            options,
+            hard_state: recovered.hard_state,
+            log,
+            segments,
+            active,
+            snapshot_path,
+            poisoned: None,
+            buffer: Vec::new(),
+        };
+        store.remove_obsolete_files();
+        let recovered = Recovered {
+            hard_state: recovered.hard_state,
+            snapshot,
+            entries: recovered.log.items.into(),
+        };
+        Ok((store, recovered))
+    }
+
+    /// The directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes the group, or fails as a whole on an I/O error.
+    fn write_group(
+        &mut self,
+        batches: &[WriteBatch],
+    ) -> Result<Vec<Result<(), StorageError>>, StorageError> {
+        if self.segments.last().map_or(0, |active| active.len) >= self.options.segment_size {
+            self.cut()?;
+        }
+        self.buffer.clear();
+        let mut results = Vec::with_capacity(batches.len());
+        let mut saved_snapshot = false;
+        for batch in batches {
+            let start = self.buffer.len();
+            if let Err(rejection) = self.check_and_encode(batch) {
+                self.buffer.truncate(start);
+                results.push(Err(rejection));
+                continue;
+            }
+            if let Some(snapshot) = &batch.snapshot {
+                // Earlier batches become durable first, so that a crash never
+                // keeps the snapshot but loses what was ordered before it.
+                self.flush(start)?;
+                self.snapshot_path = Some(snapshot_file::write(&self.dir, snapshot)?);
+                saved_snapshot = true;
+            }
+            self.apply(batch);
+            results.push(Ok(()));
+        }
+        self.flush(self.buffer.len())?;
+        if saved_snapshot {
+            self.remove_obsolete_files();
+        }
+        Ok(results)
+    }
+
+    fn check_and_encode(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let snapshot = batch
+            .snapshot
+            .as_ref()
+            .map(|snapshot| (snapshot.meta.last_index, snapshot.meta.last_term));
+        self.log
+            .check_batch(snapshot, batch.entries.iter().map(|entry| entry.index))?;
+        if let Some((index, term)) = snapshot {
+            let kept_suffix = self.log.keeps_suffix(index, term);
+            let mark = RecordRef::Snapshot {
+                index,
+                term,
+                kept_suffix,
+            };
+            record::encode(&mark, &mut self.buffer)?;
+        }
+        for entry in &batch.entries {
+            record::encode(&RecordRef::Entry(entry), &mut self.buffer)?;
+        }
+        if let Some(hard_state) = &batch.hard_state {
+            record::encode(&RecordRef::HardState(hard_state), &mut self.buffer)?;
+        }
+        Ok(())
+    }
+
+    /// Updates the in-memory view; the batch was checked.
+    fn apply(&mut self, batch: &WriteBatch) {
+        if let Some(snapshot) = &batch.snapshot {
+            self.log
+                .compact(snapshot.meta.last_index, snapshot.meta.last_term);
+        }
+        for entry in &batch.entries {
+            self.log.put(entry.index, entry.term);
+        }
+        if let Some(active) = self.segments.last_mut() {
+            let batch_max = batch.entries.last().map_or(0, |entry| entry.index);
+            active.max_entry_index = active.max_entry_index.max(batch_max);
+        }
+        if let Some(hard_state) = batch.hard_state {
+            self.hard_state = hard_state;
+        }
+    }
+
+    /// Appends the first `len` buffered bytes to the active segment and waits
+    /// for `fdatasync`: the durability point of everything before it.
+    fn flush(&mut self, len: usize) -> Result<(), StorageError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let Some(active) = self.segments.last_mut() else {
+            return Ok(()); // never taken: `open` guarantees an active segment
+        };
+        let context = || format!("appending to {}", active.path.display());
+        self.active
+            .write_all(&self.buffer[..len])
+            .map_err(|error| StorageError::io(context(), error))?;
+        self.active.sync_data().map_err(|error| {
+            StorageError::io(format!("fdatasync of {}", active.path.display()), error)
+        })?;
+        active.len += len as u64;
+        self.buffer.drain(..len);
+        Ok(())
+    }
+
+    /// Starts a new segment headed by the current (durable) hard state.
+    fn cut(&mut self) -> Result<(), StorageError> {
+        let sequence = self.segments.last().map_or(1, |active| active.sequence + 1);
+        let (file, len) = segment::create(&self.dir, sequence, &self.hard_state)?;
+        self.segments.push(SegmentInfo {
+            sequence,
+            path: self.dir.join(segment::file_name(sequence)),
+            max_entry_index: 0,
+            len,
+        });
+        self.active = file;
+        Ok(())
+    }
+
+    /// Removes segments the snapshot covers entirely and older snapshots.
+    /// Failing to remove only wastes space, so it is a warning, not an error.
+    fn remove_obsolete_files(&mut self) {
+        let base = self.log.base_index;
+        let keep_from = self.segments[..self.segments.len().saturating_sub(1)]
+            .iter()
+            .take_while(|segment| segment.max_entry_index <= base)
+            .count();
+        for segment in self.segments.drain(..keep_from) {
+            if let Err(error) = std::fs::remove_file(&segment.path) {
+                tracing::warn!(path = %segment.path.display(), %error, "could not remove a compacted segment");
+            }
+        }
+        match snapshot_file::list(&self.dir) {
+            Ok(listing) => {
+                for (_, path) in listing.snapshots {
+                    if Some(&path) != self.snapshot_path.as_ref() {
+                        if let Err(error) = std::fs::remove_file(&path) {
+                            tracing::warn!(path = %path.display(), %error, "could not remove an old snapshot");
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not list old snapshots"),
+        }
+        if let Err(error) = segment::sync_dir(&self.dir) {
+            tracing::warn!(%error, "could not sync the directory after removing old files");
+        }
+    }
+}
+
+impl LogStore for FileStore {
+    /// Returns after `fdatasync` of the active segment (and, for a snapshot,
+    /// `fsync` of its file and of the directory).
+    fn write_each(&mut self, batches: &[WriteBatch]) -> Vec<Result<(), StorageError>> {
+        if let Some(reason) = &self.poisoned {
+            return batches
+                .iter()
+                .map(|_| Err(StorageError::Poisoned(reason.clone())))
+                .collect();
+        }
+        match self.write_group(batches) {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::error!(%error, "log write failed; the store refuses writes until reopened");
+                self.poisoned = Some(error.to_string());
+                batches.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        self.snapshot_path
+            .as_deref()
+            .map(snapshot_file::read)
+            .transpose()
+    }
+}

@@ -1,0 +1,162 @@
+//! Durable Raft state: hard state, log and snapshot (SPEC §3 "Durable state").
+//!
+//! The Raft core keeps the log since the last snapshot in memory. This module
+//! makes that state survive `kill -9` and power loss:
+//!
+//! - at start the runtime opens a store and gets a [`Recovered`] state: the
+//!   [`HardState`], the latest [`Snapshot`] and every entry after it;
+//! - while running it hands the store [`WriteBatch`]es (a new hard state,
+//!   entries to append, sometimes a snapshot) and acts on them only once the
+//!   store says they are durable.
+//!
+//! Two implementations satisfy the [`LogStore`] contract and pass the same
+//! [`conformance`] suite: [`FileStore`] (append-only, checksummed segment
+//! files, see `docs/storage.md`) and [`MemStore`] (for tests and simulation).
+//! [`LogWriter`] runs any store on a dedicated thread and shares one
+//! `fdatasync` among every batch queued meanwhile (group commit).
+//!
+//! ```
+//! use consensus::raft::types::{Entry, EntryPayload, HardState};
+//! use consensus::storage::{FileStore, FileStoreOptions, LogStore, WriteBatch};
+//!
+//! # fn main() -> Result<(), consensus::storage::StorageError> {
+//! # let dir = std::env::temp_dir().join(format!("storage-doc-{}", std::process::id()));
+//! let (mut store, recovered) = FileStore::open(&dir, FileStoreOptions::default())?;
+//! assert!(recovered.entries.is_empty());
+//! store.write(&[WriteBatch {
+//!     hard_state: Some(HardState { term: 1, vote: None, commit: 0 }),
+//!     entries: vec![Entry { term: 1, index: 1, payload: EntryPayload::Blank }],
+//!     snapshot: None,
+//! }])?; // returns only once both are on stable storage
+//! drop(store);
+//! let (_store, recovered) = FileStore::open(&dir, FileStoreOptions::default())?;
+//! assert_eq!(recovered.entries.len(), 1);
+//! assert_eq!(recovered.hard_state.term, 1);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
+//! ```
+
+pub mod conformance;
+mod error;
+mod file_store;
+mod memory;
+mod record;
+mod recovery;
+mod segment;
+mod snapshot_file;
+mod tail;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use error::StorageError;
+pub use file_store::{FileStore, FileStoreOptions};
+pub use memory::{MemDisk, MemStore};
+pub use writer::{Durable, LogWriter, WriterStats};
+
+use crate::raft::types::{Entry, HardState, SnapshotMeta};
+
+/// A snapshot of the state machine together with what it covers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Which prefix of the log the snapshot replaces.
+    pub meta: SnapshotMeta,
+    /// The state machine's serialized state, opaque to the store.
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    /// Shows the size of the data, never the data: it is the vault's content.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("meta", &self.meta)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
+}
+
+/// Everything a store recovered at open: what the Raft core starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last durable hard state (default if none was ever written).
+    pub hard_state: HardState,
+    /// The latest durable snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Every entry after the snapshot (or from index 1 without one), with
+    /// consecutive indexes.
+    pub entries: Vec<Entry>,
+}
+
+/// One unit of work for a store, applied in this order: `snapshot`, then
+/// `entries`, then `hard_state`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The new hard state, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries with consecutive indexes. If the first index is at or below the
+    /// last stored index, the stored suffix from there on is discarded first
+    /// (a follower's log conflicting with the leader's).
+    pub entries: Vec<Entry>,
+    /// A snapshot to save (taken locally or received from the leader). Entries
+    /// it covers are compacted away. If the stored log holds the snapshot's
+    /// last entry with the same term, entries after it are kept; otherwise the
+    /// whole log is discarded (Raft §7).
+    pub snapshot: Option<Snapshot>,
+}
+
+impl WriteBatch {
+    /// True when the batch asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none() && self.entries.is_empty() && self.snapshot.is_none()
+    }
+}
+
+/// Durable storage for one node's Raft state.
+///
+/// Opening is specific to each implementation (it yields a [`Recovered`]);
+/// this trait is what a running node does with a store.
+///
+/// # To ensure correctness
+///
+/// Every implementation must guarantee, and the [`conformance`] suite checks:
+///
+/// - **Durable before returning.** [`write`](Self::write) returns `Ok` only
+///   once everything in the batches would survive a crash or power loss (for
+///   files: after `fdatasync`). The caller may then send votes and
+///   AppendEntries replies that promise the data. In particular the vote in
+///   a hard state is durable before any vote is granted on its strength.
+/// - **Ordered.** Batches take effect in the order given, within one call
+///   and across calls; after a crash, what survives is a prefix of the
+///   acknowledged history plus, at most, a prefix of the unacknowledged one.
+///   A crash never leaves a later batch durable and an earlier one lost.
+/// - **No holes.** Entries are stored with consecutive indexes, starting
+///   right after the snapshot (or at 1). A batch that would leave a gap, has
+///   non-consecutive entries, or rewrites a compacted entry is rejected with
+///   an error, nothing of it is written, and the store stays usable.
+/// - **Truncate on conflict.** Appending entries whose first index is at or
+///   below the last stored index removes the stored entries from that index
+///   on, before appending; after a restart the truncated entries stay gone.
+/// - **Snapshots compact.** After a snapshot at index `i` is saved, entries up
+///   to `i` are never returned again, and entries after `i` are kept only if
+///   the stored entry at `i` had the snapshot's term.
+/// - **Failure stops writes.** After an I/O error the outcome of that call is
+///   unknown; the store returns errors for every later write, and reopening
+///   recovers the durable state.
+pub trait LogStore: Send + 'static {
+    /// Writes each batch in order and reports one result per batch, sharing a
+    /// single durability point among all that were accepted (group commit).
+    ///
+    /// A rejected batch gets its own error (see
+    /// [`StorageError::is_rejected_batch`]), nothing of it is written, and the
+    /// others are unaffected; an I/O failure is reported to every batch.
+    fn write_each(&mut self, batches: &[WriteBatch]) -> Vec<Result<(), StorageError>>;
+
+    /// Writes `batches` in order and returns once all accepted ones are
+    /// durable; returns the first error if any batch failed.
+    fn write(&mut self, batches: &[WriteBatch]) -> Result<(), StorageError> {
+        self.write_each(batches).into_iter().collect()
+    }
+
+    /// Reads the latest durable snapshot, for sending it to a lagging follower.
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError>;
+}
