@@ -134,6 +134,8 @@ fn write_client(
         ca: "ca/ca.crt".into(),
         cert: "admin/client.crt".into(),
         key: "admin/client.key".into(),
+        kdf: None,
+        timeout_secs: None,
     };
     std::fs::write(dir.join("client.toml"), toml::to_string_pretty(&file)?)?;
     Ok(())

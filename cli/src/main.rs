@@ -3,11 +3,14 @@
 //! `args.rs`. Each subcommand lives in its own module.
 
 mod args;
+mod bench;
 mod certs_cmd;
+mod client_cmd;
 mod cluster_init;
 mod cluster_up;
 mod config;
 mod exit;
+mod node_cmd;
 
 use anyhow::Result;
 use args::{Cli, ClusterCommand, Command};
@@ -60,8 +63,38 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args),
         Command::Certs(command) => certs_cmd::run(command),
-        _ => anyhow::bail!("not available yet"),
+        Command::Node(args::NodeCommand::Run { config }) => node_cmd::run(config),
+        _ => run_client(cli),
     }
+}
+
+/// The client subcommands share one runtime and one connection setup.
+fn run_client(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let context =
+            client_cmd::Context::load(cli.config.as_deref(), cli.json, cli.passphrase_file.clone())?;
+        let outcome = match &cli.command {
+            Command::AddSecret(args) => client_cmd::add_secret(&context, args).await,
+            Command::GetSecret(args) => client_cmd::get_secret(&context, args).await,
+            Command::List => client_cmd::list(&context).await,
+            Command::Share(args) => client_cmd::share(&context, args, true).await,
+            Command::Unshare(args) => client_cmd::share(&context, args, false).await,
+            Command::Delete(args) => client_cmd::delete(&context, &args.name).await,
+            Command::Status => client_cmd::status(&context).await,
+            Command::TransferLeader(args) => {
+                client_cmd::transfer_leader(&context, args.to.as_deref()).await
+            }
+            Command::Bench(args) => bench::run(&context, args).await,
+            Command::Cluster(_) | Command::Node(_) | Command::Certs(_) => {
+                unreachable!("handled before a client is set up")
+            }
+        };
+        context.client.close().await;
+        outcome
+    })
 }
 
 fn cluster_up(args: &args::ClusterUpArgs) -> Result<()> {

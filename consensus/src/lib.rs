@@ -13,6 +13,7 @@
 //!   implements.
 #![warn(missing_docs)]
 
+pub mod node;
 pub mod raft;
 pub mod state_machine;
 pub mod storage;

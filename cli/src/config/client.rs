@@ -19,6 +19,24 @@ pub struct ClientFile {
     pub cert: PathBuf,
     /// The client's private key (PEM, mode 0600).
     pub key: PathBuf,
+    /// Argon2id cost of deriving keys from the passphrase. Every client of
+    /// one identity must use the same values, or the same passphrase yields
+    /// other keys and old secrets no longer open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf: Option<KdfSection>,
+    /// Seconds a command may wait for the cluster before exit code 6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[kdf]` of `client.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfSection {
+    /// Memory in KiB (default 65536).
+    pub memory_kib: u32,
+    /// Passes (default 3).
+    pub iterations: u32,
 }
 
 /// A loaded client configuration with absolute paths.
@@ -32,6 +50,10 @@ pub struct ClientConfig {
     pub cert: PathBuf,
     /// Client key path.
     pub key: PathBuf,
+    /// Argon2id parameters.
+    pub kdf: vault::crypto::KdfParams,
+    /// How long a command may wait for the cluster.
+    pub timeout: std::time::Duration,
 }
 
 /// Reads a client config, resolving relative paths against its directory.
@@ -51,5 +73,14 @@ pub fn load(path: &Path) -> Result<ClientConfig> {
         ca: resolve(base, &file.ca),
         cert: resolve(base, &file.cert),
         key: resolve(base, &file.key),
+        kdf: match file.kdf {
+            Some(section) => vault::crypto::KdfParams {
+                memory_kib: section.memory_kib,
+                iterations: section.iterations,
+                parallelism: 1,
+            },
+            None => vault::crypto::KdfParams::RECOMMENDED,
+        },
+        timeout: std::time::Duration::from_secs(file.timeout_secs.unwrap_or(10)),
     })
 }

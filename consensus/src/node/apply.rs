@@ -56,6 +56,9 @@ pub(crate) enum ApplyEvent {
     Failed(String),
 }
 
+/// A query waiting for the state machine to reach its read index.
+type PendingRead = (Vec<u8>, oneshot::Sender<ApplyResult>);
+
 /// Shared read access for `--stale` queries, which bypass the task queue.
 pub(crate) type SharedMachine<S> = Arc<std::sync::Mutex<S>>;
 
@@ -63,7 +66,7 @@ pub(crate) type SharedMachine<S> = Arc<std::sync::Mutex<S>>;
 pub(crate) struct ApplyWorker<S: StateMachine> {
     machine: SharedMachine<S>,
     waiters: BTreeMap<LogIndex, (Term, oneshot::Sender<ApplyResult>)>,
-    reads: BTreeMap<LogIndex, Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>>,
+    reads: BTreeMap<LogIndex, Vec<PendingRead>>,
     events: mpsc::UnboundedSender<ApplyEvent>,
     snapshot_every: u64,
     last_snapshot: LogIndex,

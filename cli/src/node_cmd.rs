@@ -1,0 +1,81 @@
+//! `node run`: one vault node in the foreground until SIGINT or SIGTERM.
+
+use crate::client_cmd::peer_address;
+use crate::config::node::NodeConfig;
+use anyhow::{Context, Result};
+use consensus::node::NodeOptions;
+use std::path::Path;
+use std::time::Duration;
+use vault::server::ServerOptions;
+
+/// Loads `config` (with `VAULT_*` overrides) and runs the node.
+pub fn run(config: &Path) -> Result<()> {
+    init_logging();
+    let config = crate::config::node::load(config, &|name| std::env::var(name).ok())?;
+    let options = server_options(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        vault::server::run(options, shutdown_signal()).await?;
+        tracing::info!("Node {} stopped cleanly", config.id);
+        Ok(())
+    })
+}
+
+fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let peers = config
+        .peers
+        .iter()
+        .map(|(id, address)| Ok((*id, peer_address(address)?)))
+        .collect::<Result<_>>()?;
+    let node = NodeOptions {
+        id: config.id,
+        raft_dir: config.data_dir.join("raft"),
+        initial_voters: config.peers.keys().copied().collect(),
+        heartbeat: Duration::from_millis(config.raft.heartbeat_ms),
+        election_min: Duration::from_millis(config.raft.election_min_ms),
+        election_max: Duration::from_millis(config.raft.election_max_ms),
+        snapshot_every: config.raft.snapshot_every,
+        request_timeout: Duration::from_secs(5),
+        seed: rand::random(),
+    };
+    Ok(ServerOptions {
+        node,
+        database: config.data_dir.join("vault.db"),
+        listen: config.listen,
+        peers,
+        ca: config.ca.clone(),
+        cert: config.cert.clone(),
+        key: config.key.clone(),
+    })
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// `tracing` to stderr, level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,189 @@
+//! The client library: used by `vault-cli` and the tests to talk to a
+//! cluster.
+//!
+//! It knows every node's address, keeps one mutually authenticated QUIC
+//! connection per node it has used, and sends each request to the node that
+//! answered last. A node that cannot be reached, or that answers
+//! "unavailable" (no leader yet), makes the client try the next node until
+//! the deadline. Followers forward writes and reads to the leader
+//! themselves, so the client never needs to know who leads.
+//!
+//! Writes carry a [`ClientSession`] (a random client id and a sequence
+//! number that grows with each write). A retried write keeps its sequence
+//! number, so if the first attempt was applied after all, the state machine
+//! answers the retry from its session table instead of applying it twice.
+
+use crate::protocol::{ClientRequest, ClientSession, Reply, Request, VaultError};
+use crate::server::{WireRequest, WireResponse};
+use certs::Credentials;
+use consensus::raft::NodeId;
+use consensus::transport::{Client, PeerAddress};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Pause before trying the next node after a failure.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// A connection to a vault cluster on behalf of one client identity.
+pub struct VaultClient {
+    credentials: Credentials,
+    nodes: Vec<(NodeId, PeerAddress)>,
+    connections: Mutex<BTreeMap<NodeId, Arc<Client>>>,
+    preferred: AtomicUsize,
+    client_id: u64,
+    next_seq: AtomicU64,
+    timeout: Duration,
+}
+
+impl VaultClient {
+    /// A client for the cluster whose nodes are `nodes`; every request gives
+    /// up after `timeout` with [`VaultError::Unavailable`]. Nothing is dialled
+    /// until the first request.
+    pub fn new(
+        credentials: Credentials,
+        nodes: Vec<(NodeId, PeerAddress)>,
+        timeout: Duration,
+    ) -> Self {
+        VaultClient {
+            credentials,
+            nodes,
+            connections: Mutex::new(BTreeMap::new()),
+            preferred: AtomicUsize::new(0),
+            client_id: rand::random::<u64>() | 1,
+            next_seq: AtomicU64::new(1),
+            timeout,
+        }
+    }
+
+    /// Starts with node `index` (of the configured list) instead of the
+    /// first, so many clients spread their connections over the cluster.
+    pub fn prefer(&self, index: usize) {
+        if !self.nodes.is_empty() {
+            self.preferred.store(index % self.nodes.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// The nodes this client knows.
+    pub fn nodes(&self) -> &[(NodeId, PeerAddress)] {
+        &self.nodes
+    }
+
+    /// Sends `request` to the cluster, retrying on other nodes until the
+    /// timeout. Writes get a fresh session sequence number, kept across
+    /// retries.
+    pub async fn call(&self, request: Request) -> Reply {
+        let session = is_write(&request).then(|| ClientSession {
+            client_id: self.client_id,
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+        });
+        let request = ClientRequest { session, request };
+        let deadline = Instant::now() + self.timeout;
+        let mut last_error = VaultError::Unavailable("no node could be reached".into());
+        let count = self.nodes.len().max(1);
+        let mut attempt = 0usize;
+        while Instant::now() < deadline {
+            let index = (self.preferred.load(Ordering::Relaxed) + attempt) % count;
+            match self.call_index(index, &request, deadline).await {
+                Ok(Err(error @ VaultError::Unavailable(_))) | Err(error) => {
+                    last_error = error;
+                    attempt += 1;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Ok(reply) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return reply;
+                }
+            }
+        }
+        Err(match last_error {
+            VaultError::Unavailable(message) => VaultError::Unavailable(message),
+            other => VaultError::Unavailable(format!("cluster unavailable: {other}")),
+        })
+    }
+
+    /// Sends `request` to node `id` only, once, within the client timeout.
+    /// Used by `status`, which asks every node about itself.
+    pub async fn call_node(&self, id: NodeId, request: Request) -> Reply {
+        let index = self
+            .nodes
+            .iter()
+            .position(|(node, _)| *node == id)
+            .ok_or_else(|| VaultError::NotFound(format!("{id} is not in the client configuration")))?;
+        let request = ClientRequest {
+            session: None,
+            request,
+        };
+        self.call_index(index, &request, Instant::now() + self.timeout)
+            .await?
+    }
+
+    /// One attempt at node `index`: `Err` when the node could not be reached.
+    async fn call_index(
+        &self,
+        index: usize,
+        request: &ClientRequest,
+        deadline: Instant,
+    ) -> Result<Reply, VaultError> {
+        let (id, address) = self
+            .nodes
+            .get(index)
+            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
+        let connection = tokio::time::timeout_at(deadline, self.connection(*id, address))
+            .await
+            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
+        let wire = WireRequest::Client(request.clone());
+        let outcome = tokio::time::timeout_at(deadline, connection.request(&wire)).await;
+        match outcome {
+            Ok(Ok(WireResponse::Client(reply))) => Ok(reply),
+            Ok(Ok(WireResponse::Node(_))) => Err(VaultError::Internal(format!(
+                "{id} answered with a node reply"
+            ))),
+            Ok(Err(error)) => {
+                self.connections.lock().await.remove(id);
+                Err(VaultError::Unavailable(format!("{id}: {error}")))
+            }
+            Err(_) => Err(VaultError::Unavailable(format!("{id} did not answer in time"))),
+        }
+    }
+
+    async fn connection(
+        &self,
+        id: NodeId,
+        address: &PeerAddress,
+    ) -> Result<Arc<Client>, VaultError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(client) = connections.get(&id) {
+            return Ok(client.clone());
+        }
+        let client = Client::connect(&self.credentials, address)
+            .await
+            .map_err(|error| VaultError::Unavailable(format!("cannot connect to {id}: {error}")))?;
+        let client = Arc::new(client);
+        connections.insert(id, client.clone());
+        Ok(client)
+    }
+
+    /// Closes every connection politely.
+    pub async fn close(&self) {
+        let connections = std::mem::take(&mut *self.connections.lock().await);
+        for client in connections.values() {
+            client.close().await;
+        }
+    }
+}
+
+/// Whether a request changes state (and so needs a session for dedup).
+fn is_write(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::AddSecret { .. }
+            | Request::Share { .. }
+            | Request::Unshare { .. }
+            | Request::PublishKey { .. }
+            | Request::Delete { .. }
+    )
+}
