@@ -15,3 +15,4 @@
 
 pub mod raft;
 pub mod state_machine;
+pub mod transport;
