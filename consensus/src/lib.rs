@@ -11,9 +11,15 @@
 //!   a batch of work for the runtime to do.
 //! - [`state_machine`]: the plug-in API the vault (and any other application)
 //!   implements.
+//! - [`storage`]: the durable Raft log (checksummed segments, snapshots,
+//!   group commit).
+//! - [`transport`]: QUIC with mutual TLS for peers and clients.
+//! - [`node`]: the runtime that drives the core with real time, disk and
+//!   network, and applies committed commands to a state machine.
 #![warn(missing_docs)]
 
 pub mod node;
 pub mod raft;
 pub mod state_machine;
 pub mod storage;
+pub mod transport;

@@ -6,3 +6,5 @@ pub mod crypto;
 pub mod protocol;
 pub mod store;
 pub mod validate;
+pub mod client;
+pub mod server;

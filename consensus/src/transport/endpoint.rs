@@ -1,0 +1,288 @@
+//! The node's transport: one quinn endpoint that listens for peers and
+//! clients and dials peers.
+
+use super::inbound::{run_accept_loop, InboundContext};
+use super::peer::{run_sender, Backoff, PeerLink, SenderContext};
+use super::quic::{client_config, node_of, server_config, QuicParameters};
+use super::request::{InboundRequest, RequestLimits};
+use super::wire::Hello;
+use super::{PeerAddress, TransportConfig, TransportError};
+use crate::raft::types::NodeId;
+use certs::{Credentials, Identity};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::watch;
+
+/// What the application receives from the transport.
+#[derive(Debug)]
+pub struct Inbox<M, Req, Resp> {
+    /// Peer messages in the order each sender sent them, tagged with the
+    /// sending node (verified against its certificate).
+    pub peer_messages: mpsc::Receiver<(NodeId, M)>,
+    /// Requests from clients and nodes, with their verified origin.
+    pub requests: mpsc::Receiver<InboundRequest<Req, Resp>>,
+}
+
+/// Why [`Transport::send`] did not queue a message. The message is dropped
+/// in every case; Raft recovers by retransmitting.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No address is known for this node.
+    #[error("unknown peer {0}")]
+    UnknownPeer(NodeId),
+    /// The peer's queue is full (the peer is slow or unreachable).
+    #[error("queue to {0} is full; message dropped")]
+    QueueFull(NodeId),
+    /// The transport is shutting down.
+    #[error("the transport is shutting down")]
+    ShuttingDown,
+}
+
+/// The sending half of one peer: its queue and its connection.
+struct PeerHandle<M> {
+    link: Arc<PeerLink>,
+    queue: mpsc::Sender<M>,
+}
+
+/// A node's QUIC endpoint for peer messages (`M`) and requests (`Req`,
+/// answered with `Resp`).
+///
+/// Fields and why they exist:
+/// - `endpoint`: the one UDP socket; serves inbound and dials outbound.
+/// - `peers`: per-peer bounded queues feeding one sender task each, so that
+///   [`Transport::send`] is a non-blocking `try_send` and a slow peer never
+///   slows the others or the caller. A std mutex: it is never held across
+///   an await.
+/// - `dropped`: messages dropped because a queue was full, for metrics.
+/// - `shutdown`: a watch every task selects on, so shutdown reaches tasks
+///   blocked on a socket or a channel.
+/// - `task_guard` / `tasks_done`: every task holds a clone of the guard;
+///   when the last is dropped, `tasks_done` yields `None` and shutdown knows
+///   all tasks have finished (the mini-redis pattern).
+pub struct Transport<M, Req, Resp> {
+    config: Arc<TransportConfig>,
+    endpoint: quinn::Endpoint,
+    peers: Mutex<BTreeMap<NodeId, PeerHandle<M>>>,
+    dropped: Arc<AtomicU64>,
+    shutdown: watch::Sender<bool>,
+    task_guard: Mutex<Option<mpsc::Sender<()>>>,
+    tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    _requests: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<M, Req, Resp> Transport<M, Req, Resp>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+    Req: Serialize + DeserializeOwned + Send + 'static,
+    Resp: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Binds the endpoint and starts accepting. Peers are dialled lazily, on
+    /// the first message or request for them. The certificate of
+    /// `credentials` must be the node `config.node_id`.
+    pub async fn bind(
+        config: TransportConfig,
+        credentials: &Credentials,
+    ) -> Result<(Self, Inbox<M, Req, Resp>), TransportError> {
+        if node_of(credentials.identity()) != Some(config.node_id) {
+            return Err(TransportError::Tls(format!(
+                "the certificate is {}, not node {}",
+                credentials.identity(),
+                config.node_id
+            )));
+        }
+        let parameters = QuicParameters::from(&config);
+        let server = server_config(credentials, parameters)?;
+        let mut endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
+            TransportError::Bind {
+                address: config.listen,
+                source,
+            }
+        })?;
+        endpoint.set_default_client_config(client_config(credentials, parameters)?);
+        let config = Arc::new(config);
+        let (peer_sender, peer_messages) = mpsc::channel(config.inbound_queue.max(1));
+        let (request_sender, requests) = mpsc::channel(config.request_queue.max(1));
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let (task_guard, tasks_done) = mpsc::channel(1);
+        let context = Arc::new(InboundContext {
+            config: config.clone(),
+            peer_messages: peer_sender,
+            requests: request_sender,
+            shutdown: shutdown_receiver,
+            _task_guard: task_guard.clone(),
+        });
+        tokio::spawn(run_accept_loop(endpoint.clone(), context));
+        let transport = Transport {
+            config: config.clone(),
+            endpoint,
+            peers: Mutex::new(BTreeMap::new()),
+            dropped: Arc::new(AtomicU64::new(0)),
+            shutdown,
+            task_guard: Mutex::new(Some(task_guard)),
+            tasks_done: tokio::sync::Mutex::new(tasks_done),
+            _requests: PhantomData,
+        };
+        for (id, address) in &config.peers {
+            transport.add_peer(*id, address.clone());
+        }
+        Ok((
+            transport,
+            Inbox {
+                peer_messages,
+                requests,
+            },
+        ))
+    }
+
+    /// The address the endpoint listens on (useful after binding port 0).
+    pub fn local_address(&self) -> Result<SocketAddr, TransportError> {
+        self.endpoint
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                address: self.config.listen,
+                source,
+            })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// Adds or replaces a peer (membership change). Replacing drops the old
+    /// queue and connection. Must be called from within the tokio runtime.
+    pub fn add_peer(&self, id: NodeId, address: PeerAddress) {
+        let guard = self
+            .task_guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(guard) = guard else { return };
+        let link = Arc::new(PeerLink::new(id, address, self.endpoint.clone()));
+        let (queue, receiver) = mpsc::channel(self.config.peer_queue.max(1));
+        let context = SenderContext {
+            local_id: self.config.node_id,
+            link: link.clone(),
+            max_frame: self.config.max_peer_frame,
+            backoff: Backoff::new(self.config.backoff_initial, self.config.backoff_max),
+            dropped: self.dropped.clone(),
+            shutdown: self.shutdown.subscribe(),
+        };
+        tokio::spawn(async move {
+            run_sender(context, receiver).await;
+            drop(guard);
+        });
+        self.lock_peers().insert(id, PeerHandle { link, queue });
+    }
+
+    /// Forgets a peer: its queue closes, its sender task finishes the
+    /// stream and ends.
+    pub fn remove_peer(&self, id: NodeId) {
+        self.lock_peers().remove(&id);
+    }
+
+    /// Queues `message` for node `to` without waiting. Messages to one peer
+    /// arrive in the order they were queued, or not at all.
+    pub fn send(&self, to: NodeId, message: M) -> Result<(), SendError> {
+        let peers = self.lock_peers();
+        let handle = peers.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        match handle.queue.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(SendError::QueueFull(to))
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(SendError::ShuttingDown)
+            }
+        }
+    }
+
+    /// How many peer messages were dropped since start (full queues,
+    /// shutdown, or too large to frame).
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends a node-to-node request (e.g. a 2PC Vote) to `to` and waits for
+    /// the response. The receiver sees [`super::RequestOrigin::Direct`] with
+    /// this node's identity. Callers bound the wait with their own timeout.
+    pub async fn request(&self, to: NodeId, request: &Req) -> Result<Resp, TransportError> {
+        let link = self.link(to)?;
+        link.request(&Hello::Request, request, self.node_limits())
+            .await
+    }
+
+    /// Forwards a request of `client` (authenticated by this node) to node
+    /// `to`, typically the leader. The receiver sees
+    /// [`super::RequestOrigin::Forwarded`].
+    pub async fn forward(
+        &self,
+        to: NodeId,
+        client: &Identity,
+        request: &Req,
+    ) -> Result<Resp, TransportError> {
+        let link = self.link(to)?;
+        let hello = Hello::Forwarded {
+            client: client.uri(),
+        };
+        link.request(&hello, request, self.node_limits()).await
+    }
+
+    /// Stops the transport: no new connections or streams, every task told
+    /// to stop, every connection closed with [`super::codes::CLOSED`]; waits
+    /// for all tasks to end and for the endpoint to be idle (peers told).
+    /// In-flight requests are cut off; clients retry, and commands are
+    /// deduplicated by their (client, sequence) so a retry is safe.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.lock_peers().clear();
+        self.task_guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.endpoint
+            .close(quinn::VarInt::from_u32(super::codes::CLOSED), b"shutdown");
+        // `recv` yields `None` once every task has dropped its guard.
+        let _ = self.tasks_done.lock().await.recv().await;
+        self.endpoint.wait_idle().await;
+    }
+
+    fn link(&self, to: NodeId) -> Result<Arc<PeerLink>, TransportError> {
+        let peers = self.lock_peers();
+        let handle = peers.get(&to).ok_or(TransportError::UnknownPeer(to))?;
+        Ok(handle.link.clone())
+    }
+
+    fn node_limits(&self) -> RequestLimits {
+        RequestLimits {
+            request: self.config.max_peer_frame,
+            response: self.config.max_peer_frame,
+        }
+    }
+
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, PeerHandle<M>>> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (each operation is one insert/remove/lookup), so a poisoned lock
+        // is still consistent.
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<M, Req, Resp> std::fmt::Debug for Transport<M, Req, Resp> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Transport")
+            .field("node_id", &self.config.node_id)
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}

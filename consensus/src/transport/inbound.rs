@@ -1,0 +1,323 @@
+//! Inbound side: accept connections (up to a limit), read each stream's
+//! hello, authorize it against the certificate identity, and hand peer
+//! messages and requests to the application.
+//!
+//! Every task here selects on the shutdown signal wherever it could wait,
+//! and holds a clone of the task guard so that shutdown can wait for all of
+//! them (the mini-redis pattern).
+
+use super::codec::{encode_frame, read_frame, FrameError};
+use super::quic::{connection_identity, node_of};
+use super::request::{InboundRequest, RequestOrigin, Responder};
+use super::wire::{Hello, HELLO_LIMIT};
+use super::{codes, TransportConfig};
+use crate::raft::types::NodeId;
+use certs::Identity;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// What the inbound tasks share.
+pub(crate) struct InboundContext<M, Req, Resp> {
+    pub(crate) config: Arc<TransportConfig>,
+    /// Peer messages for the runtime; bounded so that a slow runtime pushes
+    /// back on the senders through QUIC flow control instead of growing.
+    pub(crate) peer_messages: mpsc::Sender<(NodeId, M)>,
+    /// Requests for the application; bounded for the same reason.
+    pub(crate) requests: mpsc::Sender<InboundRequest<Req, Resp>>,
+    /// Flips to `true` when the transport shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Never sent on: dropped by each task when it ends, so the transport
+    /// knows when all are gone.
+    pub(crate) _task_guard: mpsc::Sender<()>,
+}
+
+/// A refusal of one stream: the code sent to the peer and a reason for the
+/// log.
+type Refusal = (u32, String);
+
+/// Runs `future` unless shutdown begins first.
+async fn unless_shutdown<T>(
+    shutdown: &mut watch::Receiver<bool>,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        value = future => Some(value),
+        _ = shutdown.changed() => None,
+    }
+}
+
+fn frame_error_code(error: &FrameError) -> u32 {
+    match error {
+        FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
+        FrameError::Malformed(_) | FrameError::Truncated | FrameError::Io(_) => {
+            codes::MALFORMED_FRAME
+        }
+    }
+}
+
+/// Accepts connections until shutdown. The semaphore bounds how many are
+/// served at once; beyond it a connection is refused before its handshake,
+/// so a flood costs no TLS work.
+pub(crate) async fn run_accept_loop<M, Req, Resp>(
+    endpoint: quinn::Endpoint,
+    context: Arc<InboundContext<M, Req, Resp>>,
+) where
+    M: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(context.config.max_connections));
+    let mut shutdown = context.shutdown.clone();
+    while let Some(Some(incoming)) = unless_shutdown(&mut shutdown, endpoint.accept()).await {
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(serve_connection(incoming, context.clone(), permit));
+            }
+            Err(_) => {
+                tracing::warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+                incoming.refuse();
+            }
+        }
+    }
+}
+
+async fn serve_connection<M, Req, Resp>(
+    incoming: quinn::Incoming,
+    context: Arc<InboundContext<M, Req, Resp>>,
+    _permit: OwnedSemaphorePermit,
+) where
+    M: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let remote = incoming.remote_address();
+    let mut shutdown = context.shutdown.clone();
+    let connection = match unless_shutdown(&mut shutdown, incoming.into_future()).await {
+        Some(Ok(connection)) => connection,
+        Some(Err(error)) => {
+            tracing::warn!(%remote, %error, "handshake refused");
+            return;
+        }
+        None => return,
+    };
+    let identity = match connection_identity(&connection) {
+        Ok(identity) => Arc::new(identity),
+        Err(reason) => {
+            tracing::warn!(%remote, %reason, "closing a connection without a usable identity");
+            connection.close(
+                quinn::VarInt::from_u32(codes::BAD_IDENTITY),
+                b"bad identity",
+            );
+            return;
+        }
+    };
+    tracing::debug!(%remote, %identity, "connection accepted");
+    loop {
+        tokio::select! {
+            stream = connection.accept_uni() => match stream {
+                Ok(receive) => {
+                    tokio::spawn(serve_peer_stream(context.clone(), identity.clone(), receive));
+                }
+                Err(error) => {
+                    tracing::debug!(%remote, %identity, %error, "connection ended");
+                    return;
+                }
+            },
+            stream = connection.accept_bi() => match stream {
+                Ok((send, receive)) => {
+                    tokio::spawn(serve_request_stream(context.clone(), identity.clone(), send, receive));
+                }
+                Err(error) => {
+                    tracing::debug!(%remote, %identity, %error, "connection ended");
+                    return;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Reads the hello of a new stream within the read timeout.
+async fn read_hello(
+    receive: &mut quinn::RecvStream,
+    config: &TransportConfig,
+) -> Result<Hello, Refusal> {
+    match tokio::time::timeout(
+        config.read_timeout,
+        read_frame::<Hello, _>(receive, HELLO_LIMIT),
+    )
+    .await
+    {
+        Ok(Ok(Some(hello))) => Ok(hello),
+        Ok(Ok(None)) => Err((
+            codes::MALFORMED_FRAME,
+            "stream ended before its hello".into(),
+        )),
+        Ok(Err(error)) => Err((frame_error_code(&error), format!("bad hello: {error}"))),
+        Err(_) => Err((codes::TIMEOUT, "no hello in time".into())),
+    }
+}
+
+/// Checks that a peer stream's hello names the node of the certificate.
+fn authorize_peer(identity: &Identity, hello: Hello) -> Result<NodeId, Refusal> {
+    match (hello, node_of(identity)) {
+        (Hello::Peer { from }, Some(node)) if node == from => Ok(from),
+        (Hello::Peer { from }, _) => Err((
+            codes::UNAUTHORIZED,
+            format!("certificate does not speak for {from}"),
+        )),
+        (other, _) => Err((
+            codes::UNAUTHORIZED,
+            format!("{other:?} hello on a unidirectional stream"),
+        )),
+    }
+}
+
+async fn serve_peer_stream<M, Req, Resp>(
+    context: Arc<InboundContext<M, Req, Resp>>,
+    identity: Arc<Identity>,
+    mut receive: quinn::RecvStream,
+) where
+    M: DeserializeOwned + Send + 'static,
+{
+    let mut shutdown = context.shutdown.clone();
+    let hello = unless_shutdown(&mut shutdown, read_hello(&mut receive, &context.config)).await;
+    let from = match hello.map(|hello| hello.and_then(|hello| authorize_peer(&identity, hello))) {
+        Some(Ok(from)) => from,
+        Some(Err((code, reason))) => {
+            tracing::warn!(peer = %identity, %reason, "refusing a peer stream");
+            let _ = receive.stop(quinn::VarInt::from_u32(code));
+            return;
+        }
+        None => return,
+    };
+    let limit = context.config.max_peer_frame;
+    loop {
+        let frame = unless_shutdown(&mut shutdown, read_frame::<M, _>(&mut receive, limit)).await;
+        match frame {
+            Some(Ok(Some(message))) => {
+                let delivered =
+                    unless_shutdown(&mut shutdown, context.peer_messages.send((from, message)))
+                        .await;
+                if !matches!(delivered, Some(Ok(()))) {
+                    return;
+                }
+            }
+            Some(Ok(None)) | None => return,
+            Some(Err(error)) => {
+                tracing::warn!(peer = %identity, %error, "closing a peer stream after a bad frame");
+                let _ = receive.stop(quinn::VarInt::from_u32(frame_error_code(&error)));
+                return;
+            }
+        }
+    }
+}
+
+/// Decides who a request stream acts for, from its hello and the
+/// certificate identity.
+fn authorize_request(identity: &Identity, hello: Hello) -> Result<RequestOrigin, Refusal> {
+    match hello {
+        Hello::Request => Ok(RequestOrigin::Direct(identity.clone())),
+        Hello::Forwarded { client } => {
+            let by = node_of(identity).ok_or((
+                codes::UNAUTHORIZED,
+                "only nodes may forward requests".to_string(),
+            ))?;
+            let client = Identity::from_uri(&client)
+                .map_err(|error| (codes::UNAUTHORIZED, error.to_string()))?;
+            if client.node_id().is_some() {
+                return Err((
+                    codes::UNAUTHORIZED,
+                    "a forwarded request cannot act for a node".into(),
+                ));
+            }
+            Ok(RequestOrigin::Forwarded { by, client })
+        }
+        Hello::Peer { .. } => Err((codes::UNAUTHORIZED, "peer hello on a request stream".into())),
+    }
+}
+
+/// Reads and authorizes a request within the read timeout. Nodes may send
+/// requests up to the peer frame limit, everyone else up to the client one.
+async fn accept_request<Req: DeserializeOwned>(
+    config: &TransportConfig,
+    identity: &Identity,
+    receive: &mut quinn::RecvStream,
+) -> Result<(RequestOrigin, Req), Refusal> {
+    let origin = authorize_request(identity, read_hello(receive, config).await?)?;
+    let limit = match node_of(identity) {
+        Some(_) => config.max_peer_frame,
+        None => config.max_client_frame,
+    };
+    match tokio::time::timeout(config.read_timeout, read_frame::<Req, _>(receive, limit)).await {
+        Ok(Ok(Some(request))) => Ok((origin, request)),
+        Ok(Ok(None)) => Err((
+            codes::MALFORMED_FRAME,
+            "stream ended before the request".into(),
+        )),
+        Ok(Err(error)) => Err((frame_error_code(&error), format!("bad request: {error}"))),
+        Err(_) => Err((codes::TIMEOUT, "no request in time".into())),
+    }
+}
+
+async fn serve_request_stream<M, Req, Resp>(
+    context: Arc<InboundContext<M, Req, Resp>>,
+    identity: Arc<Identity>,
+    mut send: quinn::SendStream,
+    mut receive: quinn::RecvStream,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let mut shutdown = context.shutdown.clone();
+    let accepted = unless_shutdown(
+        &mut shutdown,
+        accept_request::<Req>(&context.config, &identity, &mut receive),
+    )
+    .await;
+    let (origin, request) = match accepted {
+        Some(Ok(accepted)) => accepted,
+        Some(Err((code, reason))) => {
+            tracing::warn!(caller = %identity, %reason, "refusing a request stream");
+            let _ = receive.stop(quinn::VarInt::from_u32(code));
+            let _ = send.reset(quinn::VarInt::from_u32(code));
+            return;
+        }
+        None => return,
+    };
+    let (responder, response) = Responder::new();
+    let inbound = InboundRequest {
+        origin,
+        request,
+        responder,
+    };
+    let answered = match unless_shutdown(&mut shutdown, context.requests.send(inbound)).await {
+        Some(Ok(())) => unless_shutdown(&mut shutdown, response).await,
+        _ => None,
+    };
+    let Some(Ok(response)) = answered else {
+        let _ = send.reset(quinn::VarInt::from_u32(codes::NO_RESPONSE));
+        return;
+    };
+    // Encoding first keeps `response` out of the await, so `Resp` need not
+    // be `Sync`.
+    let written = match encode_frame(&response, context.config.max_peer_frame) {
+        Ok(frame) => send
+            .write_all(&frame)
+            .await
+            .map_err(|error| FrameError::Io(error.into())),
+        Err(error) => Err(error),
+    };
+    match written {
+        Ok(()) => {
+            let _ = send.finish();
+        }
+        Err(error) => {
+            tracing::warn!(caller = %identity, %error, "cannot send a response");
+            let _ = send.reset(quinn::VarInt::from_u32(codes::NO_RESPONSE));
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The QUIC transport: one quinn endpoint per node, mutual TLS with the
+//! cluster CA, ALPN `vault/1`, for peers and clients alike.
+//!
+//! What travels, and how (design notes in `docs/transport.md`):
+//!
+//! - **Peer messages** (Raft): for each ordered pair of nodes, one
+//!   long-lived unidirectional stream from sender to receiver carries
+//!   length-prefixed postcard frames back to back: ordered, pipelined, no
+//!   per-message stream cost. [`Transport::send`] never blocks: each peer
+//!   has a bounded queue and a message that does not fit is dropped and
+//!   counted (Raft retransmits). Inbound messages arrive as
+//!   `(NodeId, M)` on [`Inbox::peer_messages`].
+//! - **Requests** (clients, forwarded client requests, node-to-node RPCs
+//!   such as 2PC): one bidirectional stream per request carrying a request
+//!   frame and a response frame. Inbound requests arrive on
+//!   [`Inbox::requests`] with the verified [`RequestOrigin`] of the caller.
+//!   [`Client`] is the dialling side for clients.
+//!
+//! Every stream opens with a hello frame naming its kind. Authorization is
+//! decided here from the certificate identity, not by the application:
+//! a peer stream is accepted only from a node certificate whose node id is
+//! the one the hello claims, forwarded requests only from node
+//! certificates, and a dialled peer must present the node id we meant to
+//! reach. A bad frame closes its stream with a warning naming the peer;
+//! nothing a peer sends can panic, block or grow the node without bound.
+//!
+//! The transport is generic over the peer message `M` and the request and
+//! response types, so it knows nothing of Raft or the vault.
+
+mod client;
+pub mod codec;
+mod endpoint;
+mod inbound;
+mod peer;
+mod quic;
+mod request;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::Client;
+pub use codec::FrameError;
+pub use endpoint::{Inbox, SendError, Transport};
+pub use request::{InboundRequest, RequestOrigin, Responder};
+
+use crate::raft::types::NodeId;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where a peer listens and the name its certificate must carry (a DNS or
+/// IP SAN) for the handshake to succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddress {
+    /// The peer's UDP address.
+    pub address: SocketAddr,
+    /// The host name or IP the peer's certificate is checked against.
+    pub server_name: String,
+}
+
+impl PeerAddress {
+    /// A peer dialled by IP address, whose certificate must carry that IP.
+    pub fn from_socket_address(address: SocketAddr) -> Self {
+        PeerAddress {
+            address,
+            server_name: address.ip().to_string(),
+        }
+    }
+}
+
+/// How a node's transport behaves. [`TransportConfig::new`] gives defaults
+/// suited to a LAN cluster; every field is public so a config file can
+/// override it.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// This node's id; must match the node id of its certificate.
+    pub node_id: NodeId,
+    /// The UDP address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The peers known at start; more can be added with
+    /// [`Transport::add_peer`].
+    pub peers: BTreeMap<NodeId, PeerAddress>,
+    /// Largest peer message, node-to-node request or any response, in bytes
+    /// (snapshot chunks must fit).
+    pub max_peer_frame: usize,
+    /// Largest request a client may send, in bytes.
+    pub max_client_frame: usize,
+    /// Messages queued per peer before [`Transport::send`] drops.
+    pub peer_queue: usize,
+    /// Capacity of [`Inbox::peer_messages`]; when full, peer streams stop
+    /// reading and QUIC flow control pushes back on the senders.
+    pub inbound_queue: usize,
+    /// Capacity of [`Inbox::requests`]; when full, request streams wait.
+    pub request_queue: usize,
+    /// Most simultaneous inbound connections; more are refused.
+    pub max_connections: usize,
+    /// Most simultaneous request streams per connection.
+    pub max_streams_per_connection: u32,
+    /// First delay before redialling a peer; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest delay between redials.
+    pub backoff_max: Duration,
+    /// How long a new stream may take to deliver its hello (and, for a
+    /// request, the request) before it is dropped.
+    pub read_timeout: Duration,
+    /// A connection silent for this long is considered dead.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval, well below `idle_timeout`, so that idle peer
+    /// connections stay up and dead ones are noticed.
+    pub keep_alive: Duration,
+}
+
+impl TransportConfig {
+    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 1024-message peer
+    /// queues, 256 connections, backoff 50 ms to 2 s, 10 s timeouts.
+    pub fn new(node_id: NodeId, listen: SocketAddr) -> Self {
+        TransportConfig {
+            node_id,
+            listen,
+            peers: BTreeMap::new(),
+            max_peer_frame: 16 << 20,
+            max_client_frame: 1 << 20,
+            peer_queue: 1024,
+            inbound_queue: 4096,
+            request_queue: 1024,
+            max_connections: 256,
+            max_streams_per_connection: 128,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Application error codes this transport puts in QUIC stream resets,
+/// STOP_SENDING and connection closes.
+pub mod codes {
+    /// Normal close (shutdown, client done).
+    pub const CLOSED: u32 = 0;
+    /// A frame did not decode, or the stream ended inside one.
+    pub const MALFORMED_FRAME: u32 = 1;
+    /// A frame exceeded the stream's size limit.
+    pub const FRAME_TOO_LARGE: u32 = 2;
+    /// The certificate identity may not open this kind of stream, or the
+    /// hello claimed another identity.
+    pub const UNAUTHORIZED: u32 = 3;
+    /// The application dropped the request without answering, or the node
+    /// is shutting down.
+    pub const NO_RESPONSE: u32 = 4;
+    /// The peer certificate carries no usable identity, or is not the node
+    /// that was dialled.
+    pub const BAD_IDENTITY: u32 = 5;
+    /// The stream did not deliver its hello or request in time.
+    pub const TIMEOUT: u32 = 6;
+}
+
+/// Why a transport operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The TLS material cannot be turned into a QUIC configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// Binding the UDP socket failed.
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection could not be set up (unreachable, handshake refused,
+    /// certificate not trusted or not valid for the name dialled).
+    #[error("cannot connect to {address}: {reason}")]
+    Connect {
+        /// The address dialled.
+        address: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The peer's certificate identity is not the one expected.
+    #[error("peer at {address} is {actual}, expected {expected}")]
+    WrongPeer {
+        /// The address dialled.
+        address: SocketAddr,
+        /// The identity we meant to reach.
+        expected: String,
+        /// The identity the certificate carries (or why none was read).
+        actual: String,
+    },
+    /// No address is known for this node.
+    #[error("unknown peer {0}")]
+    UnknownPeer(NodeId),
+    /// The connection was lost.
+    #[error("connection lost: {0}")]
+    ConnectionLost(#[from] quinn::ConnectionError),
+    /// The other side refused the stream (see [`codes`]).
+    #[error("stream refused by the peer with code {0}")]
+    Refused(u64),
+    /// The other side closed the stream without a response.
+    #[error("the peer closed the stream without a response")]
+    NoResponse,
+    /// A frame could not be written or read.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}

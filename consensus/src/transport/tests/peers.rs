@@ -1,0 +1,112 @@
+//! Peer messages: order, both directions, reconnects, bounded queues.
+
+use super::*;
+use crate::transport::SendError;
+
+fn message(sequence: u64) -> PeerMessage {
+    PeerMessage {
+        sequence,
+        body: format!("entry {sequence}"),
+    }
+}
+
+#[tokio::test]
+async fn peer_messages_flow_both_ways_in_order() {
+    let pki = Pki::new();
+    let (node1, mut inbox1) = start(&pki, config(1)).await;
+    let (node2, mut inbox2) = start(&pki, config(2)).await;
+    connect_pair(&node1, &node2);
+    const COUNT: u64 = 500;
+    for sequence in 0..COUNT {
+        node1.send(NodeId(2), message(sequence)).unwrap();
+        node2.send(NodeId(1), message(sequence + 10_000)).unwrap();
+    }
+    for sequence in 0..COUNT {
+        let (from, received) = guard(inbox2.peer_messages.recv()).await.unwrap();
+        assert_eq!((from, received), (NodeId(1), message(sequence)));
+        let (from, received) = guard(inbox1.peer_messages.recv()).await.unwrap();
+        assert_eq!((from, received), (NodeId(2), message(sequence + 10_000)));
+    }
+    assert_eq!(node1.dropped_messages(), 0);
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
+}
+
+/// Binds `config`, retrying while the old endpoint's socket is released.
+async fn bind_again(pki: &Pki, config: TransportConfig) -> (TestTransport, TestInbox) {
+    guard(async {
+        loop {
+            match TestTransport::bind(config.clone(), &pki.node(config.node_id.0)).await {
+                Ok(bound) => return bound,
+                Err(crate::transport::TransportError::Bind { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn peer_messages_resume_after_the_receiver_restarts() {
+    let pki = Pki::new();
+    let (node1, _inbox1) = start(&pki, config(1)).await;
+    let (node2, mut inbox2) = start(&pki, config(2)).await;
+    let address = node2.local_address().unwrap();
+    node1.add_peer(NodeId(2), address_of(&node2));
+    node1.send(NodeId(2), message(1)).unwrap();
+    assert_eq!(
+        guard(inbox2.peer_messages.recv()).await.unwrap().1,
+        message(1)
+    );
+
+    guard(node2.shutdown()).await;
+    drop((node2, inbox2));
+    let (node2, mut inbox2) = bind_again(&pki, TransportConfig::new(NodeId(2), address)).await;
+
+    // Messages sent while the old connection dies may be lost, as Raft
+    // allows; like Raft, keep sending until one arrives on the new node.
+    let received = guard(async {
+        let mut sequence = 100;
+        loop {
+            let _ = node1.send(NodeId(2), message(sequence));
+            sequence += 1;
+            let wait =
+                tokio::time::timeout(Duration::from_millis(100), inbox2.peer_messages.recv());
+            if let Ok(Some(received)) = wait.await {
+                return received;
+            }
+        }
+    })
+    .await;
+    assert_eq!(received.0, NodeId(1));
+    assert!(received.1.sequence >= 100);
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
+}
+
+#[tokio::test]
+async fn send_never_blocks_and_drops_when_the_queue_is_full() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.peer_queue = 4;
+    let (node1, _inbox1) = start(&pki, settings).await;
+    // Nothing answers QUIC on this socket, so the sender task never drains.
+    let silent = std::net::UdpSocket::bind(loopback()).unwrap();
+    node1.add_peer(
+        NodeId(2),
+        PeerAddress::from_socket_address(silent.local_addr().unwrap()),
+    );
+    let accepted = (0..100)
+        .filter(|sequence| node1.send(NodeId(2), message(*sequence)).is_ok())
+        .count() as u64;
+    // The queue holds 4; the sender task may have taken one more.
+    assert!((4..=5).contains(&accepted), "accepted {accepted}");
+    assert_eq!(node1.dropped_messages(), 100 - accepted);
+    assert_eq!(
+        node1.send(NodeId(9), message(0)),
+        Err(SendError::UnknownPeer(NodeId(9)))
+    );
+    guard(node1.shutdown()).await;
+}

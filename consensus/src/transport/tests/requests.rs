@@ -1,0 +1,109 @@
+//! Requests: clients, node-to-node RPCs, forwarding, shutdown.
+
+use super::*;
+use crate::transport::{codes, TransportError};
+
+#[tokio::test]
+async fn client_requests_are_answered_with_the_verified_identity() {
+    let pki = Pki::new();
+    let (node1, inbox1) = start(&pki, config(1)).await;
+    let _server = serve_echo(inbox1.requests);
+    let alice = client(&pki.client("alice"), &node1).await;
+    assert_eq!(alice.server_identity(), &Identity::Node("node1".into()));
+    let response: TestResponse = guard(alice.request(&TestRequest::Echo("hi".into())))
+        .await
+        .unwrap();
+    assert_eq!(response.text, "hi");
+    assert_eq!(response.acting_for, "urn:vault:client:alice");
+    assert_eq!((response.forwarded_by, response.calling_node), (None, None));
+
+    // Concurrent requests on one connection each get their own answer.
+    let alice = std::sync::Arc::new(alice);
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..16 {
+        let alice = alice.clone();
+        tasks.spawn(async move {
+            let response: TestResponse = alice
+                .request(&TestRequest::Echo(index.to_string()))
+                .await
+                .unwrap();
+            (index, response.text)
+        });
+    }
+    let answers = guard(tasks.join_all()).await;
+    assert_eq!(answers.len(), 16);
+    for (index, text) in answers {
+        assert_eq!(text, index.to_string());
+    }
+
+    let admin = client(&pki.user(Identity::admin("ops").unwrap()), &node1).await;
+    let response: TestResponse = guard(admin.request(&TestRequest::Echo("status".into())))
+        .await
+        .unwrap();
+    assert_eq!(response.acting_for, "urn:vault:admin:ops");
+    guard(alice.close()).await;
+    guard(node1.shutdown()).await;
+}
+
+#[tokio::test]
+async fn nodes_make_requests_and_forward_for_clients() {
+    let pki = Pki::new();
+    let (node1, _inbox1) = start(&pki, config(1)).await;
+    let (node2, inbox2) = start(&pki, config(2)).await;
+    let _server = serve_echo(inbox2.requests);
+    connect_pair(&node1, &node2);
+
+    let vote = guard(node1.request(NodeId(2), &TestRequest::Echo("vote".into())))
+        .await
+        .unwrap();
+    assert_eq!(vote.calling_node, Some(NodeId(1)));
+    assert_eq!(vote.acting_for, "urn:vault:node:node1");
+
+    let alice = Identity::client("alice").unwrap();
+    let forwarded = guard(node1.forward(NodeId(2), &alice, &TestRequest::Echo("add".into())))
+        .await
+        .unwrap();
+    assert_eq!(forwarded.acting_for, "urn:vault:client:alice");
+    assert_eq!(forwarded.forwarded_by, Some(NodeId(1)));
+    assert_eq!(
+        forwarded.calling_node, None,
+        "a forwarded request is not a node RPC"
+    );
+
+    let unknown = guard(node1.request(NodeId(7), &TestRequest::Ignore)).await;
+    assert!(
+        matches!(unknown, Err(TransportError::UnknownPeer(NodeId(7)))),
+        "{unknown:?}"
+    );
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
+}
+
+#[tokio::test]
+async fn an_unanswered_request_is_reported_not_hung() {
+    let pki = Pki::new();
+    let (node1, inbox1) = start(&pki, config(1)).await;
+    let _server = serve_echo(inbox1.requests);
+    let alice = client(&pki.client("alice"), &node1).await;
+    let result: Result<TestResponse, _> = guard(alice.request(&TestRequest::Ignore)).await;
+    assert!(
+        matches!(result, Err(TransportError::Refused(code)) if code == u64::from(codes::NO_RESPONSE)),
+        "{result:?}"
+    );
+    guard(node1.shutdown()).await;
+}
+
+#[tokio::test]
+async fn shutdown_completes_and_refuses_further_requests() {
+    let pki = Pki::new();
+    let (node1, inbox1) = start(&pki, config(1)).await;
+    let _server = serve_echo(inbox1.requests);
+    let alice = client(&pki.client("alice"), &node1).await;
+    let _: TestResponse = guard(alice.request(&TestRequest::Echo("before".into())))
+        .await
+        .unwrap();
+    guard(node1.shutdown()).await;
+    let after: Result<TestResponse, _> =
+        guard(alice.request(&TestRequest::Echo("after".into()))).await;
+    assert!(after.is_err(), "{after:?}");
+}
