@@ -33,7 +33,7 @@ mod network;
 
 pub use apply::ApplyResult;
 pub use error::NodeError;
-pub use handle::{Node, NodeStatus, ReadConsistency};
+pub use handle::{Node, NodeStatus, ReadConsistency, StartError};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
 
 use crate::raft::NodeId;
