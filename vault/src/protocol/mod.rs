@@ -58,6 +58,24 @@ pub struct ClientSession {
     pub seq: u64,
 }
 
+impl ClientSession {
+    /// Starts a session for this client process: a random id, sequence 0
+    /// (so the first [`ClientSession::next_request`] is 1).
+    pub fn start() -> ClientSession {
+        ClientSession {
+            client_id: rand::random(),
+            seq: 0,
+        }
+    }
+
+    /// Moves to the next request and returns its session stamp. A retry of
+    /// the same request must reuse the returned value, not call this again.
+    pub fn next_request(&mut self) -> ClientSession {
+        self.seq += 1;
+        *self
+    }
+}
+
 /// One request frame from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRequest {

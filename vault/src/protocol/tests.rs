@@ -154,3 +154,12 @@ proptest! {
         prop_assert!(decode::<VaultCommand>(&bytes[..cut]).is_err());
     }
 }
+
+#[test]
+fn sessions_number_requests_from_one() {
+    let mut session = ClientSession::start();
+    let first = session.next_request();
+    let second = session.next_request();
+    assert_eq!((first.seq, second.seq), (1, 2));
+    assert_eq!(first.client_id, second.client_id);
+}
