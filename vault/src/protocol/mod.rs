@@ -15,7 +15,9 @@ mod command;
 mod error;
 
 pub(crate) use command::validate_grantee;
-pub use command::{plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT};
+pub use command::{
+    decision_command, plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT,
+};
 pub use error::VaultError;
 
 use consensus::raft::{LogIndex, NodeId, Term};

@@ -450,3 +450,34 @@ fn a_commit_for_a_moved_version_deletes_nothing() {
         .expect("decided");
     assert_eq!(fixture.version(ALICE, "a"), Some(2));
 }
+
+#[test]
+fn idle_sessions_are_forgotten_at_sweep_points() {
+    use super::apply::{SESSION_RETENTION, SESSION_SWEEP_EVERY};
+    let mut fixture = Fixture::new();
+    let put = |name: &str| Operation::Put {
+        name: name.into(),
+        sealed: SealedSecret(vec![1]),
+        update: false,
+    };
+    fixture.run(ALICE, Some((1, 1)), put("old")).expect("added");
+    let point = (SESSION_RETENTION / SESSION_SWEEP_EVERY + 2) * SESSION_SWEEP_EVERY;
+    // A session active shortly before the sweep point survives it.
+    fixture.machine.skip_to(point - 10).expect("skip");
+    fixture.next_index = point - 9;
+    fixture
+        .run(ALICE, Some((2, 1)), put("recent"))
+        .expect("added");
+    fixture.machine.skip_to(point + 1).expect("skip");
+    fixture.next_index = point + 2;
+    // The idle session is gone: its retry is applied as a new request.
+    assert!(matches!(
+        fixture.run(ALICE, Some((1, 1)), put("old")),
+        Err(VaultError::AlreadyExists(_))
+    ));
+    // The recent one still deduplicates: same answer as the first time.
+    assert_eq!(
+        fixture.run(ALICE, Some((2, 1)), put("recent")),
+        Ok(Response::Added { version: 1 })
+    );
+}
