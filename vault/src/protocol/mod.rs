@@ -199,6 +199,9 @@ pub enum Response {
         tx: String,
         /// The decision the log holds first.
         decision: Decision,
+        /// Whether this entry deleted the secret: false for an abort, for a
+        /// repeated decision, and for a secret no longer at the voted version.
+        deleted: bool,
     },
     /// The outcome of a two-phase-commit delete.
     Deleted(DeleteReport),

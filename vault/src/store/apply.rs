@@ -275,18 +275,20 @@ impl Context<'_, '_> {
             return Ok(Ok(Response::Decided {
                 tx: tx.to_string(),
                 decision,
+                deleted: false,
             }));
         }
         self.transaction.execute(
             "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
             params![tx, decision_to_sql(decision), to_sql(self.index)],
         )?;
+        let mut deleted = false;
         if decision == Decision::Commit {
-            let deleted = self.transaction.execute(
+            deleted = self.transaction.execute(
                 "DELETE FROM secrets WHERE owner = ?1 AND name = ?2 AND version = ?3",
                 params![self.owner, name, to_sql(version)],
-            )?;
-            if deleted > 0 {
+            )? > 0;
+            if deleted {
                 self.transaction.execute(
                     "DELETE FROM shares WHERE owner = ?1 AND name = ?2",
                     params![self.owner, name],
@@ -297,6 +299,7 @@ impl Context<'_, '_> {
         Ok(Ok(Response::Decided {
             tx: tx.to_string(),
             decision,
+            deleted,
         }))
     }
 }

@@ -392,7 +392,8 @@ fn prepare_locks_and_the_decision_releases() {
         decided,
         Ok(Response::Decided {
             tx: "t1".into(),
-            decision: Decision::Abort
+            decision: Decision::Abort,
+            deleted: false
         })
     );
     let machine = &mut fixture.machine;
@@ -427,7 +428,8 @@ fn the_first_decision_in_the_log_wins() {
         commit,
         Ok(Response::Decided {
             tx: "t1".into(),
-            decision: Decision::Commit
+            decision: Decision::Commit,
+            deleted: true
         })
     );
     assert_eq!(fixture.version(ALICE, "a"), None);
@@ -437,7 +439,12 @@ fn the_first_decision_in_the_log_wins() {
         Some(ParticipantState::Committed)
     );
     let late_abort = fixture.run(ALICE, None, decide("t1", 1, Decision::Abort));
-    assert_eq!(late_abort, commit);
+    let expected = Response::Decided {
+        tx: "t1".into(),
+        decision: Decision::Commit,
+        deleted: false,
+    };
+    assert_eq!(late_abort, Ok(expected));
 }
 
 #[test]
@@ -445,9 +452,11 @@ fn a_commit_for_a_moved_version_deletes_nothing() {
     let mut fixture = Fixture::new();
     fixture.put(ALICE, "a", 1, false).expect("added");
     fixture.put(ALICE, "a", 2, true).expect("updated");
-    fixture
-        .run(ALICE, None, decide("t1", 1, Decision::Commit))
-        .expect("decided");
+    let decided = fixture.run(ALICE, None, decide("t1", 1, Decision::Commit));
+    assert!(matches!(
+        decided,
+        Ok(Response::Decided { deleted: false, .. })
+    ));
     assert_eq!(fixture.version(ALICE, "a"), Some(2));
 }
 
