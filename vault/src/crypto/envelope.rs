@@ -122,6 +122,19 @@ fn parse_sealed(sealed: &SealedSecret) -> Result<SealedEnvelope, CryptoError> {
     crate::protocol::decode(&sealed.0).map_err(|_| CryptoError::Malformed)
 }
 
+/// Serialises `fields` into a buffer sized up front, so no reallocation
+/// leaves an unwiped copy of the plaintext behind.
+fn serialize_fields(fields: &SecretFields) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let size =
+        postcard::experimental::serialized_size(fields).map_err(|_| CryptoError::Malformed)?;
+    let mut buffer = Zeroizing::new(vec![0u8; size]);
+    let written = postcard::to_slice(fields, &mut buffer)
+        .map_err(|_| CryptoError::Malformed)?
+        .len();
+    buffer.truncate(written);
+    Ok(buffer)
+}
+
 /// Encrypts `fields` under `data_key` and wraps `data_key` under `master`.
 pub(crate) fn seal(
     master: &Key,
@@ -130,8 +143,7 @@ pub(crate) fn seal(
     name: &str,
     fields: &SecretFields,
 ) -> Result<SealedSecret, CryptoError> {
-    let plaintext =
-        Zeroizing::new(postcard::to_stdvec(fields).map_err(|_| CryptoError::Malformed)?);
+    let plaintext = serialize_fields(fields)?;
     let key_nonce = random_nonce();
     let nonce = random_nonce();
     let envelope = SealedEnvelope::V1 {

@@ -221,3 +221,27 @@ fn invalid_parameters_are_an_error() {
     let result = Keyring::derive("client:alice", &Passphrase::new("x".into()), params);
     assert!(matches!(result, Err(CryptoError::Parameters(_))));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn shared_keyring() -> &'static Keyring {
+        static KEYRING: OnceLock<Keyring> = OnceLock::new();
+        KEYRING.get_or_init(|| keyring("client:alice", "pw"))
+    }
+
+    proptest! {
+        /// Arbitrary sealed or wrapped bytes are an error, never a panic.
+        #[test]
+        fn arbitrary_envelopes_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let alice = shared_keyring();
+            let own = record("client:alice", "x", SealedSecret(bytes.clone()), None);
+            prop_assert!(alice.open(&own).is_err());
+            let sealed = alice.seal("x", &fields()).expect("seal");
+            let shared = record("client:bob", "x", sealed, Some(WrappedKey(bytes)));
+            prop_assert!(alice.open(&shared).is_err());
+        }
+    }
+}

@@ -139,11 +139,31 @@ pub fn plan(identity: &str, request: ClientRequest, now_ms: u64) -> Result<Plan,
             "only an admin identity may run this command".into(),
         ));
     }
-    let read = |query: VaultQuery, stale: bool| Plan::Read {
-        query: super::encode(&query),
-        stale,
-    };
-    let op = match request.request {
+    match request.request {
+        write @ (Request::AddSecret { .. }
+        | Request::Share { .. }
+        | Request::Unshare { .. }
+        | Request::PublishKey { .. }) => {
+            let command = VaultCommand::V1 {
+                session: request.session,
+                owner: identity.to_string(),
+                proposed_at_ms: now_ms,
+                op: operation(identity, write)?,
+            };
+            Ok(Plan::Propose(super::encode(&command)))
+        }
+        Request::Delete { name } => {
+            validate_name(&name)?;
+            Ok(Plan::Runtime(Request::Delete { name }))
+        }
+        runtime @ (Request::Status | Request::TransferLeader { .. }) => Ok(Plan::Runtime(runtime)),
+        read => read_plan(identity, read),
+    }
+}
+
+/// The validated operation for a write request.
+fn operation(identity: &str, request: Request) -> Result<Operation, VaultError> {
+    match request {
         Request::AddSecret {
             name,
             sealed,
@@ -151,11 +171,11 @@ pub fn plan(identity: &str, request: ClientRequest, now_ms: u64) -> Result<Plan,
         } => {
             validate_name(&name)?;
             validate_ciphertext(&sealed.0)?;
-            Operation::Put {
+            Ok(Operation::Put {
                 name,
                 sealed,
                 update,
-            }
+            })
         }
         Request::Share {
             name,
@@ -165,59 +185,77 @@ pub fn plan(identity: &str, request: ClientRequest, now_ms: u64) -> Result<Plan,
             validate_name(&name)?;
             validate_grantee(identity, &with)?;
             validate_ciphertext(&wrapped_key.0)?;
-            Operation::Share {
+            Ok(Operation::Share {
                 name,
                 grantee: with,
                 wrapped_key,
-            }
+            })
         }
         Request::Unshare { name, with } => {
             validate_name(&name)?;
             validate_grantee(identity, &with)?;
-            Operation::Unshare {
+            Ok(Operation::Unshare {
                 name,
                 grantee: with,
-            }
+            })
         }
-        Request::PublishKey { public_key } => Operation::PublishKey { public_key },
+        Request::PublishKey { public_key } => Ok(Operation::PublishKey { public_key }),
+        _ => Err(VaultError::Internal("this request is not a write".into())),
+    }
+}
+
+/// The validated query for a read request.
+fn read_plan(identity: &str, request: Request) -> Result<Plan, VaultError> {
+    let caller = identity.to_string();
+    let (query, stale) = match request {
         Request::GetSecret { owner, name, stale } => {
             validate_name(&name)?;
             if let Some(owner) = &owner {
                 validate_identity(owner)?;
             }
-            let caller = identity.to_string();
-            return Ok(read(
+            (
                 VaultQuery::Secret {
                     caller,
                     owner,
                     name,
                 },
                 stale,
-            ));
+            )
         }
-        Request::List { stale } => {
-            let caller = identity.to_string();
-            return Ok(read(VaultQuery::List { caller }, stale));
-        }
+        Request::List { stale } => (VaultQuery::List { caller }, stale),
         Request::PublicKey { identity: whose } => {
             validate_identity(&whose)?;
-            return Ok(read(VaultQuery::PublicKey { identity: whose }, false));
+            (VaultQuery::PublicKey { identity: whose }, false)
         }
-        Request::Delete { name } => {
-            validate_name(&name)?;
-            return Ok(Plan::Runtime(Request::Delete { name }));
-        }
-        other @ (Request::Status | Request::TransferLeader { .. }) => {
-            return Ok(Plan::Runtime(other));
-        }
+        _ => return Err(VaultError::Internal("this request is not a read".into())),
     };
-    let command = VaultCommand::V1 {
-        session: request.session,
-        owner: identity.to_string(),
+    Ok(Plan::Read {
+        query: super::encode(&query),
+        stale,
+    })
+}
+
+/// The command bytes that make a two-phase-commit decision durable: the
+/// coordinator proposes them for `owner`'s secret `name` at `version`.
+pub fn decision_command(
+    owner: &str,
+    tx: &str,
+    name: &str,
+    version: u64,
+    decision: Decision,
+    now_ms: u64,
+) -> Vec<u8> {
+    super::encode(&VaultCommand::V1 {
+        session: None,
+        owner: owner.to_string(),
         proposed_at_ms: now_ms,
-        op,
-    };
-    Ok(Plan::Propose(super::encode(&command)))
+        op: Operation::Decide {
+            tx: tx.to_string(),
+            name: name.to_string(),
+            version,
+            decision,
+        },
+    })
 }
 
 /// A grantee is another valid identity: sharing with yourself means nothing.

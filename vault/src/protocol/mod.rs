@@ -15,7 +15,9 @@ mod command;
 mod error;
 
 pub(crate) use command::validate_grantee;
-pub use command::{plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT};
+pub use command::{
+    decision_command, plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT,
+};
 pub use error::VaultError;
 
 use consensus::raft::{LogIndex, NodeId, Term};
@@ -56,6 +58,24 @@ pub struct ClientSession {
     pub client_id: u64,
     /// Strictly increasing per write request of that process, from 1.
     pub seq: u64,
+}
+
+impl ClientSession {
+    /// Starts a session for this client process: a random id, sequence 0
+    /// (so the first [`ClientSession::next_request`] is 1).
+    pub fn start() -> ClientSession {
+        ClientSession {
+            client_id: rand::random(),
+            seq: 0,
+        }
+    }
+
+    /// Moves to the next request and returns its session stamp. A retry of
+    /// the same request must reuse the returned value, not call this again.
+    pub fn next_request(&mut self) -> ClientSession {
+        self.seq += 1;
+        *self
+    }
 }
 
 /// One request frame from a client.
@@ -179,6 +199,9 @@ pub enum Response {
         tx: String,
         /// The decision the log holds first.
         decision: Decision,
+        /// Whether this entry deleted the secret: false for an abort, for a
+        /// repeated decision, and for a secret no longer at the voted version.
+        deleted: bool,
     },
     /// The outcome of a two-phase-commit delete.
     Deleted(DeleteReport),

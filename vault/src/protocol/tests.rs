@@ -154,3 +154,29 @@ proptest! {
         prop_assert!(decode::<VaultCommand>(&bytes[..cut]).is_err());
     }
 }
+
+#[test]
+fn sessions_number_requests_from_one() {
+    let mut session = ClientSession::start();
+    let first = session.next_request();
+    let second = session.next_request();
+    assert_eq!((first.seq, second.seq), (1, 2));
+    assert_eq!(first.client_id, second.client_id);
+}
+
+#[test]
+fn decision_commands_decode_as_decide() {
+    let bytes = decision_command("client:alice", "tx-1", "mail", 3, Decision::Commit, 9);
+    let command: VaultCommand = decode(&bytes).expect("our own encoding decodes");
+    let VaultCommand::V1 { owner, op, .. } = command;
+    assert_eq!(owner, "client:alice");
+    assert_eq!(
+        op,
+        Operation::Decide {
+            tx: "tx-1".into(),
+            name: "mail".into(),
+            version: 3,
+            decision: Decision::Commit
+        }
+    );
+}

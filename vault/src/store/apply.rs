@@ -67,6 +67,36 @@ pub(crate) fn apply_command(
     Ok(response)
 }
 
+/// Sessions idle for this many log entries are forgotten: a retry that old
+/// would be applied again. A million entries is far beyond any client's
+/// retry window, and bounds the table by the number of recently active
+/// client processes.
+pub(crate) const SESSION_RETENTION: u64 = 1_000_000;
+
+/// Forgetting happens at every multiple of this index.
+pub(crate) const SESSION_SWEEP_EVERY: u64 = 4096;
+
+/// Forgets idle sessions for the sweep points in `(after, through]`.
+///
+/// The sweep at point `k` logically happens right after entry `k`, whatever
+/// the batching, so replicas that batch differently still agree on which
+/// sessions exist when each entry is applied and when each snapshot is taken.
+pub(crate) fn sweep_sessions(
+    transaction: &Transaction<'_>,
+    after: u64,
+    through: u64,
+) -> rusqlite::Result<()> {
+    let point = through - through % SESSION_SWEEP_EVERY;
+    if point <= after || point < SESSION_RETENTION {
+        return Ok(());
+    }
+    transaction.execute(
+        "DELETE FROM sessions WHERE last_index < ?1",
+        [to_sql(point - SESSION_RETENTION)],
+    )?;
+    Ok(())
+}
+
 /// The stored answer if this session already executed `seq` or later.
 ///
 /// Sessions are keyed by owner and client id, so one identity can neither
@@ -245,18 +275,20 @@ impl Context<'_, '_> {
             return Ok(Ok(Response::Decided {
                 tx: tx.to_string(),
                 decision,
+                deleted: false,
             }));
         }
         self.transaction.execute(
             "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
             params![tx, decision_to_sql(decision), to_sql(self.index)],
         )?;
+        let mut deleted = false;
         if decision == Decision::Commit {
-            let deleted = self.transaction.execute(
+            deleted = self.transaction.execute(
                 "DELETE FROM secrets WHERE owner = ?1 AND name = ?2 AND version = ?3",
                 params![self.owner, name, to_sql(version)],
-            )?;
-            if deleted > 0 {
+            )? > 0;
+            if deleted {
                 self.transaction.execute(
                     "DELETE FROM shares WHERE owner = ?1 AND name = ?2",
                     params![self.owner, name],
@@ -267,6 +299,7 @@ impl Context<'_, '_> {
         Ok(Ok(Response::Decided {
             tx: tx.to_string(),
             decision,
+            deleted,
         }))
     }
 }

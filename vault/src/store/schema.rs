@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS twopc_participant (
     state   TEXT NOT NULL,
     created INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_age ON sessions (last_index);
 CREATE INDEX IF NOT EXISTS twopc_participant_lock ON twopc_participant (owner, name, state);
 ";
 

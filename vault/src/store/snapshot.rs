@@ -109,7 +109,12 @@ fn parse(data: &[u8], expected_index: u64) -> Result<Tables, SnapshotError> {
     if crc32c::crc32c(framed) != u32::from_le_bytes(stored) {
         return Err(SnapshotError::Checksum);
     }
-    let SnapshotFile::V1(tables) = postcard::from_bytes(&framed[MAGIC.len()..])?;
+    let (SnapshotFile::V1(tables), rest) = postcard::take_from_bytes(&framed[MAGIC.len()..])?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Decode(
+            postcard::Error::DeserializeBadEncoding,
+        ));
+    }
     if tables.applied_index != expected_index {
         return Err(SnapshotError::IndexMismatch {
             expected: expected_index,

@@ -392,7 +392,8 @@ fn prepare_locks_and_the_decision_releases() {
         decided,
         Ok(Response::Decided {
             tx: "t1".into(),
-            decision: Decision::Abort
+            decision: Decision::Abort,
+            deleted: false
         })
     );
     let machine = &mut fixture.machine;
@@ -427,7 +428,8 @@ fn the_first_decision_in_the_log_wins() {
         commit,
         Ok(Response::Decided {
             tx: "t1".into(),
-            decision: Decision::Commit
+            decision: Decision::Commit,
+            deleted: true
         })
     );
     assert_eq!(fixture.version(ALICE, "a"), None);
@@ -437,7 +439,12 @@ fn the_first_decision_in_the_log_wins() {
         Some(ParticipantState::Committed)
     );
     let late_abort = fixture.run(ALICE, None, decide("t1", 1, Decision::Abort));
-    assert_eq!(late_abort, commit);
+    let expected = Response::Decided {
+        tx: "t1".into(),
+        decision: Decision::Commit,
+        deleted: false,
+    };
+    assert_eq!(late_abort, Ok(expected));
 }
 
 #[test]
@@ -445,8 +452,41 @@ fn a_commit_for_a_moved_version_deletes_nothing() {
     let mut fixture = Fixture::new();
     fixture.put(ALICE, "a", 1, false).expect("added");
     fixture.put(ALICE, "a", 2, true).expect("updated");
-    fixture
-        .run(ALICE, None, decide("t1", 1, Decision::Commit))
-        .expect("decided");
+    let decided = fixture.run(ALICE, None, decide("t1", 1, Decision::Commit));
+    assert!(matches!(
+        decided,
+        Ok(Response::Decided { deleted: false, .. })
+    ));
     assert_eq!(fixture.version(ALICE, "a"), Some(2));
+}
+
+#[test]
+fn idle_sessions_are_forgotten_at_sweep_points() {
+    use super::apply::{SESSION_RETENTION, SESSION_SWEEP_EVERY};
+    let mut fixture = Fixture::new();
+    let put = |name: &str| Operation::Put {
+        name: name.into(),
+        sealed: SealedSecret(vec![1]),
+        update: false,
+    };
+    fixture.run(ALICE, Some((1, 1)), put("old")).expect("added");
+    let point = (SESSION_RETENTION / SESSION_SWEEP_EVERY + 2) * SESSION_SWEEP_EVERY;
+    // A session active shortly before the sweep point survives it.
+    fixture.machine.skip_to(point - 10).expect("skip");
+    fixture.next_index = point - 9;
+    fixture
+        .run(ALICE, Some((2, 1)), put("recent"))
+        .expect("added");
+    fixture.machine.skip_to(point + 1).expect("skip");
+    fixture.next_index = point + 2;
+    // The idle session is gone: its retry is applied as a new request.
+    assert!(matches!(
+        fixture.run(ALICE, Some((1, 1)), put("old")),
+        Err(VaultError::AlreadyExists(_))
+    ));
+    // The recent one still deduplicates: same answer as the first time.
+    assert_eq!(
+        fixture.run(ALICE, Some((2, 1)), put("recent")),
+        Ok(Response::Added { version: 1 })
+    );
 }
