@@ -9,7 +9,7 @@
 //! an HDR histogram.
 
 use crate::args::BenchArgs;
-use crate::client_cmd::Context;
+use crate::client_cmd::Session;
 use crate::exit::Failure;
 use anyhow::{Context as _, Result};
 use certs::Credentials;
@@ -30,18 +30,22 @@ enum Operation {
 }
 
 /// Runs the benchmark and prints the figures.
-pub async fn run(context: &Context, args: &BenchArgs) -> Result<()> {
+pub async fn run(session: &Session, args: &BenchArgs) -> Result<()> {
     let operation = match args.op.as_str() {
         "add" | "add-secret" => Operation::Add,
         "get" | "get-secret" => Operation::Get,
         "delete" => Operation::Delete,
-        other => return Err(Failure::new(2, format!("unknown --op {other:?}: use add, get or delete")).into()),
+        other => {
+            return Err(
+                Failure::new(2, format!("unknown --op {other:?}: use add, get or delete")).into(),
+            )
+        }
     };
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     let duration = parse_duration(&args.duration)?;
-    let leader_index = find_leader(context).await;
+    let leader_index = find_leader(session).await;
     let run_id: u32 = rand::random();
-    let clients = connect_clients(context, args.clients, leader_index)?;
+    let clients = connect_clients(session, args.clients, leader_index)?;
     if operation != Operation::Add {
         prepare(&clients, run_id, args, operation, duration).await?;
     }
@@ -61,14 +65,16 @@ pub async fn run(context: &Context, args: &BenchArgs) -> Result<()> {
     let mut errors = 0u64;
     for task in tasks {
         let (samples, failed) = task.await.context("a benchmark task panicked")?;
-        histogram.add(&samples).context("merging latency histograms")?;
+        histogram
+            .add(&samples)
+            .context("merging latency histograms")?;
         errors += failed;
     }
     let seconds = started.elapsed().as_secs_f64();
     for client in &clients {
         client.close().await;
     }
-    report(context.json, &histogram, seconds, errors);
+    report(session.json, &histogram, seconds, errors);
     Ok(())
 }
 
@@ -119,7 +125,9 @@ async fn worker(
     loop {
         match &budget {
             Some(budget) => {
-                let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1));
+                let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                });
                 if taken.is_err() {
                     break;
                 }
@@ -145,7 +153,13 @@ fn secret_name(run_id: u32, task: usize, sequence: u64) -> String {
     format!("bench-{run_id:08x}-{task}-{sequence}")
 }
 
-fn request_for(operation: Operation, run_id: u32, task: usize, sequence: u64, size: usize) -> Request {
+fn request_for(
+    operation: Operation,
+    run_id: u32,
+    task: usize,
+    sequence: u64,
+    size: usize,
+) -> Request {
     match operation {
         Operation::Add => Request::AddSecret {
             name: secret_name(run_id, task, sequence),
@@ -178,7 +192,11 @@ async fn prepare(
     let per_client = match operation {
         Operation::Get => PREPARED_PER_CLIENT,
         // Enough for the run: deletes are slower than adds.
-        _ => args.ops.map_or(2_000u64.max(duration.as_secs() * 200), |ops| ops / clients.len() as u64 + 1),
+        _ => args
+            .ops
+            .map_or(2_000u64.max(duration.as_secs() * 200), |ops| {
+                ops / clients.len() as u64 + 1
+            }),
     };
     let mut tasks = Vec::new();
     for (task, client) in clients.iter().enumerate() {
@@ -187,11 +205,9 @@ async fn prepare(
         tasks.push(tokio::spawn(async move {
             for sequence in 0..per_client {
                 let request = request_for(Operation::Add, run_id, task, sequence, size);
-                if let Err(error) = client.call(request).await {
-                    return Err(error);
-                }
+                client.call(request).await?;
             }
-            Ok(())
+            Ok::<(), vault::protocol::VaultError>(())
         }));
     }
     for task in tasks {
@@ -201,23 +217,33 @@ async fn prepare(
 }
 
 /// The configured index of the leader, if `status` finds one.
-async fn find_leader(context: &Context) -> Option<usize> {
-    for (index, (id, _)) in context.client.nodes().iter().enumerate() {
-        if let Ok(Response::Status(report)) = context.client.call_node(*id, Request::Status).await {
+async fn find_leader(session: &Session) -> Option<usize> {
+    for (index, (id, _)) in session.client.nodes().iter().enumerate() {
+        if let Ok(Response::Status(report)) = session.client.call_node(*id, Request::Status).await {
             if let Some(leader) = report.nodes.first().and_then(|node| node.leader) {
-                return context.client.nodes().iter().position(|(node, _)| *node == leader).or(Some(index));
+                return session
+                    .client
+                    .nodes()
+                    .iter()
+                    .position(|(node, _)| *node == leader)
+                    .or(Some(index));
             }
         }
     }
     None
 }
 
-fn connect_clients(context: &Context, count: usize, leader: Option<usize>) -> Result<Vec<Arc<VaultClient>>> {
-    let config = &context.config;
+fn connect_clients(
+    session: &Session,
+    count: usize,
+    leader: Option<usize>,
+) -> Result<Vec<Arc<VaultClient>>> {
+    let config = &session.config;
     (0..count)
         .map(|task| {
             let credentials = Credentials::load(&config.ca, &config.cert, &config.key)?;
-            let client = VaultClient::new(credentials, context.client.nodes().to_vec(), config.timeout);
+            let client =
+                VaultClient::new(credentials, session.client.nodes().to_vec(), config.timeout);
             client.prefer(leader.unwrap_or(task));
             Ok(Arc::new(client))
         })
@@ -229,7 +255,9 @@ fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = text
         .find(|character: char| !character.is_ascii_digit())
         .map_or((text, "s"), |split| text.split_at(split));
-    let value: u64 = number.parse().map_err(|_| Failure::new(2, format!("bad duration {text:?}: use e.g. 10s or 500ms")))?;
+    let value: u64 = number
+        .parse()
+        .map_err(|_| Failure::new(2, format!("bad duration {text:?}: use e.g. 10s or 500ms")))?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),

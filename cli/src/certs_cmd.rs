@@ -18,8 +18,13 @@ pub fn run(command: &CertsCommand) -> Result<()> {
             let authority = CertificateAuthority::load(ca)?;
             create_dir(out)?;
             let id: consensus::raft::NodeId = id.parse()?;
-            authority.issue_node(&id.to_string(), san)?.write(out, "node")?;
-            println!("wrote {0}/node.crt and {0}/node.key for {id}", out.display());
+            authority
+                .issue_node(&id.to_string(), san)?
+                .write(out, "node")?;
+            println!(
+                "wrote {0}/node.crt and {0}/node.key for {id}",
+                out.display()
+            );
         }
         CertsCommand::Client {
             ca,

@@ -18,7 +18,7 @@ use vault::crypto::{Keyring, Passphrase, SecretFields};
 use vault::protocol::{Reply, Request, Response, WrappedKey};
 
 /// What every client command needs: the cluster connection and who we are.
-pub struct Context {
+pub struct Session {
     /// The cluster.
     pub client: VaultClient,
     /// Our owner string, e.g. `client:alice`.
@@ -31,10 +31,14 @@ pub struct Context {
     pub passphrase_file: Option<PathBuf>,
 }
 
-impl Context {
+impl Session {
     /// Loads the client configuration (`--config`, `$VAULT_CONFIG`, or
     /// `./client.toml`) and prepares a client; nothing is dialled yet.
-    pub fn load(config: Option<&Path>, json: bool, passphrase_file: Option<PathBuf>) -> Result<Self> {
+    pub fn load(
+        config: Option<&Path>,
+        json: bool,
+        passphrase_file: Option<PathBuf>,
+    ) -> Result<Self> {
         let path = config.map_or_else(|| PathBuf::from("client.toml"), Path::to_path_buf);
         let config = crate::config::client::load(&path)?;
         let credentials = Credentials::load(&config.ca, &config.cert, &config.key)
@@ -42,11 +46,14 @@ impl Context {
         let owner = match credentials.identity() {
             Identity::Client(name) => format!("client:{name}"),
             Identity::Admin(name) => format!("admin:{name}"),
-            Identity::Node(id) => anyhow::bail!("{} is a node certificate ({id}); clients need a client certificate", config.cert.display()),
+            Identity::Node(id) => anyhow::bail!(
+                "{} is a node certificate ({id}); clients need a client certificate",
+                config.cert.display()
+            ),
         };
         let nodes = resolve_nodes(&config)?;
         let client = VaultClient::new(credentials, nodes, config.timeout);
-        Ok(Context {
+        Ok(Session {
             client,
             owner,
             config,
@@ -58,7 +65,8 @@ impl Context {
     /// Derives this identity's keys from the passphrase.
     fn keyring(&self) -> Result<Keyring> {
         let passphrase = read_passphrase(self.passphrase_file.as_deref())?;
-        Keyring::derive(&self.owner, &passphrase, self.config.kdf).context("cannot derive keys from the passphrase")
+        Keyring::derive(&self.owner, &passphrase, self.config.kdf)
+            .context("cannot derive keys from the passphrase")
     }
 
     async fn call(&self, request: Request) -> Result<Response> {
@@ -75,7 +83,9 @@ impl Context {
             })
             .await;
         match published {
-            Ok(Response::PublicKey { public_key, .. }) if public_key == keyring.public_key() => Ok(()),
+            Ok(Response::PublicKey { public_key, .. }) if public_key == keyring.public_key() => {
+                Ok(())
+            }
             _ => {
                 self.call(Request::PublishKey {
                     public_key: keyring.public_key(),
@@ -131,7 +141,9 @@ fn read_passphrase(file: Option<&Path>) -> Result<Passphrase> {
     } else if std::io::stdin().is_terminal() {
         rpassword::prompt_password("Passphrase: ").context("cannot read the passphrase")?
     } else {
-        anyhow::bail!("no passphrase: set VAULT_PASSPHRASE, pass --passphrase-file, or run on a terminal");
+        anyhow::bail!(
+            "no passphrase: set VAULT_PASSPHRASE, pass --passphrase-file, or run on a terminal"
+        );
     };
     let passphrase = Passphrase::new(text);
     anyhow::ensure!(!passphrase.is_empty(), "the passphrase is empty");
@@ -139,27 +151,47 @@ fn read_passphrase(file: Option<&Path>) -> Result<Passphrase> {
 }
 
 /// `add-secret`.
-pub async fn add_secret(context: &Context, args: &AddSecretArgs) -> Result<()> {
+pub async fn add_secret(session: &Session, args: &AddSecretArgs) -> Result<()> {
     vault::validate::validate_name(&args.name).map_err(Failure::from)?;
     let password = if args.password_stdin {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read the password from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the password from stdin")?;
         Some(text.trim_end_matches(['\n', '\r']).to_string())
     } else if std::io::stdin().is_terminal() {
-        Some(rpassword::prompt_password(format!("Password for {}: ", args.name))?)
+        Some(rpassword::prompt_password(format!(
+            "Password for {}: ",
+            args.name
+        ))?)
     } else {
         None
     };
-    let keyring = context.keyring()?;
+    let keyring = session.keyring()?;
     let fields = SecretFields {
         username: args.username.clone(),
         password,
         url: args.url.clone(),
         note: args.note.clone(),
     };
-    let sealed = keyring.seal(&args.name, &fields)?;
-    context.ensure_key_published(&keyring).await?;
-    let response = context
+    let sealed = if args.update {
+        // Keep the data key so existing shares stay valid.
+        match session
+            .call(Request::GetSecret {
+                owner: None,
+                name: args.name.clone(),
+                stale: false,
+            })
+            .await?
+        {
+            Response::Secret(previous) => keyring.reseal(&args.name, &previous.sealed, &fields)?,
+            other => anyhow::bail!("unexpected answer to get-secret: {other:?}"),
+        }
+    } else {
+        keyring.seal(&args.name, &fields)?
+    };
+    session.ensure_key_published(&keyring).await?;
+    let response = session
         .call(Request::AddSecret {
             name: args.name.clone(),
             sealed,
@@ -169,7 +201,7 @@ pub async fn add_secret(context: &Context, args: &AddSecretArgs) -> Result<()> {
     let Response::Added { version } = response else {
         anyhow::bail!("unexpected answer to add-secret: {response:?}");
     };
-    if context.json {
+    if session.json {
         println!("{}", json!({ "name": args.name, "version": version }));
     } else {
         println!("stored {} (version {version})", args.name);
@@ -178,8 +210,8 @@ pub async fn add_secret(context: &Context, args: &AddSecretArgs) -> Result<()> {
 }
 
 /// `get-secret`.
-pub async fn get_secret(context: &Context, args: &GetSecretArgs) -> Result<()> {
-    let response = context
+pub async fn get_secret(session: &Session, args: &GetSecretArgs) -> Result<()> {
+    let response = session
         .call(Request::GetSecret {
             owner: args.owner.as_deref().map(qualify_identity),
             name: args.name.clone(),
@@ -189,26 +221,35 @@ pub async fn get_secret(context: &Context, args: &GetSecretArgs) -> Result<()> {
     let Response::Secret(record) = response else {
         anyhow::bail!("unexpected answer to get-secret: {response:?}");
     };
-    let keyring = context.keyring()?;
-    let fields = keyring
-        .open(&record)
-        .map_err(|_| Failure::new(1, "cannot decrypt the secret: wrong passphrase, or the data was tampered with"))?;
+    let keyring = session.keyring()?;
+    let fields = keyring.open(&record).map_err(|_| {
+        Failure::new(
+            1,
+            "cannot decrypt the secret: wrong passphrase, or the data was tampered with",
+        )
+    })?;
     if let Some(field) = &args.field {
         let value = match field.as_str() {
             "username" => &fields.username,
             "password" => &fields.password,
             "url" => &fields.url,
             "note" => &fields.note,
-            other => return Err(Failure::new(2, format!("unknown field {other:?}: use username, password, url or note")).into()),
+            other => {
+                return Err(Failure::new(
+                    2,
+                    format!("unknown field {other:?}: use username, password, url or note"),
+                )
+                .into())
+            }
         };
-        if context.json {
+        if session.json {
             println!("{}", json!({ field.as_str(): value }));
         } else {
             println!("{}", value.as_deref().unwrap_or(""));
         }
         return Ok(());
     }
-    if context.json {
+    if session.json {
         println!(
             "{}",
             json!({
@@ -238,12 +279,12 @@ pub async fn get_secret(context: &Context, args: &GetSecretArgs) -> Result<()> {
 }
 
 /// `list`.
-pub async fn list(context: &Context) -> Result<()> {
-    let response = context.call(Request::List { stale: false }).await?;
+pub async fn list(session: &Session) -> Result<()> {
+    let response = session.call(Request::List { stale: false }).await?;
     let Response::Secrets(secrets) = response else {
         anyhow::bail!("unexpected answer to list: {response:?}");
     };
-    if context.json {
+    if session.json {
         let secrets: Vec<_> = secrets
             .iter()
             .map(|secret| json!({ "name": secret.name, "version": secret.version }))
@@ -260,18 +301,21 @@ pub async fn list(context: &Context) -> Result<()> {
 }
 
 /// `share` and `unshare`.
-pub async fn share(context: &Context, args: &ShareArgs, grant: bool) -> Result<()> {
+pub async fn share(session: &Session, args: &ShareArgs, grant: bool) -> Result<()> {
     let grantee = qualify_identity(&args.with);
     if !grant {
-        context
+        session
             .call(Request::Unshare {
                 name: args.name.clone(),
                 with: grantee.clone(),
             })
             .await?;
-        return print_done(context, &format!("{} no longer shared with {grantee}", args.name));
+        return print_done(
+            session,
+            &format!("{} no longer shared with {grantee}", args.name),
+        );
     }
-    let Response::PublicKey { public_key, .. } = context
+    let Response::PublicKey { public_key, .. } = session
         .call(Request::PublicKey {
             identity: grantee.clone(),
         })
@@ -279,7 +323,7 @@ pub async fn share(context: &Context, args: &ShareArgs, grant: bool) -> Result<(
     else {
         anyhow::bail!("unexpected answer to a public key lookup");
     };
-    let Response::Secret(record) = context
+    let Response::Secret(record) = session
         .call(Request::GetSecret {
             owner: None,
             name: args.name.clone(),
@@ -289,20 +333,20 @@ pub async fn share(context: &Context, args: &ShareArgs, grant: bool) -> Result<(
     else {
         anyhow::bail!("unexpected answer to get-secret");
     };
-    let keyring = context.keyring()?;
-    let wrapped: WrappedKey = keyring.share(&record, &grantee, &public_key)?;
-    context
+    let keyring = session.keyring()?;
+    let wrapped: WrappedKey = keyring.share(&args.name, &record.sealed, &grantee, public_key)?;
+    session
         .call(Request::Share {
             name: args.name.clone(),
             with: grantee.clone(),
             wrapped_key: wrapped,
         })
         .await?;
-    print_done(context, &format!("{} shared with {grantee}", args.name))
+    print_done(session, &format!("{} shared with {grantee}", args.name))
 }
 
-fn print_done(context: &Context, message: &str) -> Result<()> {
-    if context.json {
+fn print_done(session: &Session, message: &str) -> Result<()> {
+    if session.json {
         println!("{}", json!({ "ok": true, "message": message }));
     } else {
         println!("{message}");
@@ -321,11 +365,15 @@ fn qualify_identity(name: &str) -> String {
 
 /// `status`: asks every node about itself; a node that does not answer is
 /// shown as unreachable.
-pub async fn status(context: &Context) -> Result<()> {
-    let queries = context.client.nodes().iter().map(|(id, address)| async move {
-        let reply = context.client.call_node(*id, Request::Status).await;
-        (*id, address.address.to_string(), reply)
-    });
+pub async fn status(session: &Session) -> Result<()> {
+    let queries = session
+        .client
+        .nodes()
+        .iter()
+        .map(|(id, address)| async move {
+            let reply = session.client.call_node(*id, Request::Status).await;
+            (*id, address.address.to_string(), reply)
+        });
     let answers = futures::future::join_all(queries).await;
     let mut nodes = Vec::new();
     let mut denied = None;
@@ -354,11 +402,14 @@ pub async fn status(context: &Context) -> Result<()> {
     if let Some(error) = denied {
         return Err(Failure::from(error).into());
     }
-    if context.json {
+    if session.json {
         println!("{}", json!({ "nodes": nodes }));
         return Ok(());
     }
-    println!("{:<8} {:<22} {:<14} {:>6} {:<8} {:>8} {:>8}", "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED");
+    println!(
+        "{:<8} {:<22} {:<14} {:>6} {:<8} {:>8} {:>8}",
+        "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED"
+    );
     for node in &nodes {
         let text = |key: &str| match &node[key] {
             serde_json::Value::String(text) => text.clone(),
@@ -367,20 +418,29 @@ pub async fn status(context: &Context) -> Result<()> {
         };
         println!(
             "{:<8} {:<22} {:<14} {:>6} {:<8} {:>8} {:>8}",
-            text("id"), text("addr"), text("role"), text("term"), text("leader"), text("commit_index"), text("applied_index")
+            text("id"),
+            text("addr"),
+            text("role"),
+            text("term"),
+            text("leader"),
+            text("commit_index"),
+            text("applied_index")
         );
     }
     Ok(())
 }
 
 /// `transfer-leader`.
-pub async fn transfer_leader(context: &Context, to: Option<&str>) -> Result<()> {
-    let to = to.map(str::parse::<NodeId>).transpose().map_err(|error| Failure::new(2, error.to_string()))?;
-    let response = context.call(Request::TransferLeader { to }).await?;
+pub async fn transfer_leader(session: &Session, to: Option<&str>) -> Result<()> {
+    let to = to
+        .map(str::parse::<NodeId>)
+        .transpose()
+        .map_err(|error| Failure::new(2, error.to_string()))?;
+    let response = session.call(Request::TransferLeader { to }).await?;
     let Response::LeaderTransferred { leader } = response else {
         anyhow::bail!("unexpected answer to transfer-leader: {response:?}");
     };
-    if context.json {
+    if session.json {
         println!("{}", json!({ "leader": leader.to_string() }));
     } else {
         println!("{leader} is now the leader");
@@ -389,9 +449,9 @@ pub async fn transfer_leader(context: &Context, to: Option<&str>) -> Result<()> 
 }
 
 /// `delete`: a two-phase commit across every node (SPEC §6).
-pub async fn delete(context: &Context, name: &str) -> Result<()> {
+pub async fn delete(session: &Session, name: &str) -> Result<()> {
     vault::validate::validate_name(name).map_err(Failure::from)?;
-    let response = context
+    let response = session
         .call(Request::Delete {
             name: name.to_string(),
         })
@@ -415,7 +475,7 @@ pub async fn delete(context: &Context, name: &str) -> Result<()> {
         })
         .collect();
     let acked: Vec<String> = report.acked.iter().map(ToString::to_string).collect();
-    if context.json {
+    if session.json {
         println!(
             "{}",
             json!({ "tx": report.tx, "decision": decision, "votes": votes, "acked": acked })
@@ -428,7 +488,11 @@ pub async fn delete(context: &Context, name: &str) -> Result<()> {
         println!("  acknowledged by: {}", acked.join(", "));
     }
     if decision == "abort" {
-        return Err(Failure::new(crate::exit::ABORTED, format!("deleting {name} aborted: not every node voted to commit")).into());
+        return Err(Failure::new(
+            crate::exit::ABORTED,
+            format!("deleting {name} aborted: not every node voted to commit"),
+        )
+        .into());
     }
     Ok(())
 }

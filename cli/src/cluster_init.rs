@@ -56,7 +56,10 @@ impl InitPlan {
 /// holds a cluster, so keys are never overwritten.
 pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
     if plan.dir.join("client.toml").exists() || plan.dir.join("ca").exists() {
-        bail!("{} already holds a cluster; choose an empty directory", plan.dir.display());
+        bail!(
+            "{} already holds a cluster; choose an empty directory",
+            plan.dir.display()
+        );
     }
     let ca_dir = plan.dir.join("ca");
     std::fs::create_dir_all(&ca_dir)
@@ -72,7 +75,14 @@ pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
         .collect();
     let mut configs = Vec::new();
     for (k, (host, port)) in plan.addresses.iter().enumerate() {
-        configs.push(write_node(&plan.dir, &authority, k + 1, host, *port, &peers)?);
+        configs.push(write_node(
+            &plan.dir,
+            &authority,
+            k + 1,
+            host,
+            *port,
+            &peers,
+        )?);
     }
     write_client(&plan.dir, &authority, &peers)?;
     Ok(configs)
@@ -91,7 +101,11 @@ fn write_node(
     std::fs::create_dir_all(&node_dir)
         .with_context(|| format!("cannot create {}", node_dir.display()))?;
     let mut sans = vec![host.to_string()];
-    if host != "localhost" && host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+    if host != "localhost"
+        && host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
         sans.push("localhost".to_string());
     }
     authority.issue_node(&id, &sans)?.write(&node_dir, "node")?;

@@ -51,8 +51,14 @@ pub fn run_nodes(dir: &Path, node_configs: &[PathBuf]) -> Result<()> {
 fn install_signal_handlers() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGINT, request_stop as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, request_stop as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            request_stop as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            request_stop as *const () as libc::sighandler_t,
+        );
     }
 }
 

@@ -2,12 +2,8 @@
 
 use std::fmt;
 
-/// Exit code for "already exists or conflict".
-pub const CONFLICT: i32 = 4;
 /// Exit code for "the 2PC transaction aborted".
 pub const ABORTED: i32 = 5;
-/// Exit code for "cluster unavailable".
-pub const UNAVAILABLE: i32 = 6;
 
 /// An error that carries its exit code; any other error exits with 1.
 #[derive(Debug)]

@@ -74,25 +74,28 @@ fn run_client(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let context =
-            client_cmd::Context::load(cli.config.as_deref(), cli.json, cli.passphrase_file.clone())?;
+        let session = client_cmd::Session::load(
+            cli.config.as_deref(),
+            cli.json,
+            cli.passphrase_file.clone(),
+        )?;
         let outcome = match &cli.command {
-            Command::AddSecret(args) => client_cmd::add_secret(&context, args).await,
-            Command::GetSecret(args) => client_cmd::get_secret(&context, args).await,
-            Command::List => client_cmd::list(&context).await,
-            Command::Share(args) => client_cmd::share(&context, args, true).await,
-            Command::Unshare(args) => client_cmd::share(&context, args, false).await,
-            Command::Delete(args) => client_cmd::delete(&context, &args.name).await,
-            Command::Status => client_cmd::status(&context).await,
+            Command::AddSecret(args) => client_cmd::add_secret(&session, args).await,
+            Command::GetSecret(args) => client_cmd::get_secret(&session, args).await,
+            Command::List => client_cmd::list(&session).await,
+            Command::Share(args) => client_cmd::share(&session, args, true).await,
+            Command::Unshare(args) => client_cmd::share(&session, args, false).await,
+            Command::Delete(args) => client_cmd::delete(&session, &args.name).await,
+            Command::Status => client_cmd::status(&session).await,
             Command::TransferLeader(args) => {
-                client_cmd::transfer_leader(&context, args.to.as_deref()).await
+                client_cmd::transfer_leader(&session, args.to.as_deref()).await
             }
-            Command::Bench(args) => bench::run(&context, args).await,
+            Command::Bench(args) => bench::run(&session, args).await,
             Command::Cluster(_) | Command::Node(_) | Command::Certs(_) => {
                 unreachable!("handled before a client is set up")
             }
         };
-        context.client.close().await;
+        session.client.close().await;
         outcome
     })
 }
@@ -116,8 +119,16 @@ fn cluster_up(args: &args::ClusterUpArgs) -> Result<()> {
         )?;
         cluster_init::init(&plan)?
     };
-    anyhow::ensure!(!configs.is_empty(), "no nodeK/node.toml under {}", args.dir.display());
-    println!("starting {} nodes; logs in {}/nodeK/node.log", configs.len(), args.dir.display());
+    anyhow::ensure!(
+        !configs.is_empty(),
+        "no nodeK/node.toml under {}",
+        args.dir.display()
+    );
+    println!(
+        "starting {} nodes; logs in {}/nodeK/node.log",
+        configs.len(),
+        args.dir.display()
+    );
     println!("client config: {}", client_config.display());
     println!("try, in another terminal:");
     println!("  export VAULT_CONFIG={}", client_config.display());

@@ -13,6 +13,13 @@ pub fn run(config: &Path) -> Result<()> {
     init_logging();
     let config = crate::config::node::load(config, &|name| std::env::var(name).ok())?;
     let options = server_options(&config)?;
+    tracing::info!(
+        "Node {} two-phase commit policy: vote {:?}, vote timeout {} ms, decision timeout {} ms",
+        config.id,
+        config.twopc.vote,
+        config.twopc.vote_timeout_ms,
+        config.twopc.decision_timeout_ms
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,8 +32,12 @@ pub fn run(config: &Path) -> Result<()> {
 }
 
 fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     let peers = config
         .peers
         .iter()

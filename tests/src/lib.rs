@@ -47,7 +47,8 @@ pub fn vault_cli() -> &'static Path {
 pub fn free_port_range(count: u16) -> u16 {
     let seed = std::process::id() as u64 ^ now_nanos();
     for attempt in 0..500u64 {
-        let base = 20_000 + ((seed.wrapping_mul(6364136223846793005) + attempt * 7919) % 40_000) as u16;
+        let base =
+            20_000 + ((seed.wrapping_mul(6364136223846793005) + attempt * 7919) % 40_000) as u16;
         let sockets: Vec<_> = (0..count)
             .map_while(|offset| UdpSocket::bind(("127.0.0.1", base + offset)).ok())
             .collect();
@@ -169,7 +170,10 @@ impl TestCluster {
         command
             .args(["node", "run", "--config"])
             .arg(self.node_dir(node).join("node.toml"))
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
@@ -260,7 +264,10 @@ impl TestCluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("no agreed leader within {HANG_GUARD:?}; status: {:?}", self.status());
+        panic!(
+            "no agreed leader within {HANG_GUARD:?}; status: {:?}",
+            self.status()
+        );
     }
 
     fn agreed_leader(&self) -> Option<usize> {
@@ -324,7 +331,9 @@ fn wait_with_guard(child: Child) -> Output {
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
-            receiver.recv().expect("output thread ends once the child dies")
+            receiver
+                .recv()
+                .expect("output thread ends once the child dies")
         }
     };
     output.expect("collect vault-cli output")

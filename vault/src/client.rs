@@ -63,7 +63,8 @@ impl VaultClient {
     /// first, so many clients spread their connections over the cluster.
     pub fn prefer(&self, index: usize) {
         if !self.nodes.is_empty() {
-            self.preferred.store(index % self.nodes.len(), Ordering::Relaxed);
+            self.preferred
+                .store(index % self.nodes.len(), Ordering::Relaxed);
         }
     }
 
@@ -112,7 +113,9 @@ impl VaultClient {
             .nodes
             .iter()
             .position(|(node, _)| *node == id)
-            .ok_or_else(|| VaultError::NotFound(format!("{id} is not in the client configuration")))?;
+            .ok_or_else(|| {
+                VaultError::NotFound(format!("{id} is not in the client configuration"))
+            })?;
         let request = ClientRequest {
             session: None,
             request,
@@ -146,7 +149,9 @@ impl VaultClient {
                 self.connections.lock().await.remove(id);
                 Err(VaultError::Unavailable(format!("{id}: {error}")))
             }
-            Err(_) => Err(VaultError::Unavailable(format!("{id} did not answer in time"))),
+            Err(_) => Err(VaultError::Unavailable(format!(
+                "{id} did not answer in time"
+            ))),
         }
     }
 

@@ -66,10 +66,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod conformance;
 pub mod crypto;
 pub mod protocol;
+pub mod server;
 pub mod store;
 pub mod validate;
-pub mod client;
-pub mod server;

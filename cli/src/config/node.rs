@@ -130,9 +130,11 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let number = |name: &str| -> Result<Option<u64>> {
         env(name)
             .map(|value| {
-                value
-                    .parse::<u64>()
-                    .with_context(|| format!("{name} must be a whole number of milliseconds or entries, not {value:?}"))
+                value.parse::<u64>().with_context(|| {
+                    format!(
+                        "{name} must be a whole number of milliseconds or entries, not {value:?}"
+                    )
+                })
             })
             .transpose()
     };

@@ -175,11 +175,15 @@ impl<S: StateMachine> ApplyWorker<S> {
         let responses = if commands.is_empty() {
             Vec::new()
         } else {
-            machine.apply(&commands).map_err(|error| error.to_string())?
+            machine
+                .apply(&commands)
+                .map_err(|error| error.to_string())?
         };
         if let Some(last) = batch.last() {
             if machine.applied_index() < last.index {
-                machine.skip_to(last.index).map_err(|error| error.to_string())?;
+                machine
+                    .skip_to(last.index)
+                    .map_err(|error| error.to_string())?;
             }
         }
         drop(machine);
@@ -238,8 +242,11 @@ impl<S: StateMachine> ApplyWorker<S> {
                 self.last_snapshot = meta.last_index;
                 // Proposals at or below the snapshot were decided elsewhere;
                 // their callers retry and their sessions dedup.
-                let covered: Vec<LogIndex> =
-                    self.waiters.range(..=meta.last_index).map(|(index, _)| *index).collect();
+                let covered: Vec<LogIndex> = self
+                    .waiters
+                    .range(..=meta.last_index)
+                    .map(|(index, _)| *index)
+                    .collect();
                 for index in covered {
                     if let Some((_, reply)) = self.waiters.remove(&index) {
                         let _ = reply.send(Err(NodeError::Superseded));

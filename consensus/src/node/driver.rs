@@ -127,7 +127,8 @@ impl<N: PeerNetwork> Driver<N> {
                 },
                 _ = ticker.tick() => self.core.tick(),
             }
-            self.drain(&mut events, &mut apply_events, &mut proposals).await;
+            self.drain(&mut events, &mut apply_events, &mut proposals)
+                .await;
             self.propose(std::mem::take(&mut proposals));
             while self.core.has_ready() {
                 let ready = self.core.ready();
@@ -344,10 +345,7 @@ impl<N: PeerNetwork> Driver<N> {
             entries: ready.entries,
             snapshot,
         };
-        let acknowledge = batch
-            .entries
-            .last()
-            .map(|entry| (entry.index, entry.term));
+        let acknowledge = batch.entries.last().map(|entry| (entry.index, entry.term));
         if !batch.is_empty() || !ready.messages_after_persist.is_empty() {
             self.persist(batch, ready.messages_after_persist, acknowledge)
                 .await;
@@ -401,9 +399,15 @@ impl<N: PeerNetwork> Driver<N> {
         match (soft.role, soft.leader) {
             (Role::Leader, _) => tracing::info!("Node {id} is the leader for term {}", soft.term),
             (role, Some(leader)) => {
-                tracing::info!("Node {id} is a {role} in term {}; leader is Node {leader}", soft.term)
+                tracing::info!(
+                    "Node {id} is a {role} in term {}; leader is Node {leader}",
+                    soft.term
+                )
             }
-            (role, None) => tracing::info!("Node {id} is a {role} in term {}; no leader known", soft.term),
+            (role, None) => tracing::info!(
+                "Node {id} is a {role} in term {}; no leader known",
+                soft.term
+            ),
         }
     }
 

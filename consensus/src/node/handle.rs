@@ -146,7 +146,9 @@ impl Node {
         );
         let task = tokio::spawn(driver.run(events, apply_events));
         let stale: Arc<StaleReader> = Arc::new(move |query: &[u8]| {
-            let machine = machine.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let machine = machine
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             machine
                 .query(query)
                 .map_err(|error| NodeError::StateMachine(error.to_string()))
@@ -221,7 +223,9 @@ impl Node {
         command: &[u8],
         deadline: Instant,
     ) -> ApplyResult {
-        let call = self.network.call(leader, NodeRequest::Propose(command.to_vec()));
+        let call = self
+            .network
+            .call(leader, NodeRequest::Propose(command.to_vec()));
         match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(NodeReply::Applied(response))) => Ok(response),
             Ok(Ok(NodeReply::Failed(error))) => Err(error),
@@ -287,9 +291,14 @@ impl Node {
     /// Serves a request from another node (already authenticated as a node
     /// by the transport).
     pub async fn handle_peer_request(&self, from: NodeId, request: NodeRequest) -> NodeReply {
-        tracing::debug!("Node {} serves a forwarded request from Node {from}", self.id);
+        tracing::debug!(
+            "Node {} serves a forwarded request from Node {from}",
+            self.id
+        );
         let outcome = match request {
-            NodeRequest::Propose(command) => self.propose_local(command).await.map(NodeReply::Applied),
+            NodeRequest::Propose(command) => {
+                self.propose_local(command).await.map(NodeReply::Applied)
+            }
             NodeRequest::ReadIndex => self.read_index_local().await.map(NodeReply::ReadIndex),
         };
         outcome.unwrap_or_else(NodeReply::Failed)
@@ -323,7 +332,8 @@ impl Node {
     /// Proposes a one-server-at-a-time membership change (leader only).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<LogIndex, NodeError> {
         let (reply, response) = oneshot::channel();
-        self.send_event(Event::ChangeMembership { change, reply }).await?;
+        self.send_event(Event::ChangeMembership { change, reply })
+            .await?;
         response.await.unwrap_or(Err(NodeError::ShuttingDown))
     }
 

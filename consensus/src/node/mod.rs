@@ -76,7 +76,8 @@ impl NodeOptions {
     /// The core's configuration for these options.
     pub fn raft_config(&self) -> crate::raft::Config {
         let tick = self.tick().as_micros().max(1);
-        let ticks = |duration: Duration| (duration.as_micros() / tick).clamp(1, u32::MAX as u128) as u32;
+        let ticks =
+            |duration: Duration| (duration.as_micros() / tick).clamp(1, u32::MAX as u128) as u32;
         let mut config = crate::raft::Config::new(self.id, self.seed);
         config.heartbeat_ticks = ticks(self.heartbeat);
         config.election_ticks_min = ticks(self.election_min).max(config.heartbeat_ticks + 1);

@@ -16,7 +16,10 @@ use tokio::sync::mpsc;
 /// Hands every inbound Raft message to the driver. The transport verified
 /// the sender's certificate; a message whose `from` disagrees with it is a
 /// forgery attempt and is dropped.
-pub(crate) async fn pump_peer_messages(node: Node, mut messages: mpsc::Receiver<(NodeId, Message)>) {
+pub(crate) async fn pump_peer_messages(
+    node: Node,
+    mut messages: mpsc::Receiver<(NodeId, Message)>,
+) {
     while let Some((sender, message)) = messages.recv().await {
         if message.from != sender || message.to != node.id() {
             tracing::warn!(
@@ -154,8 +157,9 @@ fn local_status(node: &Node, transport: &VaultTransport) -> NodeStatus {
 
 fn decode_reply(outcome: Result<Vec<u8>, NodeError>) -> Reply {
     let bytes = outcome.map_err(node_error)?;
-    decode::<Reply>(&bytes)
-        .map_err(|error| VaultError::Internal(format!("undecodable state machine reply: {error}")))?
+    decode::<Reply>(&bytes).map_err(|error| {
+        VaultError::Internal(format!("undecodable state machine reply: {error}"))
+    })?
 }
 
 fn node_error(error: NodeError) -> VaultError {

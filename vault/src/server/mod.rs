@@ -96,7 +96,10 @@ pub async fn run(
         options.listen,
         options.peers.len().saturating_sub(1)
     );
-    let peer_pump = tokio::spawn(handler::pump_peer_messages(node.clone(), inbox.peer_messages));
+    let peer_pump = tokio::spawn(handler::pump_peer_messages(
+        node.clone(),
+        inbox.peer_messages,
+    ));
     let request_loop = tokio::spawn(handler::serve_requests(
         node.clone(),
         transport.clone(),
@@ -122,8 +125,8 @@ pub async fn run(
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(ServerError::Stopped(error)),
-        Err(join_error) => Err(ServerError::Stopped(consensus::node::NodeError::StateMachine(
-            format!("driver task failed: {join_error}"),
-        ))),
+        Err(join_error) => Err(ServerError::Stopped(
+            consensus::node::NodeError::StateMachine(format!("driver task failed: {join_error}")),
+        )),
     }
 }

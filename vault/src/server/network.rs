@@ -28,11 +28,15 @@ impl PeerNetwork for QuicNetwork {
 
     fn call(&self, to: NodeId, request: NodeRequest) -> RpcFuture<'_> {
         Box::pin(async move {
-            match self.transport.request(to, &WireRequest::Node(request)).await {
+            match self
+                .transport
+                .request(to, &WireRequest::Node(request))
+                .await
+            {
                 Ok(WireResponse::Node(reply)) => Ok(reply),
-                Ok(WireResponse::Client(_)) => Ok(NodeReply::Failed(NodeError::Refused(
-                    format!("{to} answered a node request with a client reply"),
-                ))),
+                Ok(WireResponse::Client(_)) => Ok(NodeReply::Failed(NodeError::Refused(format!(
+                    "{to} answered a node request with a client reply"
+                )))),
                 Err(error) => {
                     tracing::debug!("request to {to} failed: {error}");
                     Err(NodeError::Unavailable)
