@@ -110,7 +110,10 @@ fn entries_acknowledged_before_kill_9_survive() {
         .expect("spawn child");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut highest_acknowledged = 0;
-    for line in BufReader::new(stdout).lines() {
+    // The pipe stays open until the child is dead, so that it is killed
+    // mid-write rather than failing on a closed stdout.
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("child output");
         // libtest prints its "test ... " prefix on the first line.
         if let Some(index) = line.split("ACKNOWLEDGED=").nth(1) {
@@ -122,6 +125,7 @@ fn entries_acknowledged_before_kill_9_survive() {
     }
     child.kill().expect("kill -9 the child"); // SIGKILL on Unix
     child.wait().expect("reap the child");
+    drop(lines);
     assert!(
         highest_acknowledged >= KILL_AFTER,
         "the child stopped early"
