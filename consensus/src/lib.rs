@@ -9,6 +9,9 @@
 //! - [`raft`]: the Raft core, a pure deterministic state machine (no I/O, no
 //!   clock, no thread RNG). It takes messages, ticks and proposals and returns
 //!   a batch of work for the runtime to do.
+//! - [`storage`]: durable hard state, log and snapshots (checksummed
+//!   write-ahead log segments with group commit; an in-memory store for
+//!   simulations), behind the [`storage::LogStore`] contract.
 //! - [`state_machine`]: the plug-in API the vault (and any other application)
 //!   implements.
 //! - [`storage`]: the durable Raft log (checksummed segments, snapshots,

@@ -63,25 +63,7 @@ impl FileStore {
         let dir = dir.as_ref().to_path_buf();
         let recovered = recovery::recover(&dir)?;
         let mut segments = recovered.segments;
-        if segments.is_empty() {
-            let (_, len) = segment::create(&dir, 1, &recovered.hard_state)?;
-            segments.push(SegmentInfo {
-                sequence: 1,
-                path: dir.join(segment::file_name(1)),
-                max_entry_index: 0,
-                len,
-            });
-        }
-        let active_path = segments
-            .last()
-            .map(|active| active.path.clone())
-            .unwrap_or_default(); // never taken: one segment was pushed above
-        let active = OpenOptions::new()
-            .append(true)
-            .open(&active_path)
-            .map_err(|error| {
-                StorageError::io(format!("opening {}", active_path.display()), error)
-            })?;
+        let active = open_active(&dir, &mut segments, &recovered.hard_state)?;
         let log = Tail {
             base_index: recovered.log.base_index,
             base_term: recovered.log.base_term,
@@ -258,6 +240,31 @@ impl FileStore {
             tracing::warn!(%error, "could not sync the directory after removing old files");
         }
     }
+}
+
+/// Opens the last segment for appending, or creates the first one in an
+/// empty directory.
+fn open_active(
+    dir: &Path,
+    segments: &mut Vec<SegmentInfo>,
+    hard_state: &HardState,
+) -> Result<File, StorageError> {
+    if let Some(active) = segments.last() {
+        return OpenOptions::new()
+            .append(true)
+            .open(&active.path)
+            .map_err(|error| {
+                StorageError::io(format!("opening {}", active.path.display()), error)
+            });
+    }
+    let (file, len) = segment::create(dir, 1, hard_state)?;
+    segments.push(SegmentInfo {
+        sequence: 1,
+        path: dir.join(segment::file_name(1)),
+        max_entry_index: 0,
+        len,
+    });
+    Ok(file)
 }
 
 impl LogStore for FileStore {

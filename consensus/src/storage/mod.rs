@@ -95,7 +95,10 @@ pub struct WriteBatch {
     pub hard_state: Option<HardState>,
     /// Entries with consecutive indexes. If the first index is at or below the
     /// last stored index, the stored suffix from there on is discarded first
-    /// (a follower's log conflicting with the leader's).
+    /// (a follower's log conflicting with the leader's). The store truncates
+    /// whatever the terms, so the caller passes entries from the first
+    /// *conflicting* one on (Raft §5.3): re-sending entries that match would
+    /// drop the ones after them.
     pub entries: Vec<Entry>,
     /// A snapshot to save (taken locally or received from the leader). Entries
     /// it covers are compacted away. If the stored log holds the snapshot's

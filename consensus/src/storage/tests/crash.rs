@@ -2,7 +2,7 @@
 
 use super::FileFactory;
 use crate::storage::conformance::{entries, entry, StoreFactory};
-use crate::storage::{FileStore, FileStoreOptions, LogWriter, WriteBatch};
+use crate::storage::{FileStore, FileStoreOptions, LogStore, LogWriter, StorageError, WriteBatch};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -77,7 +77,7 @@ fn child_appends_until_killed(dir: &str) {
                 // Bounded so that an orphaned child cannot run forever.
                 for _ in 0..100_000 {
                     let index = append_one(&writer, &next_index).await;
-                    println!("acknowledged {index}");
+                    println!("ACKNOWLEDGED={index}");
                 }
             }));
         }
@@ -110,9 +110,13 @@ fn entries_acknowledged_before_kill_9_survive() {
         .expect("spawn child");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut highest_acknowledged = 0;
-    for line in BufReader::new(stdout).lines() {
+    // The pipe stays open until the child is dead, so that it is killed
+    // mid-write rather than failing on a closed stdout.
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("child output");
-        if let Some(index) = line.strip_prefix("acknowledged ") {
+        // libtest prints its "test ... " prefix on the first line.
+        if let Some(index) = line.split("ACKNOWLEDGED=").nth(1) {
             highest_acknowledged = highest_acknowledged.max(index.parse().expect("index"));
             if highest_acknowledged >= KILL_AFTER {
                 break;
@@ -121,6 +125,7 @@ fn entries_acknowledged_before_kill_9_survive() {
     }
     child.kill().expect("kill -9 the child"); // SIGKILL on Unix
     child.wait().expect("reap the child");
+    drop(lines);
     assert!(
         highest_acknowledged >= KILL_AFTER,
         "the child stopped early"
@@ -132,4 +137,90 @@ fn entries_acknowledged_before_kill_9_survive() {
         "lost acknowledged entries: {last} < {highest_acknowledged}"
     );
     assert_eq!(recovered.entries, entries(1..=last, 1));
+}
+
+const IO_CHILD_DIR: &str = "CONSENSUS_STORAGE_IO_FAILURE_CHILD_DIR";
+
+/// In the child process: cap the file size (`RLIMIT_FSIZE`) so that the
+/// kernel fails a write part-way, as a full disk does, then append until it
+/// happens and report what was acknowledged.
+fn child_appends_until_the_disk_refuses(dir: &str) {
+    let (mut store, _) = FileStore::open(dir, FileStoreOptions::default()).expect("open");
+    // SAFETY: plain libc calls on this process, with valid arguments; no
+    // memory is shared. Ignoring SIGXFSZ turns the limit into EFBIG errors.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: 4096,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let mut index = 0;
+    let error = loop {
+        let batch = WriteBatch {
+            entries: vec![entry(index + 1, 1), entry(index + 2, 1)],
+            ..WriteBatch::default()
+        };
+        match store.write(&[batch]) {
+            Ok(()) => index += 2,
+            Err(error) => break error,
+        }
+        assert!(index < 10_000, "the file size limit never hit");
+    };
+    assert!(matches!(error, StorageError::Io { .. }), "{error:?}");
+    let again = store.write(&[WriteBatch::default()]);
+    assert!(matches!(again, Err(StorageError::Poisoned(_))), "{again:?}");
+    println!("ACKNOWLEDGED={index}");
+}
+
+/// SPEC §9: a write the disk refuses is an error returned to the caller,
+/// never a panic; the store then refuses further writes, and reopening
+/// recovers every acknowledged entry.
+#[test]
+fn a_refused_write_is_an_error_and_recovery_keeps_what_was_acknowledged() {
+    if let Ok(dir) = std::env::var(IO_CHILD_DIR) {
+        child_appends_until_the_disk_refuses(&dir);
+        return;
+    }
+    let mut factory = FileFactory::new(FileStoreOptions::default().segment_size);
+    let output = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "storage::tests::crash::a_refused_write_is_an_error_and_recovery_keeps_what_was_acknowledged",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(IO_CHILD_DIR, factory.dir.path())
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let acknowledged: u64 = stdout
+        .lines()
+        .find_map(|line| line.split("ACKNOWLEDGED=").nth(1))
+        .unwrap_or_else(|| panic!("the child did not report: {stdout}"))
+        .parse()
+        .expect("a count");
+    assert!(acknowledged > 0);
+    let (_, recovered) = factory.open().expect("recover");
+    let last = recovered.entries.last().map_or(0, |entry| entry.index);
+    assert!(
+        last >= acknowledged,
+        "lost acknowledged entries: {last} < {acknowledged}"
+    );
+    assert_eq!(recovered.entries, entries(1..=last, 1));
+}
+
+#[test]
+fn full_disk_errors_are_recognisable() {
+    let full = StorageError::io("appending", std::io::Error::from_raw_os_error(libc::ENOSPC));
+    assert!(full.is_disk_full());
+    assert!(!full.is_rejected_batch());
+    let other = StorageError::io("appending", std::io::Error::from_raw_os_error(libc::EIO));
+    assert!(!other.is_disk_full());
 }

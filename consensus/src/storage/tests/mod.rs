@@ -3,6 +3,7 @@
 
 mod crash;
 mod model;
+mod recovery;
 mod torn_tail;
 
 use super::conformance::{self, StoreFactory};
