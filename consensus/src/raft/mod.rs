@@ -48,6 +48,8 @@ mod ready;
 mod replication;
 mod snapshot;
 mod status;
+#[cfg(test)]
+mod tests;
 mod transfer;
 pub mod types;
 
