@@ -21,7 +21,11 @@
 //! - `add-learner ID NODE`, `promote ID NODE`, `remove-node ID NODE`.
 //! - `snapshot ID`: the node's state machine takes a snapshot.
 //! - `raft-log ID`, `status ID`, `applied ID`.
+//! - `chaos seeds=N steps=M [nodes=K]`: seeded random faults with safety
+//!   and convergence checks (see `scenarios/chaos.rs`).
 
+#[path = "scenarios/chaos.rs"]
+mod chaos;
 #[path = "scenarios/cluster.rs"]
 mod cluster;
 #[path = "scenarios/format.rs"]
@@ -159,6 +163,28 @@ impl Cluster {
                         .into_iter()
                         .filter(|line| line.starts_with("node") || line.starts_with("error")),
                 );
+            }
+            "chaos" => {
+                let seeds = options
+                    .get("seeds")
+                    .and_then(|seeds| seeds.parse().ok())
+                    .unwrap_or(1u64);
+                let steps = options
+                    .get("steps")
+                    .and_then(|steps| steps.parse().ok())
+                    .unwrap_or(1000);
+                let nodes = options
+                    .get("nodes")
+                    .and_then(|nodes| nodes.parse().ok())
+                    .unwrap_or(3);
+                let mut failures = 0;
+                for seed in 0..seeds {
+                    if let Err(error) = chaos::run(seed, steps, nodes, &options) {
+                        failures += 1;
+                        out.push(error);
+                    }
+                }
+                out.push(format!("{} of {seeds} seeds passed", seeds - failures));
             }
             "deliver-msgs" => {
                 let drop = options

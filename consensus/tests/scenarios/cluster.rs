@@ -152,19 +152,28 @@ impl Cluster {
         let messages = std::mem::take(&mut self.network);
         let any = !messages.is_empty();
         for message in messages {
-            let line = format::message(&message);
-            if drop.contains(&message.to.0) || !self.can_deliver(&message) {
-                out.push(format!("{line} (dropped)"));
+            if drop.contains(&message.to.0) {
+                out.push(format!("{} (dropped)", format::message(&message)));
                 continue;
             }
-            out.push(line);
-            let to = message.to.0;
-            if let Some(core) = self.core(to) {
-                core.step(message);
-            }
-            self.process(to, out);
+            self.deliver(message, out);
         }
         any
+    }
+
+    /// Delivers one message, unless the partition or a crash loses it.
+    pub(crate) fn deliver(&mut self, message: Message, out: &mut Vec<String>) {
+        let line = format::message(&message);
+        if !self.can_deliver(&message) {
+            out.push(format!("{line} (dropped)"));
+            return;
+        }
+        out.push(line);
+        let to = message.to.0;
+        if let Some(core) = self.core(to) {
+            core.step(message);
+        }
+        self.process(to, out);
     }
 
     /// Delivers until no message is left (no ticks happen meanwhile, so
