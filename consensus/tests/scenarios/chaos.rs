@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 struct Observed {
     leaders: BTreeMap<u64, u64>,
     applied: BTreeMap<u64, String>,
+    /// ReadIndex requests: id -> highest index applied anywhere when the
+    /// read was issued. A linearizable read must see at least that.
+    reads: BTreeMap<u64, u64>,
 }
 
 impl Observed {
@@ -38,6 +41,19 @@ impl Observed {
                     if other != node {
                         return Err(format!(
                             "election safety: node{other} and node{node} lead term {term}"
+                        ));
+                    }
+                }
+            }
+            if let Some(read) = event.strip_prefix("read ") {
+                let words: Vec<&str> = read.split(' ').collect();
+                if let ["ready", "at", "index", index] = words[1..] {
+                    let id: u64 = words[0].parse().unwrap_or(0);
+                    let index: u64 = index.parse().unwrap_or(0);
+                    let floor = self.reads.get(&id).copied().unwrap_or(0);
+                    if index < floor {
+                        return Err(format!(
+                            "linearizability: read {id} released at {index} by node{node}, but {floor} was committed before it was issued"
                         ));
                     }
                 }
@@ -85,6 +101,27 @@ pub(crate) fn run(
     let mut proposals = 0u64;
     for _ in 0..steps {
         out.clear();
+        if rng.gen_range(0..100) < 3 {
+            let request_id = observed.reads.len() as u64 + 1;
+            let floor = observed.applied.keys().next_back().copied().unwrap_or(0);
+            observed.reads.insert(request_id, floor);
+            // Any node that believes it leads, stale ones included: those
+            // are the ones that must not answer.
+            let leaders: Vec<u64> = (1..=nodes)
+                .filter(|id| {
+                    cluster
+                        .core(*id)
+                        .is_some_and(|core| core.leader_handle().is_ok())
+                })
+                .collect();
+            if !leaders.is_empty() {
+                let id = leaders[rng.gen_range(0..leaders.len())];
+                if let Some(core) = cluster.core(id) {
+                    let _ = core.read_index(request_id);
+                }
+                cluster.process(id, &mut out);
+            }
+        }
         step(&mut cluster, &mut rng, nodes, &mut proposals, &mut out);
         observed
             .check(&out)
@@ -256,48 +293,50 @@ fn step(
     out: &mut Vec<String>,
 ) {
     let id = rng.gen_range(1..=nodes);
-    match rng.gen_range(0..100) {
-        0..=29 => {
+    // Per mille: faults last long enough (a partition heals after ~300
+    // steps on average) for elections to happen on both sides.
+    match rng.gen_range(0..1000) {
+        0..=399 | 950..=999 => {
             if let Some(core) = cluster.core(id) {
                 core.tick();
             }
             cluster.process(id, out);
         }
-        30..=64 => deliver_one(cluster, rng, out),
-        65..=69 => {
+        400..=699 => deliver_one(cluster, rng, out),
+        700..=739 => {
             if !cluster.network.is_empty() {
                 let at = rng.gen_range(0..cluster.network.len());
                 cluster.network.remove(at);
             }
         }
-        70..=72 => {
+        740..=759 => {
             if !cluster.network.is_empty() {
                 let at = rng.gen_range(0..cluster.network.len());
                 let copy = cluster.network[at].clone();
                 cluster.network.push(copy);
             }
         }
-        73..=84 => {
+        760..=859 => {
             *proposals += 1;
             let command = format!("c{proposals}");
             propose_on_leader(cluster, &command, out);
         }
-        85..=86 => {
+        860..=874 => {
             if cluster.core(id).is_some() {
                 cluster.crash(id);
             } else {
                 cluster.restart(id, out);
             }
         }
-        87..=88 => {
+        875..=879 => {
             let cut: BTreeSet<u64> = (1..=nodes).filter(|_| rng.gen_bool(0.4)).collect();
             let rest: BTreeSet<u64> = (1..=nodes).filter(|node| !cut.contains(node)).collect();
             cluster.partition = Some(vec![cut, rest]);
         }
-        89..=92 => cluster.partition = None,
-        93..=94 => take_snapshot(cluster, id),
-        95 => transfer(cluster, rng, nodes, out),
-        96 => change_membership(cluster, rng, nodes, out),
+        880..=882 => cluster.partition = None,
+        883..=909 => take_snapshot(cluster, id),
+        910..=919 => transfer(cluster, rng, nodes, out),
+        920..=934 => change_membership(cluster, rng, nodes, out),
         _ => {
             if cluster.core(id).is_none() {
                 cluster.restart(id, out);
