@@ -102,39 +102,58 @@ pub(crate) fn run(
     for _ in 0..steps {
         out.clear();
         if rng.gen_range(0..100) < 3 {
-            let request_id = observed.reads.len() as u64 + 1;
-            let floor = observed.applied.keys().next_back().copied().unwrap_or(0);
-            observed.reads.insert(request_id, floor);
-            // Any node that believes it leads, stale ones included: those
-            // are the ones that must not answer.
-            let leaders: Vec<u64> = (1..=nodes)
-                .filter(|id| {
-                    cluster
-                        .core(*id)
-                        .is_some_and(|core| core.leader_handle().is_ok())
-                })
-                .collect();
-            if !leaders.is_empty() {
-                let id = leaders[rng.gen_range(0..leaders.len())];
-                if let Some(core) = cluster.core(id) {
-                    let _ = core.read_index(request_id);
-                }
-                cluster.process(id, &mut out);
-            }
+            read_somewhere(&mut cluster, &mut rng, nodes, &mut observed, &mut out);
         }
         step(&mut cluster, &mut rng, nodes, &mut proposals, &mut out);
         observed
             .check(&out)
             .map_err(|error| format!("seed {seed}: {error}"))?;
     }
-    // Heal, restart everyone, and let time pass with a reliable network.
+    converge(&mut cluster, nodes, &mut observed)
+        .map_err(|error| format!("seed {seed}: {error}"))?;
+    Ok(format!("{} entries applied", observed.applied.len()))
+}
+
+/// Issues a read on any node that believes it leads, stale ones included:
+/// those are the ones that must not answer.
+fn read_somewhere(
+    cluster: &mut Cluster,
+    rng: &mut ChaCha8Rng,
+    nodes: u64,
+    observed: &mut Observed,
+    out: &mut Vec<String>,
+) {
+    let request_id = observed.reads.len() as u64 + 1;
+    let floor = observed.applied.keys().next_back().copied().unwrap_or(0);
+    observed.reads.insert(request_id, floor);
+    let leaders: Vec<u64> = (1..=nodes)
+        .filter(|id| {
+            cluster
+                .core(*id)
+                .is_some_and(|core| core.leader_handle().is_ok())
+        })
+        .collect();
+    if leaders.is_empty() {
+        return;
+    }
+    let id = leaders[rng.gen_range(0..leaders.len())];
+    if let Some(core) = cluster.core(id) {
+        let _refused_if_deposed = core.read_index(request_id);
+    }
+    cluster.process(id, out);
+}
+
+/// Heals everything, restarts every node, and lets time pass with a
+/// reliable network until every member applied the same entries, ending
+/// with a fresh command.
+fn converge(cluster: &mut Cluster, nodes: u64, observed: &mut Observed) -> Result<(), String> {
+    let mut out = Vec::new();
     cluster.partition = None;
     for id in 1..=nodes {
         if cluster.core(id).is_none() {
             cluster.restart(id, &mut out);
         }
     }
-    let mut converged = false;
     for round in 0..400 {
         out.clear();
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
@@ -152,57 +171,60 @@ pub(crate) fn run(
                 .any(|command| command == "final")
         });
         if round >= 100 && round % 20 == 0 && !final_applied {
-            propose_on_leader(&mut cluster, "final", &mut out);
+            propose_on_leader(cluster, "final", &mut out);
         }
-        observed
-            .check(&out)
-            .map_err(|error| format!("seed {seed}: {error}"))?;
-        let members = current_members(&mut cluster);
-        let member_nodes = || {
-            cluster
-                .nodes
-                .iter()
-                .filter(|(id, _)| members.contains(id))
-                .map(|(_, node)| node)
-        };
-        let applied: BTreeSet<u64> = member_nodes()
-            .map(|node| node.storage.applied_index)
-            .collect();
-        let has_final = member_nodes().all(|node| {
-            node.storage
-                .applied
-                .last()
-                .is_some_and(|last| last == "final")
-        });
-        if round > 100 && applied.len() == 1 && has_final {
-            converged = true;
-            break;
+        observed.check(&out)?;
+        if round > 100 && converged(cluster) {
+            return Ok(());
         }
     }
-    if !converged {
-        let mut states = Vec::new();
-        for id in 1..=nodes {
-            if let Some(core) = cluster.core(id) {
-                let status = core.status();
-                states.push(format!(
-                    "node{id} {} term={} commit={} last={} voters={:?} learners={:?} lead={:?} followers={:?}",
-                    status.role,
-                    status.term,
-                    status.commit_index,
-                    status.last_log_index,
-                    status.membership.voters,
-                    status.membership.learners,
-                    status.leader,
-                    status.followers
-                ));
-            }
+    Err(format!(
+        "cluster did not converge after healing: {}",
+        describe(cluster, nodes)
+    ))
+}
+
+/// Every member (per the leader) applied the same index, ending in "final".
+fn converged(cluster: &mut Cluster) -> bool {
+    let members = current_members(cluster);
+    let member_nodes = || {
+        cluster
+            .nodes
+            .iter()
+            .filter(|(id, _)| members.contains(id))
+            .map(|(_, node)| node)
+    };
+    let applied: BTreeSet<u64> = member_nodes()
+        .map(|node| node.storage.applied_index)
+        .collect();
+    let has_final = member_nodes().all(|node| {
+        node.storage
+            .applied
+            .last()
+            .is_some_and(|last| last == "final")
+    });
+    applied.len() == 1 && has_final
+}
+
+fn describe(cluster: &mut Cluster, nodes: u64) -> String {
+    let mut states = Vec::new();
+    for id in 1..=nodes {
+        if let Some(core) = cluster.core(id) {
+            let status = core.status();
+            states.push(format!(
+                "node{id} {} term={} commit={} last={} voters={:?} learners={:?} leader={:?} followers={:?}",
+                status.role,
+                status.term,
+                status.commit_index,
+                status.last_log_index,
+                status.membership.voters,
+                status.membership.learners,
+                status.leader,
+                status.followers
+            ));
         }
-        return Err(format!(
-            "seed {seed}: cluster did not converge after healing: {}",
-            states.join("; ")
-        ));
     }
-    Ok(format!("{} entries applied", observed.applied.len()))
+    states.join("; ")
 }
 
 /// The members according to the current leader (empty without one).

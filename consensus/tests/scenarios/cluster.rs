@@ -271,18 +271,7 @@ fn handle_ready(id: u64, node: &mut Node, ready: Ready, out: &mut Vec<String>) -
         core.persisted(index, term);
     }
     sent.extend(ready.messages_after_persist);
-    for entry in ready.committed_entries {
-        if entry.index <= storage.applied_index {
-            continue;
-        }
-        if let EntryPayload::Command(bytes) = &entry.payload {
-            storage
-                .applied
-                .push(String::from_utf8_lossy(bytes).into_owned());
-        }
-        out.push(format!("node{id}: apply {}", format::entry(&entry)));
-        storage.applied_index = entry.index;
-    }
+    apply(id, storage, ready.committed_entries, out);
     core.applied(storage.applied_index);
     for read in ready.read_states {
         out.push(format!(
@@ -298,4 +287,21 @@ fn handle_ready(id: u64, node: &mut Node, ready: Ready, out: &mut Vec<String>) -
         out.push(format!("node{id}: {role} term={term} leader={leader}"));
     }
     sent
+}
+
+/// The model state machine: applies commands in order, skipping what it
+/// already applied before a restart (the plug-in contract).
+fn apply(id: u64, storage: &mut Storage, entries: Vec<Entry>, out: &mut Vec<String>) {
+    for entry in entries {
+        if entry.index <= storage.applied_index {
+            continue;
+        }
+        if let EntryPayload::Command(bytes) = &entry.payload {
+            storage
+                .applied
+                .push(String::from_utf8_lossy(bytes).into_owned());
+        }
+        out.push(format!("node{id}: apply {}", format::entry(&entry)));
+        storage.applied_index = entry.index;
+    }
 }
