@@ -66,7 +66,7 @@ pub use membership::MembershipChange;
 pub use message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
     InstallSnapshot, InstallSnapshotResponse, Message, MessageBody, RequestVote,
-    RequestVoteResponse,
+    RequestVoteResponse, MAX_INDEX_OR_TERM,
 };
 pub use progress::ReplicationState;
 pub use ready::{ReadState, Ready, RequestId, Role, SoftState};

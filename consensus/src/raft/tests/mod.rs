@@ -2,6 +2,7 @@
 //! known state, feed one input, assert exactly what comes out. Each test
 //! names the part of the Raft paper or dissertation it checks.
 
+mod decode;
 mod election;
 mod planted;
 mod replication;

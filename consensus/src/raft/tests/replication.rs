@@ -234,3 +234,20 @@ fn messages_round_trip_through_postcard_and_name_their_rpc() {
     assert_eq!(decoded.rpc_name(), "AppendEntries");
     assert!(postcard::from_bytes::<Message>(&bytes[..bytes.len() - 1]).is_err());
 }
+
+// Never panic on, or be corrupted by, data from the network: an
+// AppendEntries with a gap, or entries of a term above the message's, is
+// dropped without a trace in the log.
+#[test]
+fn malformed_append_entries_are_dropped() {
+    let mut follower = fresh(config(2));
+    let gap = append(1, 1, vec![entry(3, 3, "gap")], 0);
+    let future_term = append(1, 1, vec![entry(2, 9, "future")], 0);
+    let overflow = append(u64::MAX, 1, vec![entry(0, 3, "wrap")], 0);
+    for message in [gap, future_term, overflow] {
+        assert!(!message.is_well_formed());
+        follower.step(message);
+        assert!(follower.ready().entries.is_empty());
+    }
+    assert_eq!(follower.status().last_log_index, 1);
+}
