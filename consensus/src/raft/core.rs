@@ -32,7 +32,6 @@ pub struct RestoredState {
 /// [`step`](Self::step), [`propose`](Self::propose), ...), then drain
 /// [`ready`](Self::ready) and do what it says, in the order its documentation
 /// gives.
-#[derive(Debug)]
 pub struct RaftCore {
     pub(crate) config: Config,
     pub(crate) id: NodeId,
@@ -383,6 +382,21 @@ impl RaftCore {
                 self.sync_progress_with_membership();
             }
         }
+    }
+}
+
+impl std::fmt::Debug for RaftCore {
+    // A summary: the log holds application commands, which have no place in
+    // debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftCore")
+            .field("id", &self.id)
+            .field("role", &self.role.kind())
+            .field("term", &self.term)
+            .field("leader", &self.leader)
+            .field("commit", &self.commit)
+            .field("last_index", &self.log.last_index())
+            .finish_non_exhaustive()
     }
 }
 
