@@ -49,7 +49,9 @@ mod replication;
 mod snapshot;
 mod status;
 #[cfg(test)]
-mod tests;
+mod test_support;
+#[cfg(test)]
+pub(crate) mod tests;
 mod transfer;
 pub mod types;
 
