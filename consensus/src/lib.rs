@@ -15,3 +15,6 @@
 
 pub mod raft;
 pub mod state_machine;
+
+#[cfg(test)]
+mod sim;
