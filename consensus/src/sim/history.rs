@@ -102,6 +102,11 @@ impl History {
         self.operations
     }
 
+    /// How many operations were invoked.
+    pub(crate) fn len(&self) -> usize {
+        self.operations.len()
+    }
+
     /// How many operations completed with an answer.
     pub(crate) fn completed_count(&self) -> usize {
         let ok = |operation: &&Operation| matches!(operation.outcome, Outcome::Ok(_));

@@ -107,6 +107,11 @@ impl KvStateMachine {
         output
     }
 
+    /// The value of register `key`.
+    pub(crate) fn value(&self, key: u64) -> u64 {
+        self.values.get(&key).copied().unwrap_or(0)
+    }
+
     /// Moves the applied index past a non-command entry.
     pub(crate) fn skip_to(&mut self, index: u64) {
         self.applied_index = self.applied_index.max(index);

@@ -34,10 +34,6 @@ pub(crate) struct NodeView<'a> {
     pub(crate) log: &'a AbstractLog,
     /// Lowest index of `log` written during this step, if any.
     pub(crate) log_written_from: Option<LogIndex>,
-    /// What is on the simulated disk: survives a crash.
-    pub(crate) durable: &'a AbstractLog,
-    /// Voters of the latest membership in the node's log.
-    pub(crate) voters: &'a BTreeSet<NodeId>,
 }
 
 /// A state machine applied a command entry.

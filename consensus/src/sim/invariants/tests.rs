@@ -40,7 +40,6 @@ fn check_all(
     nodes: &[Node],
     events: &StepEvents,
 ) -> Result<(), Violation> {
-    let voters: BTreeSet<NodeId> = nodes.iter().map(|n| NodeId(n.id)).collect();
     let view = ClusterView {
         nodes: nodes
             .iter()
@@ -52,8 +51,6 @@ fn check_all(
                 commit: n.commit,
                 log: &n.log,
                 log_written_from: Some(1),
-                durable: &n.log,
-                voters: &voters,
             })
             .collect(),
         disks: nodes.iter().map(|n| (NodeId(n.id), &n.log)).collect(),
