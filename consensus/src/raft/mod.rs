@@ -6,7 +6,70 @@
 //! is. Given the same seed and the same sequence of inputs, the core produces
 //! exactly the same outputs, which is what lets the simulation replay any run.
 //! CI enforces the promise with a grep over this directory (see `.ci/run`).
+//!
+//! # Using it
+//!
+//! The runtime owns a [`RaftCore`], feeds it inputs ([`RaftCore::tick`],
+//! [`RaftCore::step`], [`RaftCore::propose`], [`RaftCore::read_index`], ...)
+//! and after each input drains [`RaftCore::ready`], doing what the [`Ready`]
+//! says in the order its documentation gives, then acknowledges durable
+//! writes with [`RaftCore::persisted`].
+//!
+//! ```
+//! use consensus::raft::{Config, NodeId, RaftCore};
+//! use std::collections::BTreeSet;
+//!
+//! // A one-node cluster elects itself and commits a command.
+//! let voters: BTreeSet<NodeId> = [NodeId(1)].into_iter().collect();
+//! let mut core = RaftCore::bootstrap(Config::new(NodeId(1), 7), voters).unwrap();
+//! while core.leader_handle().is_err() {
+//!     core.tick();
+//! }
+//! let indices = core.propose(vec![b"hello".to_vec()]).unwrap();
+//! let ready = core.ready();
+//! // ... persist ready.hard_state and ready.entries, then:
+//! let (index, term) = ready.persist_ack().unwrap();
+//! core.persisted(index, term);
+//! let committed = core.ready().committed_entries;
+//! assert_eq!(committed.last().map(|entry| entry.index), Some(*indices.end()));
+//! ```
 
+mod config;
+mod core;
+mod election;
+mod errors;
+mod leader;
+mod log;
+mod membership;
+mod message;
+mod progress;
+mod read_index;
+mod ready;
+mod replication;
+mod snapshot;
+mod status;
+#[cfg(test)]
+pub(crate) mod testing;
+mod transfer;
 pub mod types;
 
+#[cfg(test)]
+#[allow(unused_imports)] // used by the simulation (branch `sim`) and the planted-bug tests
+pub(crate) use config::PlantedBugs;
+pub use config::{Config, ConfigError};
+pub use core::{RaftCore, RestoredState};
+pub use errors::{
+    MembershipError, NotLeader, ProposeError, RestoreError, SnapshotError, TransferError,
+};
+pub use leader::LeaderHandle;
+pub use membership::MembershipChange;
+pub use message::{
+    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
+    InstallSnapshot, InstallSnapshotResponse, Message, MessageBody, RequestVote,
+    RequestVoteResponse,
+};
+pub use progress::ReplicationState;
+pub use ready::{ReadState, Ready, RequestId, Role, SoftState};
+pub use snapshot::Snapshot;
+pub use status::{FollowerStatus, Status};
 pub use types::*;

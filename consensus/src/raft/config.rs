@@ -1,0 +1,131 @@
+//! Configuration of one Raft node: timing in ticks, flow-control bounds and
+//! the seed of the only randomness the core uses.
+
+use super::types::NodeId;
+
+/// Settings of one node's Raft core. Build it with [`Config::new`] and adjust
+/// fields; [`Config::validate`] is called by the core's constructors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's identity.
+    pub id: NodeId,
+    /// Lower bound (inclusive) of the randomized election timeout, in ticks.
+    /// Also the length of the leader lease and of the CheckQuorum window.
+    pub election_ticks_min: u32,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks.
+    pub election_ticks_max: u32,
+    /// A leader sends heartbeats every this many ticks; must be well below
+    /// `election_ticks_min`.
+    pub heartbeat_ticks: u32,
+    /// At most this many entries in one AppendEntries message.
+    pub max_entries_per_message: usize,
+    /// At most about this many payload bytes in one AppendEntries message
+    /// (at least one entry is always sent, however large).
+    pub max_bytes_per_message: usize,
+    /// At most this many AppendEntries messages in flight to one follower
+    /// in the pipelined (Replicate) state.
+    pub max_inflight_appends: usize,
+    /// InstallSnapshot sends the snapshot in chunks of at most this many
+    /// bytes.
+    pub snapshot_chunk_bytes: usize,
+    /// Run a PreVote round before a real election, so that a node that was
+    /// partitioned away cannot depose a healthy leader by bumping the term.
+    pub pre_vote: bool,
+    /// A leader that hears from no majority within `election_ticks_min`
+    /// ticks steps down; followers that heard from a leader within that time
+    /// ignore vote requests (the leader lease).
+    pub check_quorum: bool,
+    /// Seed of the core's random number generator (election timeouts). The
+    /// node id is mixed in, so every node of a cluster may share one seed.
+    pub seed: u64,
+    /// Deliberate protocol bugs, switched on only by tests that check the
+    /// simulation can detect them.
+    #[cfg(test)]
+    pub(crate) planted_bugs: PlantedBugs,
+}
+
+/// Deliberate violations of the protocol, compiled only in tests, so that the
+/// simulation can show it catches real safety bugs.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PlantedBugs {
+    /// Grant votes without the up-to-date-log check (Raft §5.4.1).
+    pub(crate) skip_up_to_date_check: bool,
+    /// Commit entries of earlier terms by counting replicas (Raft §5.4.2,
+    /// figure 8).
+    pub(crate) commit_previous_term_by_counting: bool,
+    /// Grant a vote to any candidate of the current term, even after voting
+    /// for another (Raft §5.2).
+    pub(crate) vote_twice_in_term: bool,
+}
+
+/// Why a [`Config`] cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The election timeout range is empty or too short.
+    #[error("election timeout range [{min}, {max}) ticks is invalid: need 1 <= min < max")]
+    ElectionRange {
+        /// The configured lower bound.
+        min: u32,
+        /// The configured upper bound.
+        max: u32,
+    },
+    /// Heartbeats would not arrive before followers time out.
+    #[error("heartbeat interval {heartbeat} ticks must be at least 1 and below the election minimum {min}")]
+    Heartbeat {
+        /// The configured heartbeat interval.
+        heartbeat: u32,
+        /// The configured election minimum.
+        min: u32,
+    },
+    /// A bound that must be positive is zero.
+    #[error("{0} must be at least 1")]
+    ZeroBound(&'static str),
+}
+
+impl Config {
+    /// A configuration with the defaults used by the runtime: elections after
+    /// 10 to 20 ticks, heartbeats every 2 ticks, PreVote and CheckQuorum on.
+    pub fn new(id: NodeId, seed: u64) -> Config {
+        Config {
+            id,
+            election_ticks_min: 10,
+            election_ticks_max: 20,
+            heartbeat_ticks: 2,
+            max_entries_per_message: 256,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_appends: 16,
+            snapshot_chunk_bytes: 256 * 1024,
+            pre_vote: true,
+            check_quorum: true,
+            seed,
+            #[cfg(test)]
+            planted_bugs: PlantedBugs::default(),
+        }
+    }
+
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (min, max) = (self.election_ticks_min, self.election_ticks_max);
+        if min < 1 || max <= min {
+            return Err(ConfigError::ElectionRange { min, max });
+        }
+        if self.heartbeat_ticks < 1 || self.heartbeat_ticks >= min {
+            return Err(ConfigError::Heartbeat {
+                heartbeat: self.heartbeat_ticks,
+                min,
+            });
+        }
+        for (name, value) in [
+            ("max_entries_per_message", self.max_entries_per_message),
+            ("max_bytes_per_message", self.max_bytes_per_message),
+            ("max_inflight_appends", self.max_inflight_appends),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroBound(name));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The messages Raft nodes exchange. They go on the wire (postcard), so every
+//! type here derives `Serialize`/`Deserialize`.
+
+use super::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use serde::{Deserialize, Serialize};
+
+/// One message between two nodes: the envelope every RPC travels in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The recipient.
+    pub to: NodeId,
+    /// The sender's term when it sent the message (a pre-vote request
+    /// carries the term the candidate would campaign in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+impl Message {
+    /// The name of the RPC, as printed in log lines such as
+    /// `Node node1 sends RPC AppendEntries to Node node2`.
+    pub fn rpc_name(&self) -> &'static str {
+        self.body.rpc_name()
+    }
+}
+
+/// The RPCs of Raft, requests and responses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// Leader to follower: entries to append after `prev_log_index` (Raft §5.3).
+    AppendEntries(AppendEntries),
+    /// Follower to leader: the outcome of an AppendEntries.
+    AppendEntriesResponse(AppendEntriesResponse),
+    /// Candidate to voter: a vote request, or a pre-vote probe (§9.6 of the
+    /// dissertation) that changes no state on the voter.
+    RequestVote(RequestVote),
+    /// Voter to candidate: the answer to a RequestVote.
+    RequestVoteResponse(RequestVoteResponse),
+    /// Leader to follower: one chunk of a snapshot (Raft §7).
+    InstallSnapshot(InstallSnapshot),
+    /// Follower to leader: how much of a snapshot has arrived.
+    InstallSnapshotResponse(InstallSnapshotResponse),
+    /// Leader to follower: "I am still the leader"; also confirms leadership
+    /// for ReadIndex rounds.
+    Heartbeat(Heartbeat),
+    /// Follower to leader: the answer to a Heartbeat.
+    HeartbeatResponse(HeartbeatResponse),
+    /// Leader to the target of a leadership transfer: start an election now,
+    /// bypassing PreVote and the leader lease (dissertation §3.10).
+    TimeoutNow,
+}
+
+impl MessageBody {
+    /// The name of the RPC, as printed in log lines.
+    pub fn rpc_name(&self) -> &'static str {
+        match self {
+            MessageBody::AppendEntries(_) => "AppendEntries",
+            MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
+            MessageBody::RequestVote(request) if request.pre_vote => "PreVote",
+            MessageBody::RequestVote(_) => "RequestVote",
+            MessageBody::RequestVoteResponse(response) if response.pre_vote => "PreVoteResponse",
+            MessageBody::RequestVoteResponse(_) => "RequestVoteResponse",
+            MessageBody::InstallSnapshot(_) => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
+            MessageBody::Heartbeat(_) => "Heartbeat",
+            MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
+        }
+    }
+}
+
+/// Entries to append, with the consistency check of Raft §5.3.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// Index of the entry just before `entries`.
+    pub prev_log_index: LogIndex,
+    /// Term of the entry at `prev_log_index`.
+    pub prev_log_term: Term,
+    /// The entries, consecutive from `prev_log_index + 1`; may be empty.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: LogIndex,
+}
+
+/// The answer to an [`AppendEntries`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendEntriesResponse {
+    /// The follower's log now matches the leader's up to `match_index`
+    /// (durably: this response is sent only after persisting).
+    Accepted {
+        /// The last index known to match the leader's log.
+        match_index: LogIndex,
+    },
+    /// The consistency check failed at `rejected_prev_index`; the hint lets
+    /// the leader skip a whole term of entries at once.
+    Rejected {
+        /// The `prev_log_index` of the refused request (lets the leader
+        /// recognise stale rejections).
+        rejected_prev_index: LogIndex,
+        /// Where the leader should look next.
+        hint: ConflictHint,
+    },
+}
+
+/// Fast backtracking hint of a rejected AppendEntries (dissertation §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The term of the follower's entry at `rejected_prev_index`, or `None`
+    /// when the follower's log is shorter than that.
+    pub conflict_term: Option<Term>,
+    /// The first index of `conflict_term` in the follower's log, or the
+    /// follower's last index + 1 when `conflict_term` is `None`.
+    pub first_index: LogIndex,
+}
+
+/// A request for a vote (or a pre-vote).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    /// Index of the candidate's last log entry.
+    pub last_log_index: LogIndex,
+    /// Term of the candidate's last log entry.
+    pub last_log_term: Term,
+    /// A PreVote probe: the voter changes neither its term nor its vote.
+    pub pre_vote: bool,
+    /// The campaign follows a leadership transfer (TimeoutNow): voters do not
+    /// apply the leader lease to it.
+    pub transfer: bool,
+}
+
+/// The answer to a [`RequestVote`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVoteResponse {
+    /// Whether the vote (or pre-vote) is granted.
+    pub granted: bool,
+    /// Whether this answers a pre-vote.
+    pub pre_vote: bool,
+}
+
+/// One chunk of a snapshot being streamed to a follower.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The snapshot this chunk belongs to.
+    pub meta: SnapshotMeta,
+    /// Byte offset of `data` within the snapshot.
+    pub offset: u64,
+    /// The chunk's bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// This is the last chunk.
+    pub done: bool,
+}
+
+/// The answer to an [`InstallSnapshot`] chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshotResponse {
+    /// `last_index` of the snapshot being received.
+    pub snapshot_index: LogIndex,
+    /// The offset the follower expects next (its assembled length).
+    pub next_offset: u64,
+    /// The whole snapshot arrived and was handed out for installation (sent
+    /// only after the install is durable).
+    pub done: bool,
+}
+
+/// A leader's periodic "still here".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The leader's commit index, capped at what the follower is known to
+    /// hold so the follower never commits entries it lacks.
+    pub commit: LogIndex,
+    /// The ReadIndex round this heartbeat confirms (0 when none).
+    pub read_round: u64,
+}
+
+/// The answer to a [`Heartbeat`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The round of the heartbeat answered.
+    pub read_round: u64,
+}

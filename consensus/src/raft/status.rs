@@ -1,0 +1,78 @@
+//! A snapshot of a node's Raft state for `vault-cli status` and logs.
+
+use super::core::RaftCore;
+use super::progress::ReplicationState;
+use super::ready::Role;
+use super::types::{LogIndex, Membership, NodeId, Term};
+use std::collections::BTreeMap;
+
+/// What `status` shows about one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: LogIndex,
+    /// What the runtime reported applied.
+    pub applied_index: LogIndex,
+    /// The index of its last log entry.
+    pub last_log_index: LogIndex,
+    /// The last index covered by its snapshot (0 without one).
+    pub snapshot_index: LogIndex,
+    /// The membership in force.
+    pub membership: Membership,
+    /// On a leader: each follower's replication state.
+    pub followers: BTreeMap<NodeId, FollowerStatus>,
+}
+
+/// A leader's view of one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerStatus {
+    /// The follower's log matches the leader's through this index.
+    pub match_index: LogIndex,
+    /// The next index the leader will send.
+    pub next_index: LogIndex,
+    /// How the leader replicates to it.
+    pub state: ReplicationState,
+}
+
+impl RaftCore {
+    /// The node's current state.
+    pub fn status(&self) -> Status {
+        let followers = self
+            .leader_state()
+            .map(|leader| {
+                leader
+                    .progress
+                    .iter()
+                    .map(|(id, progress)| {
+                        let status = FollowerStatus {
+                            match_index: progress.match_index,
+                            next_index: progress.next_index,
+                            state: progress.state,
+                        };
+                        (*id, status)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Status {
+            id: self.id,
+            role: self.role(),
+            term: self.term,
+            leader: self.leader,
+            commit_index: self.commit,
+            applied_index: self.applied_index,
+            last_log_index: self.log.last_index(),
+            snapshot_index: self.log.base_index(),
+            membership: self.membership.clone(),
+            followers,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Test support for the Raft core: a scenario interpreter.
