@@ -20,7 +20,8 @@ pub(crate) const STEPS_PER_TICK: u64 = 5;
 /// Probability that a pending fsync completes in a given step.
 const SYNC_PROBABILITY: f64 = 0.6;
 
-/// Probability of a fault or operator action in a step of the faulty phase.
+/// Typical probability of a fault or operator action in a step of the
+/// faulty phase (each run scales it by 0.5, 1 or 2).
 const FAULT_PROBABILITY: f64 = 0.02;
 
 /// The cluster under test.
@@ -36,8 +37,23 @@ pub(crate) struct Cluster {
     pub(crate) workload: Workload,
     pub(crate) trace: Trace,
     pub(crate) planted_bugs: PlantedBugs,
-    /// Offsets the ticks of the nodes, so they do not tick in lockstep.
-    tick_phase: BTreeMap<NodeId, u64>,
+    /// Entries per AppendEntries: small batches widen the windows in which
+    /// a follower holds old entries but not the new leader's (Raft §5.4.2).
+    max_entries_per_message: usize,
+    /// Probability of a fault or operator action in a step of the faulty
+    /// phase.
+    fault_probability: f64,
+    /// Probability that a newly elected leader is crashed a few steps later
+    /// (before its first entries spread), and restarted a little after:
+    /// the leader churn of Raft Figure 8.
+    leader_crash_probability: f64,
+    /// Faults planned for a later step: (step, order) -> (node, crash?).
+    scheduled: BTreeMap<(u64, u64), (NodeId, bool)>,
+    /// Last commit index traced per node and incarnation.
+    commits_seen: BTreeMap<NodeId, (u64, u64)>,
+    /// The step of each node's next tick; random offsets keep the nodes
+    /// from ticking in lockstep.
+    next_tick: BTreeMap<NodeId, u64>,
 }
 
 /// A violation or a broken contract, with the step it happened at.
@@ -63,11 +79,20 @@ impl Cluster {
             workload: Workload::new(clients),
             trace: Trace::new(false),
             planted_bugs: PlantedBugs::default(),
-            tick_phase: BTreeMap::new(),
+            max_entries_per_message: 8,
+            fault_probability: FAULT_PROBABILITY,
+            leader_crash_probability: 0.0,
+            scheduled: BTreeMap::new(),
+            commits_seen: BTreeMap::new(),
+            next_tick: BTreeMap::new(),
         };
+        cluster.leader_crash_probability = [0.0, 0.0, 0.2, 0.5][cluster.rng.gen_range(0..4)];
+        cluster.max_entries_per_message = [1, 3, 8, 64][cluster.rng.gen_range(0..4)];
+        cluster.fault_probability =
+            [0.5, 1.0, 2.0, 4.0][cluster.rng.gen_range(0..4)] * FAULT_PROBABILITY;
         for id in &all_ids {
-            let phase = cluster.rng.gen_range(0..STEPS_PER_TICK);
-            cluster.tick_phase.insert(*id, phase);
+            let first = cluster.rng.gen_range(1..=STEPS_PER_TICK);
+            cluster.next_tick.insert(*id, first);
         }
         cluster
     }
@@ -90,7 +115,7 @@ impl Cluster {
         let mut config = Config::new(id, self.seed);
         // Small batches and chunks so that batching, backtracking and
         // chunked snapshots all happen in short runs.
-        config.max_entries_per_message = 8;
+        config.max_entries_per_message = self.max_entries_per_message;
         config.max_inflight_appends = 4;
         config.snapshot_chunk_bytes = 64;
         config.planted_bugs = self.planted_bugs;
@@ -98,8 +123,15 @@ impl Cluster {
     }
 
     fn failure(&self, invariant: &'static str, detail: String) -> StepFailure {
-        let violation = Violation { invariant, section: "runtime contract", detail };
-        StepFailure { step: self.now, violation }
+        let violation = Violation {
+            invariant,
+            section: "runtime contract",
+            detail,
+        };
+        StepFailure {
+            step: self.now,
+            violation,
+        }
     }
 
     /// Advances the simulation by one step, injecting a random fault now and
@@ -107,20 +139,28 @@ impl Cluster {
     pub(crate) fn step(&mut self, faults: bool) -> Result<(), StepFailure> {
         self.now += 1;
         let mut effects = Effects::default();
-        if faults && self.rng.gen_bool(FAULT_PROBABILITY) {
-            self.random_fault(&mut effects)?;
+        if faults {
+            self.run_scheduled()?;
+            if self.rng.gen_bool(self.fault_probability) {
+                self.random_fault(&mut effects)?;
+            }
         }
         while let Some(delivery) = self.network.deliver(self.now) {
-            let Some(node) = self.nodes.get_mut(&delivery.to) else { continue };
-            let Some(core) = node.core.as_mut() else { continue };
+            let Some(node) = self.nodes.get_mut(&delivery.to) else {
+                continue;
+            };
+            let Some(core) = node.core.as_mut() else {
+                continue;
+            };
             self.trace.runs(self.now, &delivery.message);
             core.step(delivery.message);
             self.drain(delivery.to, &mut effects)?;
         }
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in &ids {
-            let phase = self.tick_phase.get(id).copied().unwrap_or(0);
-            if (self.now + phase) % STEPS_PER_TICK == 0 {
+            let next = self.next_tick.entry(*id).or_insert(0);
+            if *next <= self.now {
+                *next = self.now + STEPS_PER_TICK;
                 if let Some(core) = self.nodes.get_mut(id).and_then(|node| node.core.as_mut()) {
                     core.tick();
                 }
@@ -128,7 +168,9 @@ impl Cluster {
             }
         }
         for id in &ids {
-            while self.nodes.get(id).is_some_and(SimNode::has_pending_writes) && self.rng.gen_bool(SYNC_PROBABILITY) {
+            while self.nodes.get(id).is_some_and(SimNode::has_pending_writes)
+                && self.rng.gen_bool(SYNC_PROBABILITY)
+            {
                 self.sync(*id, &mut effects)?;
             }
         }
@@ -140,16 +182,37 @@ impl Cluster {
         self.check(&events)
     }
 
+    /// Carries out the crashes and restarts planned for this step.
+    fn run_scheduled(&mut self) -> Result<(), StepFailure> {
+        while let Some(entry) = self.scheduled.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let (node, crash) = entry.remove();
+            let up = self.nodes.get(&node).is_some_and(SimNode::is_up);
+            match (crash, up) {
+                (true, true) => self.crash(node),
+                (false, false) => self.restart(node)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Drains a node's Ready batches into `effects`.
     pub(crate) fn drain(&mut self, id: NodeId, effects: &mut Effects) -> Result<(), StepFailure> {
-        let Some(node) = self.nodes.get_mut(&id) else { return Ok(()) };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
         let result = node.drain(&self.invariants.log_matching, effects);
         result.map_err(|detail| self.failure("ready contract", detail))
     }
 
     /// Completes one pending fsync of a node.
     pub(crate) fn sync(&mut self, id: NodeId, effects: &mut Effects) -> Result<(), StepFailure> {
-        let Some(node) = self.nodes.get_mut(&id) else { return Ok(()) };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
         let result = node.sync(&self.invariants.log_matching, effects);
         result.map_err(|detail| self.failure("ready contract", detail))
     }
@@ -159,13 +222,25 @@ impl Cluster {
     fn route(&mut self, effects: Effects) -> StepEvents {
         for (node, soft_state) in &effects.role_changes {
             self.trace.role(self.now, *node, soft_state);
+            if soft_state.role == Role::Leader && self.rng.gen_bool(self.leader_crash_probability) {
+                let crash_at = self.now + self.rng.gen_range(1..=30);
+                let restart_at = crash_at + self.rng.gen_range(10..=150);
+                self.scheduled
+                    .insert((crash_at, self.scheduled.len() as u64), (*node, true));
+                self.scheduled
+                    .insert((restart_at, self.scheduled.len() as u64), (*node, false));
+            }
         }
         for message in effects.messages {
             self.trace.sends(self.now, &message);
             let (from, to) = (message.from, message.to);
-            self.network.send(&mut self.rng, self.now, from, to, message);
+            self.network
+                .send(&mut self.rng, self.now, from, to, message);
         }
-        let mut events = StepEvents { applied: effects.applied, acknowledged: Vec::new() };
+        let mut events = StepEvents {
+            applied: effects.applied,
+            acknowledged: Vec::new(),
+        };
         for applied in &effects.commands {
             let answered = self.workload.on_applied(
                 &mut self.rng,
@@ -174,14 +249,36 @@ impl Cluster {
                 &applied.command,
                 applied.output,
             );
-            let Some(node) = self.nodes.get(&applied.node).filter(|_| answered) else { continue };
+            let Some(node) = self.nodes.get(&applied.node).filter(|_| answered) else {
+                continue;
+            };
+            let command = &applied.command;
+            self.trace.line(
+                self.now,
+                format_args!(
+                    "Node {} answers client {} (sequence {}): {:?} on key {} at index {} -> {:?}",
+                    applied.node,
+                    command.client,
+                    command.sequence,
+                    command.op,
+                    command.key,
+                    applied.index,
+                    applied.output
+                ),
+            );
             let voter_sets = vec![node.voters_at(applied.index), node.latest_voters()];
             let (id, index, chain) = (applied.node, applied.index, applied.chain);
-            events.acknowledged.push(Acknowledged { node: id, index, chain, voter_sets });
+            events.acknowledged.push(Acknowledged {
+                node: id,
+                index,
+                chain,
+                voter_sets,
+            });
         }
         for (node, request) in effects.reads_served {
             if let Some(node) = self.nodes.get(&node) {
-                self.workload.on_read_served(&mut self.rng, self.now, node, request);
+                self.workload
+                    .on_read_served(&mut self.rng, self.now, node, request);
             }
         }
         for (_, request) in effects.reads_aborted {
@@ -190,9 +287,34 @@ impl Cluster {
         events
     }
 
+    /// Traces every advance of a node's commit index.
+    fn trace_commits(&mut self) {
+        for (id, node) in &self.nodes {
+            let Some(core) = node.core.as_ref() else {
+                continue;
+            };
+            let commit = core.commit_index();
+            let seen = self.commits_seen.insert(*id, (node.incarnation, commit));
+            if seen.is_some_and(|(incarnation, before)| {
+                incarnation == node.incarnation && before >= commit
+            }) {
+                continue;
+            }
+            let term = node.log.slot(commit).map_or(0, |slot| slot.term);
+            let role = core.role();
+            self.trace.line(self.now, format_args!("Node {id} ({role}, term {}) commits through index {commit} (entry term {term})", core.term()));
+        }
+    }
+
     fn check(&mut self, events: &StepEvents) -> Result<(), StepFailure> {
-        let written: BTreeMap<NodeId, Option<u64>> =
-            self.nodes.iter_mut().map(|(id, node)| (*id, node.log.take_dirty())).collect();
+        if self.trace.enabled() {
+            self.trace_commits();
+        }
+        let written: BTreeMap<NodeId, Option<u64>> = self
+            .nodes
+            .iter_mut()
+            .map(|(id, node)| (*id, node.log.take_dirty()))
+            .collect();
         let nodes = self
             .nodes
             .iter()
@@ -209,19 +331,34 @@ impl Cluster {
                 })
             })
             .collect();
-        let disks = self.nodes.iter().map(|(id, node)| (*id, &node.disk.view)).collect();
-        let view = ClusterView { nodes, disks, events };
+        let disks = self
+            .nodes
+            .iter()
+            .map(|(id, node)| (*id, &node.disk.view))
+            .collect();
+        let view = ClusterView {
+            nodes,
+            disks,
+            events,
+        };
         let now = self.now;
         self.invariants
             .check(&view)
-            .map_err(|violation| StepFailure { step: now, violation })
+            .map_err(|violation| StepFailure {
+                step: now,
+                violation,
+            })
     }
 
     /// The leader with the highest term among running nodes, if any.
     pub(crate) fn leader(&self) -> Option<NodeId> {
         self.nodes
             .iter()
-            .filter_map(|(id, node)| node.core.as_ref().map(|core| (core.term(), core.role(), *id)))
+            .filter_map(|(id, node)| {
+                node.core
+                    .as_ref()
+                    .map(|core| (core.term(), core.role(), *id))
+            })
             .filter(|(_, role, _)| *role == Role::Leader)
             .max()
             .map(|(_, _, id)| id)

@@ -4,7 +4,7 @@
 //! completed); a crash throws away every write still pending.
 
 use super::abstract_log::{AbstractLog, Digest};
-use crate::raft::{Entry, HardState, LogIndex, RestoredState, Snapshot};
+use crate::raft::{Entry, HardState, RestoredState, Snapshot};
 
 /// Durable state of one node.
 #[derive(Clone, Debug, Default)]
@@ -21,7 +21,8 @@ impl Disk {
     /// Stores a snapshot received from the leader: it replaces the log.
     pub(crate) fn install_snapshot(&mut self, snapshot: Snapshot, chain: Digest) {
         let meta = &snapshot.meta;
-        self.view.install_base(meta.last_index, meta.last_term, chain);
+        self.view
+            .install_base(meta.last_index, meta.last_term, chain);
         self.entries.clear();
         self.snapshot = Some(snapshot);
     }
@@ -79,10 +80,5 @@ impl Disk {
     /// The stored snapshot, if any.
     pub(crate) fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
-    }
-
-    /// The last durable log index.
-    pub(crate) fn last_index(&self) -> LogIndex {
-        self.view.last_index()
     }
 }

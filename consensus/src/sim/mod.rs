@@ -26,7 +26,6 @@ pub(crate) mod run;
 pub(crate) mod trace;
 pub(crate) mod workload;
 
-#[cfg(test)]
 mod teeth;
 
 /// The default seeds are split over this many test functions, so that the

@@ -165,16 +165,6 @@ impl<M: Clone> Network<M> {
     pub(crate) fn heal(&mut self) {
         self.cut.clear();
     }
-
-    /// The directed links currently cut.
-    pub(crate) fn cut_links(&self) -> &BTreeSet<(NodeId, NodeId)> {
-        &self.cut
-    }
-
-    /// How many messages are in flight.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ impl SimNode {
         self.memberships.clear();
         if let Some(snapshot) = self.disk.snapshot() {
             let meta = &snapshot.meta;
-            self.memberships.insert(meta.last_index, meta.membership.voters.clone());
+            self.memberships
+                .insert(meta.last_index, meta.membership.voters.clone());
         }
         for entry in self.disk.entries().to_vec() {
             self.note_membership(&entry);
@@ -140,15 +141,22 @@ impl SimNode {
     fn note_membership(&mut self, entry: &Entry) {
         self.memberships.split_off(&entry.index);
         if let EntryPayload::Membership(membership) = &entry.payload {
-            self.memberships.insert(entry.index, membership.voters.clone());
+            self.memberships
+                .insert(entry.index, membership.voters.clone());
         }
     }
 
     /// Drains every Ready the core has: sends the immediate messages and
     /// queues the rest until its fsync completes.
-    pub(crate) fn drain(&mut self, chains: &LogMatching, effects: &mut Effects) -> Result<(), String> {
+    pub(crate) fn drain(
+        &mut self,
+        chains: &LogMatching,
+        effects: &mut Effects,
+    ) -> Result<(), String> {
         loop {
-            let Some(core) = self.core.as_mut() else { return Ok(()) };
+            let Some(core) = self.core.as_mut() else {
+                return Ok(());
+            };
             if !core.has_ready() {
                 return Ok(());
             }
@@ -160,9 +168,11 @@ impl SimNode {
             if let Some(snapshot) = &ready.snapshot {
                 let meta = &snapshot.meta;
                 let chain = base_chain(chains, meta.last_index, meta.last_term);
-                self.log.install_base(meta.last_index, meta.last_term, chain);
+                self.log
+                    .install_base(meta.last_index, meta.last_term, chain);
                 self.memberships.clear();
-                self.memberships.insert(meta.last_index, meta.membership.voters.clone());
+                self.memberships
+                    .insert(meta.last_index, meta.membership.voters.clone());
             }
             for entry in &ready.entries {
                 if !self.log.write(entry) {
@@ -182,9 +192,17 @@ impl SimNode {
     /// Completes the fsync of the oldest pending batch and carries out the
     /// rest of its contract: acknowledge to the core, send the messages that
     /// waited, apply, serve reads.
-    pub(crate) fn sync(&mut self, chains: &LogMatching, effects: &mut Effects) -> Result<(), String> {
-        let Some(ready) = self.pending.pop_front() else { return Ok(()) };
-        let Some(core) = self.core.as_mut() else { return Ok(()) };
+    pub(crate) fn sync(
+        &mut self,
+        chains: &LogMatching,
+        effects: &mut Effects,
+    ) -> Result<(), String> {
+        let Some(ready) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let Some(core) = self.core.as_mut() else {
+            return Ok(());
+        };
         if let Some(snapshot) = ready.snapshot.clone() {
             let meta = &snapshot.meta;
             let chain = base_chain(chains, meta.last_index, meta.last_term);
@@ -203,8 +221,15 @@ impl SimNode {
         }
         effects.messages.extend(ready.messages_after_persist);
         self.apply(&ready.committed_entries, effects)?;
-        self.reads.extend(ready.read_states.iter().map(|read| (read.request_id, read.index)));
-        effects.reads_aborted.extend(ready.aborted_reads.iter().map(|id| (self.id, *id)));
+        self.reads.extend(
+            ready
+                .read_states
+                .iter()
+                .map(|read| (read.request_id, read.index)),
+        );
+        effects
+            .reads_aborted
+            .extend(ready.aborted_reads.iter().map(|id| (self.id, *id)));
         self.serve_reads(effects);
         self.maybe_snapshot();
         Ok(())
@@ -221,7 +246,12 @@ impl SimNode {
                 ));
             }
             let digest = payload_digest(entry);
-            let applied = Applied { node: self.id, index: entry.index, term: entry.term, digest };
+            let applied = Applied {
+                node: self.id,
+                index: entry.index,
+                term: entry.term,
+                digest,
+            };
             effects.applied.push(applied);
             match &entry.payload {
                 EntryPayload::Command(bytes) => {
@@ -248,19 +278,27 @@ impl SimNode {
 
     fn serve_reads(&mut self, effects: &mut Effects) {
         let applied = self.machine.applied_index();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            self.reads.drain(..).partition(|(_, index)| *index <= applied);
+        let (ready, waiting): (Vec<_>, Vec<_>) = self
+            .reads
+            .drain(..)
+            .partition(|(_, index)| *index <= applied);
         self.reads = waiting;
-        effects.reads_served.extend(ready.into_iter().map(|(id, _)| (self.id, id)));
+        effects
+            .reads_served
+            .extend(ready.into_iter().map(|(id, _)| (self.id, id)));
     }
 
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied_index();
-        let Some(core) = self.core.as_mut() else { return };
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
         if applied < self.disk.view.base_index() + SNAPSHOT_EVERY {
             return;
         }
-        let Some(meta) = core.snapshot_meta(applied) else { return };
+        let Some(meta) = core.snapshot_meta(applied) else {
+            return;
+        };
         let data = self.machine.snapshot();
         if core.snapshot_taken(meta.clone(), data.clone()).is_ok() {
             self.disk.compact(Snapshot { meta, data });

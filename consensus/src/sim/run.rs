@@ -33,8 +33,6 @@ pub(crate) struct RunOptions {
 /// Figures of a successful run.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RunReport {
-    /// Voters at the start.
-    pub(crate) cluster_size: u64,
     /// Client operations answered.
     pub(crate) answered: usize,
     /// Steps run in total.
@@ -58,16 +56,10 @@ pub(crate) struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        write!(
             f,
             "simulation seed {} ({} nodes) failed at step {}: {} violated: {}",
             self.seed, self.cluster_size, self.step, self.invariant, self.detail
-        )?;
-        write!(
-            f,
-            "replay: RAFT_SIM_SEED_START={} RAFT_SIM_SEEDS=1 RAFT_SIM_TRACE=1 \
-             cargo test -p consensus sim:: -- --nocapture",
-            self.seed
         )
     }
 }
@@ -80,7 +72,10 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
         seed,
         cluster_size,
         step: failure.step,
-        invariant: format!("{} (Raft {})", failure.violation.invariant, failure.violation.section),
+        invariant: format!(
+            "{} (Raft {})",
+            failure.violation.invariant, failure.violation.section
+        ),
         detail: failure.violation.detail,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -90,7 +85,10 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
     cluster.trace = Trace::new(options.trace);
     cluster.planted_bugs = options.planted_bugs;
     cluster.network.set_faults(faults);
-    cluster.trace.line(0, format_args!("Seed {seed}: {cluster_size} voters, {clients} clients, {faults:?}"));
+    cluster.trace.line(
+        0,
+        format_args!("Seed {seed}: {cluster_size} voters, {clients} clients, {faults:?}"),
+    );
     cluster.bootstrap(cluster_size).map_err(fail)?;
     for _ in 0..options.steps {
         cluster.step(true).map_err(fail)?;
@@ -124,7 +122,7 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
         invariant: "linearizability of the client history".into(),
         detail: error.to_string(),
     })?;
-    Ok(RunReport { cluster_size, answered, steps })
+    Ok(RunReport { answered, steps })
 }
 
 /// The seeds to run and how, from the environment: `RAFT_SIM_SEEDS`
@@ -142,7 +140,10 @@ impl SeedPlan {
     /// Reads the plan from the environment.
     pub(crate) fn from_env() -> SeedPlan {
         let number = |name: &str, default: u64| {
-            std::env::var(name).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(default)
+            std::env::var(name)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .unwrap_or(default)
         };
         SeedPlan {
             start: number("RAFT_SIM_SEED_START", 0),
@@ -165,14 +166,23 @@ pub(crate) fn run_part(part: u64, parts: u64) {
     let started = std::time::Instant::now();
     let (mut runs, mut answered, mut steps) = (0u64, 0usize, 0u64);
     for seed in plan.seeds(part, parts) {
-        let options = RunOptions { seed, steps: plan.steps, planted_bugs: PlantedBugs::default(), trace: plan.trace };
+        let options = RunOptions {
+            seed,
+            steps: plan.steps,
+            planted_bugs: PlantedBugs::default(),
+            trace: plan.trace,
+        };
         match run_seed(options) {
             Ok(report) => {
                 runs += 1;
                 answered += report.answered;
                 steps += report.steps;
             }
-            Err(failure) => panic!("{failure}"),
+            Err(failure) => panic!(
+                "{failure}\nreplay: RAFT_SIM_SEED_START={} RAFT_SIM_SEEDS=1 RAFT_SIM_TRACE=1 \
+                 cargo test -p consensus sim:: -- --nocapture",
+                failure.seed
+            ),
         }
     }
     println!(

@@ -18,7 +18,7 @@ impl Trace {
         Self { enabled }
     }
 
-    /// Whether lines are printed (callers skip building costly lines).
+    /// Whether lines are printed (callers skip work for costly lines).
     pub(crate) fn enabled(&self) -> bool {
         self.enabled
     }
@@ -34,7 +34,10 @@ impl Trace {
     pub(crate) fn sends(&self, step: u64, message: &Message) {
         if self.enabled {
             let (from, to, rpc) = (message.from, message.to, message.rpc_name());
-            self.line(step, format_args!("Node {from} sends RPC {rpc} to Node {to}"));
+            self.line(
+                step,
+                format_args!("Node {from} sends RPC {rpc} to Node {to}"),
+            );
         }
     }
 
@@ -42,7 +45,10 @@ impl Trace {
     pub(crate) fn runs(&self, step: u64, message: &Message) {
         if self.enabled {
             let (from, to, rpc) = (message.from, message.to, message.rpc_name());
-            self.line(step, format_args!("Node {to} runs RPC {rpc} called by Node {from}"));
+            self.line(
+                step,
+                format_args!("Node {to} runs RPC {rpc} called by Node {from}"),
+            );
         }
     }
 
@@ -50,12 +56,26 @@ impl Trace {
     pub(crate) fn role(&self, step: u64, node: NodeId, soft_state: &SoftState) {
         let term = soft_state.term;
         match soft_state.role {
-            Role::Leader => self.line(step, format_args!("Node {node} is elected leader of term {term}")),
-            Role::Candidate => self.line(step, format_args!("Node {node} starts an election for term {term}")),
-            Role::PreCandidate => self.line(step, format_args!("Node {node} starts a pre-vote after term {term}")),
+            Role::Leader => self.line(
+                step,
+                format_args!("Node {node} is elected leader of term {term}"),
+            ),
+            Role::Candidate => self.line(
+                step,
+                format_args!("Node {node} starts an election for term {term}"),
+            ),
+            Role::PreCandidate => self.line(
+                step,
+                format_args!("Node {node} starts a pre-vote after term {term}"),
+            ),
             Role::Follower => {
-                let leader = soft_state.leader.map_or("unknown".to_string(), |id| id.to_string());
-                self.line(step, format_args!("Node {node} follows in term {term} (leader {leader})"));
+                let leader = soft_state
+                    .leader
+                    .map_or("unknown".to_string(), |id| id.to_string());
+                self.line(
+                    step,
+                    format_args!("Node {node} follows in term {term} (leader {leader})"),
+                );
             }
         }
     }

@@ -63,7 +63,13 @@ impl Workload {
     /// `count` idle clients.
     pub(crate) fn new(count: u64) -> Self {
         let clients = (1..=count)
-            .map(|id| Client { id, sequence: 0, in_flight: None, next_action: 0, leader_hint: None })
+            .map(|id| Client {
+                id,
+                sequence: 0,
+                in_flight: None,
+                next_action: 0,
+                leader_hint: None,
+            })
             .collect();
         Self {
             clients,
@@ -83,7 +89,12 @@ impl Workload {
 
     /// Lets every client whose turn it is act: start an operation, retry a
     /// timed-out one, or give up.
-    pub(crate) fn step(&mut self, rng: &mut ChaCha8Rng, now: u64, nodes: &mut BTreeMap<NodeId, SimNode>) {
+    pub(crate) fn step(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        nodes: &mut BTreeMap<NodeId, SimNode>,
+    ) {
         for position in 0..self.clients.len() {
             let client = &mut self.clients[position];
             match &client.in_flight {
@@ -101,16 +112,30 @@ impl Workload {
         }
     }
 
-    fn invoke(&mut self, rng: &mut ChaCha8Rng, position: usize, now: u64, nodes: &mut BTreeMap<NodeId, SimNode>) {
+    fn invoke(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        position: usize,
+        now: u64,
+        nodes: &mut BTreeMap<NodeId, SimNode>,
+    ) {
         let key = rng.gen_range(0..KEYS);
         let op = match rng.gen_range(0..10) {
             0..=3 => RegisterOp::Put(rng.gen_range(1..100)),
             4..=6 => RegisterOp::Get,
-            _ => RegisterOp::Cas { expected: rng.gen_range(0..100), new: rng.gen_range(1..100) },
+            _ => RegisterOp::Cas {
+                expected: rng.gen_range(0..100),
+                new: rng.gen_range(1..100),
+            },
         };
         let client = &mut self.clients[position];
         client.sequence += 1;
-        let command = ClientCommand { client: client.id, sequence: client.sequence, key, op };
+        let command = ClientCommand {
+            client: client.id,
+            sequence: client.sequence,
+            key,
+            op,
+        };
         let operation = self.history.invoke(client.id, key, op);
         client.in_flight = Some(InFlight {
             operation,
@@ -126,33 +151,48 @@ impl Workload {
 
     /// Sends the in-flight operation to a node; a refusal with a leader hint
     /// is followed at once (bounded by the attempt budget).
-    fn attempt(&mut self, rng: &mut ChaCha8Rng, position: usize, now: u64, nodes: &mut BTreeMap<NodeId, SimNode>) {
+    fn attempt(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        position: usize,
+        now: u64,
+        nodes: &mut BTreeMap<NodeId, SimNode>,
+    ) {
         let use_read_index = rng.gen_bool(0.5);
         loop {
             let client = &mut self.clients[position];
-            let Some(in_flight) = client.in_flight.as_mut() else { return };
+            let Some(in_flight) = client.in_flight.as_mut() else {
+                return;
+            };
             if in_flight.attempts >= MAX_ATTEMPTS {
                 in_flight.deadline = now;
                 return;
             }
             in_flight.attempts += 1;
             in_flight.deadline = now + ATTEMPT_TIMEOUT;
-            let up: Vec<NodeId> = nodes.iter().filter(|(_, n)| n.is_up()).map(|(id, _)| *id).collect();
+            let up: Vec<NodeId> = nodes
+                .iter()
+                .filter(|(_, n)| n.is_up())
+                .map(|(id, _)| *id)
+                .collect();
             let target = match client.leader_hint.filter(|hint| up.contains(hint)) {
                 Some(hint) => hint,
                 None if up.is_empty() => return,
                 None => up[rng.gen_range(0..up.len())],
             };
-            let Some(core) = nodes.get_mut(&target).and_then(|node| node.core.as_mut()) else { return };
+            let Some(core) = nodes.get_mut(&target).and_then(|node| node.core.as_mut()) else {
+                return;
+            };
             let refusal = if in_flight.command.op == RegisterOp::Get && use_read_index {
                 let request = self.next_request;
                 self.next_request += 1;
-                core.read_index(request).map(|()| {
-                    self.reads.insert(request, position);
-                    in_flight.read_request = Some(request);
-                })
-                .err()
-                .map(|not_leader| not_leader.leader)
+                core.read_index(request)
+                    .map(|()| {
+                        self.reads.insert(request, position);
+                        in_flight.read_request = Some(request);
+                    })
+                    .err()
+                    .map(|not_leader| not_leader.leader)
             } else {
                 in_flight.read_request = None;
                 match core.propose(vec![in_flight.command.encode()]) {
@@ -212,14 +252,21 @@ impl Workload {
         command: &ClientCommand,
         output: RegisterOutput,
     ) -> bool {
-        let Some(position) = self.clients.iter().position(|client| client.id == command.client) else {
+        let Some(position) = self
+            .clients
+            .iter()
+            .position(|client| client.id == command.client)
+        else {
             return false;
         };
-        let waiting = self.clients[position].in_flight.as_ref().is_some_and(|in_flight| {
-            in_flight.command.sequence == command.sequence
-                && in_flight.read_request.is_none()
-                && in_flight.waiting_at.contains(&node)
-        });
+        let waiting = self.clients[position]
+            .in_flight
+            .as_ref()
+            .is_some_and(|in_flight| {
+                in_flight.command.sequence == command.sequence
+                    && in_flight.read_request.is_none()
+                    && in_flight.waiting_at.contains(&node)
+            });
         if waiting {
             self.finish(rng, position, now, output);
         }
@@ -228,10 +275,21 @@ impl Workload {
 
     /// `node` may now serve ReadIndex request `request`: answer with the
     /// value its state machine holds.
-    pub(crate) fn on_read_served(&mut self, rng: &mut ChaCha8Rng, now: u64, node: &SimNode, request: RequestId) {
-        let Some(position) = self.reads.remove(&request) else { return };
+    pub(crate) fn on_read_served(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        node: &SimNode,
+        request: RequestId,
+    ) {
+        let Some(position) = self.reads.remove(&request) else {
+            return;
+        };
         let current = self.clients[position].in_flight.as_ref();
-        let Some(key) = current.filter(|f| f.read_request == Some(request)).map(|f| f.command.key) else {
+        let Some(key) = current
+            .filter(|f| f.read_request == Some(request))
+            .map(|f| f.command.key)
+        else {
             return;
         };
         let value = node.machine.value(key);
