@@ -107,6 +107,21 @@ impl RaftCore {
             && self.election_elapsed < self.config.election_ticks_min
     }
 
+    /// Starts an election now, as if the election timeout had expired
+    /// (with a PreVote round first when PreVote is on). Learners and
+    /// removed nodes do nothing.
+    pub fn campaign(&mut self) {
+        if matches!(self.role, RoleState::Leader(_)) {
+            return;
+        }
+        let kind = if self.config.pre_vote {
+            Campaign::PreVote
+        } else {
+            Campaign::Election
+        };
+        self.campaign_as(kind);
+    }
+
     /// Follower and candidate tick: start a campaign when the randomized
     /// election timeout expires. Learners and removed nodes never campaign.
     pub(crate) fn tick_election(&mut self) {
@@ -115,19 +130,12 @@ impl RaftCore {
             return;
         }
         self.reset_election_timeout();
-        if self.is_voter() {
-            let kind = if self.config.pre_vote {
-                Campaign::PreVote
-            } else {
-                Campaign::Election
-            };
-            self.campaign(kind);
-        }
+        self.campaign();
     }
 
     /// Starts a campaign (Raft §5.2): a PreVote round leaves term and vote
     /// untouched; an election increments the term and votes for itself.
-    pub(crate) fn campaign(&mut self, kind: Campaign) {
+    pub(crate) fn campaign_as(&mut self, kind: Campaign) {
         if !self.is_voter() {
             return;
         }
@@ -229,7 +237,7 @@ impl RaftCore {
         let quorum = self.quorum();
         if granted >= quorum {
             if pre_vote {
-                self.campaign(Campaign::Election);
+                self.campaign_as(Campaign::Election);
             } else {
                 self.become_leader();
             }

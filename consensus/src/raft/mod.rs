@@ -49,7 +49,7 @@ mod replication;
 mod snapshot;
 mod status;
 #[cfg(test)]
-pub(crate) mod testing;
+mod tests;
 mod transfer;
 pub mod types;
 

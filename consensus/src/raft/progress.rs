@@ -128,6 +128,19 @@ impl Progress {
         hint: ConflictHint,
         leader_last_of_term: Option<LogIndex>,
     ) -> bool {
+        if hint.conflict_term.is_none()
+            && hint.first_index <= self.match_index
+            && rejected_prev_index >= self.match_index
+        {
+            // The follower's log ends before what it acknowledged: it lost
+            // its disk (outside Raft's model, but it must not wedge
+            // replication). Start again from where its log ends; a lower
+            // match index only delays commits, never makes one unsafe.
+            self.match_index = hint.first_index.saturating_sub(1);
+            self.next_index = hint.first_index.max(1);
+            self.become_probe();
+            return true;
+        }
         if rejected_prev_index < self.match_index {
             return false;
         }

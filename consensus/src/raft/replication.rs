@@ -93,7 +93,20 @@ impl RaftCore {
     }
 
     fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
-        let commit = heartbeat.commit.min(self.log.last_index());
+        let last_index = self.log.last_index();
+        if heartbeat.commit > last_index {
+            // The leader believes we hold entries we do not (we lost our
+            // disk): say where our log ends so that it resends them.
+            let body = MessageBody::AppendEntriesResponse(AppendEntriesResponse::Rejected {
+                rejected_prev_index: heartbeat.commit,
+                hint: super::message::ConflictHint {
+                    conflict_term: None,
+                    first_index: last_index + 1,
+                },
+            });
+            self.send(from, body);
+        }
+        let commit = heartbeat.commit.min(last_index);
         if commit > self.commit {
             self.commit = commit;
         }
@@ -125,6 +138,7 @@ impl RaftCore {
                     return;
                 }
                 let news = progress.update_match(match_index);
+                let was_probing = progress.state == ReplicationState::Probe;
                 match progress.state {
                     ReplicationState::Probe => progress.become_replicate(),
                     ReplicationState::Snapshot { snapshot_index, .. }
@@ -134,9 +148,16 @@ impl RaftCore {
                     }
                     _ => {}
                 }
+                let commit_before = self.commit;
                 if news {
                     self.maybe_commit();
                     self.maybe_send_timeout_now(from);
+                }
+                // A commit advance was already broadcast to everyone.
+                if was_probing && self.commit == commit_before {
+                    // The follower was waiting on us: tell it the commit
+                    // index even if there is nothing new to send.
+                    self.send_append(from, true);
                 }
                 self.send_appends_to(from);
             }

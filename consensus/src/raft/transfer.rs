@@ -95,6 +95,6 @@ impl RaftCore {
             return;
         }
         tracing::info!(node = %self.id, term = self.term, leader = %from, "TimeoutNow received: campaigning");
-        self.campaign(Campaign::Transfer);
+        self.campaign_as(Campaign::Transfer);
     }
 }

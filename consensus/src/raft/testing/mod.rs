@@ -1,1 +1,0 @@
-//! Test support for the Raft core: a scenario interpreter.

@@ -1,0 +1,385 @@
+//! Scenario tests of the Raft core, in the style of etcd's `datadriven`
+//! tests, through the public API only.
+//!
+//! A scenario file (`consensus/testdata/scenarios/*.txt`) is a list of
+//! commands, each followed by `----` and the output it must produce, and a
+//! blank line. Lines starting with `#` are comments. Run with `REWRITE=1`
+//! to regenerate the expected output after an intended behaviour change,
+//! then review the diff.
+//!
+//! Commands (node ids are numbers):
+//!
+//! - `add-nodes N [pre-vote=false] [check-quorum=false]`: a fresh cluster.
+//! - `add-empty-node ID`: a node that will join (no state at all).
+//! - `campaign ID`, `tick ID [times=N]`, `tick-all [times=N]`.
+//! - `deliver-msgs [drop=(2,3)]`: one round of delivery.
+//! - `run ticks=N`: N times (tick every node, then stabilize); prints only
+//!   what nodes did (role changes, applies, reads), not the messages.
+//! - `stabilize`: deliver until no message is left.
+//! - `partition 1 | 2 3`, `heal`, `crash ID`, `restart ID`, `wipe ID`.
+//! - `propose ID CMD...`, `read-index ID REQUEST`, `transfer-leader ID TO`.
+//! - `add-learner ID NODE`, `promote ID NODE`, `remove-node ID NODE`.
+//! - `snapshot ID`: the node's state machine takes a snapshot.
+//! - `raft-log ID`, `status ID`, `applied ID`.
+
+#[path = "scenarios/cluster.rs"]
+mod cluster;
+#[path = "scenarios/format.rs"]
+mod format;
+
+use cluster::Cluster;
+use consensus::raft::{MembershipChange, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+/// One parsed block of a scenario file.
+enum Block {
+    Text(String),
+    Command { line: String, expected: Vec<String> },
+}
+
+fn parse(text: &str) -> Result<Vec<Block>, String> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((number, line)) = lines.next() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            blocks.push(Block::Text(line.to_string()));
+            continue;
+        }
+        match lines.next() {
+            Some((_, "----")) => {}
+            _ => {
+                return Err(format!(
+                    "line {}: command {line:?} must be followed by ----",
+                    number + 1
+                ))
+            }
+        }
+        let mut expected = Vec::new();
+        while let Some((_, output)) = lines.peek() {
+            if output.is_empty() {
+                break;
+            }
+            expected.push(output.to_string());
+            lines.next();
+        }
+        blocks.push(Block::Command {
+            line: line.to_string(),
+            expected,
+        });
+    }
+    Ok(blocks)
+}
+
+fn render(blocks: &[Block]) -> String {
+    let mut text = String::new();
+    for block in blocks {
+        match block {
+            Block::Text(line) => text.push_str(line),
+            Block::Command { line, expected } => {
+                text.push_str(line);
+                text.push_str("\n----");
+                for output in expected {
+                    text.push('\n');
+                    text.push_str(output);
+                }
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Splits `a b key=value | c` into positional words and options.
+fn arguments(words: &[&str]) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut positional = Vec::new();
+    let mut options = BTreeMap::new();
+    for word in words {
+        match word.split_once('=') {
+            Some((key, value)) => {
+                options.insert(key.to_string(), value.to_string());
+            }
+            None => positional.push(word.to_string()),
+        }
+    }
+    (positional, options)
+}
+
+fn id_set(text: &str) -> BTreeSet<u64> {
+    text.trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .filter_map(|id| id.trim().parse().ok())
+        .collect()
+}
+
+impl Cluster {
+    /// Runs one command line and returns its output lines.
+    fn run(&mut self, line: &str) -> Vec<String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (positional, options) = arguments(&words[1..]);
+        let number = |at: usize| {
+            positional
+                .get(at)
+                .and_then(|word| word.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let times = options
+            .get("times")
+            .and_then(|times| times.parse().ok())
+            .unwrap_or(1);
+        let mut out = Vec::new();
+        match words[0] {
+            "add-nodes" => self.bootstrap(number(0), &options, &mut out),
+            "add-empty-node" => self.add_empty(number(0), &options, &mut out),
+            "campaign" => {
+                if let Some(core) = self.core(number(0)) {
+                    core.campaign();
+                }
+                self.process(number(0), &mut out);
+            }
+            "tick" => self.tick(&[number(0)], times, &mut out),
+            "tick-all" => {
+                let ids: Vec<u64> = self.nodes.keys().copied().collect();
+                self.tick(&ids, times, &mut out);
+            }
+            "run" => {
+                let ticks = options
+                    .get("ticks")
+                    .and_then(|ticks| ticks.parse().ok())
+                    .unwrap_or(1);
+                let mut trace = Vec::new();
+                for _ in 0..ticks {
+                    let ids: Vec<u64> = self.nodes.keys().copied().collect();
+                    self.tick(&ids, 1, &mut trace);
+                    self.stabilize(&mut trace);
+                }
+                // Only what nodes did, not every heartbeat.
+                out.extend(
+                    trace
+                        .into_iter()
+                        .filter(|line| line.starts_with("node") || line.starts_with("error")),
+                );
+            }
+            "deliver-msgs" => {
+                let drop = options
+                    .get("drop")
+                    .map(|text| id_set(text))
+                    .unwrap_or_default();
+                self.deliver_round(&drop, &mut out);
+            }
+            "stabilize" => self.stabilize(&mut out),
+            "partition" => {
+                let groups = line["partition".len()..].split('|').map(|group| {
+                    group
+                        .split_whitespace()
+                        .filter_map(|id| id.parse().ok())
+                        .collect()
+                });
+                self.partition = Some(groups.collect());
+            }
+            "heal" => self.partition = None,
+            "crash" => self.crash(number(0)),
+            "restart" => self.restart(number(0), &mut out),
+            "wipe" => self.wipe(number(0), &mut out),
+            "propose" => self.propose(number(0), &positional[1..], &mut out),
+            "read-index" => {
+                let result = self.core(number(0)).map(|core| core.read_index(number(1)));
+                if let Some(Err(error)) = result {
+                    out.push(format!("error: {error}"));
+                }
+                self.process(number(0), &mut out);
+            }
+            "transfer-leader" => {
+                let result = self
+                    .core(number(0))
+                    .map(|core| core.transfer_leader(NodeId(number(1))));
+                if let Some(Err(error)) = result {
+                    out.push(format!("error: {error}"));
+                }
+                self.process(number(0), &mut out);
+            }
+            "add-learner" | "promote" | "remove-node" => {
+                let node = NodeId(number(1));
+                let change = match words[0] {
+                    "add-learner" => MembershipChange::AddLearner(node),
+                    "promote" => MembershipChange::PromoteLearner(node),
+                    _ => MembershipChange::RemoveNode(node),
+                };
+                match self
+                    .core(number(0))
+                    .map(|core| core.change_membership(change))
+                {
+                    Some(Ok(index)) => out.push(format!("index {index}")),
+                    Some(Err(error)) => out.push(format!("error: {error}")),
+                    None => out.push("error: node is down".into()),
+                }
+                self.process(number(0), &mut out);
+            }
+            "snapshot" => self.snapshot(number(0), &mut out),
+            "raft-log" => self.raft_log(number(0), &mut out),
+            "status" => self.status(number(0), &mut out),
+            "applied" => {
+                if let Some(node) = self.nodes.get(&number(0)) {
+                    out.push(format!("[{}]", node.storage.applied.join(", ")));
+                }
+            }
+            other => out.push(format!("error: unknown command {other:?}")),
+        }
+        if out.is_empty() {
+            out.push("ok".into());
+        }
+        out
+    }
+
+    fn tick(&mut self, ids: &[u64], times: u64, out: &mut Vec<String>) {
+        for _ in 0..times {
+            for id in ids {
+                if let Some(core) = self.core(*id) {
+                    core.tick();
+                }
+                self.process(*id, out);
+            }
+        }
+    }
+
+    fn propose(&mut self, id: u64, commands: &[String], out: &mut Vec<String>) {
+        let commands = commands
+            .iter()
+            .map(|command| command.as_bytes().to_vec())
+            .collect();
+        match self.core(id).map(|core| core.propose(commands)) {
+            Some(Ok(range)) => out.push(format!("indices {}..={}", range.start(), range.end())),
+            Some(Err(error)) => out.push(format!("error: {error}")),
+            None => out.push("error: node is down".into()),
+        }
+        self.process(id, out);
+    }
+
+    fn snapshot(&mut self, id: u64, out: &mut Vec<String>) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let index = node.storage.applied_index;
+        let Some(meta) = core.snapshot_meta(index) else {
+            out.push(format!("error: no entry {index} in the log"));
+            return;
+        };
+        let data = node.storage.applied.join(",").into_bytes();
+        let snapshot = consensus::raft::Snapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        match core.snapshot_taken(meta, data) {
+            Ok(()) => {
+                node.storage.entries.retain(|entry| entry.index > index);
+                node.storage.snapshot = Some(snapshot);
+                out.push(format!("snapshot at {index}"));
+            }
+            Err(error) => out.push(format!("error: {error}")),
+        }
+    }
+
+    fn raft_log(&mut self, id: u64, out: &mut Vec<String>) {
+        let Some(node) = self.nodes.get(&id) else {
+            return;
+        };
+        if let Some(snapshot) = &node.storage.snapshot {
+            out.push(format!(
+                "snapshot {}@{} {}",
+                snapshot.meta.last_index,
+                snapshot.meta.last_term,
+                format::membership(&snapshot.meta.membership)
+            ));
+        }
+        for entry in &node.storage.entries {
+            out.push(format::entry(entry));
+        }
+        if out.is_empty() {
+            out.push("(empty)".into());
+        }
+    }
+
+    fn status(&mut self, id: u64, out: &mut Vec<String>) {
+        let Some(core) = self.core(id) else {
+            out.push("down".into());
+            return;
+        };
+        let status = core.status();
+        let leader = status
+            .leader
+            .map_or("none".to_string(), |leader| leader.0.to_string());
+        out.push(format!(
+            "{} term={} leader={} commit={} applied={} last={} {}",
+            status.role,
+            status.term,
+            leader,
+            status.commit_index,
+            status.applied_index,
+            status.last_log_index,
+            format::membership(&status.membership)
+        ));
+        for (follower, progress) in status.followers {
+            out.push(format!(
+                "  {}: match={} next={} {:?}",
+                follower.0, progress.match_index, progress.next_index, progress.state
+            ));
+        }
+    }
+}
+
+/// Runs one scenario file; returns the text it should contain.
+fn run_file(text: &str) -> Result<(String, Vec<String>), String> {
+    let mut blocks = parse(text)?;
+    let mut cluster = Cluster::default();
+    let mut mismatches = Vec::new();
+    for block in &mut blocks {
+        if let Block::Command { line, expected } = block {
+            let actual = cluster.run(line);
+            if actual != *expected {
+                mismatches.push(format!(
+                    "command {line:?}\n--- expected\n{}\n--- actual\n{}",
+                    expected.join("\n"),
+                    actual.join("\n")
+                ));
+            }
+            *expected = actual;
+        }
+    }
+    Ok((render(&blocks), mismatches))
+}
+
+#[test]
+fn raft_scenarios() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
+    let rewrite = std::env::var_os("REWRITE").is_some();
+    let mut paths: Vec<_> = fs::read_dir(&directory)
+        .expect("testdata/scenarios exists")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "txt"))
+        .collect();
+    paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no scenario found in {}",
+        directory.display()
+    );
+    let mut failures = Vec::new();
+    for path in paths {
+        let text = fs::read_to_string(&path).expect("scenario readable");
+        let (rendered, mismatches) =
+            run_file(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        if rewrite {
+            fs::write(&path, rendered).expect("scenario writable");
+        } else if !mismatches.is_empty() {
+            failures.push(format!("{}:\n{}", path.display(), mismatches.join("\n\n")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "scenario mismatches (REWRITE=1 to accept):\n{}",
+        failures.join("\n\n")
+    );
+}
