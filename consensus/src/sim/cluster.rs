@@ -46,11 +46,11 @@ pub(crate) struct Cluster {
     /// Probability that a newly elected leader is crashed a few steps later
     /// (before its first entries spread), and restarted a little after:
     /// the leader churn of Raft Figure 8.
-    leader_crash_probability: f64,
+    pub(crate) leader_crash_probability: f64,
     /// Faults planned for a later step: (step, order) -> (node, crash?).
-    scheduled: BTreeMap<(u64, u64), (NodeId, bool)>,
+    pub(crate) scheduled: BTreeMap<(u64, u64), (NodeId, bool)>,
     /// Last commit index traced per node and incarnation.
-    commits_seen: BTreeMap<NodeId, (u64, u64)>,
+    pub(crate) commits_seen: BTreeMap<NodeId, (u64, u64)>,
     /// The step of each node's next tick; random offsets keep the nodes
     /// from ticking in lockstep.
     next_tick: BTreeMap<NodeId, u64>,
@@ -86,7 +86,7 @@ impl Cluster {
             commits_seen: BTreeMap::new(),
             next_tick: BTreeMap::new(),
         };
-        cluster.leader_crash_probability = [0.0, 0.0, 0.2, 0.5][cluster.rng.gen_range(0..4)];
+        cluster.leader_crash_probability = [0.0, 0.0, 0.2, 0.5, 1.0][cluster.rng.gen_range(0..5)];
         cluster.max_entries_per_message = [1, 3, 8, 64][cluster.rng.gen_range(0..4)];
         cluster.fault_probability =
             [0.5, 1.0, 2.0, 4.0][cluster.rng.gen_range(0..4)] * FAULT_PROBABILITY;
@@ -179,24 +179,8 @@ impl Cluster {
             self.drain(*id, &mut effects)?;
         }
         let events = self.route(effects);
+        self.observe_commits(faults);
         self.check(&events)
-    }
-
-    /// Carries out the crashes and restarts planned for this step.
-    fn run_scheduled(&mut self) -> Result<(), StepFailure> {
-        while let Some(entry) = self.scheduled.first_entry() {
-            if entry.key().0 > self.now {
-                break;
-            }
-            let (node, crash) = entry.remove();
-            let up = self.nodes.get(&node).is_some_and(SimNode::is_up);
-            match (crash, up) {
-                (true, true) => self.crash(node),
-                (false, false) => self.restart(node)?,
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     /// Drains a node's Ready batches into `effects`.
@@ -222,13 +206,8 @@ impl Cluster {
     fn route(&mut self, effects: Effects) -> StepEvents {
         for (node, soft_state) in &effects.role_changes {
             self.trace.role(self.now, *node, soft_state);
-            if soft_state.role == Role::Leader && self.rng.gen_bool(self.leader_crash_probability) {
-                let crash_at = self.now + self.rng.gen_range(1..=30);
-                let restart_at = crash_at + self.rng.gen_range(10..=150);
-                self.scheduled
-                    .insert((crash_at, self.scheduled.len() as u64), (*node, true));
-                self.scheduled
-                    .insert((restart_at, self.scheduled.len() as u64), (*node, false));
+            if soft_state.role == Role::Leader {
+                self.maybe_plan_leader_crash(*node, 1.0, 30);
             }
         }
         for message in effects.messages {
@@ -287,29 +266,7 @@ impl Cluster {
         events
     }
 
-    /// Traces every advance of a node's commit index.
-    fn trace_commits(&mut self) {
-        for (id, node) in &self.nodes {
-            let Some(core) = node.core.as_ref() else {
-                continue;
-            };
-            let commit = core.commit_index();
-            let seen = self.commits_seen.insert(*id, (node.incarnation, commit));
-            if seen.is_some_and(|(incarnation, before)| {
-                incarnation == node.incarnation && before >= commit
-            }) {
-                continue;
-            }
-            let term = node.log.slot(commit).map_or(0, |slot| slot.term);
-            let role = core.role();
-            self.trace.line(self.now, format_args!("Node {id} ({role}, term {}) commits through index {commit} (entry term {term})", core.term()));
-        }
-    }
-
     fn check(&mut self, events: &StepEvents) -> Result<(), StepFailure> {
-        if self.trace.enabled() {
-            self.trace_commits();
-        }
         let written: BTreeMap<NodeId, Option<u64>> = self
             .nodes
             .iter_mut()

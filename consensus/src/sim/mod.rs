@@ -19,6 +19,7 @@ pub(crate) mod faults;
 pub(crate) mod history;
 pub(crate) mod invariants;
 pub(crate) mod linearizability;
+pub(crate) mod nemesis;
 pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod register;

@@ -28,6 +28,11 @@ pub(crate) struct RunOptions {
     pub(crate) planted_bugs: PlantedBugs,
     /// Print the trace.
     pub(crate) trace: bool,
+    /// Voters at the start; by default 3, 5 or 7 by the seed.
+    pub(crate) voters: Option<u64>,
+    /// Overrides the per-run probability that the nemesis crashes a
+    /// new leader (see `nemesis.rs`).
+    pub(crate) leader_crash_probability: Option<f64>,
 }
 
 /// Figures of a successful run.
@@ -67,7 +72,7 @@ impl fmt::Display for Failure {
 /// Runs one seed to the end.
 pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
     let seed = options.seed;
-    let cluster_size = [3, 5, 7][(seed % 3) as usize];
+    let cluster_size = options.voters.unwrap_or([3, 5, 7][(seed % 3) as usize]);
     let fail = |failure: StepFailure| Failure {
         seed,
         cluster_size,
@@ -84,6 +89,9 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
     let mut cluster = Cluster::new(seed, rng, cluster_size, SPARES, clients);
     cluster.trace = Trace::new(options.trace);
     cluster.planted_bugs = options.planted_bugs;
+    if let Some(probability) = options.leader_crash_probability {
+        cluster.leader_crash_probability = probability;
+    }
     cluster.network.set_faults(faults);
     cluster.trace.line(
         0,
@@ -171,6 +179,8 @@ pub(crate) fn run_part(part: u64, parts: u64) {
             steps: plan.steps,
             planted_bugs: PlantedBugs::default(),
             trace: plan.trace,
+            voters: None,
+            leader_crash_probability: None,
         };
         match run_seed(options) {
             Ok(report) => {

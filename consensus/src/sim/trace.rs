@@ -18,11 +18,6 @@ impl Trace {
         Self { enabled }
     }
 
-    /// Whether lines are printed (callers skip work for costly lines).
-    pub(crate) fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Prints one line stamped with the step.
     pub(crate) fn line(&self, step: u64, text: impl Display) {
         if self.enabled {
