@@ -5,7 +5,7 @@
 
 use super::invariants::{Acknowledged, ClusterView, Invariants, NodeView, StepEvents, Violation};
 use super::network::{Network, NetworkFaults};
-use super::node::{Effects, SimNode};
+use super::node::{AppliedCommand, Effects, SimNode};
 use super::trace::Trace;
 use super::workload::Workload;
 use crate::raft::{Config, Message, NodeId, PlantedBugs, RaftCore, Role};
@@ -216,44 +216,11 @@ impl Cluster {
             self.network
                 .send(&mut self.rng, self.now, from, to, message);
         }
-        let mut events = StepEvents {
+        let acknowledged = self.answer_clients(&effects.commands);
+        let events = StepEvents {
             applied: effects.applied,
-            acknowledged: Vec::new(),
+            acknowledged,
         };
-        for applied in &effects.commands {
-            let answered = self.workload.on_applied(
-                &mut self.rng,
-                self.now,
-                applied.node,
-                &applied.command,
-                applied.output,
-            );
-            let Some(node) = self.nodes.get(&applied.node).filter(|_| answered) else {
-                continue;
-            };
-            let command = &applied.command;
-            self.trace.line(
-                self.now,
-                format_args!(
-                    "Node {} answers client {} (sequence {}): {:?} on key {} at index {} -> {:?}",
-                    applied.node,
-                    command.client,
-                    command.sequence,
-                    command.op,
-                    command.key,
-                    applied.index,
-                    applied.output
-                ),
-            );
-            let voter_sets = vec![node.voters_at(applied.index), node.latest_voters()];
-            let (id, index, chain) = (applied.node, applied.index, applied.chain);
-            events.acknowledged.push(Acknowledged {
-                node: id,
-                index,
-                chain,
-                voter_sets,
-            });
-        }
         for (node, request) in effects.reads_served {
             if let Some(node) = self.nodes.get(&node) {
                 self.workload
@@ -264,6 +231,37 @@ impl Cluster {
             self.workload.on_read_aborted(request, self.now);
         }
         events
+    }
+
+    /// Answers the clients waiting for the applied commands; returns the
+    /// acknowledgements, which must be durable on a majority.
+    fn answer_clients(&mut self, commands: &[AppliedCommand]) -> Vec<Acknowledged> {
+        let mut acknowledged = Vec::new();
+        for applied in commands {
+            let command = &applied.command;
+            let (id, index, chain) = (applied.node, applied.index, applied.chain);
+            let answered =
+                self.workload
+                    .on_applied(&mut self.rng, self.now, id, command, applied.output);
+            let Some(node) = self.nodes.get(&id).filter(|_| answered) else {
+                continue;
+            };
+            self.trace.line(
+                self.now,
+                format_args!(
+                    "Node {id} answers client {} (sequence {}): {:?} on key {} at index {index} -> {:?}",
+                    command.client, command.sequence, command.op, command.key, applied.output
+                ),
+            );
+            let voter_sets = vec![node.voters_at(index), node.latest_voters()];
+            acknowledged.push(Acknowledged {
+                node: id,
+                index,
+                chain,
+                voter_sets,
+            });
+        }
+        acknowledged
     }
 
     fn check(&mut self, events: &StepEvents) -> Result<(), StepFailure> {

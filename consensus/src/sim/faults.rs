@@ -192,27 +192,32 @@ impl Cluster {
             format_args!("Operator asks Node {leader} for {change:?}: {result:?}"),
         );
         if let (Ok(_), MembershipChange::AddLearner(node)) = (result, change) {
-            // A removed node rejoins with a wiped disk, as an operator
-            // would do; its removal is committed (one change at a time).
-            if self.nodes.get(&node).is_some_and(SimNode::is_up) {
-                self.crash(node);
-            }
-            let incarnation = self.nodes.get(&node).map_or(0, |n| n.incarnation);
-            let mut fresh = SimNode::new(node);
-            fresh.incarnation = incarnation;
-            let core =
-                RaftCore::new(self.config(node), RestoredState::default()).map_err(|error| {
-                    StepFailure {
-                        step: self.now,
-                        violation: contract(error.to_string()),
-                    }
-                })?;
-            fresh.start(core);
-            self.nodes.insert(node, fresh);
-            self.trace
-                .line(self.now, format_args!("Node {node} starts empty to join"));
+            self.rejoin_wiped(node)?;
         }
         self.drain(leader, effects)
+    }
+
+    /// Starts `node` afresh with a wiped disk to join as a learner. A
+    /// removed node rejoins this way, as an operator would do; its removal
+    /// is committed (the leader allows one change at a time).
+    fn rejoin_wiped(&mut self, node: NodeId) -> Result<(), StepFailure> {
+        if self.nodes.get(&node).is_some_and(SimNode::is_up) {
+            self.crash(node);
+        }
+        let incarnation = self.nodes.get(&node).map_or(0, |n| n.incarnation);
+        let mut fresh = SimNode::new(node);
+        fresh.incarnation = incarnation;
+        let core = RaftCore::new(self.config(node), RestoredState::default()).map_err(|error| {
+            StepFailure {
+                step: self.now,
+                violation: contract(error.to_string()),
+            }
+        })?;
+        fresh.start(core);
+        self.nodes.insert(node, fresh);
+        self.trace
+            .line(self.now, format_args!("Node {node} starts empty to join"));
+        Ok(())
     }
 
     fn transfer_leader_random(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {

@@ -10,7 +10,7 @@
 use super::history::{History, OperationId};
 use super::node::SimNode;
 use super::register::{ClientCommand, RegisterOp, RegisterOutput};
-use crate::raft::{NodeId, ProposeError, RequestId};
+use crate::raft::{NodeId, ProposeError, RaftCore, RequestId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -183,27 +183,14 @@ impl Workload {
             let Some(core) = nodes.get_mut(&target).and_then(|node| node.core.as_mut()) else {
                 return;
             };
-            let refusal = if in_flight.command.op == RegisterOp::Get && use_read_index {
-                let request = self.next_request;
+            let read = (in_flight.command.op == RegisterOp::Get && use_read_index).then(|| {
                 self.next_request += 1;
-                core.read_index(request)
-                    .map(|()| {
-                        self.reads.insert(request, position);
-                        in_flight.read_request = Some(request);
-                    })
-                    .err()
-                    .map(|not_leader| not_leader.leader)
-            } else {
-                in_flight.read_request = None;
-                match core.propose(vec![in_flight.command.encode()]) {
-                    Ok(_) => {
-                        in_flight.maybe_applied = true;
-                        None
-                    }
-                    Err(ProposeError::NotLeader(not_leader)) => Some(not_leader.leader),
-                    Err(_) => Some(None),
-                }
-            };
+                self.next_request
+            });
+            let refusal = submit(in_flight, core, read);
+            if let (None, Some(request)) = (refusal, read) {
+                self.reads.insert(request, position);
+            }
             match refusal {
                 None => {
                     in_flight.waiting_at.insert(target);
@@ -313,5 +300,29 @@ impl Workload {
                 in_flight.waiting_at.remove(&node);
             }
         }
+    }
+}
+
+/// Hands the in-flight operation to `core`: as ReadIndex request `read`, or
+/// proposed to the log. `None` when accepted; otherwise the leader hint.
+fn submit(
+    in_flight: &mut InFlight,
+    core: &mut RaftCore,
+    read: Option<RequestId>,
+) -> Option<Option<NodeId>> {
+    in_flight.read_request = read;
+    if let Some(request) = read {
+        return core
+            .read_index(request)
+            .err()
+            .map(|not_leader| not_leader.leader);
+    }
+    match core.propose(vec![in_flight.command.encode()]) {
+        Ok(_) => {
+            in_flight.maybe_applied = true;
+            None
+        }
+        Err(ProposeError::NotLeader(not_leader)) => Some(not_leader.leader),
+        Err(_) => Some(None),
     }
 }
