@@ -153,9 +153,14 @@ impl Progress {
         };
         // Must move strictly back from the rejected point, never below the
         // match point.
-        self.next_index = target.min(rejected_prev_index).max(self.match_index + 1);
+        let next_index = target.min(rejected_prev_index).max(self.match_index + 1);
+        let moved = next_index != self.next_index || self.state != ReplicationState::Probe;
+        self.next_index = next_index;
         self.become_probe();
-        true
+        // A follower refusing what it acknowledged cannot happen in Raft;
+        // if it does (a planted bug, a broken disk), retry at heartbeat pace
+        // instead of ping-ponging the same AppendEntries forever.
+        moved
     }
 }
 
