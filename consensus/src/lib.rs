@@ -14,8 +14,6 @@
 //!   simulations), behind the [`storage::LogStore`] contract.
 //! - [`state_machine`]: the plug-in API the vault (and any other application)
 //!   implements.
-//! - [`storage`]: the durable Raft log (checksummed segments, snapshots,
-//!   group commit).
 //! - [`transport`]: QUIC with mutual TLS for peers and clients.
 //! - [`node`]: the runtime that drives the core with real time, disk and
 //!   network, and applies committed commands to a state machine.
@@ -26,3 +24,6 @@ pub mod raft;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
+
+#[cfg(test)]
+mod sim;

@@ -21,7 +21,11 @@
 //! - `add-learner ID NODE`, `promote ID NODE`, `remove-node ID NODE`.
 //! - `snapshot ID`: the node's state machine takes a snapshot.
 //! - `raft-log ID`, `status ID`, `applied ID`.
+//! - `chaos seeds=N steps=M [nodes=K]`: seeded random faults with safety
+//!   and convergence checks (see `scenarios/chaos.rs`).
 
+#[path = "scenarios/chaos.rs"]
+mod chaos;
 #[path = "scenarios/cluster.rs"]
 mod cluster;
 #[path = "scenarios/format.rs"]
@@ -90,6 +94,32 @@ fn render(blocks: &[Block]) -> String {
     text
 }
 
+/// One parsed command line.
+struct Command<'a> {
+    name: &'a str,
+    line: &'a str,
+    positional: Vec<String>,
+    options: BTreeMap<String, String>,
+}
+
+impl Command<'_> {
+    /// The positional argument `at` as a number (0 when absent).
+    fn number(&self, at: usize) -> u64 {
+        self.positional
+            .get(at)
+            .and_then(|word| word.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The option `key` as a number, or `default`.
+    fn option(&self, key: &str, default: u64) -> u64 {
+        self.options
+            .get(key)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
 /// Splits `a b key=value | c` into positional words and options.
 fn arguments(words: &[&str]) -> (Vec<String>, BTreeMap<String, String>) {
     let mut positional = Vec::new();
@@ -117,59 +147,87 @@ impl Cluster {
     fn run(&mut self, line: &str) -> Vec<String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let (positional, options) = arguments(&words[1..]);
-        let number = |at: usize| {
-            positional
-                .get(at)
-                .and_then(|word| word.parse::<u64>().ok())
-                .unwrap_or(0)
+        let command = Command {
+            name: words[0],
+            line,
+            positional,
+            options,
         };
-        let times = options
-            .get("times")
-            .and_then(|times| times.parse().ok())
-            .unwrap_or(1);
         let mut out = Vec::new();
-        match words[0] {
-            "add-nodes" => self.bootstrap(number(0), &options, &mut out),
-            "add-empty-node" => self.add_empty(number(0), &options, &mut out),
+        let known = self.run_time(&command, &mut out)
+            || self.run_fault(&command, &mut out)
+            || self.run_client(&command, &mut out)
+            || self.run_inspection(&command, &mut out);
+        if !known {
+            out.push(format!("error: unknown command {:?}", command.name));
+        }
+        if out.is_empty() {
+            out.push("ok".into());
+        }
+        out
+    }
+
+    /// Commands that make time pass or messages move.
+    fn run_time(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+        match command.name {
             "campaign" => {
-                if let Some(core) = self.core(number(0)) {
+                if let Some(core) = self.core(command.number(0)) {
                     core.campaign();
                 }
-                self.process(number(0), &mut out);
+                self.process(command.number(0), out);
             }
-            "tick" => self.tick(&[number(0)], times, &mut out),
+            "tick" => self.tick(&[command.number(0)], command.option("times", 1), out),
             "tick-all" => {
                 let ids: Vec<u64> = self.nodes.keys().copied().collect();
-                self.tick(&ids, times, &mut out);
+                self.tick(&ids, command.option("times", 1), out);
             }
             "run" => {
-                let ticks = options
-                    .get("ticks")
-                    .and_then(|ticks| ticks.parse().ok())
-                    .unwrap_or(1);
                 let mut trace = Vec::new();
-                for _ in 0..ticks {
+                for _ in 0..command.option("ticks", 1) {
                     let ids: Vec<u64> = self.nodes.keys().copied().collect();
                     self.tick(&ids, 1, &mut trace);
                     self.stabilize(&mut trace);
                 }
                 // Only what nodes did, not every heartbeat.
-                out.extend(
-                    trace
-                        .into_iter()
-                        .filter(|line| line.starts_with("node") || line.starts_with("error")),
-                );
+                let events = trace
+                    .into_iter()
+                    .filter(|line| line.starts_with("node") || line.starts_with("error"));
+                out.extend(events);
             }
             "deliver-msgs" => {
-                let drop = options
+                let drop = command
+                    .options
                     .get("drop")
                     .map(|text| id_set(text))
                     .unwrap_or_default();
-                self.deliver_round(&drop, &mut out);
+                self.deliver_round(&drop, out);
             }
-            "stabilize" => self.stabilize(&mut out),
+            "stabilize" => self.stabilize(out),
+            "chaos" => {
+                let seeds = command.option("seeds", 1);
+                let (steps, nodes) = (command.option("steps", 1000), command.option("nodes", 3));
+                let mut failures = 0;
+                for seed in 0..seeds {
+                    if let Err(error) = chaos::run(seed, steps, nodes, &command.options) {
+                        failures += 1;
+                        out.push(error);
+                    }
+                }
+                out.push(format!("{} of {seeds} seeds passed", seeds - failures));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Commands that add nodes or inject faults.
+    fn run_fault(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+        let id = command.number(0);
+        match command.name {
+            "add-nodes" => self.bootstrap(id, &command.options, out),
+            "add-empty-node" => self.add_empty(id, &command.options, out),
             "partition" => {
-                let groups = line["partition".len()..].split('|').map(|group| {
+                let groups = command.line["partition".len()..].split('|').map(|group| {
                     group
                         .split_whitespace()
                         .filter_map(|id| id.parse().ok())
@@ -178,57 +236,75 @@ impl Cluster {
                 self.partition = Some(groups.collect());
             }
             "heal" => self.partition = None,
-            "crash" => self.crash(number(0)),
-            "restart" => self.restart(number(0), &mut out),
-            "wipe" => self.wipe(number(0), &mut out),
-            "propose" => self.propose(number(0), &positional[1..], &mut out),
-            "read-index" => {
-                let result = self.core(number(0)).map(|core| core.read_index(number(1)));
-                if let Some(Err(error)) = result {
-                    out.push(format!("error: {error}"));
-                }
-                self.process(number(0), &mut out);
+            "crash" => self.crash(id),
+            "restart" => self.restart(id, out),
+            "wipe" => self.wipe(id, out),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Requests a client or operator makes.
+    fn run_client(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+        let (id, argument) = (command.number(0), command.number(1));
+        let result = match command.name {
+            "propose" => {
+                self.propose(id, &command.positional[1..], out);
+                return true;
             }
-            "transfer-leader" => {
-                let result = self
-                    .core(number(0))
-                    .map(|core| core.transfer_leader(NodeId(number(1))));
-                if let Some(Err(error)) = result {
-                    out.push(format!("error: {error}"));
-                }
-                self.process(number(0), &mut out);
+            "snapshot" => {
+                self.snapshot(id, out);
+                return true;
             }
+            "read-index" => self.core(id).map(|core| {
+                core.read_index(argument)
+                    .map(|()| None)
+                    .map_err(|error| error.to_string())
+            }),
+            "transfer-leader" => self.core(id).map(|core| {
+                core.transfer_leader(NodeId(argument))
+                    .map(|()| None)
+                    .map_err(|error| error.to_string())
+            }),
             "add-learner" | "promote" | "remove-node" => {
-                let node = NodeId(number(1));
-                let change = match words[0] {
+                let node = NodeId(argument);
+                let change = match command.name {
                     "add-learner" => MembershipChange::AddLearner(node),
                     "promote" => MembershipChange::PromoteLearner(node),
                     _ => MembershipChange::RemoveNode(node),
                 };
-                match self
-                    .core(number(0))
-                    .map(|core| core.change_membership(change))
-                {
-                    Some(Ok(index)) => out.push(format!("index {index}")),
-                    Some(Err(error)) => out.push(format!("error: {error}")),
-                    None => out.push("error: node is down".into()),
-                }
-                self.process(number(0), &mut out);
+                self.core(id).map(|core| {
+                    core.change_membership(change)
+                        .map(Some)
+                        .map_err(|error| error.to_string())
+                })
             }
-            "snapshot" => self.snapshot(number(0), &mut out),
-            "raft-log" => self.raft_log(number(0), &mut out),
-            "status" => self.status(number(0), &mut out),
+            _ => return false,
+        };
+        match result {
+            Some(Ok(Some(index))) => out.push(format!("index {index}")),
+            Some(Ok(None)) => {}
+            Some(Err(error)) => out.push(format!("error: {error}")),
+            None => out.push("error: node is down".into()),
+        }
+        self.process(id, out);
+        true
+    }
+
+    /// Commands that only look.
+    fn run_inspection(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+        let id = command.number(0);
+        match command.name {
+            "raft-log" => self.raft_log(id, out),
+            "status" => self.status(id, out),
             "applied" => {
-                if let Some(node) = self.nodes.get(&number(0)) {
+                if let Some(node) = self.nodes.get(&id) {
                     out.push(format!("[{}]", node.storage.applied.join(", ")));
                 }
             }
-            other => out.push(format!("error: unknown command {other:?}")),
+            _ => return false,
         }
-        if out.is_empty() {
-            out.push("ok".into());
-        }
-        out
+        true
     }
 
     fn tick(&mut self, ids: &[u64], times: u64, out: &mut Vec<String>) {

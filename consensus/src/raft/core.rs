@@ -32,7 +32,6 @@ pub struct RestoredState {
 /// [`step`](Self::step), [`propose`](Self::propose), ...), then drain
 /// [`ready`](Self::ready) and do what it says, in the order its documentation
 /// gives.
-#[derive(Debug)]
 pub struct RaftCore {
     pub(crate) config: Config,
     pub(crate) id: NodeId,
@@ -215,7 +214,8 @@ impl RaftCore {
     /// and stale or unexpected messages, are dropped (the protocol tolerates
     /// loss).
     pub fn step(&mut self, message: Message) {
-        if message.to != self.id || message.from == self.id {
+        if message.to != self.id || message.from == self.id || !message.is_well_formed() {
+            tracing::debug!(node = %self.id, from = %message.from, rpc = message.rpc_name(), "malformed message dropped");
             return;
         }
         if !self.check_term(&message) {
@@ -313,7 +313,7 @@ impl RaftCore {
     /// Pre-votes change no state, so they leave at once too.
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
         let term = match &body {
-            MessageBody::RequestVote(request) if request.pre_vote => self.term + 1,
+            MessageBody::RequestVote(request) if request.pre_vote => self.term.saturating_add(1),
             _ => self.term,
         };
         let immediate = matches!(self.role, RoleState::Leader(_))
@@ -385,6 +385,21 @@ impl RaftCore {
     }
 }
 
+impl std::fmt::Debug for RaftCore {
+    // A summary: the log holds application commands, which have no place in
+    // debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftCore")
+            .field("id", &self.id)
+            .field("role", &self.role.kind())
+            .field("term", &self.term)
+            .field("leader", &self.leader)
+            .field("commit", &self.commit)
+            .field("last_index", &self.log.last_index())
+            .finish_non_exhaustive()
+    }
+}
+
 impl RoleState {
     pub(crate) fn kind(&self) -> Role {
         match self {
@@ -400,7 +415,10 @@ impl RoleState {
 /// and never exceed the persisted term.
 fn check_restored(restored: &RestoredState) -> Result<(), RestoreError> {
     let (mut expected, mut previous_term) = restored.snapshot.as_ref().map_or((1, 0), |snapshot| {
-        (snapshot.meta.last_index + 1, snapshot.meta.last_term)
+        (
+            snapshot.meta.last_index.saturating_add(1),
+            snapshot.meta.last_term,
+        )
     });
     for entry in &restored.entries {
         if entry.index != expected {

@@ -147,7 +147,11 @@ impl RaftCore {
             self.role = RoleState::PreCandidate(votes);
             self.leader = None;
         } else {
-            self.term += 1;
+            let Some(term) = self.term.checked_add(1) else {
+                tracing::error!(node = %self.id, "term space exhausted: cannot campaign");
+                return;
+            };
+            self.term = term;
             self.vote = Some(self.id);
             self.leader = None;
             tracing::info!(node = %self.id, term = self.term, "starting election");

@@ -18,7 +18,47 @@ pub struct Message {
     pub body: MessageBody,
 }
 
+/// Indices and terms beyond this are refused on receipt: no real cluster
+/// gets near it, and it leaves room for `+ 1` everywhere without overflow.
+pub const MAX_INDEX_OR_TERM: u64 = u64::MAX / 2;
+
 impl Message {
+    /// Whether the message is internally consistent: terms and indices
+    /// below [`MAX_INDEX_OR_TERM`], and an AppendEntries whose entries are
+    /// consecutive from `prev_log_index + 1` with terms that never decrease
+    /// and never exceed the message's term. The core drops anything else
+    /// (a peer is authenticated, but a bug there must not corrupt our log).
+    pub fn is_well_formed(&self) -> bool {
+        if self.term > MAX_INDEX_OR_TERM {
+            return false;
+        }
+        match &self.body {
+            MessageBody::AppendEntries(request) => {
+                let mut expected = request.prev_log_index.saturating_add(1);
+                let mut previous_term = request.prev_log_term;
+                if request.prev_log_index > MAX_INDEX_OR_TERM || previous_term > self.term {
+                    return false;
+                }
+                for entry in &request.entries {
+                    if entry.index != expected
+                        || entry.term < previous_term
+                        || entry.term > self.term
+                    {
+                        return false;
+                    }
+                    expected = expected.saturating_add(1);
+                    previous_term = entry.term;
+                }
+                expected <= MAX_INDEX_OR_TERM
+            }
+            MessageBody::InstallSnapshot(chunk) => {
+                chunk.meta.last_index <= MAX_INDEX_OR_TERM && chunk.meta.last_term <= self.term
+            }
+            MessageBody::RequestVote(request) => request.last_log_index <= MAX_INDEX_OR_TERM,
+            _ => true,
+        }
+    }
+
     /// The name of the RPC, as printed in log lines such as
     /// `Node node1 sends RPC AppendEntries to Node node2`.
     pub fn rpc_name(&self) -> &'static str {

@@ -48,6 +48,10 @@ mod ready;
 mod replication;
 mod snapshot;
 mod status;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+pub(crate) mod tests;
 mod transfer;
 pub mod types;
 
@@ -64,7 +68,7 @@ pub use membership::MembershipChange;
 pub use message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
     InstallSnapshot, InstallSnapshotResponse, Message, MessageBody, RequestVote,
-    RequestVoteResponse,
+    RequestVoteResponse, MAX_INDEX_OR_TERM,
 };
 pub use progress::ReplicationState;
 pub use ready::{ReadState, Ready, RequestId, Role, SoftState};

@@ -144,18 +144,25 @@ impl Progress {
         if rejected_prev_index < self.match_index {
             return false;
         }
-        if self.state == ReplicationState::Probe && rejected_prev_index + 1 != self.next_index {
+        if self.state == ReplicationState::Probe
+            && rejected_prev_index.checked_add(1) != Some(self.next_index)
+        {
             return false;
         }
         let target = match (hint.conflict_term, leader_last_of_term) {
-            (Some(_), Some(last_of_term)) => last_of_term + 1,
+            (Some(_), Some(last_of_term)) => last_of_term.saturating_add(1),
             _ => hint.first_index,
         };
         // Must move strictly back from the rejected point, never below the
         // match point.
-        self.next_index = target.min(rejected_prev_index).max(self.match_index + 1);
+        let next_index = target.min(rejected_prev_index).max(self.match_index + 1);
+        let moved = next_index != self.next_index || self.state != ReplicationState::Probe;
+        self.next_index = next_index;
         self.become_probe();
-        true
+        // A follower refusing what it acknowledged cannot happen in Raft;
+        // if it does (a planted bug, a broken disk), retry at heartbeat pace
+        // instead of ping-ponging the same AppendEntries forever.
+        moved
     }
 }
 

@@ -174,6 +174,7 @@ impl RaftCore {
 
     fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
         let last_index = self.log.last_index();
+        let max_inflight = self.config.max_inflight_appends;
         let Some(progress) = self
             .leader_state_mut()
             .and_then(|leader| leader.progress.get_mut(&from))
@@ -183,6 +184,13 @@ impl RaftCore {
         progress.recent_active = true;
         progress.probe_sent = false;
         progress.read_round = progress.read_round.max(response.read_round);
+        if progress.state == ReplicationState::Replicate && progress.inflight.len() >= max_inflight
+        {
+            // The follower is alive but our window is full: appends were
+            // probably lost. Free one slot so replication cannot wedge; a
+            // gap shows up as a rejection and moves us back to Probe.
+            progress.inflight.pop_front();
+        }
         let state = progress.state;
         let behind = progress.match_index < last_index;
         match state {

@@ -152,19 +152,28 @@ impl Cluster {
         let messages = std::mem::take(&mut self.network);
         let any = !messages.is_empty();
         for message in messages {
-            let line = format::message(&message);
-            if drop.contains(&message.to.0) || !self.can_deliver(&message) {
-                out.push(format!("{line} (dropped)"));
+            if drop.contains(&message.to.0) {
+                out.push(format!("{} (dropped)", format::message(&message)));
                 continue;
             }
-            out.push(line);
-            let to = message.to.0;
-            if let Some(core) = self.core(to) {
-                core.step(message);
-            }
-            self.process(to, out);
+            self.deliver(message, out);
         }
         any
+    }
+
+    /// Delivers one message, unless the partition or a crash loses it.
+    pub(crate) fn deliver(&mut self, message: Message, out: &mut Vec<String>) {
+        let line = format::message(&message);
+        if !self.can_deliver(&message) {
+            out.push(format!("{line} (dropped)"));
+            return;
+        }
+        out.push(line);
+        let to = message.to.0;
+        if let Some(core) = self.core(to) {
+            core.step(message);
+        }
+        self.process(to, out);
     }
 
     /// Delivers until no message is left (no ticks happen meanwhile, so
@@ -262,18 +271,7 @@ fn handle_ready(id: u64, node: &mut Node, ready: Ready, out: &mut Vec<String>) -
         core.persisted(index, term);
     }
     sent.extend(ready.messages_after_persist);
-    for entry in ready.committed_entries {
-        if entry.index <= storage.applied_index {
-            continue;
-        }
-        if let EntryPayload::Command(bytes) = &entry.payload {
-            storage
-                .applied
-                .push(String::from_utf8_lossy(bytes).into_owned());
-        }
-        out.push(format!("node{id}: apply {}", format::entry(&entry)));
-        storage.applied_index = entry.index;
-    }
+    apply(id, storage, ready.committed_entries, out);
     core.applied(storage.applied_index);
     for read in ready.read_states {
         out.push(format!(
@@ -289,4 +287,21 @@ fn handle_ready(id: u64, node: &mut Node, ready: Ready, out: &mut Vec<String>) -
         out.push(format!("node{id}: {role} term={term} leader={leader}"));
     }
     sent
+}
+
+/// The model state machine: applies commands in order, skipping what it
+/// already applied before a restart (the plug-in contract).
+fn apply(id: u64, storage: &mut Storage, entries: Vec<Entry>, out: &mut Vec<String>) {
+    for entry in entries {
+        if entry.index <= storage.applied_index {
+            continue;
+        }
+        if let EntryPayload::Command(bytes) = &entry.payload {
+            storage
+                .applied
+                .push(String::from_utf8_lossy(bytes).into_owned());
+        }
+        out.push(format!("node{id}: apply {}", format::entry(&entry)));
+        storage.applied_index = entry.index;
+    }
 }

@@ -47,7 +47,16 @@ pub(crate) fn message(message: &Message) -> String {
         message.rpc_name(),
         message.term
     );
-    let detail = match &message.body {
+    let detail = detail(&message.body);
+    if detail.is_empty() {
+        head
+    } else {
+        format!("{head} {detail}")
+    }
+}
+
+fn detail(body: &MessageBody) -> String {
+    match body {
         MessageBody::AppendEntries(request) => format!(
             "prev={}@{} commit={} entries={}",
             request.prev_log_index,
@@ -101,10 +110,5 @@ pub(crate) fn message(message: &Message) -> String {
         }
         MessageBody::HeartbeatResponse(response) => format!("read_round={}", response.read_round),
         MessageBody::TimeoutNow => String::new(),
-    };
-    if detail.is_empty() {
-        head
-    } else {
-        format!("{head} {detail}")
     }
 }

@@ -1,0 +1,286 @@
+//! Random events that disturb the cluster: crashes and restarts, symmetric
+//! and asymmetric partitions, network weather, membership changes and
+//! leadership transfers. All drawn from the run's seeded RNG.
+
+use super::cluster::{Cluster, StepFailure};
+use super::network::NetworkFaults;
+use super::node::{Effects, SimNode};
+use crate::raft::{MembershipChange, NodeId, RaftCore, RestoredState};
+use rand::seq::IteratorRandom;
+use rand::Rng;
+use std::collections::BTreeSet;
+
+impl Cluster {
+    /// Injects one random fault or operator action.
+    pub(crate) fn random_fault(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {
+        match self.rng.gen_range(0..100) {
+            0..=9 => self.crash_random(),
+            10..=19 => self.crash_leader(),
+            20..=39 => self.restart_random()?,
+            40..=44 => self.partition_random(),
+            45..=49 => self.isolate_leader(),
+            50..=57 => self.cut_random_link(),
+            58..=69 => {
+                self.network.heal();
+                self.trace
+                    .line(self.now, "Network healed: every link restored");
+            }
+            70..=74 => {
+                let faults = NetworkFaults::random(&mut self.rng);
+                self.network.set_faults(faults);
+                self.trace
+                    .line(self.now, format_args!("Network weather now {faults:?}"));
+            }
+            75..=86 => self.change_membership_random(effects)?,
+            _ => self.transfer_leader_random(effects)?,
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| node.is_up())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn crash_random(&mut self) {
+        let Some(id) = self.running().into_iter().choose(&mut self.rng) else {
+            return;
+        };
+        self.crash(id);
+    }
+
+    /// Crashes `id`: unsynced writes, volatile state and its in-flight
+    /// traffic are gone.
+    pub(crate) fn crash(&mut self, id: NodeId) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.crash();
+        }
+        self.network.drop_node_traffic(id);
+        self.workload.on_crash(id);
+        self.trace.line(self.now, format_args!("Node {id} crashes"));
+    }
+
+    /// Leader changes are where Raft's subtle cases live (Figure 8).
+    fn crash_leader(&mut self) {
+        if let Some(leader) = self.leader() {
+            self.crash(leader);
+        }
+    }
+
+    fn isolate_leader(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let side = BTreeSet::from([leader]);
+        let all = self.all_ids.clone();
+        self.network.partition(&side, &all);
+        self.trace.line(
+            self.now,
+            format_args!("Partition: leader Node {leader} isolated"),
+        );
+    }
+
+    fn restart_random(&mut self) -> Result<(), StepFailure> {
+        let down = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| !node.is_up() && node.incarnation > 0);
+        let Some(id) = down.map(|(id, _)| *id).choose(&mut self.rng) else {
+            return Ok(());
+        };
+        self.restart(id)
+    }
+
+    /// Restarts `id` from its disk alone.
+    pub(crate) fn restart(&mut self, id: NodeId) -> Result<(), StepFailure> {
+        let config = self.config(id);
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        if let Err(detail) = node.restart(config) {
+            let violation = super::invariants::Violation {
+                invariant: "restart",
+                section: "§5.1",
+                detail,
+            };
+            return Err(StepFailure {
+                step: self.now,
+                violation,
+            });
+        }
+        self.trace
+            .line(self.now, format_args!("Node {id} restarts from its disk"));
+        Ok(())
+    }
+
+    fn partition_random(&mut self) {
+        let all = self.all_ids.clone();
+        let size = self.rng.gen_range(1..=all.len() / 2);
+        let side: BTreeSet<NodeId> = all
+            .iter()
+            .copied()
+            .choose_multiple(&mut self.rng, size)
+            .into_iter()
+            .collect();
+        self.network.partition(&side, &all);
+        let rest: BTreeSet<NodeId> = all.difference(&side).copied().collect();
+        self.trace.line(
+            self.now,
+            format_args!("Partition: {} | {}", names(&side), names(&rest)),
+        );
+    }
+
+    fn cut_random_link(&mut self) {
+        let from = self.all_ids.iter().copied().choose(&mut self.rng);
+        let to = self.all_ids.iter().copied().choose(&mut self.rng);
+        if let (Some(from), Some(to)) = (from, to) {
+            if from != to {
+                self.network.cut(from, to);
+                self.trace.line(
+                    self.now,
+                    format_args!("Link cut one way: Node {from} -> Node {to}"),
+                );
+            }
+        }
+    }
+
+    fn change_membership_random(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let Some(membership) = self
+            .nodes
+            .get(&leader)
+            .and_then(|n| n.core.as_ref())
+            .map(|c| c.membership().clone())
+        else {
+            return Ok(());
+        };
+        let members: BTreeSet<NodeId> = membership
+            .voters
+            .union(&membership.learners)
+            .copied()
+            .collect();
+        let outsider = self
+            .all_ids
+            .difference(&members)
+            .copied()
+            .choose(&mut self.rng);
+        let learner = membership.learners.iter().copied().choose(&mut self.rng);
+        let removable = members
+            .iter()
+            .copied()
+            .filter(|id| membership.learners.contains(id) || membership.voters.len() > 3);
+        let removable = removable.choose(&mut self.rng);
+        let change = match (self.rng.gen_range(0..3), outsider, learner, removable) {
+            (0, Some(node), _, _) => MembershipChange::AddLearner(node),
+            (1, _, Some(node), _) => MembershipChange::PromoteLearner(node),
+            (_, _, _, Some(node)) => MembershipChange::RemoveNode(node),
+            _ => return Ok(()),
+        };
+        let Some(core) = self
+            .nodes
+            .get_mut(&leader)
+            .and_then(|node| node.core.as_mut())
+        else {
+            return Ok(());
+        };
+        let result = core.change_membership(change);
+        self.trace.line(
+            self.now,
+            format_args!("Operator asks Node {leader} for {change:?}: {result:?}"),
+        );
+        if let (Ok(_), MembershipChange::AddLearner(node)) = (result, change) {
+            self.rejoin_wiped(node)?;
+        }
+        self.drain(leader, effects)
+    }
+
+    /// Starts `node` afresh with a wiped disk to join as a learner. A
+    /// removed node rejoins this way, as an operator would do; its removal
+    /// is committed (the leader allows one change at a time).
+    fn rejoin_wiped(&mut self, node: NodeId) -> Result<(), StepFailure> {
+        if self.nodes.get(&node).is_some_and(SimNode::is_up) {
+            self.crash(node);
+        }
+        let incarnation = self.nodes.get(&node).map_or(0, |n| n.incarnation);
+        let mut fresh = SimNode::new(node);
+        fresh.incarnation = incarnation;
+        let core = RaftCore::new(self.config(node), RestoredState::default()).map_err(|error| {
+            StepFailure {
+                step: self.now,
+                violation: contract(error.to_string()),
+            }
+        })?;
+        fresh.start(core);
+        self.nodes.insert(node, fresh);
+        self.trace
+            .line(self.now, format_args!("Node {node} starts empty to join"));
+        Ok(())
+    }
+
+    fn transfer_leader_random(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let Some(core) = self
+            .nodes
+            .get_mut(&leader)
+            .and_then(|node| node.core.as_mut())
+        else {
+            return Ok(());
+        };
+        let voters = core.membership().voters.clone();
+        let Some(target) = voters
+            .into_iter()
+            .filter(|id| *id != leader)
+            .choose(&mut self.rng)
+        else {
+            return Ok(());
+        };
+        let result = core.transfer_leader(target);
+        self.trace.line(
+            self.now,
+            format_args!(
+                "Operator asks Node {leader} to transfer leadership to Node {target}: {result:?}"
+            ),
+        );
+        self.drain(leader, effects)
+    }
+
+    /// Ends every fault: links restored, a calm network, every node that
+    /// ever ran restarted.
+    pub(crate) fn heal_all(&mut self) -> Result<(), StepFailure> {
+        self.network.heal();
+        let calm = NetworkFaults {
+            max_delay: 3,
+            ..NetworkFaults::RELIABLE
+        };
+        self.network.set_faults(calm);
+        let down: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.is_up() && n.incarnation > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in down {
+            self.restart(id)?;
+        }
+        self.trace.line(self.now, "All faults healed");
+        Ok(())
+    }
+}
+
+fn contract(detail: String) -> super::invariants::Violation {
+    super::invariants::Violation {
+        invariant: "runtime contract",
+        section: "core API",
+        detail,
+    }
+}
+
+fn names(nodes: &BTreeSet<NodeId>) -> String {
+    let names: Vec<String> = nodes.iter().map(NodeId::to_string).collect();
+    format!("{{{}}}", names.join(", "))
+}

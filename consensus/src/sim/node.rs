@@ -1,0 +1,321 @@
+//! One simulated node: a Raft core, its disk, its key-value state machine,
+//! and the runtime loop that carries out each [`Ready`] exactly as its
+//! ordering contract says, with fsyncs that complete when the simulation
+//! decides (so a crash can land between a write and its fsync).
+
+use super::abstract_log::{payload_digest, AbstractLog, Digest};
+use super::disk::Disk;
+use super::invariants::{Applied, LogMatching};
+use super::register::{ClientCommand, KvStateMachine, RegisterOutput};
+use crate::raft::{
+    Config, Entry, EntryPayload, LogIndex, Message, NodeId, RaftCore, Ready, RequestId, Snapshot,
+    SoftState,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A node takes a snapshot of its state machine every this many applied
+/// entries, so that log compaction and InstallSnapshot get exercised.
+const SNAPSHOT_EVERY: LogIndex = 40;
+
+/// What a node did that the rest of the simulation must see.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Messages to hand to the network.
+    pub(crate) messages: Vec<Message>,
+    /// Entries applied to state machines.
+    pub(crate) applied: Vec<Applied>,
+    /// Client commands applied.
+    pub(crate) commands: Vec<AppliedCommand>,
+    /// Reads now safe to serve (node, request); the node's state machine
+    /// has applied far enough.
+    pub(crate) reads_served: Vec<(NodeId, RequestId)>,
+    /// Reads the node will never serve.
+    pub(crate) reads_aborted: Vec<(NodeId, RequestId)>,
+    /// Role changes, for the trace.
+    pub(crate) role_changes: Vec<(NodeId, SoftState)>,
+}
+
+/// A client command a node applied.
+#[derive(Debug)]
+pub(crate) struct AppliedCommand {
+    pub(crate) node: NodeId,
+    pub(crate) index: LogIndex,
+    /// Chain hash of the node's log through `index` when it applied it.
+    pub(crate) chain: Digest,
+    pub(crate) command: ClientCommand,
+    pub(crate) output: RegisterOutput,
+}
+
+/// A simulated node. `core` is `None` while the node is down.
+pub(crate) struct SimNode {
+    pub(crate) id: NodeId,
+    pub(crate) core: Option<RaftCore>,
+    /// Counts restarts.
+    pub(crate) incarnation: u64,
+    pub(crate) disk: Disk,
+    /// The log as the core declared it (durable plus pending writes).
+    pub(crate) log: AbstractLog,
+    pub(crate) machine: KvStateMachine,
+    /// Drained batches whose fsync has not completed yet.
+    pending: VecDeque<Ready>,
+    /// Voters of each membership entry in `log`, by index.
+    memberships: BTreeMap<LogIndex, BTreeSet<NodeId>>,
+    /// ReadIndex answers waiting for the state machine to catch up.
+    reads: Vec<(RequestId, LogIndex)>,
+}
+
+impl SimNode {
+    /// A node that is down and has an empty disk (not yet started).
+    pub(crate) fn new(id: NodeId) -> Self {
+        Self {
+            id,
+            core: None,
+            incarnation: 0,
+            disk: Disk::default(),
+            log: AbstractLog::default(),
+            machine: KvStateMachine::default(),
+            pending: VecDeque::new(),
+            memberships: BTreeMap::new(),
+            reads: Vec::new(),
+        }
+    }
+
+    /// Whether the node is running.
+    pub(crate) fn is_up(&self) -> bool {
+        self.core.is_some()
+    }
+
+    /// Whether a drained batch awaits its fsync.
+    pub(crate) fn has_pending_writes(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Starts the node with `core` (fresh, bootstrapped or restored).
+    pub(crate) fn start(&mut self, core: RaftCore) {
+        self.core = Some(core);
+        self.incarnation += 1;
+        self.machine = self
+            .disk
+            .snapshot()
+            .and_then(|snapshot| KvStateMachine::restore(&snapshot.data))
+            .unwrap_or_default();
+        self.log = self.disk.view.clone();
+        self.memberships.clear();
+        if let Some(snapshot) = self.disk.snapshot() {
+            let meta = &snapshot.meta;
+            self.memberships
+                .insert(meta.last_index, meta.membership.voters.clone());
+        }
+        for entry in self.disk.entries().to_vec() {
+            self.note_membership(&entry);
+        }
+    }
+
+    /// Restarts the node from its disk alone.
+    pub(crate) fn restart(&mut self, config: Config) -> Result<(), String> {
+        let core = RaftCore::new(config, self.disk.restored())
+            .map_err(|error| format!("{} cannot restart from its disk: {error}", self.id))?;
+        self.start(core);
+        Ok(())
+    }
+
+    /// Crashes the node: volatile state and unsynced writes are lost.
+    pub(crate) fn crash(&mut self) {
+        self.core = None;
+        self.pending.clear();
+        self.reads.clear();
+        self.log = self.disk.view.clone();
+    }
+
+    /// Voters of the membership in force at `index` in this node's log.
+    pub(crate) fn voters_at(&self, index: LogIndex) -> BTreeSet<NodeId> {
+        let found = self.memberships.range(..=index).next_back();
+        found.map(|(_, voters)| voters.clone()).unwrap_or_default()
+    }
+
+    /// Voters of the latest membership in this node's log.
+    pub(crate) fn latest_voters(&self) -> BTreeSet<NodeId> {
+        self.voters_at(LogIndex::MAX)
+    }
+
+    fn note_membership(&mut self, entry: &Entry) {
+        self.memberships.split_off(&entry.index);
+        if let EntryPayload::Membership(membership) = &entry.payload {
+            self.memberships
+                .insert(entry.index, membership.voters.clone());
+        }
+    }
+
+    /// Drains every Ready the core has: sends the immediate messages and
+    /// queues the rest until its fsync completes.
+    pub(crate) fn drain(
+        &mut self,
+        chains: &LogMatching,
+        effects: &mut Effects,
+    ) -> Result<(), String> {
+        loop {
+            let Some(core) = self.core.as_mut() else {
+                return Ok(());
+            };
+            if !core.has_ready() {
+                return Ok(());
+            }
+            let mut ready = core.ready();
+            effects.messages.append(&mut ready.messages);
+            if let Some(soft_state) = ready.soft_state {
+                effects.role_changes.push((self.id, soft_state));
+            }
+            if let Some(snapshot) = &ready.snapshot {
+                let meta = &snapshot.meta;
+                let chain = base_chain(chains, meta.last_index, meta.last_term);
+                self.log
+                    .install_base(meta.last_index, meta.last_term, chain);
+                self.memberships.clear();
+                self.memberships
+                    .insert(meta.last_index, meta.membership.voters.clone());
+            }
+            for entry in &ready.entries {
+                if !self.log.write(entry) {
+                    return Err(format!(
+                        "{} was asked to persist entry {} after its last index {}",
+                        self.id,
+                        entry.index,
+                        self.log.last_index()
+                    ));
+                }
+                self.note_membership(entry);
+            }
+            self.pending.push_back(ready);
+        }
+    }
+
+    /// Completes the fsync of the oldest pending batch and carries out the
+    /// rest of its contract: acknowledge to the core, send the messages that
+    /// waited, apply, serve reads.
+    pub(crate) fn sync(
+        &mut self,
+        chains: &LogMatching,
+        effects: &mut Effects,
+    ) -> Result<(), String> {
+        let Some(ready) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let Some(core) = self.core.as_mut() else {
+            return Ok(());
+        };
+        if let Some(snapshot) = ready.snapshot.clone() {
+            let meta = &snapshot.meta;
+            let chain = base_chain(chains, meta.last_index, meta.last_term);
+            self.machine = KvStateMachine::restore(&snapshot.data)
+                .ok_or_else(|| format!("{} received a corrupt snapshot", self.id))?;
+            self.disk.install_snapshot(snapshot, chain);
+        }
+        if let Some(hard_state) = ready.hard_state {
+            self.disk.write_hard_state(hard_state);
+        }
+        self.disk
+            .write_entries(&ready.entries)
+            .map_err(|error| format!("{}: {error}", self.id))?;
+        if let Some((index, term)) = ready.persist_ack() {
+            core.persisted(index, term);
+        }
+        effects.messages.extend(ready.messages_after_persist);
+        self.apply(&ready.committed_entries, effects)?;
+        self.reads.extend(
+            ready
+                .read_states
+                .iter()
+                .map(|read| (read.request_id, read.index)),
+        );
+        effects
+            .reads_aborted
+            .extend(ready.aborted_reads.iter().map(|id| (self.id, *id)));
+        self.serve_reads(effects);
+        self.maybe_snapshot();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: &[Entry], effects: &mut Effects) -> Result<(), String> {
+        for entry in entries {
+            if entry.index != self.machine.applied_index() + 1 {
+                return Err(format!(
+                    "{} was handed entry {} to apply after applying {}",
+                    self.id,
+                    entry.index,
+                    self.machine.applied_index()
+                ));
+            }
+            let digest = payload_digest(entry);
+            let applied = Applied {
+                node: self.id,
+                index: entry.index,
+                term: entry.term,
+                digest,
+            };
+            effects.applied.push(applied);
+            match &entry.payload {
+                EntryPayload::Command(bytes) => {
+                    let command = ClientCommand::decode(bytes)
+                        .ok_or_else(|| format!("{} applied undecodable command", self.id))?;
+                    let output = self.machine.apply(entry.index, &command);
+                    let chain = self.chain_at(entry.index).unwrap_or_default();
+                    effects.commands.push(AppliedCommand {
+                        node: self.id,
+                        index: entry.index,
+                        chain,
+                        command,
+                        output,
+                    });
+                }
+                _ => self.machine.skip_to(entry.index),
+            }
+        }
+        if let (Some(last), Some(core)) = (entries.last(), self.core.as_mut()) {
+            core.applied(last.index);
+        }
+        Ok(())
+    }
+
+    fn serve_reads(&mut self, effects: &mut Effects) {
+        let applied = self.machine.applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = self
+            .reads
+            .drain(..)
+            .partition(|(_, index)| *index <= applied);
+        self.reads = waiting;
+        effects
+            .reads_served
+            .extend(ready.into_iter().map(|(id, _)| (self.id, id)));
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let applied = self.machine.applied_index();
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        if applied < self.disk.view.base_index() + SNAPSHOT_EVERY {
+            return;
+        }
+        let Some(meta) = core.snapshot_meta(applied) else {
+            return;
+        };
+        let data = self.machine.snapshot();
+        if core.snapshot_taken(meta.clone(), data.clone()).is_ok() {
+            self.disk.compact(Snapshot { meta, data });
+            self.log.compact(applied);
+        }
+    }
+
+    /// The chain hash of this node's log at `index`, if it holds it.
+    pub(crate) fn chain_at(&self, index: LogIndex) -> Option<Digest> {
+        self.log.slot(index).map(|slot| slot.chain)
+    }
+}
+
+/// The chain hash of a snapshot's last entry: some node held that entry, so
+/// Log Matching recorded it. A fallback keeps unknown bases distinct.
+fn base_chain(chains: &LogMatching, index: LogIndex, term: u64) -> Digest {
+    chains
+        .chain_of(index, term)
+        .unwrap_or_else(|| super::abstract_log::mix(index, term))
+}

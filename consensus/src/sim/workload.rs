@@ -1,0 +1,328 @@
+//! Simulated clients of the key-value register. Each client runs one
+//! operation at a time, proposes it to the node it believes leads, follows
+//! "not leader" hints, retries after a timeout with the same (client,
+//! sequence) pair so the state machine's dedup makes the retry harmless, and
+//! gives up after a few attempts. Every operation goes into the history.
+//!
+//! Puts and cas always go through the log; gets go through the log or
+//! through ReadIndex, chosen at random, so both read paths are checked.
+
+use super::history::{History, OperationId};
+use super::node::SimNode;
+use super::register::{ClientCommand, RegisterOp, RegisterOutput};
+use crate::raft::{NodeId, ProposeError, RaftCore, RequestId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Registers the clients use; few, so that operations contend.
+const KEYS: u64 = 3;
+/// Steps a client waits for an answer before retrying elsewhere.
+const ATTEMPT_TIMEOUT: u64 = 120;
+/// Attempts before a client gives up on an operation.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The operation a client is waiting on.
+#[derive(Debug)]
+struct InFlight {
+    operation: OperationId,
+    command: ClientCommand,
+    /// Set for a get served by ReadIndex: the current request.
+    read_request: Option<RequestId>,
+    /// Nodes that accepted an attempt and would answer.
+    waiting_at: BTreeSet<NodeId>,
+    deadline: u64,
+    attempts: u32,
+    /// Some attempt reached a log: the outcome can no longer be "failed".
+    maybe_applied: bool,
+}
+
+#[derive(Debug)]
+struct Client {
+    id: u64,
+    sequence: u64,
+    in_flight: Option<InFlight>,
+    next_action: u64,
+    leader_hint: Option<NodeId>,
+}
+
+/// All clients and the history they write.
+pub(crate) struct Workload {
+    clients: Vec<Client>,
+    pub(crate) history: History,
+    /// ReadIndex request -> client position.
+    reads: BTreeMap<RequestId, usize>,
+    next_request: RequestId,
+    /// Operations invoked from this one on count for the liveness check.
+    liveness_floor: OperationId,
+    /// Operations invoked after the cluster was healed and then answered.
+    pub(crate) answered_since_heal: u64,
+}
+
+impl Workload {
+    /// `count` idle clients.
+    pub(crate) fn new(count: u64) -> Self {
+        let clients = (1..=count)
+            .map(|id| Client {
+                id,
+                sequence: 0,
+                in_flight: None,
+                next_action: 0,
+                leader_hint: None,
+            })
+            .collect();
+        Self {
+            clients,
+            history: History::default(),
+            reads: BTreeMap::new(),
+            next_request: 1,
+            liveness_floor: OperationId::MAX,
+            answered_since_heal: 0,
+        }
+    }
+
+    /// From now on, count answered operations for the liveness check.
+    pub(crate) fn start_liveness(&mut self) {
+        self.liveness_floor = self.history.len();
+        self.answered_since_heal = 0;
+    }
+
+    /// Lets every client whose turn it is act: start an operation, retry a
+    /// timed-out one, or give up.
+    pub(crate) fn step(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        nodes: &mut BTreeMap<NodeId, SimNode>,
+    ) {
+        for position in 0..self.clients.len() {
+            let client = &mut self.clients[position];
+            match &client.in_flight {
+                None if now >= client.next_action => self.invoke(rng, position, now, nodes),
+                Some(in_flight) if now >= in_flight.deadline => {
+                    if in_flight.attempts >= MAX_ATTEMPTS {
+                        self.give_up(rng, position, now);
+                    } else {
+                        self.clients[position].leader_hint = None;
+                        self.attempt(rng, position, now, nodes);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn invoke(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        position: usize,
+        now: u64,
+        nodes: &mut BTreeMap<NodeId, SimNode>,
+    ) {
+        let key = rng.gen_range(0..KEYS);
+        let op = match rng.gen_range(0..10) {
+            0..=3 => RegisterOp::Put(rng.gen_range(1..100)),
+            4..=6 => RegisterOp::Get,
+            _ => RegisterOp::Cas {
+                expected: rng.gen_range(0..100),
+                new: rng.gen_range(1..100),
+            },
+        };
+        let client = &mut self.clients[position];
+        client.sequence += 1;
+        let command = ClientCommand {
+            client: client.id,
+            sequence: client.sequence,
+            key,
+            op,
+        };
+        let operation = self.history.invoke(client.id, key, op);
+        client.in_flight = Some(InFlight {
+            operation,
+            command,
+            read_request: None,
+            waiting_at: BTreeSet::new(),
+            deadline: now,
+            attempts: 0,
+            maybe_applied: false,
+        });
+        self.attempt(rng, position, now, nodes);
+    }
+
+    /// Sends the in-flight operation to a node; a refusal with a leader hint
+    /// is followed at once (bounded by the attempt budget).
+    fn attempt(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        position: usize,
+        now: u64,
+        nodes: &mut BTreeMap<NodeId, SimNode>,
+    ) {
+        let use_read_index = rng.gen_bool(0.5);
+        loop {
+            let client = &mut self.clients[position];
+            let Some(in_flight) = client.in_flight.as_mut() else {
+                return;
+            };
+            if in_flight.attempts >= MAX_ATTEMPTS {
+                in_flight.deadline = now;
+                return;
+            }
+            in_flight.attempts += 1;
+            in_flight.deadline = now + ATTEMPT_TIMEOUT;
+            let up: Vec<NodeId> = nodes
+                .iter()
+                .filter(|(_, n)| n.is_up())
+                .map(|(id, _)| *id)
+                .collect();
+            let target = match client.leader_hint.filter(|hint| up.contains(hint)) {
+                Some(hint) => hint,
+                None if up.is_empty() => return,
+                None => up[rng.gen_range(0..up.len())],
+            };
+            let Some(core) = nodes.get_mut(&target).and_then(|node| node.core.as_mut()) else {
+                return;
+            };
+            let read = (in_flight.command.op == RegisterOp::Get && use_read_index).then(|| {
+                self.next_request += 1;
+                self.next_request
+            });
+            let refusal = submit(in_flight, core, read);
+            if let (None, Some(request)) = (refusal, read) {
+                self.reads.insert(request, position);
+            }
+            match refusal {
+                None => {
+                    in_flight.waiting_at.insert(target);
+                    client.leader_hint = Some(target);
+                    return;
+                }
+                Some(hint) if hint.is_some() && hint != Some(target) => client.leader_hint = hint,
+                // No better idea: wait for the timeout, then try elsewhere.
+                Some(_) => return,
+            }
+        }
+    }
+
+    fn give_up(&mut self, rng: &mut ChaCha8Rng, position: usize, now: u64) {
+        let client = &mut self.clients[position];
+        if let Some(in_flight) = client.in_flight.take() {
+            if in_flight.maybe_applied {
+                self.history.give_up(in_flight.operation);
+            } else {
+                self.history.fail(in_flight.operation);
+            }
+        }
+        client.leader_hint = None;
+        client.next_action = now + rng.gen_range(1..20);
+    }
+
+    fn finish(&mut self, rng: &mut ChaCha8Rng, position: usize, now: u64, output: RegisterOutput) {
+        let client = &mut self.clients[position];
+        if let Some(in_flight) = client.in_flight.take() {
+            self.history.complete(in_flight.operation, output);
+            if in_flight.operation >= self.liveness_floor {
+                self.answered_since_heal += 1;
+            }
+        }
+        client.next_action = now + rng.gen_range(0..10);
+    }
+
+    /// `node` applied `command` with `output`: answer the client if it is
+    /// waiting for exactly that command at that node. Returns whether a
+    /// client was answered (an acknowledgement the invariants check).
+    pub(crate) fn on_applied(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        node: NodeId,
+        command: &ClientCommand,
+        output: RegisterOutput,
+    ) -> bool {
+        let Some(position) = self
+            .clients
+            .iter()
+            .position(|client| client.id == command.client)
+        else {
+            return false;
+        };
+        let waiting = self.clients[position]
+            .in_flight
+            .as_ref()
+            .is_some_and(|in_flight| {
+                in_flight.command.sequence == command.sequence
+                    && in_flight.read_request.is_none()
+                    && in_flight.waiting_at.contains(&node)
+            });
+        if waiting {
+            self.finish(rng, position, now, output);
+        }
+        waiting
+    }
+
+    /// `node` may now serve ReadIndex request `request`: answer with the
+    /// value its state machine holds.
+    pub(crate) fn on_read_served(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        node: &SimNode,
+        request: RequestId,
+    ) {
+        let Some(position) = self.reads.remove(&request) else {
+            return;
+        };
+        let current = self.clients[position].in_flight.as_ref();
+        let Some(key) = current
+            .filter(|f| f.read_request == Some(request))
+            .map(|f| f.command.key)
+        else {
+            return;
+        };
+        let value = node.machine.value(key);
+        self.finish(rng, position, now, RegisterOutput::Value(value));
+    }
+
+    /// `request` will never be served: retry at once.
+    pub(crate) fn on_read_aborted(&mut self, request: RequestId, now: u64) {
+        if let Some(position) = self.reads.remove(&request) {
+            if let Some(in_flight) = self.clients[position].in_flight.as_mut() {
+                in_flight.deadline = now;
+                in_flight.read_request = None;
+            }
+        }
+    }
+
+    /// A node crashed: nobody will hear from it about pending requests.
+    pub(crate) fn on_crash(&mut self, node: NodeId) {
+        for client in &mut self.clients {
+            if let Some(in_flight) = client.in_flight.as_mut() {
+                in_flight.waiting_at.remove(&node);
+            }
+        }
+    }
+}
+
+/// Hands the in-flight operation to `core`: as ReadIndex request `read`, or
+/// proposed to the log. `None` when accepted; otherwise the leader hint.
+fn submit(
+    in_flight: &mut InFlight,
+    core: &mut RaftCore,
+    read: Option<RequestId>,
+) -> Option<Option<NodeId>> {
+    in_flight.read_request = read;
+    if let Some(request) = read {
+        return core
+            .read_index(request)
+            .err()
+            .map(|not_leader| not_leader.leader);
+    }
+    match core.propose(vec![in_flight.command.encode()]) {
+        Ok(_) => {
+            in_flight.maybe_applied = true;
+            None
+        }
+        Err(ProposeError::NotLeader(not_leader)) => Some(not_leader.leader),
+        Err(_) => Some(None),
+    }
+}
