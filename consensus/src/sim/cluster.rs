@@ -174,7 +174,15 @@ impl Cluster {
                 self.sync(*id, &mut effects)?;
             }
         }
+        let invoked_before = self.workload.history.len();
         self.workload.step(&mut self.rng, self.now, &mut self.nodes);
+        for operation in self.workload.history.since(invoked_before) {
+            let (client, op, key) = (operation.client, operation.op, operation.key);
+            self.trace.line(
+                self.now,
+                format_args!("Client {client} invokes {op:?} on key {key}"),
+            );
+        }
         for id in &ids {
             self.drain(*id, &mut effects)?;
         }

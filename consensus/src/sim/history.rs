@@ -102,6 +102,11 @@ impl History {
         self.operations
     }
 
+    /// The operations invoked from position `from` on.
+    pub(crate) fn since(&self, from: usize) -> &[Operation] {
+        self.operations.get(from..).unwrap_or_default()
+    }
+
     /// How many operations were invoked.
     pub(crate) fn len(&self) -> usize {
         self.operations.len()

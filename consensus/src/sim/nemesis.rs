@@ -54,7 +54,7 @@ impl Cluster {
             let same = seen.is_some_and(|(incarnation, before)| {
                 incarnation == node.incarnation && before >= commit
             });
-            if same {
+            if same || commit == 0 {
                 continue;
             }
             if core.role() == Role::Leader {
