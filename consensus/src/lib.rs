@@ -11,6 +11,9 @@
 //!   a batch of work for the runtime to do.
 //! - [`state_machine`]: the plug-in API the vault (and any other application)
 //!   implements.
+//! - [`transport`]: mutually authenticated QUIC between nodes and clients:
+//!   one ordered stream per peer pair for Raft messages, one stream per
+//!   request, authorization by certificate identity.
 #![warn(missing_docs)]
 
 pub mod raft;

@@ -91,11 +91,10 @@ where
         credentials: &Credentials,
     ) -> Result<(Self, Inbox<M, Req, Resp>), TransportError> {
         if node_of(credentials.identity()) != Some(config.node_id) {
-            return Err(TransportError::Tls(format!(
-                "the certificate is {}, not node {}",
-                credentials.identity(),
-                config.node_id
-            )));
+            return Err(TransportError::WrongIdentity {
+                configured: config.node_id,
+                certificate: credentials.identity().to_string(),
+            });
         }
         let parameters = QuicParameters::from(&config);
         let server = server_config(credentials, parameters)?;
@@ -274,6 +273,16 @@ where
         // (each operation is one insert/remove/lookup), so a poisoned lock
         // is still consistent.
         self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<M, Req, Resp> Drop for Transport<M, Req, Resp> {
+    /// Dropping without [`Transport::shutdown`] still stops every task and
+    /// closes the endpoint, without waiting.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.endpoint
+            .close(quinn::VarInt::from_u32(super::codes::CLOSED), b"dropped");
     }
 }
 

@@ -26,6 +26,37 @@
 //!
 //! The transport is generic over the peer message `M` and the request and
 //! response types, so it knows nothing of Raft or the vault.
+//!
+//! ```
+//! use consensus::raft::types::NodeId;
+//! use consensus::transport::{Client, PeerAddress, Transport, TransportConfig};
+//! use certs::{CertificateAuthority, Credentials, Identity};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ca = CertificateAuthority::generate("example CA")?;
+//! let issued = ca.issue_node("node1", &["127.0.0.1".to_string()])?;
+//! let node_credentials = Credentials::from_pem(ca.certificate_pem(), &issued.certificate_pem, issued.key_pem())?;
+//! let config = TransportConfig::new(NodeId(1), "127.0.0.1:0".parse()?);
+//! // Peer messages are `u64` here, requests `String`, responses `usize`.
+//! let (node, mut inbox) = Transport::<u64, String, usize>::bind(config, &node_credentials).await?;
+//! tokio::spawn(async move {
+//!     while let Some(inbound) = inbox.requests.recv().await {
+//!         // The transport tells who is asking; the application decides.
+//!         assert_eq!(inbound.origin.acting_for(), &Identity::client("alice").unwrap());
+//!         inbound.responder.respond(inbound.request.len());
+//!     }
+//! });
+//!
+//! let issued = ca.issue_client(&Identity::client("alice")?)?;
+//! let alice = Credentials::from_pem(ca.certificate_pem(), &issued.certificate_pem, issued.key_pem())?;
+//! let client = Client::connect(&alice, &PeerAddress::from_socket_address(node.local_address()?)).await?;
+//! let length: usize = client.request(&"hello".to_string()).await?;
+//! assert_eq!(length, 5);
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 pub mod codec;
@@ -190,6 +221,14 @@ pub enum TransportError {
         expected: String,
         /// The identity the certificate carries (or why none was read).
         actual: String,
+    },
+    /// The node's certificate is not the node its configuration names.
+    #[error("the certificate is {certificate}, but this node is configured as {configured}")]
+    WrongIdentity {
+        /// The node id of the configuration.
+        configured: NodeId,
+        /// The identity the certificate carries.
+        certificate: String,
     },
     /// No address is known for this node.
     #[error("unknown peer {0}")]

@@ -133,3 +133,25 @@ pub(crate) async fn dial(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::node_of;
+    use crate::raft::types::NodeId;
+    use certs::Identity;
+
+    #[test]
+    fn only_canonical_node_identities_are_nodes() {
+        assert_eq!(node_of(&Identity::Node("node3".into())), Some(NodeId(3)));
+        for not_a_node in [
+            Identity::Node("3".into()),
+            Identity::Node("node03".into()),
+            Identity::Node("node0".into()),
+            Identity::Node("leader".into()),
+            Identity::Client("node3".into()),
+            Identity::Admin("node3".into()),
+        ] {
+            assert_eq!(node_of(&not_a_node), None, "{not_a_node:?}");
+        }
+    }
+}
