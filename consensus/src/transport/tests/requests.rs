@@ -107,3 +107,27 @@ async fn shutdown_completes_and_refuses_further_requests() {
         guard(alice.request(&TestRequest::Echo("after".into()))).await;
     assert!(after.is_err(), "{after:?}");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.max_connections = 1;
+    let (node1, inbox1) = start(&pki, settings).await;
+    let _server = serve_echo(inbox1.requests);
+    let alice = client(&pki.client("alice"), &node1).await;
+    let _: TestResponse = guard(alice.request(&TestRequest::Echo("first".into())))
+        .await
+        .unwrap();
+    // alice's connection holds the only permit until it closes.
+    let bob = guard(Client::connect(&pki.client("bob"), &address_of(&node1))).await;
+    assert!(
+        matches!(&bob, Err(TransportError::Connect { reason, .. }) if reason.contains("refused")),
+        "{bob:?}"
+    );
+    let response: TestResponse = guard(alice.request(&TestRequest::Echo("still".into())))
+        .await
+        .unwrap();
+    assert_eq!(response.text, "still");
+    guard(node1.shutdown()).await;
+}
