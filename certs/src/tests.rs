@@ -264,6 +264,22 @@ fn identities_of_each_kind_are_read_from_certificates() {
         ca.issue_client(&Identity::node("node1").unwrap()),
         Err(CertsError::NodeIdentityForClient)
     ));
+    for bad in [
+        "",
+        "node",
+        "node0",
+        "node01",
+        "3",
+        "leader",
+        "node-1",
+        "node99999999999999999999",
+    ] {
+        assert!(
+            matches!(ca.issue_node(bad, &[]), Err(CertsError::InvalidNodeId(_))),
+            "{bad:?} must be refused"
+        );
+    }
+    assert!(ca.issue_node("node12", &[]).is_ok());
 }
 
 #[test]

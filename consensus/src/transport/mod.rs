@@ -91,6 +91,38 @@ pub struct PeerAddress {
 }
 
 impl PeerAddress {
+    /// Parses `host:port` (or `[v6]:port`) and resolves the host, which
+    /// then becomes the name the certificate must carry. Resolution uses
+    /// the system resolver and may block: call it at start-up or from
+    /// `spawn_blocking`.
+    pub fn resolve(endpoint: &str) -> Result<Self, TransportError> {
+        use std::net::ToSocketAddrs;
+        let invalid = |reason: &str| TransportError::Resolve {
+            endpoint: endpoint.to_string(),
+            reason: reason.to_string(),
+        };
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected host:port"))?;
+        let port: u16 = port.parse().map_err(|_| invalid("invalid port"))?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(invalid("empty host"));
+        }
+        let address = (host, port)
+            .to_socket_addrs()
+            .map_err(|error| invalid(&error.to_string()))?
+            .next()
+            .ok_or_else(|| invalid("no address"))?;
+        Ok(PeerAddress {
+            address,
+            server_name: host.to_string(),
+        })
+    }
+
     /// A peer dialled by IP address, whose certificate must carry that IP.
     pub fn from_socket_address(address: SocketAddr) -> Self {
         PeerAddress {
@@ -221,6 +253,14 @@ pub enum TransportError {
         expected: String,
         /// The identity the certificate carries (or why none was read).
         actual: String,
+    },
+    /// An endpoint could not be parsed or resolved.
+    #[error("cannot resolve {endpoint:?}: {reason}")]
+    Resolve {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
     },
     /// The node's certificate is not the node its configuration names.
     #[error("the certificate is {certificate}, but this node is configured as {configured}")]

@@ -110,3 +110,29 @@ async fn send_never_blocks_and_drops_when_the_queue_is_full() {
     );
     guard(node1.shutdown()).await;
 }
+
+#[test]
+fn endpoints_resolve_to_an_address_and_the_name_to_verify() {
+    let resolved = PeerAddress::resolve("127.0.0.1:7001").unwrap();
+    assert_eq!(resolved.address, "127.0.0.1:7001".parse().unwrap());
+    assert_eq!(resolved.server_name, "127.0.0.1");
+    let resolved = PeerAddress::resolve("[::1]:7002").unwrap();
+    assert_eq!(resolved.address, "[::1]:7002".parse().unwrap());
+    assert_eq!(resolved.server_name, "::1");
+    let resolved = PeerAddress::resolve("localhost:7003").unwrap();
+    assert_eq!(resolved.server_name, "localhost");
+    assert_eq!(resolved.address.port(), 7003);
+    for bad in [
+        "",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":7001",
+        "127.0.0.1:99999",
+        "host:port",
+    ] {
+        assert!(
+            PeerAddress::resolve(bad).is_err(),
+            "{bad:?} must be refused"
+        );
+    }
+}
