@@ -451,3 +451,19 @@ fn debug_output_never_shows_keys() {
         "{shown}"
     );
 }
+
+#[test]
+fn derived_keys_are_stable_per_key_and_label() {
+    let cluster = cluster();
+    let node = credentials(&cluster.ca, &cluster.node);
+    let again = credentials(&cluster.ca, &cluster.node);
+    let other = credentials(&cluster.ca, &cluster.client);
+    let tag = |credentials: &Credentials, label: &[u8]| {
+        ring::hmac::sign(&credentials.derive_hmac_key(label), b"connection id")
+            .as_ref()
+            .to_vec()
+    };
+    assert_eq!(tag(&node, b"reset"), tag(&again, b"reset"));
+    assert_ne!(tag(&node, b"reset"), tag(&node, b"other purpose"));
+    assert_ne!(tag(&node, b"reset"), tag(&other, b"reset"));
+}

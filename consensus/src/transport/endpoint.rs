@@ -3,7 +3,7 @@
 
 use super::inbound::{run_accept_loop, InboundContext};
 use super::peer::{run_sender, Backoff, PeerLink, SenderContext};
-use super::quic::{client_config, node_of, server_config, QuicParameters};
+use super::quic::{client_config, endpoint_config, node_of, server_config, QuicParameters};
 use super::request::{InboundRequest, RequestLimits};
 use super::wire::Hello;
 use super::{PeerAddress, TransportConfig, TransportError};
@@ -98,12 +98,18 @@ where
         }
         let parameters = QuicParameters::from(&config);
         let server = server_config(credentials, parameters)?;
-        let mut endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
-            TransportError::Bind {
-                address: config.listen,
-                source,
-            }
-        })?;
+        let bind_error = |source| TransportError::Bind {
+            address: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let mut endpoint = quinn::Endpoint::new(
+            endpoint_config(credentials),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         endpoint.set_default_client_config(client_config(credentials, parameters)?);
         let config = Arc::new(config);
         let (peer_sender, peer_messages) = mpsc::channel(config.inbound_queue.max(1));
