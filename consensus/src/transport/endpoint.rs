@@ -120,6 +120,11 @@ where
             config: config.clone(),
             peer_messages: peer_sender,
             requests: request_sender,
+            request_budget: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_request_bytes_in_flight
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             shutdown: shutdown_receiver,
             _task_guard: task_guard.clone(),
         });

@@ -156,6 +156,11 @@ pub struct TransportConfig {
     pub inbound_queue: usize,
     /// Capacity of [`Inbox::requests`]; when full, request streams wait.
     pub request_queue: usize,
+    /// Total bytes of inbound request frames being read, queued or handled
+    /// at once. A request holds its share from its length prefix until its
+    /// response is sent; beyond the budget, new requests wait. No request
+    /// larger than this is accepted.
+    pub max_request_bytes_in_flight: usize,
     /// Most simultaneous inbound connections; more are refused.
     pub max_connections: usize,
     /// Most simultaneous request streams per connection.
@@ -175,8 +180,9 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 1024-message peer
-    /// queues, 256 connections, backoff 50 ms to 2 s, 10 s timeouts.
+    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 64 MiB of
+    /// requests in flight, 1024-message peer queues, 256 connections,
+    /// backoff 50 ms to 2 s, 10 s timeouts.
     pub fn new(node_id: NodeId, listen: SocketAddr) -> Self {
         TransportConfig {
             node_id,
@@ -187,6 +193,7 @@ impl TransportConfig {
             peer_queue: 1024,
             inbound_queue: 4096,
             request_queue: 1024,
+            max_request_bytes_in_flight: 64 << 20,
             max_connections: 256,
             max_streams_per_connection: 128,
             backoff_initial: Duration::from_millis(50),
