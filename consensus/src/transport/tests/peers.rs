@@ -206,3 +206,28 @@ fn endpoints_resolve_to_an_address_and_the_name_to_verify() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_message_too_large_to_frame_is_dropped_and_the_stream_goes_on() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.max_peer_frame = 64;
+    let (node1, _inbox1) = start(&pki, settings).await;
+    let (node2, mut inbox2) = start(&pki, config(2)).await;
+    connect_pair(&node1, &node2);
+    let oversized = PeerMessage {
+        sequence: 1,
+        body: "x".repeat(200),
+    };
+    node1.send(NodeId(2), oversized).unwrap();
+    node1.send(NodeId(2), message(2)).unwrap();
+    // The sender handles its queue in order, so once message 2 has arrived
+    // the oversized one has been dropped and counted.
+    assert_eq!(
+        guard(inbox2.peer_messages.recv()).await.unwrap(),
+        (NodeId(1), message(2))
+    );
+    assert_eq!(node1.dropped_messages(), 1);
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
+}
