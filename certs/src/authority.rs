@@ -108,7 +108,13 @@ impl CertificateAuthority {
     /// SAN for every entry of `hosts` (the names peers and clients dial it
     /// by), and both serverAuth and clientAuth, because a node accepts
     /// connections and dials its peers.
+    ///
+    /// `id` must be `node<N>` with N a positive integer without leading
+    /// zeros, the one spelling the cluster uses for node N.
     pub fn issue_node(&self, id: &str, hosts: &[String]) -> Result<IssuedCertificate, CertsError> {
+        if !is_canonical_node_id(id) {
+            return Err(CertsError::InvalidNodeId(id.to_string()));
+        }
         let identity = Identity::node(id)?;
         let mut names = vec![uri_name(&identity)?];
         for host in hosts {
@@ -231,6 +237,19 @@ fn current_year() -> i32 {
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0);
     1970 + i32::try_from(seconds / SECONDS_PER_YEAR).unwrap_or(0)
+}
+
+/// `node<N>`, N a positive integer without leading zeros.
+fn is_canonical_node_id(id: &str) -> bool {
+    match id.strip_prefix("node") {
+        Some(digits) => {
+            !digits.is_empty()
+                && !digits.starts_with('0')
+                && digits.len() <= 19
+                && digits.bytes().all(|byte| byte.is_ascii_digit())
+        }
+        None => false,
+    }
 }
 
 fn uri_name(identity: &Identity) -> Result<SanType, CertsError> {

@@ -90,6 +90,9 @@ pub enum CertsError {
     /// is invalid.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A node id is not of the form `node<N>`.
+    #[error("invalid node id {0:?}: expected node<N> with N a positive integer")]
+    InvalidNodeId(String),
     /// A client certificate was requested for a node identity.
     #[error("node certificates are issued with issue_node, not issue_client")]
     NodeIdentityForClient,

@@ -264,6 +264,22 @@ fn identities_of_each_kind_are_read_from_certificates() {
         ca.issue_client(&Identity::node("node1").unwrap()),
         Err(CertsError::NodeIdentityForClient)
     ));
+    for bad in [
+        "",
+        "node",
+        "node0",
+        "node01",
+        "3",
+        "leader",
+        "node-1",
+        "node99999999999999999999",
+    ] {
+        assert!(
+            matches!(ca.issue_node(bad, &[]), Err(CertsError::InvalidNodeId(_))),
+            "{bad:?} must be refused"
+        );
+    }
+    assert!(ca.issue_node("node12", &[]).is_ok());
 }
 
 #[test]
@@ -434,4 +450,20 @@ fn debug_output_never_shows_keys() {
         shown.contains("node1") && shown.contains("alice"),
         "{shown}"
     );
+}
+
+#[test]
+fn derived_keys_are_stable_per_key_and_label() {
+    let cluster = cluster();
+    let node = credentials(&cluster.ca, &cluster.node);
+    let again = credentials(&cluster.ca, &cluster.node);
+    let other = credentials(&cluster.ca, &cluster.client);
+    let tag = |credentials: &Credentials, label: &[u8]| {
+        ring::hmac::sign(&credentials.derive_hmac_key(label), b"connection id")
+            .as_ref()
+            .to_vec()
+    };
+    assert_eq!(tag(&node, b"reset"), tag(&again, b"reset"));
+    assert_ne!(tag(&node, b"reset"), tag(&node, b"other purpose"));
+    assert_ne!(tag(&node, b"reset"), tag(&other, b"reset"));
 }

@@ -107,6 +107,20 @@ impl Credentials {
         Ok(config)
     }
 
+    /// A secret HMAC-SHA256 key derived from the own private key and
+    /// `label`: the same every time this node starts, unknown to anyone
+    /// without its private key, and different for every label.
+    ///
+    /// The transport uses it as the QUIC stateless-reset key. A node that
+    /// restarts after a crash can then send valid resets for connections
+    /// it has forgotten, so peers notice at once instead of after their
+    /// idle timeout.
+    pub fn derive_hmac_key(&self, label: &[u8]) -> ring::hmac::Key {
+        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let derived = ring::hmac::sign(&master, label);
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, CertsError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone())?;

@@ -14,9 +14,11 @@
 //!   simulations), behind the [`storage::LogStore`] contract.
 //! - [`state_machine`]: the plug-in API the vault (and any other application)
 //!   implements.
-//! - [`transport`]: QUIC with mutual TLS for peers and clients.
 //! - [`node`]: the runtime that drives the core with real time, disk and
 //!   network, and applies committed commands to a state machine.
+//! - [`transport`]: mutually authenticated QUIC between nodes and clients:
+//!   one ordered stream per peer pair for Raft messages, one stream per
+//!   request, authorization by certificate identity.
 #![warn(missing_docs)]
 
 pub mod node;

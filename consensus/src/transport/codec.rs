@@ -84,6 +84,21 @@ where
     T: DeserializeOwned,
     S: AsyncRead + Unpin,
 {
+    match read_frame_length(stream, limit).await? {
+        Some(length) => read_frame_body(stream, length).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads the length prefix of the next frame and checks it against
+/// `limit`. `Ok(None)` means the stream ended cleanly on a frame boundary.
+pub(crate) async fn read_frame_length<S>(
+    stream: &mut S,
+    limit: usize,
+) -> Result<Option<usize>, FrameError>
+where
+    S: AsyncRead + Unpin,
+{
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut filled = 0;
     while filled < FRAME_HEADER_LEN {
@@ -93,14 +108,23 @@ where
             count => filled += count,
         }
     }
-    let length = body_length(&header, limit)?;
+    body_length(&header, limit).map(Some)
+}
+
+/// Reads a frame body of `length` bytes (already checked against the
+/// limit) and decodes it.
+pub(crate) async fn read_frame_body<T, S>(stream: &mut S, length: usize) -> Result<T, FrameError>
+where
+    T: DeserializeOwned,
+    S: AsyncRead + Unpin,
+{
     let mut body = Vec::with_capacity(length.min(INITIAL_BODY_CAPACITY));
     // `length` fits in u64 because it came from a u32.
     let received = stream.take(length as u64).read_to_end(&mut body).await?;
     if received < length {
         return Err(FrameError::Truncated);
     }
-    decode_body(&body).map(Some)
+    decode_body(&body)
 }
 
 /// Writes `value` as one frame to `stream`. Nothing is written if the

@@ -3,7 +3,7 @@
 
 use super::inbound::{run_accept_loop, InboundContext};
 use super::peer::{run_sender, Backoff, PeerLink, SenderContext};
-use super::quic::{client_config, node_of, server_config, QuicParameters};
+use super::quic::{client_config, endpoint_config, node_of, server_config, QuicParameters};
 use super::request::{InboundRequest, RequestLimits};
 use super::wire::Hello;
 use super::{PeerAddress, TransportConfig, TransportError};
@@ -91,20 +91,25 @@ where
         credentials: &Credentials,
     ) -> Result<(Self, Inbox<M, Req, Resp>), TransportError> {
         if node_of(credentials.identity()) != Some(config.node_id) {
-            return Err(TransportError::Tls(format!(
-                "the certificate is {}, not node {}",
-                credentials.identity(),
-                config.node_id
-            )));
+            return Err(TransportError::WrongIdentity {
+                configured: config.node_id,
+                certificate: credentials.identity().to_string(),
+            });
         }
         let parameters = QuicParameters::from(&config);
         let server = server_config(credentials, parameters)?;
-        let mut endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
-            TransportError::Bind {
-                address: config.listen,
-                source,
-            }
-        })?;
+        let bind_error = |source| TransportError::Bind {
+            address: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let mut endpoint = quinn::Endpoint::new(
+            endpoint_config(credentials),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         endpoint.set_default_client_config(client_config(credentials, parameters)?);
         let config = Arc::new(config);
         let (peer_sender, peer_messages) = mpsc::channel(config.inbound_queue.max(1));
@@ -115,6 +120,11 @@ where
             config: config.clone(),
             peer_messages: peer_sender,
             requests: request_sender,
+            request_budget: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_request_bytes_in_flight
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             shutdown: shutdown_receiver,
             _task_guard: task_guard.clone(),
         });
@@ -274,6 +284,16 @@ where
         // (each operation is one insert/remove/lookup), so a poisoned lock
         // is still consistent.
         self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<M, Req, Resp> Drop for Transport<M, Req, Resp> {
+    /// Dropping without [`Transport::shutdown`] still stops every task and
+    /// closes the endpoint, without waiting.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.endpoint
+            .close(quinn::VarInt::from_u32(super::codes::CLOSED), b"dropped");
     }
 }
 

@@ -6,7 +6,7 @@
 //! and holds a clone of the task guard so that shutdown can wait for all of
 //! them (the mini-redis pattern).
 
-use super::codec::{encode_frame, read_frame, FrameError};
+use super::codec::{encode_frame, read_frame, read_frame_body, read_frame_length, FrameError};
 use super::quic::{connection_identity, node_of};
 use super::request::{InboundRequest, RequestOrigin, Responder};
 use super::wire::{Hello, HELLO_LIMIT};
@@ -27,6 +27,9 @@ pub(crate) struct InboundContext<M, Req, Resp> {
     pub(crate) peer_messages: mpsc::Sender<(NodeId, M)>,
     /// Requests for the application; bounded for the same reason.
     pub(crate) requests: mpsc::Sender<InboundRequest<Req, Resp>>,
+    /// Bytes of requests in flight (see
+    /// [`TransportConfig::max_request_bytes_in_flight`]).
+    pub(crate) request_budget: Arc<Semaphore>,
     /// Flips to `true` when the transport shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Never sent on: dropped by each task when it ends, so the transport
@@ -140,25 +143,37 @@ async fn serve_connection<M, Req, Resp>(
     }
 }
 
+/// Runs one read of a new stream within the read timeout; errors become
+/// refusals naming `what` was being read.
+async fn within<T>(
+    config: &TransportConfig,
+    what: &str,
+    read: impl Future<Output = Result<T, FrameError>>,
+) -> Result<T, Refusal> {
+    match tokio::time::timeout(config.read_timeout, read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err((frame_error_code(&error), format!("bad {what}: {error}"))),
+        Err(_) => Err((codes::TIMEOUT, format!("no {what} in time"))),
+    }
+}
+
 /// Reads the hello of a new stream within the read timeout.
 async fn read_hello(
     receive: &mut quinn::RecvStream,
     config: &TransportConfig,
 ) -> Result<Hello, Refusal> {
-    match tokio::time::timeout(
-        config.read_timeout,
+    within(
+        config,
+        "hello",
         read_frame::<Hello, _>(receive, HELLO_LIMIT),
     )
-    .await
-    {
-        Ok(Ok(Some(hello))) => Ok(hello),
-        Ok(Ok(None)) => Err((
+    .await?
+    .ok_or_else(|| {
+        (
             codes::MALFORMED_FRAME,
             "stream ended before its hello".into(),
-        )),
-        Ok(Err(error)) => Err((frame_error_code(&error), format!("bad hello: {error}"))),
-        Err(_) => Err((codes::TIMEOUT, "no hello in time".into())),
-    }
+        )
+    })
 }
 
 /// Checks that a peer stream's hello names the node of the certificate.
@@ -240,27 +255,40 @@ fn authorize_request(identity: &Identity, hello: Hello) -> Result<RequestOrigin,
     }
 }
 
-/// Reads and authorizes a request within the read timeout. Nodes may send
-/// requests up to the peer frame limit, everyone else up to the client one.
+/// Reads and authorizes a request. Nodes may send requests up to the peer
+/// frame limit, everyone else up to the client one, and nobody more than
+/// the whole request budget. Each read has the read timeout; waiting for
+/// budget does not, since that wait is the node's doing, not the caller's.
 async fn accept_request<Req: DeserializeOwned>(
     config: &TransportConfig,
+    budget: &Arc<Semaphore>,
     identity: &Identity,
     receive: &mut quinn::RecvStream,
-) -> Result<(RequestOrigin, Req), Refusal> {
+) -> Result<(RequestOrigin, Req, OwnedSemaphorePermit), Refusal> {
     let origin = authorize_request(identity, read_hello(receive, config).await?)?;
-    let limit = match node_of(identity) {
+    let frame_limit = match node_of(identity) {
         Some(_) => config.max_peer_frame,
         None => config.max_client_frame,
     };
-    match tokio::time::timeout(config.read_timeout, read_frame::<Req, _>(receive, limit)).await {
-        Ok(Ok(Some(request))) => Ok((origin, request)),
-        Ok(Ok(None)) => Err((
-            codes::MALFORMED_FRAME,
-            "stream ended before the request".into(),
-        )),
-        Ok(Err(error)) => Err((frame_error_code(&error), format!("bad request: {error}"))),
-        Err(_) => Err((codes::TIMEOUT, "no request in time".into())),
-    }
+    let limit = frame_limit.min(config.max_request_bytes_in_flight);
+    let length = within(config, "request", read_frame_length(receive, limit))
+        .await?
+        .ok_or_else(|| {
+            (
+                codes::MALFORMED_FRAME,
+                "stream ended before the request".into(),
+            )
+        })?;
+    // `length` is at most the frame limit, a u32 on the wire.
+    let permits =
+        u32::try_from(length).map_err(|_| (codes::FRAME_TOO_LARGE, "request too large".into()))?;
+    let permit = budget
+        .clone()
+        .acquire_many_owned(permits)
+        .await
+        .map_err(|_| (codes::NO_RESPONSE, "shutting down".into()))?;
+    let request = within(config, "request", read_frame_body(receive, length)).await?;
+    Ok((origin, request, permit))
 }
 
 async fn serve_request_stream<M, Req, Resp>(
@@ -275,10 +303,17 @@ async fn serve_request_stream<M, Req, Resp>(
     let mut shutdown = context.shutdown.clone();
     let accepted = unless_shutdown(
         &mut shutdown,
-        accept_request::<Req>(&context.config, &identity, &mut receive),
+        accept_request::<Req>(
+            &context.config,
+            &context.request_budget,
+            &identity,
+            &mut receive,
+        ),
     )
     .await;
-    let (origin, request) = match accepted {
+    // The permit is held until this function returns: after the response
+    // is written or the request is abandoned.
+    let (origin, request, _permit) = match accepted {
         Some(Ok(accepted)) => accepted,
         Some(Err((code, reason))) => {
             tracing::warn!(caller = %identity, %reason, "refusing a request stream");

@@ -26,6 +26,37 @@
 //!
 //! The transport is generic over the peer message `M` and the request and
 //! response types, so it knows nothing of Raft or the vault.
+//!
+//! ```
+//! use consensus::raft::types::NodeId;
+//! use consensus::transport::{Client, PeerAddress, Transport, TransportConfig};
+//! use certs::{CertificateAuthority, Credentials, Identity};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ca = CertificateAuthority::generate("example CA")?;
+//! let issued = ca.issue_node("node1", &["127.0.0.1".to_string()])?;
+//! let node_credentials = Credentials::from_pem(ca.certificate_pem(), &issued.certificate_pem, issued.key_pem())?;
+//! let config = TransportConfig::new(NodeId(1), "127.0.0.1:0".parse()?);
+//! // Peer messages are `u64` here, requests `String`, responses `usize`.
+//! let (node, mut inbox) = Transport::<u64, String, usize>::bind(config, &node_credentials).await?;
+//! tokio::spawn(async move {
+//!     while let Some(inbound) = inbox.requests.recv().await {
+//!         // The transport tells who is asking; the application decides.
+//!         assert_eq!(inbound.origin.acting_for(), &Identity::client("alice").unwrap());
+//!         inbound.responder.respond(inbound.request.len());
+//!     }
+//! });
+//!
+//! let issued = ca.issue_client(&Identity::client("alice")?)?;
+//! let alice = Credentials::from_pem(ca.certificate_pem(), &issued.certificate_pem, issued.key_pem())?;
+//! let client = Client::connect(&alice, &PeerAddress::from_socket_address(node.local_address()?)).await?;
+//! let length: usize = client.request(&"hello".to_string()).await?;
+//! assert_eq!(length, 5);
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 pub mod codec;
@@ -60,6 +91,38 @@ pub struct PeerAddress {
 }
 
 impl PeerAddress {
+    /// Parses `host:port` (or `[v6]:port`) and resolves the host, which
+    /// then becomes the name the certificate must carry. Resolution uses
+    /// the system resolver and may block: call it at start-up or from
+    /// `spawn_blocking`.
+    pub fn resolve(endpoint: &str) -> Result<Self, TransportError> {
+        use std::net::ToSocketAddrs;
+        let invalid = |reason: &str| TransportError::Resolve {
+            endpoint: endpoint.to_string(),
+            reason: reason.to_string(),
+        };
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected host:port"))?;
+        let port: u16 = port.parse().map_err(|_| invalid("invalid port"))?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(invalid("empty host"));
+        }
+        let address = (host, port)
+            .to_socket_addrs()
+            .map_err(|error| invalid(&error.to_string()))?
+            .next()
+            .ok_or_else(|| invalid("no address"))?;
+        Ok(PeerAddress {
+            address,
+            server_name: host.to_string(),
+        })
+    }
+
     /// A peer dialled by IP address, whose certificate must carry that IP.
     pub fn from_socket_address(address: SocketAddr) -> Self {
         PeerAddress {
@@ -93,6 +156,11 @@ pub struct TransportConfig {
     pub inbound_queue: usize,
     /// Capacity of [`Inbox::requests`]; when full, request streams wait.
     pub request_queue: usize,
+    /// Total bytes of inbound request frames being read, queued or handled
+    /// at once. A request holds its share from its length prefix until its
+    /// response is sent; beyond the budget, new requests wait. No request
+    /// larger than this is accepted.
+    pub max_request_bytes_in_flight: usize,
     /// Most simultaneous inbound connections; more are refused.
     pub max_connections: usize,
     /// Most simultaneous request streams per connection.
@@ -112,8 +180,9 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 1024-message peer
-    /// queues, 256 connections, backoff 50 ms to 2 s, 10 s timeouts.
+    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 64 MiB of
+    /// requests in flight, 1024-message peer queues, 256 connections,
+    /// backoff 50 ms to 2 s, 10 s timeouts.
     pub fn new(node_id: NodeId, listen: SocketAddr) -> Self {
         TransportConfig {
             node_id,
@@ -124,6 +193,7 @@ impl TransportConfig {
             peer_queue: 1024,
             inbound_queue: 4096,
             request_queue: 1024,
+            max_request_bytes_in_flight: 64 << 20,
             max_connections: 256,
             max_streams_per_connection: 128,
             backoff_initial: Duration::from_millis(50),
@@ -190,6 +260,22 @@ pub enum TransportError {
         expected: String,
         /// The identity the certificate carries (or why none was read).
         actual: String,
+    },
+    /// An endpoint could not be parsed or resolved.
+    #[error("cannot resolve {endpoint:?}: {reason}")]
+    Resolve {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The node's certificate is not the node its configuration names.
+    #[error("the certificate is {certificate}, but this node is configured as {configured}")]
+    WrongIdentity {
+        /// The node id of the configuration.
+        configured: NodeId,
+        /// The identity the certificate carries.
+        certificate: String,
     },
     /// No address is known for this node.
     #[error("unknown peer {0}")]

@@ -193,3 +193,20 @@ async fn stream_messages<M: Serialize>(
     let _ = stream.finish();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
+        let delays: Vec<u64> = (0..6)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [50, 100, 200, 300, 300, 300]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(50));
+    }
+}

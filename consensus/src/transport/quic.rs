@@ -48,6 +48,50 @@ fn transport_parameters(
     Ok(Arc::new(transport))
 }
 
+/// Length of the connection ids this endpoint issues.
+const CONNECTION_ID_LENGTH: usize = 8;
+
+/// Issues random connection ids that a restarted endpoint will not reject.
+///
+/// quinn's default generator keys its ids with a per-process secret and
+/// silently drops packets for ids it cannot validate, so a node restarted
+/// after a crash would never answer its peers' packets for the old
+/// connection with a stateless reset. Plain random ids make every unknown
+/// id eligible for a reset (rate-limited by quinn); the resets themselves
+/// are authenticated by the restart-stable reset key.
+#[derive(Debug)]
+pub(crate) struct RandomConnectionIds;
+
+impl quinn::ConnectionIdGenerator for RandomConnectionIds {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut bytes = [0u8; CONNECTION_ID_LENGTH];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        CONNECTION_ID_LENGTH
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Endpoint settings that let a node restarted after a crash reset its
+/// peers' dead connections at once (RFC 9000 §10.3): a stateless-reset key
+/// derived from the node's private key, so it is the same after a restart,
+/// and connection ids the new process does not discard.
+pub(crate) fn endpoint_config(credentials: &Credentials) -> quinn::EndpointConfig {
+    let reset_key = credentials.derive_hmac_key(STATELESS_RESET_LABEL);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    config.cid_generator(|| Box::new(RandomConnectionIds));
+    config
+}
+
+/// Label of the key derivation for QUIC stateless resets.
+const STATELESS_RESET_LABEL: &[u8] = b"vault/1 QUIC stateless reset key";
+
 /// The server side: mutual TLS from `credentials`, requiring a client
 /// certificate chained to the cluster CA.
 pub(crate) fn server_config(
@@ -130,6 +174,28 @@ pub(crate) async fn dial(
                 expected: "a vault identity".to_string(),
                 actual: reason,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_of;
+    use crate::raft::types::NodeId;
+    use certs::Identity;
+
+    #[test]
+    fn only_canonical_node_identities_are_nodes() {
+        assert_eq!(node_of(&Identity::Node("node3".into())), Some(NodeId(3)));
+        for not_a_node in [
+            Identity::Node("3".into()),
+            Identity::Node("node03".into()),
+            Identity::Node("node0".into()),
+            Identity::Node("leader".into()),
+            Identity::Client("node3".into()),
+            Identity::Admin("node3".into()),
+        ] {
+            assert_eq!(node_of(&not_a_node), None, "{not_a_node:?}");
         }
     }
 }

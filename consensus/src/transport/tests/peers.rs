@@ -32,11 +32,15 @@ async fn peer_messages_flow_both_ways_in_order() {
     guard(node2.shutdown()).await;
 }
 
-/// Binds `config`, retrying while the old endpoint's socket is released.
-async fn bind_again(pki: &Pki, config: TransportConfig) -> (TestTransport, TestInbox) {
+/// Binds `config` with the node's (unchanged) credentials, retrying while
+/// the old endpoint's socket is released.
+async fn bind_again(
+    credentials: &Credentials,
+    config: TransportConfig,
+) -> (TestTransport, TestInbox) {
     guard(async {
         loop {
-            match TestTransport::bind(config.clone(), &pki.node(config.node_id.0)).await {
+            match TestTransport::bind(config.clone(), credentials).await {
                 Ok(bound) => return bound,
                 Err(crate::transport::TransportError::Bind { .. }) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -52,7 +56,10 @@ async fn bind_again(pki: &Pki, config: TransportConfig) -> (TestTransport, TestI
 async fn peer_messages_resume_after_the_receiver_restarts() {
     let pki = Pki::new();
     let (node1, _inbox1) = start(&pki, config(1)).await;
-    let (node2, mut inbox2) = start(&pki, config(2)).await;
+    let node2_credentials = pki.node(2);
+    let (node2, mut inbox2) = TestTransport::bind(config(2), &node2_credentials)
+        .await
+        .unwrap();
     let address = node2.local_address().unwrap();
     node1.add_peer(NodeId(2), address_of(&node2));
     node1.send(NodeId(2), message(1)).unwrap();
@@ -63,27 +70,90 @@ async fn peer_messages_resume_after_the_receiver_restarts() {
 
     guard(node2.shutdown()).await;
     drop((node2, inbox2));
-    let (node2, mut inbox2) = bind_again(&pki, TransportConfig::new(NodeId(2), address)).await;
+    let (node2, mut inbox2) =
+        bind_again(&node2_credentials, TransportConfig::new(NodeId(2), address)).await;
 
     // Messages sent while the old connection dies may be lost, as Raft
     // allows; like Raft, keep sending until one arrives on the new node.
-    let received = guard(async {
+    let received = first_delivery(&node1, &mut inbox2.peer_messages).await;
+    assert_eq!(received.0, NodeId(1));
+    assert!(received.1.sequence >= 100);
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
+}
+
+/// Sends until one message reaches `inbox`, as Raft would retransmit.
+async fn first_delivery(
+    sender: &TestTransport,
+    inbox: &mut tokio::sync::mpsc::Receiver<(NodeId, PeerMessage)>,
+) -> (NodeId, PeerMessage) {
+    guard(async {
         let mut sequence = 100;
         loop {
-            let _ = node1.send(NodeId(2), message(sequence));
+            let _ = sender.send(NodeId(2), message(sequence));
             sequence += 1;
-            let wait =
-                tokio::time::timeout(Duration::from_millis(100), inbox2.peer_messages.recv());
+            let wait = tokio::time::timeout(Duration::from_millis(100), inbox.recv());
             if let Ok(Some(received)) = wait.await {
                 return received;
             }
         }
     })
-    .await;
-    assert_eq!(received.0, NodeId(1));
-    assert!(received.1.sequence >= 100);
-    guard(node1.shutdown()).await;
-    guard(node2.shutdown()).await;
+    .await
+}
+
+/// A crashed node says nothing to its peers; its restarted successor must
+/// make them drop the dead connection (RFC 9000 §10.3, stateless reset)
+/// rather than leave them writing into it until their idle timeout.
+#[test]
+fn peer_messages_resume_after_the_receiver_crashes_and_restarts() {
+    let pki = Pki::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Idle timeouts (the smaller of both sides applies) far beyond the 30 s
+    // hang guard: only a stateless reset can reveal the dead connection in
+    // time.
+    let patient = |id| {
+        let mut settings = config(id);
+        settings.idle_timeout = Duration::from_secs(300);
+        settings.keep_alive = Duration::from_secs(120);
+        settings
+    };
+    let (node1, _inbox1) = runtime.block_on(start(&pki, patient(1)));
+
+    // node2 runs on its own runtime so that dropping the runtime kills it
+    // without any goodbye, like kill -9.
+    let doomed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The restarted node has the same key as before, as it would from its
+    // key file.
+    let node2_credentials = pki.node(2);
+    let (node2, mut inbox2) = doomed
+        .block_on(TestTransport::bind(patient(2), &node2_credentials))
+        .unwrap();
+    let address = node2.local_address().unwrap();
+    runtime.block_on(async {
+        node1.add_peer(NodeId(2), PeerAddress::from_socket_address(address));
+        node1.send(NodeId(2), message(1)).unwrap();
+    });
+    let first = doomed.block_on(guard(inbox2.peer_messages.recv()));
+    assert_eq!(first, Some((NodeId(1), message(1))));
+    drop(doomed);
+    drop((node2, inbox2));
+
+    runtime.block_on(async {
+        let mut restarted = patient(2);
+        restarted.listen = address;
+        let (node2, mut inbox2) = bind_again(&node2_credentials, restarted).await;
+        let received = first_delivery(&node1, &mut inbox2.peer_messages).await;
+        assert_eq!(received.0, NodeId(1));
+        guard(node1.shutdown()).await;
+        guard(node2.shutdown()).await;
+    });
 }
 
 #[tokio::test]
@@ -109,4 +179,55 @@ async fn send_never_blocks_and_drops_when_the_queue_is_full() {
         Err(SendError::UnknownPeer(NodeId(9)))
     );
     guard(node1.shutdown()).await;
+}
+
+#[test]
+fn endpoints_resolve_to_an_address_and_the_name_to_verify() {
+    let resolved = PeerAddress::resolve("127.0.0.1:7001").unwrap();
+    assert_eq!(resolved.address, "127.0.0.1:7001".parse().unwrap());
+    assert_eq!(resolved.server_name, "127.0.0.1");
+    let resolved = PeerAddress::resolve("[::1]:7002").unwrap();
+    assert_eq!(resolved.address, "[::1]:7002".parse().unwrap());
+    assert_eq!(resolved.server_name, "::1");
+    let resolved = PeerAddress::resolve("localhost:7003").unwrap();
+    assert_eq!(resolved.server_name, "localhost");
+    assert_eq!(resolved.address.port(), 7003);
+    for bad in [
+        "",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":7001",
+        "127.0.0.1:99999",
+        "host:port",
+    ] {
+        assert!(
+            PeerAddress::resolve(bad).is_err(),
+            "{bad:?} must be refused"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_too_large_to_frame_is_dropped_and_the_stream_goes_on() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.max_peer_frame = 64;
+    let (node1, _inbox1) = start(&pki, settings).await;
+    let (node2, mut inbox2) = start(&pki, config(2)).await;
+    connect_pair(&node1, &node2);
+    let oversized = PeerMessage {
+        sequence: 1,
+        body: "x".repeat(200),
+    };
+    node1.send(NodeId(2), oversized).unwrap();
+    node1.send(NodeId(2), message(2)).unwrap();
+    // The sender handles its queue in order, so once message 2 has arrived
+    // the oversized one has been dropped and counted.
+    assert_eq!(
+        guard(inbox2.peer_messages.recv()).await.unwrap(),
+        (NodeId(1), message(2))
+    );
+    assert_eq!(node1.dropped_messages(), 1);
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
 }

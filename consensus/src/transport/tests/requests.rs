@@ -107,3 +107,54 @@ async fn shutdown_completes_and_refuses_further_requests() {
         guard(alice.request(&TestRequest::Echo("after".into()))).await;
     assert!(after.is_err(), "{after:?}");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.max_connections = 1;
+    let (node1, inbox1) = start(&pki, settings).await;
+    let _server = serve_echo(inbox1.requests);
+    let alice = client(&pki.client("alice"), &node1).await;
+    let _: TestResponse = guard(alice.request(&TestRequest::Echo("first".into())))
+        .await
+        .unwrap();
+    // alice's connection holds the only permit until it closes.
+    let bob = guard(Client::connect(&pki.client("bob"), &address_of(&node1))).await;
+    assert!(
+        matches!(&bob, Err(TransportError::Connect { reason, .. }) if reason.contains("refused")),
+        "{bob:?}"
+    );
+    let response: TestResponse = guard(alice.request(&TestRequest::Echo("still".into())))
+        .await
+        .unwrap();
+    assert_eq!(response.text, "still");
+    guard(node1.shutdown()).await;
+}
+
+#[tokio::test]
+async fn no_request_exceeds_the_request_budget() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.max_request_bytes_in_flight = 500;
+    let (node1, inbox1) = start(&pki, settings).await;
+    let _server = serve_echo(inbox1.requests);
+    let alice = client(&pki.client("alice"), &node1).await;
+    // Within the 1 MiB client frame limit, but larger than the whole budget:
+    // waiting for budget would wait forever, so it is refused.
+    let big: Result<TestResponse, _> =
+        guard(alice.request(&TestRequest::Echo("x".repeat(600)))).await;
+    assert!(
+        matches!(big, Err(TransportError::Refused(code)) if code == u64::from(codes::FRAME_TOO_LARGE)),
+        "{big:?}"
+    );
+    // Requests within the budget pass, one after another, because each
+    // returns its share when answered.
+    for _ in 0..10 {
+        let response: TestResponse = guard(alice.request(&TestRequest::Echo("y".repeat(400))))
+            .await
+            .unwrap();
+        assert_eq!(response.text.len(), 400);
+    }
+    guard(node1.shutdown()).await;
+}
