@@ -108,8 +108,11 @@ impl RaftCore {
     }
 
     /// Starts an election now, as if the election timeout had expired
-    /// (with a PreVote round first when PreVote is on). Learners and nodes
-    /// that know no configuration do nothing; see [`Self::may_campaign`].
+    /// (with a PreVote round first when PreVote is on). Learners, nodes
+    /// that know no configuration and nodes that know their removal
+    /// committed do nothing; a removed node whose removal is not yet known
+    /// committed campaigns without counting its own vote (dissertation
+    /// §4.2.2).
     pub fn campaign(&mut self) {
         if matches!(self.role, RoleState::Leader(_)) {
             return;
