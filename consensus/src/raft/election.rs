@@ -108,8 +108,11 @@ impl RaftCore {
     }
 
     /// Starts an election now, as if the election timeout had expired
-    /// (with a PreVote round first when PreVote is on). Learners and
-    /// removed nodes do nothing.
+    /// (with a PreVote round first when PreVote is on). Learners, nodes
+    /// that know no configuration and nodes that know their removal
+    /// committed do nothing; a removed node whose removal is not yet known
+    /// committed campaigns without counting its own vote (dissertation
+    /// §4.2.2).
     pub fn campaign(&mut self) {
         if matches!(self.role, RoleState::Leader(_)) {
             return;
@@ -123,7 +126,7 @@ impl RaftCore {
     }
 
     /// Follower and candidate tick: start a campaign when the randomized
-    /// election timeout expires. Learners and removed nodes never campaign.
+    /// election timeout expires (see [`Self::may_campaign`] for who may).
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed < self.election_timeout {
@@ -133,14 +136,31 @@ impl RaftCore {
         self.campaign();
     }
 
+    /// Whether this node may start elections: voters may; so may a node
+    /// removed by a change it does not yet know committed, because it may
+    /// still be needed to commit that change (say it holds the change and
+    /// the survivors do not); it then does not count its own vote
+    /// (dissertation §4.2.2). Once the removal is known committed, the node
+    /// is out for good. Learners and nodes that know no configuration never
+    /// campaign.
+    pub(crate) fn may_campaign(&self) -> bool {
+        let membership = &self.membership;
+        let removed_pending = !membership.voters.is_empty()
+            && !membership.learners.contains(&self.id)
+            && self.membership_index > self.commit;
+        self.is_voter() || removed_pending
+    }
+
     /// Starts a campaign (Raft §5.2): a PreVote round leaves term and vote
     /// untouched; an election increments the term and votes for itself.
     pub(crate) fn campaign_as(&mut self, kind: Campaign) {
-        if !self.is_voter() {
+        if !self.may_campaign() {
             return;
         }
         let mut votes = Votes::new();
-        votes.insert(self.id, true);
+        if self.is_voter() {
+            votes.insert(self.id, true);
+        }
         let pre_vote = kind == Campaign::PreVote;
         if pre_vote {
             tracing::info!(node = %self.id, term = self.term, "election timeout: starting pre-vote");

@@ -13,12 +13,18 @@ pub type RequestId = u64;
 ///
 /// # Ordering contract
 ///
-/// The runtime handles each `Ready` completely, in the order below, and
-/// handles batches in the order they were drained:
+/// The runtime handles each `Ready` in the order below, and handles
+/// batches in the order they were drained. It may drain the next batch
+/// before the previous one is durable (pipelining), provided writes reach
+/// the disk in drain order and each batch's `messages_after_persist` wait
+/// for that batch's own writes.
 ///
 /// 1. `snapshot`, if any: restore the state machine from it, store it as the
 ///    log's new base and **drop every stored log entry** (the log restarts
-///    right after `snapshot.meta.last_index`). Do this before step 3.
+///    right after `snapshot.meta.last_index`). Do this before step 3. No
+///    acknowledgement is needed: the core already treats the snapshot as
+///    its durable base, and acknowledges it to the leader only through
+///    `messages_after_persist`.
 /// 2. `messages` may be sent at once, even while step 3 runs (this is how a
 ///    leader replicates in parallel with its own fsync).
 /// 3. Persist `hard_state` (if `Some`) and `entries` durably (fsync). If the
@@ -28,8 +34,8 @@ pub type RequestId = u64;
 ///    term of the last entry written (skip the call if `entries` is empty).
 /// 4. Only after step 3 is durable: send `messages_after_persist` (votes,
 ///    append and snapshot acknowledgements: they promise durable state).
-/// 5. Apply `committed_entries` in order (they are committed and already
-///    durable locally), then report progress with
+/// 5. Apply `committed_entries` in order (they are committed and were
+///    already durable locally when drained), then report progress with
 ///    [`RaftCore::applied`](super::RaftCore::applied) when convenient.
 /// 6. Serve each of `read_states` once the state machine has applied at
 ///    least its `index`; answer `aborted_reads` with "not leader, retry".

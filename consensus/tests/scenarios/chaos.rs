@@ -276,15 +276,10 @@ fn change_membership(
         1 => MembershipChange::PromoteLearner(target),
         _ => MembershipChange::RemoveNode(target),
     };
-    // Refusals (change in progress, learner behind, ...) are expected.
-    // Never shrink below three voters: with two, removing the leader and
-    // losing it before the change commits leaves no electable node (see
-    // docs/raft-core.md), a liveness limit, not a safety one.
+    // Refusals (change in progress, learner behind, last voter, ...) are
+    // expected.
     on_leader(cluster, out, |core| {
-        let removing_voter = matches!(change, MembershipChange::RemoveNode(node) if core.membership().voters.contains(&node));
-        if !(removing_voter && core.membership().voters.len() <= 3) {
-            let _ = core.change_membership(change);
-        }
+        let _ = core.change_membership(change);
     });
 }
 

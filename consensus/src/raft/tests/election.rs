@@ -283,3 +283,56 @@ fn config_validation_refuses_unusable_timings() {
         Err(ConfigError::ElectionRange { .. })
     ));
 }
+
+// Reference: dissertation §4.2.1 — learners (and nodes that know no
+// configuration yet) never start elections.
+#[test]
+fn learners_and_unconfigured_nodes_never_campaign() {
+    let mut joining = RaftCore::new(config(4), RestoredState::default()).expect("empty state");
+    for _ in 0..3 * joining.config.election_ticks_max {
+        joining.tick();
+    }
+    assert_eq!(joining.role(), Role::Follower);
+    assert!(joining.ready().messages_after_persist.is_empty());
+    let mut learner = RaftCore::new(config(4), RestoredState::default()).expect("empty state");
+    learner.step(message(
+        1,
+        4,
+        2,
+        MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![Entry {
+                term: 1,
+                index: 1,
+                payload: EntryPayload::Membership(Membership {
+                    voters: voters(&[1, 2, 3]),
+                    learners: voters(&[4]),
+                }),
+            }],
+            leader_commit: 1,
+        }),
+    ));
+    persist(&mut learner);
+    learner.campaign();
+    assert_eq!(learner.role(), Role::Follower);
+}
+
+// Reference: dissertation §4.2.2 — a removed node campaigns only while it
+// does not know its removal committed, and never counts its own vote.
+#[test]
+fn removed_node_campaigns_only_until_its_removal_is_known_committed() {
+    let mut core = leader();
+    core.change_membership(MembershipChange::RemoveNode(NodeId(1)))
+        .expect("leader removes itself");
+    persist(&mut core);
+    // Not committed yet: still leading, without counting itself.
+    accept(&mut core, 3, 3);
+    assert_eq!(core.commit_index(), 2);
+    assert_eq!(core.role(), Role::Leader);
+    accept(&mut core, 2, 3);
+    assert_eq!(core.commit_index(), 3);
+    assert_eq!(core.role(), Role::Follower);
+    core.campaign();
+    assert_eq!(core.role(), Role::Follower, "removal known committed");
+}
