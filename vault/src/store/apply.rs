@@ -50,19 +50,20 @@ pub(crate) fn apply_command(
     };
     let response = encode(&reply);
     if let Some(session) = session {
-        transaction.execute(
-            "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
+        transaction
+            .prepare_cached(
+                "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (owner, client_id) DO UPDATE SET last_seq = excluded.last_seq,
                  last_response = excluded.last_response, last_index = excluded.last_index",
-            params![
+            )?
+            .execute(params![
                 owner,
                 to_sql(session.client_id),
                 to_sql(session.seq),
                 response,
                 to_sql(index)
-            ],
-        )?;
+            ])?;
     }
     Ok(response)
 }
@@ -90,10 +91,9 @@ pub(crate) fn sweep_sessions(
     if point <= after || point < SESSION_RETENTION {
         return Ok(());
     }
-    transaction.execute(
-        "DELETE FROM sessions WHERE last_index < ?1",
-        [to_sql(point - SESSION_RETENTION)],
-    )?;
+    transaction
+        .prepare_cached("DELETE FROM sessions WHERE last_index < ?1")?
+        .execute([to_sql(point - SESSION_RETENTION)])?;
     Ok(())
 }
 
@@ -107,11 +107,12 @@ fn replay(
     session: ClientSession,
 ) -> rusqlite::Result<Option<Vec<u8>>> {
     let stored: Option<(i64, Vec<u8>)> = transaction
-        .query_row(
+        .prepare_cached(
             "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
-            params![owner, to_sql(session.client_id)],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        )?
+        .query_row(params![owner, to_sql(session.client_id)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
     let Some((last_seq, last_response)) = stored else {
         return Ok(None);
@@ -165,11 +166,8 @@ impl Context<'_, '_> {
     fn version(&self, name: &str) -> rusqlite::Result<Option<u64>> {
         let version: Option<i64> = self
             .transaction
-            .query_row(
-                "SELECT version FROM secrets WHERE owner = ?1 AND name = ?2",
-                params![self.owner, name],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT version FROM secrets WHERE owner = ?1 AND name = ?2")?
+            .query_row(params![self.owner, name], |row| row.get(0))
             .optional()?;
         Ok(version.map(from_sql))
     }
@@ -180,11 +178,12 @@ impl Context<'_, '_> {
         }
         match (self.version(name)?, update) {
             (None, false) => {
-                self.transaction.execute(
-                    "INSERT INTO secrets (owner, name, version, ciphertext, created, updated)
+                self.transaction
+                    .prepare_cached(
+                        "INSERT INTO secrets (owner, name, version, ciphertext, created, updated)
                      VALUES (?1, ?2, 1, ?3, ?4, ?4)",
-                    params![self.owner, name, sealed.0, self.now],
-                )?;
+                    )?
+                    .execute(params![self.owner, name, sealed.0, self.now])?;
                 Ok(Ok(Response::Added { version: 1 }))
             }
             (None, true) => Ok(Err(VaultError::NotFound(format!(
@@ -195,11 +194,18 @@ impl Context<'_, '_> {
             )))),
             (Some(version), true) => {
                 let version = version.saturating_add(1);
-                self.transaction.execute(
-                    "UPDATE secrets SET version = ?3, ciphertext = ?4, updated = ?5
+                self.transaction
+                    .prepare_cached(
+                        "UPDATE secrets SET version = ?3, ciphertext = ?4, updated = ?5
                      WHERE owner = ?1 AND name = ?2",
-                    params![self.owner, name, to_sql(version), sealed.0, self.now],
-                )?;
+                    )?
+                    .execute(params![
+                        self.owner,
+                        name,
+                        to_sql(version),
+                        sealed.0,
+                        self.now
+                    ])?;
                 Ok(Ok(Response::Added { version }))
             }
         }
@@ -220,19 +226,20 @@ impl Context<'_, '_> {
         if self.version(name)?.is_none() {
             return Ok(Err(not_found(name)));
         }
-        self.transaction.execute(
-            "INSERT INTO shares (owner, name, grantee, wrapped_key) VALUES (?1, ?2, ?3, ?4)
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO shares (owner, name, grantee, wrapped_key) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (owner, name, grantee) DO UPDATE SET wrapped_key = excluded.wrapped_key",
-            params![self.owner, name, grantee, wrapped_key.0],
-        )?;
+            )?
+            .execute(params![self.owner, name, grantee, wrapped_key.0])?;
         Ok(Ok(Response::Shared))
     }
 
     fn unshare(&self, name: &str, grantee: &str) -> rusqlite::Result<Reply> {
-        let removed = self.transaction.execute(
-            "DELETE FROM shares WHERE owner = ?1 AND name = ?2 AND grantee = ?3",
-            params![self.owner, name, grantee],
-        )?;
+        let removed = self
+            .transaction
+            .prepare_cached("DELETE FROM shares WHERE owner = ?1 AND name = ?2 AND grantee = ?3")?
+            .execute(params![self.owner, name, grantee])?;
         if removed == 0 {
             return Ok(Err(VaultError::NotFound(format!(
                 "your secret {name:?} is not shared with {grantee}"
@@ -242,12 +249,13 @@ impl Context<'_, '_> {
     }
 
     fn publish_key(&self, public_key: &[u8; 32]) -> rusqlite::Result<Reply> {
-        self.transaction.execute(
-            "INSERT INTO public_keys (identity, public_key, updated) VALUES (?1, ?2, ?3)
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO public_keys (identity, public_key, updated) VALUES (?1, ?2, ?3)
              ON CONFLICT (identity) DO UPDATE SET public_key = excluded.public_key,
                  updated = excluded.updated",
-            params![self.owner, public_key.as_slice(), self.now],
-        )?;
+            )?
+            .execute(params![self.owner, public_key.as_slice(), self.now])?;
         Ok(Ok(Response::KeyPublished))
     }
 
@@ -264,11 +272,8 @@ impl Context<'_, '_> {
     ) -> rusqlite::Result<Reply> {
         let earlier: Option<i64> = self
             .transaction
-            .query_row(
-                "SELECT decision FROM twopc_decisions WHERE tx = ?1",
-                [tx],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT decision FROM twopc_decisions WHERE tx = ?1")?
+            .query_row([tx], |row| row.get(0))
             .optional()?;
         if let Some(earlier) = earlier {
             let decision = decision_from_sql(earlier);
@@ -278,21 +283,24 @@ impl Context<'_, '_> {
                 deleted: false,
             }));
         }
-        self.transaction.execute(
-            "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
-            params![tx, decision_to_sql(decision), to_sql(self.index)],
-        )?;
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![tx, decision_to_sql(decision), to_sql(self.index)])?;
         let mut deleted = false;
         if decision == Decision::Commit {
-            deleted = self.transaction.execute(
-                "DELETE FROM secrets WHERE owner = ?1 AND name = ?2 AND version = ?3",
-                params![self.owner, name, to_sql(version)],
-            )? > 0;
+            deleted = self
+                .transaction
+                .prepare_cached(
+                    "DELETE FROM secrets WHERE owner = ?1 AND name = ?2 AND version = ?3",
+                )?
+                .execute(params![self.owner, name, to_sql(version)])?
+                > 0;
             if deleted {
-                self.transaction.execute(
-                    "DELETE FROM shares WHERE owner = ?1 AND name = ?2",
-                    params![self.owner, name],
-                )?;
+                self.transaction
+                    .prepare_cached("DELETE FROM shares WHERE owner = ?1 AND name = ?2")?
+                    .execute(params![self.owner, name])?;
             }
         }
         super::twopc::settle(self.transaction, tx, decision)?;

@@ -32,11 +32,8 @@ pub(crate) fn run(connection: &Connection, bytes: &[u8]) -> rusqlite::Result<Rep
 
 fn own_secret(connection: &Connection, caller: &str, name: &str) -> rusqlite::Result<Reply> {
     let row: Option<(i64, Vec<u8>)> = connection
-        .query_row(
-            "SELECT version, ciphertext FROM secrets WHERE owner = ?1 AND name = ?2",
-            params![caller, name],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT version, ciphertext FROM secrets WHERE owner = ?1 AND name = ?2")?
+        .query_row(params![caller, name], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     Ok(match row {
         Some((version, ciphertext)) => Ok(Response::Secret(SecretRecord {
@@ -61,13 +58,14 @@ fn shared_secret(
     name: &str,
 ) -> rusqlite::Result<Reply> {
     let row: Option<(i64, Vec<u8>, Vec<u8>)> = connection
-        .query_row(
+        .prepare_cached(
             "SELECT s.version, s.ciphertext, h.wrapped_key
              FROM secrets s JOIN shares h ON h.owner = s.owner AND h.name = s.name
              WHERE s.owner = ?1 AND s.name = ?2 AND h.grantee = ?3",
-            params![owner, name, caller],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
+        )?
+        .query_row(params![owner, name, caller], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
     Ok(match row {
         Some((version, ciphertext, wrapped_key)) => Ok(Response::Secret(SecretRecord {
@@ -97,11 +95,8 @@ fn list(connection: &Connection, caller: &str) -> rusqlite::Result<Reply> {
 
 fn public_key(connection: &Connection, identity: &str) -> rusqlite::Result<Reply> {
     let key: Option<Vec<u8>> = connection
-        .query_row(
-            "SELECT public_key FROM public_keys WHERE identity = ?1",
-            [identity],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT public_key FROM public_keys WHERE identity = ?1")?
+        .query_row([identity], |row| row.get(0))
         .optional()?;
     Ok(match key.map(<[u8; 32]>::try_from) {
         Some(Ok(public_key)) => Ok(Response::PublicKey {
