@@ -75,6 +75,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     persisted: mpsc::UnboundedReceiver<PersistReport>,
     persisted_sender: mpsc::UnboundedSender<PersistReport>,
     failed: Option<String>,
+    /// When the status was last published: building it allocates, so under
+    /// load it is refreshed at most once per tick.
+    status_published: Option<tokio::time::Instant>,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -100,6 +103,7 @@ impl<N: PeerNetwork> Driver<N> {
             persisted,
             persisted_sender,
             failed: None,
+            status_published: None,
         }
     }
 
@@ -394,7 +398,9 @@ impl<N: PeerNetwork> Driver<N> {
         self.network.send(message);
     }
 
-    fn log_soft_state(&self, soft: crate::raft::SoftState) {
+    fn log_soft_state(&mut self, soft: crate::raft::SoftState) {
+        // Role changes are shown at once, whatever the throttle.
+        self.status_published = None;
         let id = self.core.id();
         match (soft.role, soft.leader) {
             (Role::Leader, _) => tracing::info!("Node {id} is the leader for term {}", soft.term),
@@ -411,7 +417,15 @@ impl<N: PeerNetwork> Driver<N> {
         }
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self
+            .status_published
+            .is_some_and(|published| now.duration_since(published) < self.tick)
+        {
+            return;
+        }
+        self.status_published = Some(now);
         let status = NodeStatus::from_core(&self.core.status());
         self.status.send_if_modified(|current| {
             let changed = *current != status;
