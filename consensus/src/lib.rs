@@ -14,6 +14,8 @@
 //! - [`storage`]: the durable Raft log (checksummed segments, snapshots,
 //!   group commit).
 //! - [`transport`]: QUIC with mutual TLS for peers and clients.
+//! - [`twopc`]: two-phase commit (coordinator and participant), pure like
+//!   the Raft core.
 //! - [`node`]: the runtime that drives the core with real time, disk and
 //!   network, and applies committed commands to a state machine.
 #![warn(missing_docs)]
@@ -23,3 +25,4 @@ pub mod raft;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
+pub mod twopc;
