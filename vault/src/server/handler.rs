@@ -94,6 +94,7 @@ async fn twopc_request(twopc: &TwoPc, from: NodeId, request: TwoPcRequest) -> Tw
             owner,
             name,
             version,
+            read_index,
         } => {
             let request = consensus::twopc::VoteRequest {
                 tx,
@@ -101,7 +102,7 @@ async fn twopc_request(twopc: &TwoPc, from: NodeId, request: TwoPcRequest) -> Tw
                 name,
                 version,
             };
-            twopc.vote(from, request).await
+            twopc.vote(from, request, read_index).await
         }
         TwoPcRequest::Decide { tx, .. } => twopc.acknowledge(from, tx).await,
         TwoPcRequest::Resolve {

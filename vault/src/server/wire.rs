@@ -45,6 +45,10 @@ pub enum TwoPcRequest {
         name: String,
         /// The version the coordinator read.
         version: u64,
+        /// The log index the coordinator's read was linearized at: the
+        /// participant first applies through it, so a merely lagging node
+        /// votes on the state the coordinator saw instead of aborting.
+        read_index: u64,
     },
     /// Coordinator → participant: the log decided `tx`; answer once applied.
     Decide {

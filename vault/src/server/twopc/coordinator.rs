@@ -27,6 +27,12 @@ impl TwoPc {
     /// coordinator, and reports the transaction to the client.
     pub(crate) async fn delete(self: &Arc<Self>, owner: &str, name: &str) -> Reply {
         let version = self.current_version(owner, name).await?;
+        // Taken after the read, so it covers every entry the read saw.
+        let read_index = self
+            .node
+            .read_index()
+            .await
+            .map_err(super::super::handler::node_error)?;
         let me = self.node.id();
         let tx = format!("{me}-{}-{:08x}", wall_clock_ms(), rand::random::<u32>());
         let request = VoteRequest {
@@ -51,7 +57,7 @@ impl TwoPc {
             while let Some(output) = pending.pop_front() {
                 match output {
                     CoordinatorOutput::SendVote { to } => {
-                        self.send_vote(to, request.clone(), events.clone());
+                        self.send_vote(to, request.clone(), read_index, events.clone());
                     }
                     CoordinatorOutput::ProposeDecision(decision) => {
                         let (logged, did_delete) = self
@@ -123,6 +129,7 @@ impl TwoPc {
         self: &Arc<Self>,
         to: NodeId,
         request: VoteRequest,
+        read_index: u64,
         events: mpsc::UnboundedSender<Event>,
     ) {
         let me = self.node.id();
@@ -132,15 +139,18 @@ impl TwoPc {
         let service = self.clone();
         tokio::spawn(async move {
             let reply = if to == me {
-                service.vote(me, request).await
+                service.vote(me, request, read_index).await
             } else {
                 let message = TwoPcRequest::Vote {
                     tx: request.tx,
                     owner: request.owner,
                     name: request.name,
                     version: request.version,
+                    read_index,
                 };
-                service.call(to, message).await
+                service
+                    .call(to, message, service.options.vote_timeout)
+                    .await
             };
             let vote = match reply {
                 TwoPcReply::Voted {
@@ -178,8 +188,9 @@ impl TwoPc {
             let reply = if to == me {
                 service.acknowledge(me, tx).await
             } else {
+                let message = TwoPcRequest::Decide { tx, decision };
                 service
-                    .call(to, TwoPcRequest::Decide { tx, decision })
+                    .call(to, message, service.options.vote_timeout)
                     .await
             };
             match reply {
@@ -191,12 +202,17 @@ impl TwoPc {
         });
     }
 
-    /// One 2PC message to node `to`, bounded by the decision timeout (the
-    /// coordinator's own deadlines are shorter and end the wait first).
-    pub(super) async fn call(&self, to: NodeId, message: TwoPcRequest) -> TwoPcReply {
+    /// One 2PC message to node `to`, answered within `limit` or counted as
+    /// unanswered (for a vote: an abort).
+    pub(super) async fn call(
+        &self,
+        to: NodeId,
+        message: TwoPcRequest,
+        limit: std::time::Duration,
+    ) -> TwoPcReply {
         let message = WireRequest::TwoPc(message);
         let request = self.transport.request(to, &message);
-        match tokio::time::timeout(self.options.decision_timeout, request).await {
+        match tokio::time::timeout(limit, request).await {
             Ok(Ok(WireResponse::TwoPc(reply))) => reply,
             Ok(Ok(_)) => TwoPcReply::Failed(format!("{to} answered with another kind of reply")),
             Ok(Err(error)) => TwoPcReply::Failed(format!("{to} is unreachable: {error}")),

@@ -14,10 +14,17 @@ use std::time::Duration;
 const APPLY_POLL: Duration = Duration::from_millis(5);
 
 impl TwoPc {
-    /// Votes on `request` from `coordinator`: the policy, then a durable
-    /// check-and-lock in the store. The vote leaves only after the prepare
-    /// committed with a full fsync.
-    pub(crate) async fn vote(&self, coordinator: NodeId, request: VoteRequest) -> TwoPcReply {
+    /// Votes on `request` from `coordinator`: the policy, then (once this
+    /// node applied the log through `read_index`, waiting at most the vote
+    /// timeout) a durable check-and-lock in the store. The vote leaves only
+    /// after the prepare committed with a full fsync.
+    pub(crate) async fn vote(
+        &self,
+        coordinator: NodeId,
+        request: VoteRequest,
+        read_index: u64,
+    ) -> TwoPcReply {
+        self.apply_through(read_index).await;
         let policy = self.options.vote;
         let tx = request.tx.clone();
         let outcome = self
@@ -47,6 +54,16 @@ impl TwoPc {
                 vote: Vote::Abort,
                 reason: Some(reason),
             },
+        }
+    }
+
+    /// Waits until this node applied the log through `index`, or the vote
+    /// timeout passed (then the store answers from what it has, and a node
+    /// still behind votes abort with the reason).
+    async fn apply_through(&self, index: u64) {
+        let deadline = tokio::time::Instant::now() + self.options.vote_timeout;
+        while self.node.status().applied_index < index && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(APPLY_POLL).await;
         }
     }
 

@@ -73,6 +73,7 @@ impl TwoPc {
                         name: entry.name.clone(),
                         version: entry.version,
                     },
+                    self.options.decision_timeout,
                 )
                 .await
             };
