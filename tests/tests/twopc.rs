@@ -199,7 +199,7 @@ fn node_pid(cluster: &TestCluster, node: usize) -> libc::pid_t {
             .split(|byte| *byte == 0)
             .map(|arg| String::from_utf8_lossy(arg).into_owned())
             .collect();
-        if args.iter().any(|arg| *arg == needle) && args.iter().any(|arg| arg == "run") {
+        if args.contains(&needle) && args.iter().any(|arg| arg == "run") {
             return pid;
         }
     }

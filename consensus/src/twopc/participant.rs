@@ -114,11 +114,7 @@ pub struct Prepared {
 
 /// The prepared transactions recovery must ask the leader about: those
 /// prepared at least `decision_timeout_ms` ago, in the order given.
-pub fn overdue<'a>(
-    prepared: &'a [Prepared],
-    now_ms: u64,
-    decision_timeout_ms: u64,
-) -> Vec<&'a str> {
+pub fn overdue(prepared: &[Prepared], now_ms: u64, decision_timeout_ms: u64) -> Vec<&str> {
     prepared
         .iter()
         .filter(|entry| now_ms.saturating_sub(entry.prepared_at_ms) >= decision_timeout_ms)
