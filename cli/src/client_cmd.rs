@@ -376,31 +376,30 @@ pub async fn status(session: &Session) -> Result<()> {
         });
     let answers = futures::future::join_all(queries).await;
     let mut nodes = Vec::new();
-    let mut denied = None;
+    let mut unreachable = None;
     for (id, address, reply) in answers {
-        match reply {
-            Ok(Response::Status(report)) if !report.nodes.is_empty() => {
-                let node = &report.nodes[0];
+        if let Err(error @ vault::protocol::VaultError::PermissionDenied(_)) = reply {
+            return Err(Failure::from(error).into());
+        }
+        match status_row(id, &address, &reply) {
+            Ok(row) => nodes.push(row),
+            Err(reason) => {
+                unreachable.get_or_insert(reason);
                 nodes.push(json!({
-                    "id": node.id.to_string(),
-                    "addr": address,
-                    "role": node.role,
-                    "term": node.term,
-                    "leader": node.leader.map(|leader| leader.to_string()),
-                    "commit_index": node.commit_index,
-                    "applied_index": node.applied_index,
-                    "reachable": true,
+                    "id": id.to_string(), "addr": address, "role": "unknown", "term": null,
+                    "leader": null, "commit_index": null, "applied_index": null, "reachable": false,
                 }));
             }
-            Err(error @ vault::protocol::VaultError::PermissionDenied(_)) => denied = Some(error),
-            _ => nodes.push(json!({
-                "id": id.to_string(), "addr": address, "role": "unknown", "term": null,
-                "leader": null, "commit_index": null, "applied_index": null, "reachable": false,
-            })),
         }
     }
-    if let Some(error) = denied {
-        return Err(Failure::from(error).into());
+    // No node answered at all: the cluster is unavailable to us (down, or
+    // our certificate is refused), which is exit code 6, not a table of
+    // unreachable nodes with exit code 0.
+    if let (true, Some(reason)) = (
+        nodes.iter().all(|node| node["reachable"] == false),
+        unreachable,
+    ) {
+        return Err(Failure::new(6, format!("no node answered status: {reason}")).into());
     }
     if session.json {
         println!("{}", json!({ "nodes": nodes }));
@@ -428,6 +427,31 @@ pub async fn status(session: &Session) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One node's row of `status`, or why it has none.
+fn status_row(
+    id: NodeId,
+    address: &str,
+    reply: &vault::protocol::Reply,
+) -> std::result::Result<serde_json::Value, String> {
+    match reply {
+        Ok(Response::Status(report)) if !report.nodes.is_empty() => {
+            let node = &report.nodes[0];
+            Ok(json!({
+                "id": node.id.to_string(),
+                "addr": address,
+                "role": node.role,
+                "term": node.term,
+                "leader": node.leader.map(|leader| leader.to_string()),
+                "commit_index": node.commit_index,
+                "applied_index": node.applied_index,
+                "reachable": true,
+            }))
+        }
+        Ok(_) => Err(format!("{id} gave no status")),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// `transfer-leader`.

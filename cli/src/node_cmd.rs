@@ -1,7 +1,7 @@
 //! `node run`: one vault node in the foreground until SIGINT or SIGTERM.
 
 use crate::client_cmd::peer_address;
-use crate::config::node::NodeConfig;
+use crate::config::node::{NodeConfig, VotePolicy};
 use anyhow::{Context, Result};
 use consensus::node::NodeOptions;
 use std::path::Path;
@@ -62,6 +62,14 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         ca: config.ca.clone(),
         cert: config.cert.clone(),
         key: config.key.clone(),
+        twopc: vault::server::TwoPcOptions {
+            vote: match config.twopc.vote {
+                VotePolicy::Commit => consensus::twopc::VotePolicy::Commit,
+                VotePolicy::Abort => consensus::twopc::VotePolicy::Abort,
+            },
+            vote_timeout: Duration::from_millis(config.twopc.vote_timeout_ms),
+            decision_timeout: Duration::from_millis(config.twopc.decision_timeout_ms),
+        },
     })
 }
 

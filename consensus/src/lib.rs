@@ -14,6 +14,8 @@
 //!   simulations), behind the [`storage::LogStore`] contract.
 //! - [`state_machine`]: the plug-in API the vault (and any other application)
 //!   implements.
+//! - [`twopc`]: two-phase commit (coordinator and participant), pure like
+//!   the Raft core.
 //! - [`node`]: the runtime that drives the core with real time, disk and
 //!   network, and applies committed commands to a state machine.
 //! - [`transport`]: mutually authenticated QUIC between nodes and clients:
@@ -26,6 +28,8 @@ pub mod raft;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
+
+pub mod twopc;
 
 #[cfg(test)]
 mod sim;

@@ -142,9 +142,9 @@ impl VaultClient {
         let outcome = tokio::time::timeout_at(deadline, connection.request(&wire)).await;
         match outcome {
             Ok(Ok(WireResponse::Client(reply))) => Ok(reply),
-            Ok(Ok(WireResponse::Node(_))) => Err(VaultError::Internal(format!(
-                "{id} answered with a node reply"
-            ))),
+            Ok(Ok(WireResponse::Node(_) | WireResponse::TwoPc(_))) => Err(VaultError::Internal(
+                format!("{id} answered with a node reply"),
+            )),
             Ok(Err(error)) => {
                 self.connections.lock().await.remove(id);
                 Err(VaultError::Unavailable(format!("{id}: {error}")))

@@ -1,13 +1,15 @@
 //! Serving what arrives on the transport: Raft messages to the driver,
 //! requests to the node, each request on its own task.
 
+use super::twopc::TwoPc;
+use super::wire::{TwoPcReply, TwoPcRequest};
 use super::{VaultTransport, WireRequest, WireResponse};
 use crate::protocol::{
     decode, plan, ClientRequest, NodeStatus, Plan, Reply, Request, Response, StatusReport,
     VaultError,
 };
 use certs::Identity;
-use consensus::node::{Node, NodeError, NodeReply, ReadConsistency};
+use consensus::node::{Node, NodeError, NodeReply, NodeRequest, ReadConsistency};
 use consensus::raft::{Message, NodeId};
 use consensus::transport::{InboundRequest, RequestOrigin};
 use std::sync::Arc;
@@ -37,11 +39,13 @@ pub(crate) async fn pump_peer_messages(
 pub(crate) async fn serve_requests(
     node: Node,
     transport: Arc<VaultTransport>,
+    twopc: Arc<TwoPc>,
     mut requests: mpsc::Receiver<InboundRequest<WireRequest, WireResponse>>,
 ) {
     while let Some(inbound) = requests.recv().await {
         let node = node.clone();
         let transport = transport.clone();
+        let twopc = twopc.clone();
         tokio::spawn(async move {
             let InboundRequest {
                 origin,
@@ -50,17 +54,63 @@ pub(crate) async fn serve_requests(
             } = inbound;
             let response = match request {
                 WireRequest::Node(request) => WireResponse::Node(match origin.node() {
-                    Some(from) => node.handle_peer_request(from, request).await,
+                    Some(from) => peer_request(&node, &twopc, from, request).await,
                     None => NodeReply::Failed(NodeError::Refused(
                         "node requests are accepted only from node certificates".into(),
                     )),
                 }),
-                WireRequest::Client(request) => {
-                    WireResponse::Client(client_request(&node, &transport, &origin, request).await)
-                }
+                WireRequest::TwoPc(request) => WireResponse::TwoPc(match origin.node() {
+                    Some(from) => twopc_request(&twopc, from, request).await,
+                    None => TwoPcReply::Failed(
+                        "two-phase-commit messages are accepted only from node certificates".into(),
+                    ),
+                }),
+                WireRequest::Client(request) => WireResponse::Client(
+                    client_request(&node, &transport, &twopc, &origin, request).await,
+                ),
             };
             responder.respond(response);
         });
+    }
+}
+
+/// A request from another node. A forwarded `add-secret --update` of a
+/// secret this node (often the leader) holds locked for a delete is refused
+/// here, before it is proposed.
+async fn peer_request(node: &Node, twopc: &TwoPc, from: NodeId, request: NodeRequest) -> NodeReply {
+    if let NodeRequest::Propose(command) = &request {
+        if let Err(refusal) = twopc.refuse_locked_update(command).await {
+            return NodeReply::Failed(NodeError::Refused(refusal.to_string()));
+        }
+    }
+    node.handle_peer_request(from, request).await
+}
+
+/// A two-phase-commit message from node `from`.
+async fn twopc_request(twopc: &TwoPc, from: NodeId, request: TwoPcRequest) -> TwoPcReply {
+    match request {
+        TwoPcRequest::Vote {
+            tx,
+            owner,
+            name,
+            version,
+            read_index,
+        } => {
+            let request = consensus::twopc::VoteRequest {
+                tx,
+                owner,
+                name,
+                version,
+            };
+            twopc.vote(from, request, read_index).await
+        }
+        TwoPcRequest::Decide { tx, .. } => twopc.acknowledge(from, tx).await,
+        TwoPcRequest::Resolve {
+            tx,
+            owner,
+            name,
+            version,
+        } => twopc.resolve(tx, owner, name, version).await,
     }
 }
 
@@ -79,6 +129,7 @@ fn owner_of(identity: &Identity) -> Result<String, VaultError> {
 async fn client_request(
     node: &Node,
     transport: &VaultTransport,
+    twopc: &Arc<TwoPc>,
     origin: &RequestOrigin,
     request: ClientRequest,
 ) -> Reply {
@@ -89,7 +140,10 @@ async fn client_request(
         request_name(&request.request)
     );
     match plan(&owner, request.clone(), now_ms())? {
-        Plan::Propose(command) => decode_reply(node.propose(command).await),
+        Plan::Propose(command) => {
+            twopc.refuse_locked_update(&command).await?;
+            decode_reply(node.propose(command).await)
+        }
         Plan::Read { query, stale } => {
             let consistency = if stale {
                 ReadConsistency::Stale
@@ -110,6 +164,7 @@ async fn client_request(
             }
             Err(error) => Err(node_error(error)),
         },
+        Plan::Runtime(Request::Delete { name }) => twopc.delete(&owner, &name).await,
         Plan::Runtime(other) => Err(VaultError::Invalid(format!(
             "{} is not served by this node",
             request_name(&other)
@@ -129,7 +184,7 @@ async fn forward(
         .await
     {
         Ok(WireResponse::Client(reply)) => reply,
-        Ok(WireResponse::Node(_)) => Err(VaultError::Internal(format!(
+        Ok(WireResponse::Node(_) | WireResponse::TwoPc(_)) => Err(VaultError::Internal(format!(
             "{leader} answered with a node reply"
         ))),
         Err(error) => Err(VaultError::Unavailable(format!(
@@ -162,7 +217,8 @@ fn decode_reply(outcome: Result<Vec<u8>, NodeError>) -> Reply {
     })?
 }
 
-fn node_error(error: NodeError) -> VaultError {
+/// The client-facing error for a runtime error.
+pub(crate) fn node_error(error: NodeError) -> VaultError {
     match error {
         NodeError::NotLeader { .. } | NodeError::Unavailable => VaultError::Unavailable(
             "no leader or quorum within the timeout; the cluster is unavailable".into(),

@@ -13,10 +13,12 @@
 
 mod handler;
 mod network;
+mod twopc;
 mod wire;
 
 pub use network::QuicNetwork;
-pub use wire::{WireRequest, WireResponse};
+pub use twopc::TwoPcOptions;
+pub use wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 
 use crate::store::VaultStateMachine;
 use certs::Credentials;
@@ -49,6 +51,8 @@ pub struct ServerOptions {
     pub cert: PathBuf,
     /// This node's key.
     pub key: PathBuf,
+    /// Two-phase-commit policy and timeouts (`[twopc]`).
+    pub twopc: TwoPcOptions,
 }
 
 /// Why a node could not start or stopped abnormally.
@@ -88,6 +92,7 @@ pub async fn run(
     let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
     let transport = Arc::new(transport);
     let machine = VaultStateMachine::open(&options.database)?;
+    let participant_store = VaultStateMachine::open_participant(&options.database)?;
     let network = Arc::new(QuicNetwork::new(transport.clone()));
     let (node, mut driver) = Node::start(&options.node, machine, network)?;
     tracing::info!(
@@ -100,9 +105,17 @@ pub async fn run(
         node.clone(),
         inbox.peer_messages,
     ));
+    let twopc = twopc::TwoPc::new(
+        node.clone(),
+        transport.clone(),
+        participant_store,
+        options.twopc,
+    );
+    let recovery = tokio::spawn(twopc.clone().recovery_loop());
     let request_loop = tokio::spawn(handler::serve_requests(
         node.clone(),
         transport.clone(),
+        twopc,
         inbox.requests,
     ));
     let outcome = tokio::select! {
@@ -113,6 +126,7 @@ pub async fn run(
         result = &mut driver => Some(result),
     };
     request_loop.abort();
+    recovery.abort();
     node.shutdown().await;
     let result = match outcome {
         Some(result) => result,

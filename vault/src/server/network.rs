@@ -34,9 +34,9 @@ impl PeerNetwork for QuicNetwork {
                 .await
             {
                 Ok(WireResponse::Node(reply)) => Ok(reply),
-                Ok(WireResponse::Client(_)) => Ok(NodeReply::Failed(NodeError::Refused(format!(
-                    "{to} answered a node request with a client reply"
-                )))),
+                Ok(WireResponse::Client(_) | WireResponse::TwoPc(_)) => Ok(NodeReply::Failed(
+                    NodeError::Refused(format!("{to} answered a node request with a client reply")),
+                )),
                 Err(error) => {
                     tracing::debug!("request to {to} failed: {error}");
                     Err(NodeError::Unavailable)

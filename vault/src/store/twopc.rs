@@ -211,3 +211,58 @@ pub(crate) fn settle(
     )?;
     Ok(())
 }
+
+impl VaultStateMachine {
+    /// Opens a second connection to the database at `path` (already created
+    /// by [`VaultStateMachine::open`]) for this node's 2PC participant: it
+    /// prepares, reads locks and decisions while the Raft runtime owns the
+    /// applying connection. SQLite serialises the two writers (WAL mode,
+    /// IMMEDIATE transactions); the busy timeout makes a prepare wait for an
+    /// apply batch instead of failing.
+    pub fn open_participant(path: &std::path::Path) -> Result<Self, StoreError> {
+        let machine = VaultStateMachine::open(path)?;
+        machine
+            .connection
+            .busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(machine)
+    }
+
+    /// The decision this node has applied for `tx`, if any (the first one
+    /// in the log).
+    pub fn decision(&self, tx: &str) -> Result<Option<Decision>, StoreError> {
+        let value: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT decision FROM twopc_decisions WHERE tx = ?1",
+                [tx],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.map(super::apply::decision_from_sql))
+    }
+}
+
+/// The vault store as the 2PC resource manager: a prepare is the durable
+/// check-and-lock of [`VaultStateMachine::prepare`].
+impl consensus::twopc::ResourceManager for VaultStateMachine {
+    type Error = StoreError;
+
+    fn prepare(
+        &mut self,
+        request: &consensus::twopc::VoteRequest,
+        now_ms: u64,
+    ) -> Result<consensus::twopc::PrepareOutcome, StoreError> {
+        let outcome = VaultStateMachine::prepare(
+            self,
+            &request.tx,
+            &request.owner,
+            &request.name,
+            request.version,
+            now_ms,
+        )?;
+        Ok(match outcome {
+            PrepareOutcome::Prepared => consensus::twopc::PrepareOutcome::Prepared,
+            PrepareOutcome::Refused(reason) => consensus::twopc::PrepareOutcome::Refused(reason),
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! The coordinator's runtime: drives a [`Coordinator`] with real time, the
+//! network and the Raft log.
+
+use super::participant::{consensus_decision, vault_decision};
+use super::{millis, wall_clock_ms, TwoPc};
+use crate::protocol::{
+    decision_command, decode, encode, Decision, DeleteReport, Reply, Response, VaultError,
+    VaultQuery, Vote,
+};
+use crate::server::wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
+use consensus::node::ReadConsistency;
+use consensus::raft::NodeId;
+use consensus::twopc::{Coordinator, CoordinatorOutput, TransactionReport, VoteRequest};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What the tasks talking to participants report back.
+enum Event {
+    Voted(NodeId, consensus::twopc::Vote),
+    Acked(NodeId),
+}
+
+impl TwoPc {
+    /// Deletes `owner`'s secret `name` by two-phase commit with this node as
+    /// coordinator, and reports the transaction to the client.
+    pub(crate) async fn delete(self: &Arc<Self>, owner: &str, name: &str) -> Reply {
+        let version = self.current_version(owner, name).await?;
+        // Taken after the read, so it covers every entry the read saw.
+        let read_index = self
+            .node
+            .read_index()
+            .await
+            .map_err(super::super::handler::node_error)?;
+        let me = self.node.id();
+        let tx = format!("{me}-{}-{:08x}", wall_clock_ms(), rand::random::<u32>());
+        let request = VoteRequest {
+            tx: tx.clone(),
+            owner: owner.to_string(),
+            name: name.to_string(),
+            version,
+        };
+        let clock = Instant::now();
+        let now = move || millis(clock.elapsed());
+        let (mut coordinator, outputs) = Coordinator::start(
+            tx.clone(),
+            self.participants(),
+            now(),
+            millis(self.options.vote_timeout),
+        );
+        tracing::info!("Node {me} coordinates tx {tx}: delete {name:?} at version {version}");
+        let (events, mut inbox) = mpsc::unbounded_channel();
+        let mut pending = VecDeque::from(outputs);
+        let mut deleted = false;
+        loop {
+            while let Some(output) = pending.pop_front() {
+                match output {
+                    CoordinatorOutput::SendVote { to } => {
+                        self.send_vote(to, request.clone(), read_index, events.clone());
+                    }
+                    CoordinatorOutput::ProposeDecision(decision) => {
+                        let (logged, did_delete) = self
+                            .log_decision(owner, &tx, name, version, vault_decision(decision))
+                            .await
+                            .map_err(|error| undecided(&tx, error))?;
+                        deleted = did_delete;
+                        tracing::info!(
+                            "Coordinator decision for tx {tx}: {}",
+                            consensus_decision(logged)
+                        );
+                        pending.extend(
+                            coordinator.on_decision_logged(consensus_decision(logged), now()),
+                        );
+                    }
+                    CoordinatorOutput::SendDecide { to, decision } => {
+                        self.send_decide(to, &tx, vault_decision(decision), events.clone());
+                    }
+                    CoordinatorOutput::Finished(report) => {
+                        return self.conclude(report, owner, name, deleted).await;
+                    }
+                }
+            }
+            let event = match coordinator.next_deadline_ms() {
+                Some(deadline) => {
+                    let deadline = clock + std::time::Duration::from_millis(deadline);
+                    tokio::time::timeout_at(deadline, inbox.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                None => inbox.recv().await,
+            };
+            pending.extend(match event {
+                Some(Event::Voted(from, vote)) => coordinator.on_vote(from, vote, now()),
+                Some(Event::Acked(from)) => coordinator.on_ack(from),
+                None => coordinator.on_tick(now()),
+            });
+        }
+    }
+
+    /// The secret's current version, read linearizably for its owner.
+    async fn current_version(&self, owner: &str, name: &str) -> Result<u64, VaultError> {
+        let query = encode(&VaultQuery::Secret {
+            caller: owner.to_string(),
+            owner: None,
+            name: name.to_string(),
+        });
+        let bytes = self
+            .node
+            .read(query, ReadConsistency::Linearizable)
+            .await
+            .map_err(super::super::handler::node_error)?;
+        match decode::<Reply>(&bytes) {
+            Ok(Ok(Response::Secret(record))) => Ok(record.version),
+            Ok(Ok(other)) => Err(VaultError::Internal(format!(
+                "unexpected answer to a secret read: {other:?}"
+            ))),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(VaultError::Internal(format!(
+                "undecodable state machine reply: {error}"
+            ))),
+        }
+    }
+
+    /// Sends the vote request to `to` (or votes locally) on its own task; no
+    /// answer before the vote timeout, or an unreachable node, is an abort.
+    fn send_vote(
+        self: &Arc<Self>,
+        to: NodeId,
+        request: VoteRequest,
+        read_index: u64,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
+        let me = self.node.id();
+        tracing::info!(
+            "Phase Coordinator of Node {me} sends RPC Vote to Phase Participant-Vote of Node {to}"
+        );
+        let service = self.clone();
+        tokio::spawn(async move {
+            let reply = if to == me {
+                service.vote(me, request, read_index).await
+            } else {
+                let message = TwoPcRequest::Vote {
+                    tx: request.tx,
+                    owner: request.owner,
+                    name: request.name,
+                    version: request.version,
+                    read_index,
+                };
+                service
+                    .call(to, message, service.options.vote_timeout)
+                    .await
+            };
+            let vote = match reply {
+                TwoPcReply::Voted {
+                    vote: Vote::Commit, ..
+                } => consensus::twopc::Vote::Commit,
+                TwoPcReply::Voted { reason, .. } => consensus::twopc::Vote::Abort(
+                    reason.unwrap_or_else(|| "voted abort without a reason".into()),
+                ),
+                TwoPcReply::Failed(reason) => consensus::twopc::Vote::Abort(reason),
+                other => consensus::twopc::Vote::Abort(format!("unexpected answer {other:?}")),
+            };
+            if let consensus::twopc::Vote::Abort(reason) = &vote {
+                tracing::info!("Node {me}: {to} votes VOTE_ABORT: {reason}");
+            }
+            let _ = events.send(Event::Voted(to, vote));
+        });
+    }
+
+    /// Sends the logged decision to `to` (or acknowledges locally) on its own
+    /// task; an ack arrives only once `to` applied the decision.
+    fn send_decide(
+        self: &Arc<Self>,
+        to: NodeId,
+        tx: &str,
+        decision: Decision,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
+        let me = self.node.id();
+        tracing::info!(
+            "Phase Coordinator of Node {me} sends RPC Decide to Phase Participant-Decision of Node {to}"
+        );
+        let service = self.clone();
+        let tx = tx.to_string();
+        tokio::spawn(async move {
+            let reply = if to == me {
+                service.acknowledge(me, tx).await
+            } else {
+                let message = TwoPcRequest::Decide { tx, decision };
+                service
+                    .call(to, message, service.options.vote_timeout)
+                    .await
+            };
+            match reply {
+                TwoPcReply::Acked { .. } => {
+                    let _ = events.send(Event::Acked(to));
+                }
+                other => tracing::info!("Node {me}: {to} did not acknowledge: {other:?}"),
+            }
+        });
+    }
+
+    /// One 2PC message to node `to`, answered within `limit` or counted as
+    /// unanswered (for a vote: an abort).
+    pub(super) async fn call(
+        &self,
+        to: NodeId,
+        message: TwoPcRequest,
+        limit: std::time::Duration,
+    ) -> TwoPcReply {
+        let message = WireRequest::TwoPc(message);
+        let request = self.transport.request(to, &message);
+        match tokio::time::timeout(limit, request).await {
+            Ok(Ok(WireResponse::TwoPc(reply))) => reply,
+            Ok(Ok(_)) => TwoPcReply::Failed(format!("{to} answered with another kind of reply")),
+            Ok(Err(error)) => TwoPcReply::Failed(format!("{to} is unreachable: {error}")),
+            Err(_) => TwoPcReply::Failed(format!("{to} did not answer in time")),
+        }
+    }
+
+    /// Makes `decision` durable through Raft and returns the decision the
+    /// log holds for `tx` (the first one wins) and whether this entry
+    /// deleted the secret.
+    pub(super) async fn log_decision(
+        &self,
+        owner: &str,
+        tx: &str,
+        name: &str,
+        version: u64,
+        decision: Decision,
+    ) -> Result<(Decision, bool), VaultError> {
+        let command = decision_command(owner, tx, name, version, decision, wall_clock_ms());
+        let bytes = self
+            .node
+            .propose(command)
+            .await
+            .map_err(super::super::handler::node_error)?;
+        match decode::<Reply>(&bytes) {
+            Ok(Ok(Response::Decided {
+                decision, deleted, ..
+            })) => Ok((decision, deleted)),
+            Ok(Ok(other)) => Err(VaultError::Internal(format!(
+                "unexpected answer to a decision: {other:?}"
+            ))),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(VaultError::Internal(format!(
+                "undecodable state machine reply: {error}"
+            ))),
+        }
+    }
+
+    /// The client's answer. A commit that deleted nothing means the secret
+    /// moved past the voted version (a racing update won): unless the secret
+    /// is gone anyway (this decision was a retried duplicate), that is a
+    /// conflict, not a success.
+    async fn conclude(
+        &self,
+        report: TransactionReport,
+        owner: &str,
+        name: &str,
+        deleted: bool,
+    ) -> Reply {
+        let decision = vault_decision(report.decision);
+        if decision == Decision::Commit && !deleted {
+            if let Ok(version) = self.current_version(owner, name).await {
+                return Err(VaultError::Conflict(format!(
+                    "transaction {} committed but {name:?} had changed to version {version} \
+                     after the vote, so nothing was deleted",
+                    report.tx
+                )));
+            }
+        }
+        let votes = report
+            .votes
+            .iter()
+            .map(|(node, vote)| {
+                let vote = if vote.is_commit() {
+                    Vote::Commit
+                } else {
+                    Vote::Abort
+                };
+                (*node, vote)
+            })
+            .collect();
+        Ok(Response::Deleted(DeleteReport {
+            tx: report.tx,
+            decision,
+            votes,
+            acked: report.acked,
+        }))
+    }
+}
+
+/// The coordinator could not log a decision: the outcome is unknown to it,
+/// but recovery settles it (an abort unless the decision did reach the log).
+fn undecided(tx: &str, error: VaultError) -> VaultError {
+    VaultError::Unavailable(format!(
+        "the decision for transaction {tx} could not be logged ({error}); \
+         prepared nodes resolve it through the leader after the decision timeout"
+    ))
+}

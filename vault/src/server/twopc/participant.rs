@@ -1,0 +1,167 @@
+//! The participant's side on a running node: vote, acknowledge, and (on the
+//! leader) resolve a transaction recovery asks about.
+
+use super::{millis, wall_clock_ms, TwoPc};
+use crate::protocol::{Decision, Vote};
+use crate::server::wire::TwoPcReply;
+use consensus::raft::NodeId;
+use consensus::twopc::participant::{self, AckOutcome, Resolution};
+use consensus::twopc::VoteRequest;
+use std::time::Duration;
+
+/// How often a participant looks whether the decision it was told about has
+/// been applied locally yet.
+const APPLY_POLL: Duration = Duration::from_millis(5);
+
+impl TwoPc {
+    /// Votes on `request` from `coordinator`: the policy, then (once this
+    /// node applied the log through `read_index`, waiting at most the vote
+    /// timeout) a durable check-and-lock in the store. The vote leaves only
+    /// after the prepare committed with a full fsync.
+    pub(crate) async fn vote(
+        &self,
+        coordinator: NodeId,
+        request: VoteRequest,
+        read_index: u64,
+    ) -> TwoPcReply {
+        self.apply_through(read_index).await;
+        let policy = self.options.vote;
+        let tx = request.tx.clone();
+        let outcome = self
+            .with_store(move |store| participant::vote(policy, store, &request, wall_clock_ms()))
+            .await;
+        let vote = outcome.unwrap_or_else(|error| {
+            consensus::twopc::Vote::Abort(format!("this node cannot prepare: {error}"))
+        });
+        let me = self.node.id();
+        match &vote {
+            consensus::twopc::Vote::Commit => {
+                tracing::info!("Phase Participant-Vote of Node {me} votes VOTE_COMMIT for tx {tx}")
+            }
+            consensus::twopc::Vote::Abort(reason) => tracing::info!(
+                "Phase Participant-Vote of Node {me} votes VOTE_ABORT for tx {tx}: {reason}"
+            ),
+        }
+        tracing::info!(
+            "Phase Participant-Vote of Node {me} sends RPC Vote to Phase Coordinator of Node {coordinator}"
+        );
+        match vote {
+            consensus::twopc::Vote::Commit => TwoPcReply::Voted {
+                vote: Vote::Commit,
+                reason: None,
+            },
+            consensus::twopc::Vote::Abort(reason) => TwoPcReply::Voted {
+                vote: Vote::Abort,
+                reason: Some(reason),
+            },
+        }
+    }
+
+    /// Waits until this node applied the log through `index`, or the vote
+    /// timeout passed (then the store answers from what it has, and a node
+    /// still behind votes abort with the reason).
+    async fn apply_through(&self, index: u64) {
+        let deadline = tokio::time::Instant::now() + self.options.vote_timeout;
+        while self.node.status().applied_index < index && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(APPLY_POLL).await;
+        }
+    }
+
+    /// Answers a Decide from `coordinator` once this node's state machine
+    /// applied the decision for `tx` from the log (which deleted the secret
+    /// or released the lock), waiting at most the decision timeout.
+    pub(crate) async fn acknowledge(&self, coordinator: NodeId, tx: String) -> TwoPcReply {
+        let me = self.node.id();
+        let deadline = tokio::time::Instant::now() + self.options.decision_timeout;
+        loop {
+            let applied = {
+                let tx = tx.clone();
+                self.with_store(move |store| store.decision(&tx)).await
+            };
+            let applied = match applied {
+                Ok(applied) => applied,
+                Err(error) => return TwoPcReply::Failed(error.to_string()),
+            };
+            match participant::ack(applied.map(consensus_decision)) {
+                AckOutcome::Ack(decision) => {
+                    let decision = vault_decision(decision);
+                    let verb = match decision {
+                        Decision::Commit => "commits",
+                        Decision::Abort => "aborts",
+                    };
+                    tracing::info!(
+                        "Phase Participant-Decision of Node {me} {verb} tx {tx} ({})",
+                        consensus_decision(decision)
+                    );
+                    tracing::info!(
+                        "Phase Participant-Decision of Node {me} sends RPC Ack to Phase Coordinator of Node {coordinator}"
+                    );
+                    return TwoPcReply::Acked { decision };
+                }
+                AckOutcome::Wait if tokio::time::Instant::now() >= deadline => {
+                    return TwoPcReply::Failed(format!(
+                        "{me} has not applied the decision for {tx} within {} ms",
+                        millis(self.options.decision_timeout)
+                    ));
+                }
+                AckOutcome::Wait => tokio::time::sleep(APPLY_POLL).await,
+            }
+        }
+    }
+
+    /// The leader's answer to a participant left prepared: the decision the
+    /// log holds, proposing GLOBAL_ABORT first if this node knows none.
+    pub(crate) async fn resolve(
+        &self,
+        tx: String,
+        owner: String,
+        name: String,
+        version: u64,
+    ) -> TwoPcReply {
+        if !self.node.is_leader() {
+            return TwoPcReply::Failed(format!("{} is not the leader", self.node.id()));
+        }
+        let logged = {
+            let tx = tx.clone();
+            self.with_store(move |store| store.decision(&tx)).await
+        };
+        let logged = match logged {
+            Ok(logged) => logged,
+            Err(error) => return TwoPcReply::Failed(error.to_string()),
+        };
+        match participant::resolve(logged.map(consensus_decision)) {
+            Resolution::Decided(decision) => TwoPcReply::Resolved {
+                decision: vault_decision(decision),
+            },
+            Resolution::ProposeAbort => {
+                tracing::info!(
+                    "Node {} (leader) proposes GLOBAL_ABORT for undecided tx {tx}",
+                    self.node.id()
+                );
+                match self
+                    .log_decision(&owner, &tx, &name, version, Decision::Abort)
+                    .await
+                {
+                    Ok((decision, _)) => TwoPcReply::Resolved { decision },
+                    Err(error) => TwoPcReply::Failed(error.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// The protocol crate's decision for the vault's wire decision.
+pub(super) fn consensus_decision(decision: Decision) -> consensus::twopc::Decision {
+    match decision {
+        Decision::Commit => consensus::twopc::Decision::Commit,
+        Decision::Abort => consensus::twopc::Decision::Abort,
+    }
+}
+
+/// The vault's wire decision for the protocol crate's.
+pub(super) fn vault_decision(decision: consensus::twopc::Decision) -> Decision {
+    match decision {
+        consensus::twopc::Decision::Commit => Decision::Commit,
+        consensus::twopc::Decision::Abort => Decision::Abort,
+    }
+}
