@@ -14,11 +14,10 @@ mod process;
 
 pub use files::{files_containing, files_under};
 pub use process::{
-    eventually, free_port_range, run_cli, run_cli_with_env, vault_cli, CliResult, HANG_GUARD,
-    PASSPHRASE,
+    eventually, free_port_range, run_cli, run_cli_full, run_cli_with_env, vault_cli, CliResult,
+    HANG_GUARD, PASSPHRASE,
 };
 
-use process::wait_with_guard;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -163,6 +162,8 @@ impl TestCluster {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // Plain text logs: tracing-subscriber honours NO_COLOR.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
@@ -233,26 +234,11 @@ impl TestCluster {
 
     /// Runs a client command with another client configuration file.
     pub fn cli_as(&self, config: &Path, args: &[&str], input: Option<&str>) -> CliResult {
-        use std::io::Write;
-        let mut child = Command::new(vault_cli())
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .arg("--json")
-            .env("VAULT_PASSPHRASE", PASSPHRASE)
-            .env_remove("VAULT_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vault-cli");
-        if let Some(mut stdin) = child.stdin.take() {
-            if let Some(text) = input {
-                stdin.write_all(text.as_bytes()).expect("write stdin");
-            }
-        }
-        let output = wait_with_guard(child);
-        CliResult::from_output(output)
+        let config = config.to_string_lossy();
+        let mut full = vec!["--config", config.as_ref()];
+        full.extend_from_slice(args);
+        full.push("--json");
+        run_cli_full(&full, &[("VAULT_PASSPHRASE", PASSPHRASE)], input)
     }
 
     /// `status --json` as parsed JSON, asking only the running nodes (a
@@ -330,9 +316,26 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "no agreed leader within {HANG_GUARD:?}; status: {:?}",
-            self.status()
+            "no agreed leader within {HANG_GUARD:?}; status: {:?}\n{}",
+            self.status(),
+            self.log_tails(20)
         );
+    }
+
+    /// The last `lines` lines of every node's log, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for node in 1..=self.size {
+            let log = self.node_log(node);
+            let all: Vec<&str> = log.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            text.push_str(&format!("--- node{node} log (last {lines} lines) ---\n"));
+            for line in tail {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
     }
 
     fn agreed_leader(&self) -> Option<usize> {
@@ -356,8 +359,19 @@ impl TestCluster {
     }
 
     /// Repeats `attempt` until it returns `Some`, or panics after [`HANG_GUARD`].
-    pub fn eventually<T>(&self, what: &str, attempt: impl FnMut() -> Option<T>) -> T {
-        eventually(what, attempt)
+    /// On failure the panic message carries every node's log tail.
+    pub fn eventually<T>(&self, what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + HANG_GUARD;
+        while Instant::now() < deadline {
+            if let Some(value) = attempt() {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{what}: not reached within {HANG_GUARD:?}\n{}",
+            self.log_tails(20)
+        );
     }
 }
 

@@ -61,19 +61,49 @@ pub fn vault_cli() -> &'static Path {
 }
 
 /// `count` consecutive loopback UDP ports that are free right now.
+///
+/// They are taken below the kernel's ephemeral range, so the client
+/// endpoints that every `vault-cli` command binds to port 0 cannot take a
+/// node's port between `cluster init` and `node run`; and no two clusters
+/// of one test process are handed overlapping ranges.
 pub fn free_port_range(count: u16) -> u16 {
-    let seed = std::process::id() as u64 ^ now_nanos();
-    for attempt in 0..500u64 {
-        let base =
-            20_000 + ((seed.wrapping_mul(6364136223846793005) + attempt * 7919) % 40_000) as u16;
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let (low, high) = port_window();
+    let span = high - low;
+    let mut next = NEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cursor = next.unwrap_or_else(|| {
+        let seed = u64::from(std::process::id()) ^ now_nanos();
+        (seed.wrapping_mul(6364136223846793005) % u64::from(span)) as u32
+    });
+    for _ in 0..500 {
+        let base = low + cursor % span.saturating_sub(u32::from(count)).max(1);
+        cursor = cursor.wrapping_add(u32::from(count) + 1);
+        // base + count <= high <= 65535 by construction of the window.
+        let base = base as u16;
         let sockets: Vec<_> = (0..count)
             .map_while(|offset| UdpSocket::bind(("127.0.0.1", base + offset)).ok())
             .collect();
         if sockets.len() == count as usize {
+            *next = Some(cursor);
             return base;
         }
     }
     panic!("no {count} consecutive free UDP ports on loopback");
+}
+
+/// Ports for test nodes: below the ephemeral range when there is room.
+fn port_window() -> (u32, u32) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low >= 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        (61_000, 65_535)
+    }
 }
 
 fn now_nanos() -> u64 {
@@ -136,22 +166,34 @@ pub fn run_cli(args: &[&str]) -> CliResult {
 
 /// Like [`run_cli`] with extra environment variables.
 pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> CliResult {
+    run_cli_full(args, env, None)
+}
+
+/// Runs `vault-cli` with `args`, extra environment and `input` on standard
+/// input (closed right after), under the hang guard.
+pub fn run_cli_full(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> CliResult {
+    use std::io::Write;
     let mut command = Command::new(vault_cli());
     command
         .args(args)
         .env_remove("VAULT_CONFIG")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (name, value) in env {
         command.env(name, value);
     }
-    let child = command.spawn().expect("spawn vault-cli");
+    let mut child = command.spawn().expect("spawn vault-cli");
+    if let Some(mut stdin) = child.stdin.take() {
+        if let Some(text) = input {
+            stdin.write_all(text.as_bytes()).expect("write stdin");
+        }
+    }
     CliResult::from_output(wait_with_guard(child))
 }
 
 /// Waits for `child`, collecting its output; kills it after [`HANG_GUARD`].
-pub(crate) fn wait_with_guard(child: Child) -> Output {
+fn wait_with_guard(child: Child) -> Output {
     // Collect output on a thread so a chatty child can never fill its pipe
     // and block while we wait; kill it if it outlives the hang guard.
     let pid = child.id();
