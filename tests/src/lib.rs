@@ -7,121 +7,21 @@
 //! user would. Every process is killed when the cluster is dropped, and the
 //! directory is removed, so a failing test leaves nothing behind.
 
+#![warn(missing_docs)]
+
+mod files;
+mod process;
+
+pub use files::{files_containing, files_under};
+pub use process::{
+    eventually, free_port_range, run_cli, run_cli_full, run_cli_with_env, vault_cli, CliResult,
+    HANG_GUARD, PASSPHRASE,
+};
+
 use serde_json::Value;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Upper bound for anything a test waits for; only there to catch hangs.
-pub const HANG_GUARD: Duration = Duration::from_secs(60);
-
-/// The passphrase every test client uses.
-pub const PASSPHRASE: &str = "correct horse battery staple";
-
-/// Variables cargo sets for the crate under test, not for a nested build.
-const RUNNER_VARIABLES: &[&str] = &[
-    "CARGO_MANIFEST_",
-    "CARGO_PKG_",
-    "CARGO_CRATE_NAME",
-    "CARGO_BIN_",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_RUSTC_CURRENT_DIR",
-];
-
-/// Path of the `vault-cli` binary of this workspace, built on first use if
-/// the test runner did not build it already.
-pub fn vault_cli() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // The test executable lives in target/<profile>/deps/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable inside target/<profile>/deps");
-        let binary = profile_dir.join("vault-cli");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "-p", "vault-cli", "--bin", "vault-cli"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        // The test runner sets per-package variables (CARGO_MANIFEST_DIR,
-        // CARGO_PKG_*, ...). Some build scripts (ring's) rerun when those
-        // change, so inheriting them would make this build and the outer
-        // `cargo test` rebuild half the dependency tree in turn.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if RUNNER_VARIABLES
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        let status = build.status().expect("run cargo build for vault-cli");
-        assert!(status.success(), "building vault-cli failed");
-        assert!(binary.exists(), "no vault-cli at {}", binary.display());
-        binary
-    })
-}
-
-/// `count` consecutive loopback UDP ports that are free right now.
-pub fn free_port_range(count: u16) -> u16 {
-    let seed = std::process::id() as u64 ^ now_nanos();
-    for attempt in 0..500u64 {
-        let base =
-            20_000 + ((seed.wrapping_mul(6364136223846793005) + attempt * 7919) % 40_000) as u16;
-        let sockets: Vec<_> = (0..count)
-            .map_while(|offset| UdpSocket::bind(("127.0.0.1", base + offset)).ok())
-            .collect();
-        if sockets.len() == count as usize {
-            return base;
-        }
-    }
-    panic!("no {count} consecutive free UDP ports on loopback");
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// The result of one `vault-cli` client command.
-#[derive(Debug)]
-pub struct CliResult {
-    /// Exit code (-1 if killed by a signal).
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl CliResult {
-    fn from_output(output: Output) -> Self {
-        CliResult {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Standard output parsed as the one JSON document `--json` promises.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
-    }
-
-    /// Panics with the whole result unless the command succeeded.
-    pub fn expect_ok(self) -> Self {
-        assert_eq!(self.code, 0, "command failed: {self:?}");
-        self
-    }
-}
 
 /// A local cluster of real `vault-cli node run` processes.
 pub struct TestCluster {
@@ -262,6 +162,8 @@ impl TestCluster {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // Plain text logs: tracing-subscriber honours NO_COLOR.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
@@ -332,26 +234,11 @@ impl TestCluster {
 
     /// Runs a client command with another client configuration file.
     pub fn cli_as(&self, config: &Path, args: &[&str], input: Option<&str>) -> CliResult {
-        use std::io::Write;
-        let mut child = Command::new(vault_cli())
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .arg("--json")
-            .env("VAULT_PASSPHRASE", PASSPHRASE)
-            .env_remove("VAULT_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vault-cli");
-        if let Some(mut stdin) = child.stdin.take() {
-            if let Some(text) = input {
-                stdin.write_all(text.as_bytes()).expect("write stdin");
-            }
-        }
-        let output = wait_with_guard(child);
-        CliResult::from_output(output)
+        let config = config.to_string_lossy();
+        let mut full = vec!["--config", config.as_ref()];
+        full.extend_from_slice(args);
+        full.push("--json");
+        run_cli_full(&full, &[("VAULT_PASSPHRASE", PASSPHRASE)], input)
     }
 
     /// `status --json` as parsed JSON, asking only the running nodes (a
@@ -429,9 +316,26 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "no agreed leader within {HANG_GUARD:?}; status: {:?}",
-            self.status()
+            "no agreed leader within {HANG_GUARD:?}; status: {:?}\n{}",
+            self.status(),
+            self.log_tails(20)
         );
+    }
+
+    /// The last `lines` lines of every node's log, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for node in 1..=self.size {
+            let log = self.node_log(node);
+            let all: Vec<&str> = log.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            text.push_str(&format!("--- node{node} log (last {lines} lines) ---\n"));
+            for line in tail {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
     }
 
     fn agreed_leader(&self) -> Option<usize> {
@@ -455,21 +359,20 @@ impl TestCluster {
     }
 
     /// Repeats `attempt` until it returns `Some`, or panics after [`HANG_GUARD`].
-    pub fn eventually<T>(&self, what: &str, attempt: impl FnMut() -> Option<T>) -> T {
-        eventually(what, attempt)
-    }
-}
-
-/// Repeats `attempt` until it returns `Some`, or panics after [`HANG_GUARD`].
-pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + HANG_GUARD;
-    while Instant::now() < deadline {
-        if let Some(value) = attempt() {
-            return value;
+    /// On failure the panic message carries every node's log tail.
+    pub fn eventually<T>(&self, what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + HANG_GUARD;
+        while Instant::now() < deadline {
+            if let Some(value) = attempt() {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        panic!(
+            "{what}: not reached within {HANG_GUARD:?}\n{}",
+            self.log_tails(20)
+        );
     }
-    panic!("{what}: not reached within {HANG_GUARD:?}");
 }
 
 /// Which certificate a client configuration presents, as paths relative to
@@ -496,71 +399,6 @@ impl ClientIdentity {
     }
 }
 
-/// Runs `vault-cli` with `args` only (no client config), e.g. `certs` or
-/// `node run`, under the hang guard.
-pub fn run_cli(args: &[&str]) -> CliResult {
-    run_cli_with_env(args, &[])
-}
-
-/// Like [`run_cli`] with extra environment variables.
-pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> CliResult {
-    let mut command = Command::new(vault_cli());
-    command
-        .args(args)
-        .env_remove("VAULT_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let child = command.spawn().expect("spawn vault-cli");
-    CliResult::from_output(wait_with_guard(child))
-}
-
-/// Every file under `dir` (recursively) whose bytes contain `needle`.
-pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|window| window == needle) {
-                    found.push(path);
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Every regular file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for node in 1..=self.size {
@@ -572,27 +410,4 @@ impl Drop for TestCluster {
 /// `node3` -> 3.
 pub fn node_number(id: &str) -> Option<usize> {
     id.strip_prefix("node")?.parse().ok()
-}
-
-fn wait_with_guard(child: Child) -> Output {
-    // Collect output on a thread so a chatty child can never fill its pipe
-    // and block while we wait; kill it if it outlives the hang guard.
-    let pid = child.id();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    let output = match receiver.recv_timeout(HANG_GUARD) {
-        Ok(output) => output,
-        Err(_) => {
-            // SAFETY: kill(2) on our own child, which has not been reaped.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-            receiver
-                .recv()
-                .expect("output thread ends once the child dies")
-        }
-    };
-    output.expect("collect vault-cli output")
 }

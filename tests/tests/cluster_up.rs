@@ -75,27 +75,16 @@ fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
 }
 
 fn client(dir: &Path, args: &[&str], input: Option<&str>) -> vault_tests::CliResult {
-    use std::io::Write;
-    let mut child = Command::new(vault_cli())
-        .arg("--config")
-        .arg(dir.join("client.toml"))
-        .args(args)
-        .arg("--json")
-        .env("VAULT_PASSPHRASE", vault_tests::PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vault-cli");
-    if let (Some(mut stdin), Some(text)) = (child.stdin.take(), input) {
-        stdin.write_all(text.as_bytes()).expect("write stdin");
-    }
-    let output = child.wait_with_output().expect("vault-cli output");
-    vault_tests::CliResult {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let config = dir.join("client.toml");
+    let config = config.to_string_lossy();
+    let mut full = vec!["--config", config.as_ref()];
+    full.extend_from_slice(args);
+    full.push("--json");
+    vault_tests::run_cli_full(
+        &full,
+        &[("VAULT_PASSPHRASE", vault_tests::PASSPHRASE)],
+        input,
+    )
 }
 
 #[test]

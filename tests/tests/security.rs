@@ -137,15 +137,20 @@ fn a_wrong_passphrase_cannot_decrypt() {
     let cluster = TestCluster::start(3);
     cluster.wait_for_leader();
     cluster.add_secret("github", "me", "pw");
-    let output = std::process::Command::new(vault_tests::vault_cli())
-        .arg("--config")
-        .arg(cluster.client_config())
-        .args(["get-secret", "github", "--json"])
-        .env("VAULT_PASSPHRASE", "not the passphrase")
-        .output()
-        .expect("run vault-cli");
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let config = cluster.client_config();
+    let result = vault_tests::run_cli_full(
+        &[
+            "--config",
+            &path_arg(&config),
+            "get-secret",
+            "github",
+            "--json",
+        ],
+        &[("VAULT_PASSPHRASE", "not the passphrase")],
+        None,
+    );
+    assert_eq!(result.code, 1, "{result:?}");
+    let stdout = &result.stdout;
     assert!(stdout.contains("cannot decrypt"), "{stdout}");
     assert!(!stdout.contains("\"pw\""), "{stdout}");
 }
