@@ -222,6 +222,12 @@ pub async fn get_secret(session: &Session, args: &GetSecretArgs) -> Result<()> {
         anyhow::bail!("unexpected answer to get-secret: {response:?}");
     };
     let keyring = session.keyring()?;
+    // Reading is also when a new identity makes itself reachable for
+    // shares; best effort, and never for a --stale read, which must work
+    // without a quorum.
+    if !args.stale {
+        let _ = session.ensure_key_published(&keyring).await;
+    }
     let fields = keyring.open(&record).map_err(|_| {
         Failure::new(
             1,
@@ -315,12 +321,25 @@ pub async fn share(session: &Session, args: &ShareArgs, grant: bool) -> Result<(
             &format!("{} no longer shared with {grantee}", args.name),
         );
     }
-    let Response::PublicKey { public_key, .. } = session
+    let lookup = session
+        .client
         .call(Request::PublicKey {
             identity: grantee.clone(),
         })
-        .await?
-    else {
+        .await;
+    let lookup = match lookup {
+        Err(vault::protocol::VaultError::NotFound(_)) => {
+            return Err(Failure::new(
+                3,
+                format!(
+                    "{grantee} has not published a public key yet: they must run add-secret or get-secret once with their passphrase"
+                ),
+            )
+            .into())
+        }
+        other => reply_to_result(other)?,
+    };
+    let Response::PublicKey { public_key, .. } = lookup else {
         anyhow::bail!("unexpected answer to a public key lookup");
     };
     let Response::Secret(record) = session

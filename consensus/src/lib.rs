@@ -28,7 +28,6 @@ pub mod raft;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
-
 pub mod twopc;
 
 #[cfg(test)]

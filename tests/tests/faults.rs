@@ -121,7 +121,6 @@ fn a_torn_log_tail_is_cut_with_a_warning_and_the_node_catches_up() {
 }
 
 #[test]
-#[ignore = "product bug: VaultClient spends the whole timeout connecting to a dead node listed first and never tries the others"]
 fn a_client_fails_over_when_the_first_listed_node_is_down() {
     let mut cluster = TestCluster::start(3);
     cluster.wait_for_leader();

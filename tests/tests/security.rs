@@ -197,7 +197,6 @@ fn a_client_certificate_from_a_foreign_ca_is_refused() {
 }
 
 #[test]
-#[ignore = "product bug: a refused client certificate is reported as \"stream error: connection lost\", not as a certificate problem"]
 fn a_refused_certificate_is_named_in_the_error() {
     let cluster = TestCluster::start(3);
     cluster.wait_for_leader();

@@ -28,6 +28,12 @@ use tokio::time::Instant;
 /// Pause before trying the next node after a failure.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// Longest wait for one node's QUIC handshake. A dead node does not refuse a
+/// connection, it just never answers, so without this bound the first node
+/// listed would take the whole request timeout and the others would never be
+/// tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A connection to a vault cluster on behalf of one client identity.
 pub struct VaultClient {
     credentials: Credentials,
@@ -135,7 +141,8 @@ impl VaultClient {
             .nodes
             .get(index)
             .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
-        let connection = tokio::time::timeout_at(deadline, self.connection(*id, address))
+        let connect_deadline = deadline.min(Instant::now() + CONNECT_TIMEOUT);
+        let connection = tokio::time::timeout_at(connect_deadline, self.connection(*id, address))
             .await
             .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
         let wire = WireRequest::Client(request.clone());
@@ -147,6 +154,11 @@ impl VaultClient {
             )),
             Ok(Err(error)) => {
                 self.connections.lock().await.remove(id);
+                if let Some(refusal) = connection.handshake_refusal() {
+                    return Err(VaultError::Unavailable(format!(
+                        "{id} refused this client's certificate ({refusal}); is it issued by the cluster CA?"
+                    )));
+                }
                 Err(VaultError::Unavailable(format!("{id}: {error}")))
             }
             Err(_) => Err(VaultError::Unavailable(format!(

@@ -85,6 +85,23 @@ impl Client {
         round_trip(&self.connection, &Hello::Request, request, self.limits).await
     }
 
+    /// If the node closed this connection because it refused the TLS
+    /// handshake (with TLS 1.3 the server checks the client certificate after
+    /// the client considers the handshake done, so the refusal shows up on
+    /// the first request), a description of the refusal.
+    pub fn handshake_refusal(&self) -> Option<String> {
+        match self.connection.close_reason()? {
+            quinn::ConnectionError::ConnectionClosed(close) => {
+                let code: u64 = close.error_code.into();
+                // QUIC carries TLS alerts as transport errors 0x100 + alert.
+                (0x100..0x200)
+                    .contains(&code)
+                    .then(|| format!("TLS alert {}: {}", code - 0x100, close.error_code))
+            }
+            _ => None,
+        }
+    }
+
     /// Closes the connection and waits until the server has been told.
     pub async fn close(&self) {
         self.connection
