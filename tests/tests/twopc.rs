@@ -19,8 +19,10 @@ fn cluster(size: usize, env: &[(usize, &str, &str)]) -> TestCluster {
     let mut cluster = TestCluster::init(size);
     let config = cluster.client_config();
     let mut text = std::fs::read_to_string(&config).expect("read client.toml");
-    text.push_str("\n[kdf]\nmemory_kib = 1024\niterations = 1\n");
-    std::fs::write(&config, text).expect("write client.toml");
+    if !text.contains("[kdf]") {
+        text.push_str("\n[kdf]\nmemory_kib = 1024\niterations = 1\n");
+        std::fs::write(&config, text).expect("write client.toml");
+    }
     for (node, name, value) in env {
         cluster.set_node_env(*node, name, value);
     }
