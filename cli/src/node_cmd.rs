@@ -10,7 +10,8 @@ use vault::server::ServerOptions;
 
 /// Loads `config` (with `VAULT_*` overrides) and runs the node.
 pub fn run(config: &Path) -> Result<()> {
-    init_logging();
+    // Kept to the end: dropping it flushes the lines still queued.
+    let _log_guard = init_logging();
     let config = crate::config::node::load(config, &|name| std::env::var(name).ok())?;
     let options = server_options(&config)?;
     tracing::info!(
@@ -90,13 +91,25 @@ async fn shutdown_signal() {
 }
 
 /// `tracing` to stderr, level from `RUST_LOG` (default `info`).
-pub fn init_logging() {
+///
+/// Lines are formatted on the calling thread and written by a dedicated
+/// thread: client RPCs are logged at `info` (SPEC §7), and a `write(2)` to
+/// the log file on the request path of every write cost more than the
+/// request itself under load. The writer is not lossy: when its queue is
+/// full, callers wait rather than drop lines. The returned guard flushes
+/// the queue when dropped.
+pub fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colour only on a terminal: node.log files stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
+    guard
 }

@@ -14,7 +14,9 @@
 //! - `apply` must be deterministic: the same entries produce the same state
 //!   and the same responses on every node.
 //! - `snapshot` captures exactly the state as of `applied_index`; `restore`
-//!   replaces the whole state with a snapshot's.
+//!   replaces the whole state with a snapshot's. A job returned by
+//!   `begin_snapshot` must capture the state as of `applied_index` *at the
+//!   time `begin_snapshot` returned*, whatever is applied while it runs.
 
 use crate::raft::{LogIndex, Term};
 
@@ -28,6 +30,10 @@ pub struct CommittedCommand<'a> {
     /// The application's command bytes, exactly as proposed.
     pub command: &'a [u8],
 }
+
+/// The rest of a snapshot, run on its own thread while the state machine
+/// goes on applying (see [`StateMachine::begin_snapshot`]).
+pub type SnapshotJob<E> = Box<dyn FnOnce() -> Result<Vec<u8>, E> + Send>;
 
 /// An application replicated by Raft.
 pub trait StateMachine: Send + 'static {
@@ -54,6 +60,20 @@ pub trait StateMachine: Send + 'static {
 
     /// Serialises the whole state as of `applied_index`.
     fn snapshot(&mut self) -> Result<Vec<u8>, Self::Error>;
+
+    /// Fixes the state as of `applied_index` and returns a job that
+    /// serialises it on another thread, so that applying (and with it every
+    /// client write) does not stop for the length of a large snapshot. The
+    /// runtime calls it between apply batches and runs at most one job at a
+    /// time.
+    ///
+    /// The default serialises at once with [`snapshot`](Self::snapshot); a
+    /// store with consistent read views (SQLite in WAL mode, an MVCC engine)
+    /// should pin a view here and read it in the job.
+    fn begin_snapshot(&mut self) -> Result<SnapshotJob<Self::Error>, Self::Error> {
+        let data = self.snapshot()?;
+        Ok(Box::new(move || Ok(data)))
+    }
 
     /// Replaces the whole state with the snapshot `data` taken at `index`.
     fn restore(&mut self, index: LogIndex, data: &[u8]) -> Result<(), Self::Error>;

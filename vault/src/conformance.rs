@@ -74,6 +74,7 @@ pub fn run_all<S: Subject>(subject: &S, scratch: &Path) -> Result<(), Failure> {
     replicas_agree(subject, &log, &scratch.join("replicas"))?;
     crash_between_batches(subject, &log, &scratch.join("crash"))?;
     snapshot_then_restore(subject, &log, &scratch.join("snapshot"))?;
+    background_snapshot_is_pinned(subject, &log, &scratch.join("background"))?;
     damaged_snapshots_are_refused(subject, &log, &scratch.join("damaged"))?;
     skip_to_is_durable(subject, &log, &scratch.join("skip"))?;
     Ok(())
@@ -345,6 +346,33 @@ fn snapshot_then_restore<S: Subject>(subject: &S, log: &[Slot], dir: &Path) -> R
         fingerprint(SCENARIO, subject, &target)? == fingerprint(SCENARIO, subject, &source)?,
         || "after restore, the same entries led to different states".into(),
     )
+}
+
+/// A snapshot begun with `begin_snapshot` and finished after more entries
+/// were applied holds the state as of its beginning: the same bytes as a
+/// plain `snapshot` taken at that point.
+fn background_snapshot_is_pinned<S: Subject>(
+    subject: &S,
+    log: &[Slot],
+    dir: &Path,
+) -> Result<(), Failure> {
+    const SCENARIO: &str = "background snapshot";
+    let head = prefix_ending_in_command(log, log.len() / 2);
+    let mut machine = open(SCENARIO, subject, dir)?;
+    feed(SCENARIO, &mut machine, head, 8)?;
+    let expected = machine.snapshot().map_err(machine_error(SCENARIO))?;
+    let job = machine.begin_snapshot().map_err(machine_error(SCENARIO))?;
+    feed(SCENARIO, &mut machine, &log[head.len()..], 8)?;
+    let pinned = std::thread::spawn(job)
+        .join()
+        .map_err(|_| Failure::Machine {
+            scenario: SCENARIO,
+            message: "the snapshot job panicked".into(),
+        })?
+        .map_err(machine_error(SCENARIO))?;
+    check(SCENARIO, pinned == expected, || {
+        "a snapshot begun before later entries does not hold the state it was begun at".into()
+    })
 }
 
 /// Damaged snapshot bytes are an error and leave the state as it was.

@@ -184,6 +184,70 @@ fn the_suite_catches_a_machine_that_reapplies() {
     assert!(run_all(&Forgetful, scratch.path()).is_err());
 }
 
+/// A key-value file whose background snapshot reads the file when the job
+/// runs rather than when it was begun: correct in every other respect.
+struct Unpinned {
+    machine: KvFile,
+    dir: std::path::PathBuf,
+}
+
+impl StateMachine for Unpinned {
+    type Error = KvError;
+    fn applied_index(&self) -> u64 {
+        self.machine.applied_index()
+    }
+    fn apply(&mut self, commands: &[CommittedCommand<'_>]) -> Result<Vec<Vec<u8>>, KvError> {
+        self.machine.apply(commands)
+    }
+    fn skip_to(&mut self, index: u64) -> Result<(), KvError> {
+        self.machine.skip_to(index)
+    }
+    fn query(&self, query: &[u8]) -> Result<Vec<u8>, KvError> {
+        self.machine.query(query)
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>, KvError> {
+        self.machine.snapshot()
+    }
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), KvError> {
+        self.machine.restore(index, data)
+    }
+    fn begin_snapshot(
+        &mut self,
+    ) -> Result<consensus::state_machine::SnapshotJob<KvError>, KvError> {
+        let dir = self.dir.clone();
+        Ok(Box::new(move || KvFile::open(&dir)?.snapshot()))
+    }
+}
+
+/// The suite must be able to fail: a background snapshot that sees entries
+/// applied after it began is caught.
+#[test]
+fn the_suite_catches_a_background_snapshot_that_is_not_pinned() {
+    struct Late;
+    impl Subject for Late {
+        type Machine = Unpinned;
+        fn open(&self, dir: &Path) -> Result<Unpinned, KvError> {
+            Ok(Unpinned {
+                machine: KvFile::open(dir)?,
+                dir: dir.to_path_buf(),
+            })
+        }
+        fn commands(&self, count: usize) -> Vec<Vec<u8>> {
+            KeyValue.commands(count)
+        }
+        fn probes(&self) -> Vec<Vec<u8>> {
+            KeyValue.probes()
+        }
+    }
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    match run_all(&Late, scratch.path()) {
+        Err(vault::conformance::Failure::Violated { scenario, .. }) => {
+            assert_eq!(scenario, "background snapshot")
+        }
+        other => panic!("expected the background snapshot scenario to fail, got {other:?}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

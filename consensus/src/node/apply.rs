@@ -70,16 +70,25 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     events: mpsc::UnboundedSender<ApplyEvent>,
     snapshot_every: u64,
     last_snapshot: LogIndex,
+    /// Size of the latest snapshot, and command bytes applied since: a
+    /// snapshot is taken only once the log has grown by as much as the
+    /// last snapshot weighed (see [`ApplyWorker::maybe_snapshot`]).
+    last_snapshot_bytes: u64,
+    bytes_since_snapshot: u64,
+    /// Set while a snapshot job runs on its own thread; it reports the size
+    /// of what it produced (or its failure) here.
+    snapshot_in_flight: Option<std::sync::mpsc::Receiver<Result<u64, String>>>,
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
     /// A worker around `machine`; `last_snapshot` is the index of the latest
-    /// stored snapshot, so compaction resumes where it left off.
+    /// stored snapshot and `last_snapshot_bytes` its size, so compaction
+    /// resumes where it left off.
     pub(crate) fn new(
         machine: SharedMachine<S>,
         events: mpsc::UnboundedSender<ApplyEvent>,
         snapshot_every: u64,
-        last_snapshot: LogIndex,
+        (last_snapshot, last_snapshot_bytes): (LogIndex, u64),
     ) -> Self {
         ApplyWorker {
             machine,
@@ -88,6 +97,9 @@ impl<S: StateMachine> ApplyWorker<S> {
             events,
             snapshot_every: snapshot_every.max(1),
             last_snapshot,
+            last_snapshot_bytes,
+            bytes_since_snapshot: 0,
+            snapshot_in_flight: None,
         }
     }
 
@@ -97,16 +109,22 @@ impl<S: StateMachine> ApplyWorker<S> {
         while let Some(first) = tasks.blocking_recv() {
             let mut next = Some(first);
             // Drain what is queued so consecutive entry batches merge into
-            // one state machine transaction.
+            // one state machine transaction. Waiters and reads only register
+            // (they are resolved after the batch that reaches them), so they
+            // do not cut the batch: on a leader every proposal's waiter is
+            // interleaved with committed entries, and flushing at each one
+            // would turn a batch of 64 writes into 64 SQLite transactions.
+            // Only a snapshot restore must see every earlier entry applied.
             while let Some(task) = next.take() {
                 match task {
                     ApplyTask::Entries(entries) => batch.extend(entries),
-                    other => {
+                    restore @ ApplyTask::Restore { .. } => {
                         if !self.apply_batch(&mut batch) {
                             return;
                         }
-                        self.handle(other);
+                        self.handle(restore);
                     }
+                    register => self.handle(register),
                 }
                 next = tasks.try_recv().ok();
             }
@@ -187,6 +205,10 @@ impl<S: StateMachine> ApplyWorker<S> {
             }
         }
         drop(machine);
+        let applied_bytes: usize = commands.iter().map(|command| command.command.len()).sum();
+        self.bytes_since_snapshot = self
+            .bytes_since_snapshot
+            .saturating_add(applied_bytes as u64);
         let mut responses = responses.into_iter();
         for entry in batch {
             let response = match entry.payload {
@@ -240,6 +262,8 @@ impl<S: StateMachine> ApplyWorker<S> {
         match outcome {
             Ok(()) => {
                 self.last_snapshot = meta.last_index;
+                self.last_snapshot_bytes = data.len() as u64;
+                self.bytes_since_snapshot = 0;
                 // Proposals at or below the snapshot were decided elsewhere;
                 // their callers retry and their sessions dedup.
                 let covered: Vec<LogIndex> = self
@@ -263,21 +287,79 @@ impl<S: StateMachine> ApplyWorker<S> {
         }
     }
 
+    /// Snapshots once `snapshot_every` entries were applied since the last
+    /// snapshot *and* the commands applied since weigh at least as much as
+    /// that snapshot. The second rule keeps the cost amortised: a snapshot
+    /// rewrites the whole state, so with a fixed entry count a large vault
+    /// would rewrite tens of megabytes every few seconds under load (we
+    /// measured 27 MB every 2.5 s at 4,000 writes/s); with it, snapshots
+    /// never write more bytes than the log they replace, and the log on disk
+    /// stays within about twice the size of the state.
+    ///
+    /// The state machine pins its state here and a thread of its own
+    /// serialises it, so applying goes on meanwhile (a 27 MB snapshot on
+    /// this thread stalled every write for a quarter of a second).
     fn maybe_snapshot(&mut self, applied: LogIndex) {
-        if applied < self.last_snapshot + self.snapshot_every {
+        if !self.snapshot_finished()
+            || applied < self.last_snapshot + self.snapshot_every
+            || self.bytes_since_snapshot < self.last_snapshot_bytes
+        {
             return;
         }
-        let snapshot = self.lock_machine().snapshot();
-        match snapshot {
-            Ok(data) => {
-                self.last_snapshot = applied;
-                let _ = self.events.send(ApplyEvent::SnapshotTaken {
-                    index: applied,
-                    data,
-                });
+        let job = match self.lock_machine().begin_snapshot() {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::warn!("snapshot at {applied} failed, will retry: {error}");
+                return;
             }
-            Err(error) => tracing::warn!("snapshot at {applied} failed, will retry: {error}"),
+        };
+        self.last_snapshot = applied;
+        self.bytes_since_snapshot = 0;
+        let (done, finished) = std::sync::mpsc::channel();
+        let events = self.events.clone();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let outcome = match job() {
+                    Ok(data) => {
+                        let size = data.len() as u64;
+                        let _ = events.send(ApplyEvent::SnapshotTaken {
+                            index: applied,
+                            data,
+                        });
+                        Ok(size)
+                    }
+                    Err(error) => Err(error.to_string()),
+                };
+                let _ = done.send(outcome);
+            });
+        match spawned {
+            Ok(_) => self.snapshot_in_flight = Some(finished),
+            Err(error) => tracing::warn!("cannot start the snapshot thread, will retry: {error}"),
         }
+    }
+
+    /// Whether no snapshot job is running (collecting the last one's size).
+    fn snapshot_finished(&mut self) -> bool {
+        let Some(finished) = &self.snapshot_in_flight else {
+            return true;
+        };
+        let outcome = match finished.try_recv() {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the snapshot thread ended without an answer".into())
+            }
+        };
+        self.snapshot_in_flight = None;
+        match outcome {
+            Ok(size) => self.last_snapshot_bytes = size,
+            Err(error) => tracing::warn!(
+                "snapshot at {} failed, will retry: {error}",
+                self.last_snapshot
+            ),
+        }
+        true
     }
 
     fn fail_all(&mut self, error: NodeError) {

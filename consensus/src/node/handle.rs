@@ -107,10 +107,9 @@ impl Node {
         network: Arc<N>,
     ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), StartError> {
         let (store, recovered) = FileStore::open(&options.raft_dir, FileStoreOptions::default())?;
-        let snapshot_index = recovered
-            .snapshot
-            .as_ref()
-            .map_or(0, |snapshot| snapshot.meta.last_index);
+        let last_snapshot = recovered.snapshot.as_ref().map_or((0, 0), |snapshot| {
+            (snapshot.meta.last_index, snapshot.data.len() as u64)
+        });
         if let Some(snapshot) = &recovered.snapshot {
             if machine.applied_index() < snapshot.meta.last_index {
                 machine
@@ -128,7 +127,7 @@ impl Node {
             machine.clone(),
             apply_events_sender,
             options.snapshot_every,
-            snapshot_index,
+            last_snapshot,
         );
         std::thread::Builder::new()
             .name(format!("apply-{}", options.id))

@@ -57,7 +57,9 @@ pub struct NodeOptions {
     pub election_min: Duration,
     /// Upper bound (exclusive) of the randomized election timeout.
     pub election_max: Duration,
-    /// Snapshot and compact after this many applied entries.
+    /// Snapshot and compact after this many applied entries, and once the
+    /// commands applied since the last snapshot weigh as much as it did (so
+    /// snapshots of a large state stay rare; see the apply worker).
     pub snapshot_every: u64,
     /// How long a proposal or read may wait for a leader before failing
     /// with [`NodeError::Unavailable`].

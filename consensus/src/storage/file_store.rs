@@ -4,7 +4,7 @@ use super::record::{self, RecordRef};
 use super::recovery::{self, SegmentInfo};
 use super::tail::Tail;
 use super::{segment, snapshot_file, LogStore, Recovered, Snapshot, StorageError, WriteBatch};
-use crate::raft::types::{HardState, Term};
+use crate::raft::types::{HardState, NodeId, Term};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,6 +50,11 @@ pub struct FileStore {
     poisoned: Option<String>,
     /// Encoded records of the group being written; kept to reuse its memory.
     buffer: Vec<u8>,
+    /// Term and vote of the newest hard state that was synced: a group that
+    /// changes neither (nor adds entries or a snapshot) needs no sync.
+    synced_vote: (Term, Option<NodeId>),
+    /// How many times the active segment was synced, for tests.
+    syncs: u64,
 }
 
 impl FileStore {
@@ -83,6 +88,8 @@ impl FileStore {
             snapshot_path,
             poisoned: None,
             buffer: Vec::new(),
+            synced_vote: (recovered.hard_state.term, recovered.hard_state.vote),
+            syncs: 0,
         };
         store.remove_obsolete_files();
         let recovered = Recovered {
@@ -109,6 +116,7 @@ impl FileStore {
         self.buffer.clear();
         let mut results = Vec::with_capacity(batches.len());
         let mut saved_snapshot = false;
+        let mut must_sync = false;
         for batch in batches {
             let start = self.buffer.len();
             if let Err(rejection) = self.check_and_encode(batch) {
@@ -123,14 +131,31 @@ impl FileStore {
                 self.snapshot_path = Some(snapshot_file::write(&self.dir, snapshot)?);
                 saved_snapshot = true;
             }
+            must_sync |= self.must_sync(batch);
             self.apply(batch);
             results.push(Ok(()));
         }
-        self.flush(self.buffer.len())?;
+        if must_sync {
+            self.flush(self.buffer.len())?;
+            self.synced_vote = (self.hard_state.term, self.hard_state.vote);
+        } else {
+            self.append(self.buffer.len())?;
+        }
         if saved_snapshot {
             self.remove_obsolete_files();
         }
         Ok(results)
+    }
+
+    /// Whether `batch` promises anything a crash must not lose: entries, a
+    /// snapshot, or a new term or vote. A commit index alone does not (see
+    /// the durability rule on [`LogStore`]).
+    fn must_sync(&self, batch: &WriteBatch) -> bool {
+        !batch.entries.is_empty()
+            || batch.snapshot.is_some()
+            || batch
+                .hard_state
+                .is_some_and(|hard_state| (hard_state.term, hard_state.vote) != self.synced_vote)
     }
 
     fn check_and_encode(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {
@@ -177,21 +202,42 @@ impl FileStore {
     }
 
     /// Appends the first `len` buffered bytes to the active segment and waits
-    /// for `fdatasync`: the durability point of everything before it.
+    /// for `fdatasync`: the durability point of everything before it
+    /// (including earlier groups that were only appended).
     fn flush(&mut self, len: usize) -> Result<(), StorageError> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.append(len)?;
+        let Some(active) = self.segments.last() else {
+            return Ok(()); // never taken: `open` guarantees an active segment
+        };
+        self.syncs += 1;
+        self.active.sync_data().map_err(|error| {
+            StorageError::io(format!("fdatasync of {}", active.path.display()), error)
+        })
+    }
+
+    /// How many times the active segment was synced since opening.
+    #[cfg(test)]
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Appends the first `len` buffered bytes to the active segment, without
+    /// waiting for the disk.
+    fn append(&mut self, len: usize) -> Result<(), StorageError> {
         if len == 0 {
             return Ok(());
         }
         let Some(active) = self.segments.last_mut() else {
             return Ok(()); // never taken: `open` guarantees an active segment
         };
-        let context = || format!("appending to {}", active.path.display());
         self.active
             .write_all(&self.buffer[..len])
-            .map_err(|error| StorageError::io(context(), error))?;
-        self.active.sync_data().map_err(|error| {
-            StorageError::io(format!("fdatasync of {}", active.path.display()), error)
-        })?;
+            .map_err(|error| {
+                StorageError::io(format!("appending to {}", active.path.display()), error)
+            })?;
         active.len += len as u64;
         self.buffer.drain(..len);
         Ok(())

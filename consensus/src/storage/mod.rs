@@ -128,6 +128,12 @@ impl WriteBatch {
 ///   files: after `fdatasync`). The caller may then send votes and
 ///   AppendEntries replies that promise the data. In particular the vote in
 ///   a hard state is durable before any vote is granted on its strength.
+///   One exception, as in etcd's `MustSync`: a group whose only change is a
+///   higher commit index (no entries, no snapshot, same term and vote) may
+///   be written without a sync. The commit index is volatile state in Raft
+///   (Figure 2) and only saves re-applying entries, so losing its latest
+///   value on power loss is harmless, while syncing it would cost the
+///   leader a second `fdatasync` for every write it commits.
 /// - **Ordered.** Batches take effect in the order given, within one call
 ///   and across calls; after a crash, what survives is a prefix of the
 ///   acknowledged history plus, at most, a prefix of the unacknowledged one.

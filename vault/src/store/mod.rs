@@ -15,8 +15,8 @@ pub use snapshot::SnapshotError;
 pub use twopc::{ParticipantState, PrepareOutcome, PreparedTransaction};
 
 use consensus::raft::LogIndex;
-use consensus::state_machine::{CommittedCommand, StateMachine};
-use rusqlite::Connection;
+use consensus::state_machine::{CommittedCommand, SnapshotJob, StateMachine};
+use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// What can go wrong in the store. All of these are failures of the node
@@ -33,6 +33,9 @@ pub enum StoreError {
     /// A snapshot was refused.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// Two views of the database disagree where they cannot (a bug).
+    #[error("vault database inconsistency: {0}")]
+    Inconsistent(String),
 }
 
 impl From<schema::SchemaError> for StoreError {
@@ -141,6 +144,40 @@ impl StateMachine for VaultStateMachine {
         let bytes = snapshot::take(&transaction, self.applied_index)?;
         transaction.commit()?;
         Ok(bytes)
+    }
+
+    /// Opens a second, read-only connection and starts a read transaction
+    /// on it: in WAL mode that transaction keeps seeing the database as of
+    /// now (the applied index of the last committed batch) while apply
+    /// commits further batches on the main connection. An in-memory
+    /// database has no second connection and snapshots at once.
+    fn begin_snapshot(&mut self) -> Result<SnapshotJob<StoreError>, StoreError> {
+        let path = match self.connection.path() {
+            Some(path) if !path.is_empty() => path.to_string(),
+            _ => {
+                let data = self.snapshot()?;
+                return Ok(Box::new(move || Ok(data)));
+            }
+        };
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.execute_batch("BEGIN")?;
+        // The read transaction starts at its first read: from here on the
+        // reader's view is fixed.
+        let index = schema::applied_index(&reader)?;
+        if index != self.applied_index {
+            return Err(StoreError::Inconsistent(format!(
+                "a snapshot reader saw applied index {index}, the store is at {}",
+                self.applied_index
+            )));
+        }
+        Ok(Box::new(move || {
+            let bytes = snapshot::take(&reader, index)?;
+            reader.execute_batch("COMMIT")?;
+            Ok(bytes)
+        }))
     }
 
     fn restore(&mut self, index: LogIndex, data: &[u8]) -> Result<(), StoreError> {

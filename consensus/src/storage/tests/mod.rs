@@ -59,3 +59,50 @@ fn file_store_conforms() {
 fn file_store_with_tiny_segments_conforms() {
     conformance::run_all(|| FileFactory::new(64));
 }
+
+/// Only what a crash must not lose is synced: entries and new terms or votes
+/// are; a hard state that only moves the commit index is written without a
+/// sync (etcd's `MustSync`), and is still read back after a clean reopen.
+#[test]
+fn a_commit_index_alone_is_written_without_a_sync() {
+    use super::conformance::entry;
+    use super::{LogStore, WriteBatch};
+    use crate::raft::types::{HardState, NodeId};
+    let mut factory = FileFactory::new(FileStoreOptions::default().segment_size);
+    let (mut store, _) = factory.open().expect("open");
+    let hard_state = |term, vote, commit| HardState {
+        term,
+        vote: Some(NodeId(vote)),
+        commit,
+    };
+    let write = |store: &mut FileStore, batch: WriteBatch| {
+        let before = store.syncs();
+        store.write(&[batch]).expect("write");
+        store.syncs() - before
+    };
+    let entries = WriteBatch {
+        hard_state: Some(hard_state(1, 1, 0)),
+        entries: vec![entry(1, 1), entry(2, 1)],
+        ..WriteBatch::default()
+    };
+    assert_eq!(write(&mut store, entries), 1, "entries are synced");
+    let commit = WriteBatch {
+        hard_state: Some(hard_state(1, 1, 2)),
+        ..WriteBatch::default()
+    };
+    assert_eq!(write(&mut store, commit), 0, "a commit index alone is not");
+    let vote = WriteBatch {
+        hard_state: Some(hard_state(2, 3, 2)),
+        ..WriteBatch::default()
+    };
+    assert_eq!(write(&mut store, vote), 1, "a new term and vote are");
+    let commit = WriteBatch {
+        hard_state: Some(hard_state(2, 3, 2)),
+        ..WriteBatch::default()
+    };
+    assert_eq!(write(&mut store, commit), 0);
+    drop(store);
+    let (_, recovered) = factory.open().expect("reopen");
+    assert_eq!(recovered.hard_state, hard_state(2, 3, 2));
+    assert_eq!(recovered.entries.len(), 2);
+}
