@@ -194,7 +194,7 @@ impl TransportConfig {
             inbound_queue: 4096,
             request_queue: 1024,
             max_request_bytes_in_flight: 64 << 20,
-            max_connections: 256,
+            max_connections: 1024,
             max_streams_per_connection: 128,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),

@@ -15,9 +15,6 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// vault with a hundred thousand secrets).
 const CACHE_KIB: i64 = 64 * 1024;
 
-/// WAL pages between automatic checkpoints (32 MiB of 4 KiB pages).
-const CHECKPOINT_PAGES: i64 = 8192;
-
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -98,11 +95,6 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), SchemaError> {
     // it, every apply re-read B-tree pages from the OS with a syscall each.
     // A negative size is in KiB.
     connection.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    // Checkpoints copy the WAL back into the database and sync both; at the
-    // default of every 1000 pages they were a sixth of the apply thread's
-    // time under load. A longer WAL lets a checkpoint write each hot page
-    // once for many transactions.
-    connection.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
     connection.execute_batch(TABLES)?;
     let version: Option<i64> = connection
         .query_row(
