@@ -13,6 +13,7 @@
 //! `RAFT_SIM_TRACE=1`.
 
 pub(crate) mod abstract_log;
+pub(crate) mod application;
 pub(crate) mod cluster;
 pub(crate) mod disk;
 pub(crate) mod faults;
@@ -25,6 +26,7 @@ pub(crate) mod node;
 pub(crate) mod register;
 pub(crate) mod run;
 pub(crate) mod trace;
+pub(crate) mod twopc;
 pub(crate) mod workload;
 
 mod teeth;
