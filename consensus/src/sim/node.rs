@@ -10,8 +10,8 @@ use super::disk::Disk;
 use super::invariants::{Applied, LogMatching};
 use super::register::KvStateMachine;
 use crate::raft::{
-    Config, Entry, EntryPayload, LogIndex, Message, NodeId, RaftCore, Ready, RequestId, Snapshot,
-    SoftState,
+    Config, Entry, EntryPayload, LogIndex, Membership, Message, NodeId, RaftCore, Ready, RequestId,
+    Snapshot, SoftState,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
@@ -102,8 +102,8 @@ pub(crate) struct SimNode<M: SimMachine = KvStateMachine> {
     pub(crate) machine: M,
     /// Drained batches whose fsync has not completed yet.
     pending: VecDeque<Ready>,
-    /// Voters of each membership entry in `log`, by index.
-    memberships: BTreeMap<LogIndex, BTreeSet<NodeId>>,
+    /// Each membership entry in `log`, by index.
+    memberships: BTreeMap<LogIndex, Membership>,
     /// ReadIndex answers waiting for the state machine to catch up.
     reads: Vec<(RequestId, LogIndex)>,
 }
@@ -148,7 +148,7 @@ impl<M: SimMachine> SimNode<M> {
         if let Some(snapshot) = self.disk.snapshot() {
             let meta = &snapshot.meta;
             self.memberships
-                .insert(meta.last_index, meta.membership.voters.clone());
+                .insert(meta.last_index, meta.membership.clone());
         }
         for entry in self.disk.entries().to_vec() {
             self.note_membership(&entry);
@@ -174,7 +174,24 @@ impl<M: SimMachine> SimNode<M> {
     /// Voters of the membership in force at `index` in this node's log.
     pub(crate) fn voters_at(&self, index: LogIndex) -> BTreeSet<NodeId> {
         let found = self.memberships.range(..=index).next_back();
-        found.map(|(_, voters)| voters.clone()).unwrap_or_default()
+        found
+            .map(|(_, membership)| membership.voters.clone())
+            .unwrap_or_default()
+    }
+
+    /// Voters and learners of the membership in force at `index` in this
+    /// node's log.
+    pub(crate) fn members_at(&self, index: LogIndex) -> BTreeSet<NodeId> {
+        let found = self.memberships.range(..=index).next_back();
+        found
+            .map(|(_, membership)| {
+                membership
+                    .voters
+                    .union(&membership.learners)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Voters of the latest membership in this node's log.
@@ -185,8 +202,7 @@ impl<M: SimMachine> SimNode<M> {
     fn note_membership(&mut self, entry: &Entry) {
         self.memberships.split_off(&entry.index);
         if let EntryPayload::Membership(membership) = &entry.payload {
-            self.memberships
-                .insert(entry.index, membership.voters.clone());
+            self.memberships.insert(entry.index, membership.clone());
         }
     }
 
@@ -216,7 +232,7 @@ impl<M: SimMachine> SimNode<M> {
                     .install_base(meta.last_index, meta.last_term, chain);
                 self.memberships.clear();
                 self.memberships
-                    .insert(meta.last_index, meta.membership.voters.clone());
+                    .insert(meta.last_index, meta.membership.clone());
             }
             for entry in &ready.entries {
                 if !self.log.write(entry) {

@@ -210,7 +210,7 @@ pub(crate) fn run_part(part: u64, parts: u64) {
             }
             Err(failure) => panic!(
                 "{failure}\nreplay: RAFT_SIM_SEED_START={} RAFT_SIM_SEEDS=1 RAFT_SIM_TRACE=1 \
-                 cargo test -p consensus sim:: -- --nocapture",
+                 cargo test -p consensus sim::simulate_seeds -- --nocapture",
                 failure.seed
             ),
         }

@@ -19,7 +19,7 @@ use crate::sim::application::{Application, PlannedCrash, World};
 use crate::sim::invariants::Violation;
 use crate::sim::network::{Network, NetworkFaults};
 use crate::sim::node::{Effects, SimNode};
-use crate::twopc::VotePolicy;
+use crate::twopc::{Decision, VotePolicy};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -186,8 +186,14 @@ impl TwoPcApp {
         effects: &Effects<VaultModel>,
     ) -> Result<(), Violation> {
         for applied in &effects.commands {
-            self.oracle
+            let first = self
+                .oracle
                 .on_effect(applied.node, applied.index, &applied.output)?;
+            if let (true, Effect::Decided { tx, decision, .. }) = (first, &applied.output) {
+                if *decision == Decision::Commit {
+                    self.note_unasked_members(world, applied.node, applied.index, tx);
+                }
+            }
             let settled = match &applied.output {
                 Effect::Decided { tx, decision, .. } => Some((tx, *decision)),
                 Effect::AlreadyDecided { tx, first } => Some((tx, *first)),
@@ -204,6 +210,33 @@ impl TwoPcApp {
             }
         }
         Ok(())
+    }
+
+    /// Counts (and traces) a commit applied while a member that the
+    /// coordinator never asked belonged to the cluster: a node that joined
+    /// during the transaction deletes the secret without having voted.
+    fn note_unasked_members(
+        &mut self,
+        world: &World<'_, VaultModel>,
+        node: NodeId,
+        index: u64,
+        tx: &str,
+    ) {
+        let members = world
+            .nodes
+            .get(&node)
+            .map(|n| n.members_at(index))
+            .unwrap_or_default();
+        let unasked = self.oracle.unasked_members(tx, &members);
+        if !unasked.is_empty() {
+            world.trace.line(
+                world.now,
+                format_args!(
+                    "GLOBAL_COMMIT of tx {tx} at index {index} also deletes on {unasked:?}, \
+                     members that were never asked to vote"
+                ),
+            );
+        }
     }
 
     /// Settles the rows a restored state machine decides (skipped by the

@@ -52,6 +52,10 @@ pub(crate) struct Oracle {
     pub(crate) txs: BTreeMap<String, TxRecord>,
     /// The effect of every applied index, as the first node computed it.
     effects: BTreeMap<LogIndex, (NodeId, Effect)>,
+    /// Commits applied while the membership in force at their index held
+    /// a node the coordinator never asked (it joined after the vote). Not a
+    /// failure: counted and reported (see docs/simulation.md).
+    pub(crate) unasked_member_commits: u64,
 }
 
 /// A violation of a 2PC property.
@@ -106,13 +110,14 @@ impl Oracle {
         }
     }
 
-    /// `node` applied `effect` at `index`.
+    /// `node` applied `effect` at `index`; returns whether it is the first
+    /// node to apply that index.
     pub(crate) fn on_effect(
         &mut self,
         node: NodeId,
         index: LogIndex,
         effect: &Effect,
-    ) -> Result<(), Violation> {
+    ) -> Result<bool, Violation> {
         if let Some((first, expected)) = self.effects.get(&index) {
             if expected != effect {
                 return Err(violation(
@@ -123,7 +128,7 @@ impl Oracle {
                     ),
                 ));
             }
-            return Ok(());
+            return Ok(false);
         }
         self.effects.insert(index, (node, effect.clone()));
         if let Effect::Decided {
@@ -143,7 +148,20 @@ impl Oracle {
                 self.check_commit(tx, index)?;
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// The commit of `tx` was first applied where `members` were the
+    /// cluster's members: returns those the coordinator never asked.
+    pub(crate) fn unasked_members(&mut self, tx: &str, members: &BTreeSet<NodeId>) -> Vec<NodeId> {
+        let Some(record) = self.txs.get(tx) else {
+            return Vec::new();
+        };
+        let unasked: Vec<NodeId> = members.difference(&record.participants).copied().collect();
+        if !unasked.is_empty() {
+            self.unasked_member_commits += 1;
+        }
+        unasked
     }
 
     /// A commit may be logged only if every participant voted commit with a

@@ -63,6 +63,9 @@ pub(crate) struct RunReport {
     pub(crate) aborts: u64,
     /// GLOBAL_ABORT proposals made by recovery.
     pub(crate) recovery_proposals: u64,
+    /// Commits applied while a member that was never asked to vote
+    /// belonged to the cluster.
+    pub(crate) unasked_member_commits: u64,
     /// How often each crash point fired.
     pub(crate) fired: FiredCounts,
     /// A digest of the decisions and the final state: equal digests mean
@@ -316,6 +319,7 @@ impl Run {
             commits: decided(Decision::Commit),
             aborts: decided(Decision::Abort),
             recovery_proposals: app.stats.recovery_proposals,
+            unasked_member_commits: app.oracle.unasked_member_commits,
             fired: app.nemesis.fired.clone(),
             fingerprint,
         }
@@ -338,6 +342,7 @@ impl Totals {
         total.commits += report.commits;
         total.aborts += report.aborts;
         total.recovery_proposals += report.recovery_proposals;
+        total.unasked_member_commits += report.unasked_member_commits;
         for (point, count) in &report.fired {
             *total.fired.entry(*point).or_insert(0) += count;
         }
@@ -364,7 +369,7 @@ pub(crate) fn run_part(part: u64, parts: u64) {
             Ok(report) => totals.add(&report),
             Err(failure) => panic!(
                 "{failure}\nreplay: TWOPC_SIM_SEED_START={} TWOPC_SIM_SEEDS=1 TWOPC_SIM_STEPS={} \
-                 TWOPC_SIM_TRACE=1 cargo test -p consensus sim::twopc:: -- --nocapture",
+                 TWOPC_SIM_TRACE=1 cargo test -p consensus sim::twopc::simulate -- --nocapture",
                 failure.seed, plan.steps
             ),
         }
@@ -372,13 +377,15 @@ pub(crate) fn run_part(part: u64, parts: u64) {
     let total = &totals.report;
     println!(
         "2PC simulation part {part}/{parts}: {} seeds, {} steps, {} transactions \
-         ({} committed, {} aborted, {} recovery proposals), {:.1}s",
+         ({} committed, {} aborted, {} recovery proposals; {} commits also applied by \
+         members never asked to vote), {:.1}s",
         totals.runs,
         total.steps,
         total.transactions,
         total.commits,
         total.aborts,
         total.recovery_proposals,
+        total.unasked_member_commits,
         started.elapsed().as_secs_f64()
     );
     for point in CrashPoint::ALL {
