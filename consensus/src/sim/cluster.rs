@@ -207,7 +207,10 @@ impl<A: Application> Cluster<A> {
                 continue;
             }
             self.crash(crash.node);
-            let order = self.scheduled.len() as u64;
+            // Above every order in use: `len()` could repeat the key of an
+            // entry still planned (after others ran) and overwrite it.
+            let order = self.scheduled.keys().map(|(_, order)| order + 1).max();
+            let order = order.unwrap_or(0);
             let restart_at = self.now + crash.restart_after.max(1);
             self.scheduled
                 .insert((restart_at, order), (crash.node, false));
