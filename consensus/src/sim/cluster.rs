@@ -1,8 +1,10 @@
-//! A simulated cluster: nodes, network, clients and the invariant checkers,
-//! advanced one step at a time. In a step, due messages are delivered, nodes
-//! whose tick falls due tick, pending fsyncs complete at random, clients act,
-//! and then every invariant is checked.
+//! A simulated cluster: nodes, network, the application on top (clients,
+//! protocol layers) and the invariant checkers, advanced one step at a time.
+//! In a step, due messages are delivered, nodes whose tick falls due tick,
+//! pending fsyncs complete at random, the application acts, and then every
+//! invariant is checked.
 
+use super::application::{Application, PlannedCrash, World};
 use super::invariants::{Acknowledged, ClusterView, Invariants, NodeView, StepEvents, Violation};
 use super::network::{Network, NetworkFaults};
 use super::node::{AppliedCommand, Effects, SimNode};
@@ -21,20 +23,21 @@ pub(crate) const STEPS_PER_TICK: u64 = 5;
 const SYNC_PROBABILITY: f64 = 0.6;
 
 /// Typical probability of a fault or operator action in a step of the
-/// faulty phase (each run scales it by 0.5, 1 or 2).
-const FAULT_PROBABILITY: f64 = 0.02;
+/// faulty phase (each run scales it by 0.5, 1, 2 or 4).
+pub(crate) const FAULT_PROBABILITY: f64 = 0.02;
 
-/// The cluster under test.
-pub(crate) struct Cluster {
+/// The cluster under test, with application `A` on top (by default the
+/// register clients of the Raft simulation).
+pub(crate) struct Cluster<A: Application = Workload> {
     pub(crate) rng: ChaCha8Rng,
     pub(crate) now: u64,
     pub(crate) seed: u64,
-    pub(crate) nodes: BTreeMap<NodeId, SimNode>,
+    pub(crate) nodes: BTreeMap<NodeId, SimNode<A::Machine>>,
     /// Node ids that may ever run: the initial voters and spares to add.
     pub(crate) all_ids: BTreeSet<NodeId>,
     pub(crate) network: Network<Message>,
     pub(crate) invariants: Invariants,
-    pub(crate) workload: Workload,
+    pub(crate) app: A,
     pub(crate) trace: Trace,
     pub(crate) planted_bugs: PlantedBugs,
     /// Entries per AppendEntries: small batches widen the windows in which
@@ -42,7 +45,7 @@ pub(crate) struct Cluster {
     max_entries_per_message: usize,
     /// Probability of a fault or operator action in a step of the faulty
     /// phase.
-    fault_probability: f64,
+    pub(crate) fault_probability: f64,
     /// Probability that a newly elected leader is crashed a few steps later
     /// (before its first entries spread), and restarted a little after:
     /// the leader churn of Raft Figure 8.
@@ -63,10 +66,10 @@ pub(crate) struct StepFailure {
     pub(crate) violation: Violation,
 }
 
-impl Cluster {
+impl<A: Application> Cluster<A> {
     /// Bootstraps `voters` nodes (node1..) plus `spares` nodes that are not
-    /// members yet, with `clients` clients.
-    pub(crate) fn new(seed: u64, rng: ChaCha8Rng, voters: u64, spares: u64, clients: u64) -> Self {
+    /// members yet, with `app` on top.
+    pub(crate) fn new(seed: u64, rng: ChaCha8Rng, voters: u64, spares: u64, app: A) -> Self {
         let all_ids: BTreeSet<NodeId> = (1..=voters + spares).map(NodeId).collect();
         let mut cluster = Self {
             rng,
@@ -76,7 +79,7 @@ impl Cluster {
             all_ids: all_ids.clone(),
             network: Network::new(NetworkFaults::RELIABLE),
             invariants: Invariants::new(),
-            workload: Workload::new(clients),
+            app,
             trace: Trace::new(false),
             planted_bugs: PlantedBugs::default(),
             max_entries_per_message: 8,
@@ -138,7 +141,7 @@ impl Cluster {
     /// then when `faults` is set, and checks every invariant.
     pub(crate) fn step(&mut self, faults: bool) -> Result<(), StepFailure> {
         self.now += 1;
-        let mut effects = Effects::default();
+        let mut effects = Effects::<A::Machine>::default();
         if faults {
             self.run_scheduled()?;
             if self.rng.gen_bool(self.fault_probability) {
@@ -174,15 +177,20 @@ impl Cluster {
                 self.sync(*id, &mut effects)?;
             }
         }
-        let invoked_before = self.workload.history.len();
-        self.workload.step(&mut self.rng, self.now, &mut self.nodes);
-        for operation in self.workload.history.since(invoked_before) {
-            let (client, op, key) = (operation.client, operation.op, operation.key);
-            self.trace.line(
-                self.now,
-                format_args!("Client {client} invokes {op:?} on key {key}"),
-            );
-        }
+        let world = World {
+            now: self.now,
+            faults,
+            rng: &mut self.rng,
+            nodes: &mut self.nodes,
+            trace: &self.trace,
+            network: &self.network,
+        };
+        let crashes = self.app.act(world, &effects);
+        let crashes = crashes.map_err(|violation| StepFailure {
+            step: self.now,
+            violation,
+        })?;
+        self.carry_out(crashes);
         for id in &ids {
             self.drain(*id, &mut effects)?;
         }
@@ -191,8 +199,30 @@ impl Cluster {
         self.check(&events)
     }
 
+    /// Crashes the nodes the application asked for and plans their
+    /// restarts.
+    fn carry_out(&mut self, crashes: Vec<PlannedCrash>) {
+        for crash in crashes {
+            if !self.nodes.get(&crash.node).is_some_and(SimNode::is_up) {
+                continue;
+            }
+            self.crash(crash.node);
+            // Above every order in use: `len()` could repeat the key of an
+            // entry still planned (after others ran) and overwrite it.
+            let order = self.scheduled.keys().map(|(_, order)| order + 1).max();
+            let order = order.unwrap_or(0);
+            let restart_at = self.now + crash.restart_after.max(1);
+            self.scheduled
+                .insert((restart_at, order), (crash.node, false));
+        }
+    }
+
     /// Drains a node's Ready batches into `effects`.
-    pub(crate) fn drain(&mut self, id: NodeId, effects: &mut Effects) -> Result<(), StepFailure> {
+    pub(crate) fn drain(
+        &mut self,
+        id: NodeId,
+        effects: &mut Effects<A::Machine>,
+    ) -> Result<(), StepFailure> {
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
@@ -201,7 +231,11 @@ impl Cluster {
     }
 
     /// Completes one pending fsync of a node.
-    pub(crate) fn sync(&mut self, id: NodeId, effects: &mut Effects) -> Result<(), StepFailure> {
+    pub(crate) fn sync(
+        &mut self,
+        id: NodeId,
+        effects: &mut Effects<A::Machine>,
+    ) -> Result<(), StepFailure> {
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
@@ -211,7 +245,7 @@ impl Cluster {
 
     /// Hands messages to the network and answers clients; returns the
     /// events the invariants look at.
-    fn route(&mut self, effects: Effects) -> StepEvents {
+    fn route(&mut self, effects: Effects<A::Machine>) -> StepEvents {
         for (node, soft_state) in &effects.role_changes {
             self.trace.role(self.now, *node, soft_state);
             if soft_state.role == Role::Leader {
@@ -231,34 +265,34 @@ impl Cluster {
         };
         for (node, request) in effects.reads_served {
             if let Some(node) = self.nodes.get(&node) {
-                self.workload
+                self.app
                     .on_read_served(&mut self.rng, self.now, node, request);
             }
         }
         for (_, request) in effects.reads_aborted {
-            self.workload.on_read_aborted(request, self.now);
+            self.app.on_read_aborted(request, self.now);
         }
         events
     }
 
     /// Answers the clients waiting for the applied commands; returns the
     /// acknowledgements, which must be durable on a majority.
-    fn answer_clients(&mut self, commands: &[AppliedCommand]) -> Vec<Acknowledged> {
+    fn answer_clients(&mut self, commands: &[AppliedCommand<A::Machine>]) -> Vec<Acknowledged> {
         let mut acknowledged = Vec::new();
         for applied in commands {
             let command = &applied.command;
             let (id, index, chain) = (applied.node, applied.index, applied.chain);
             let answered =
-                self.workload
-                    .on_applied(&mut self.rng, self.now, id, command, applied.output);
+                self.app
+                    .on_applied(&mut self.rng, self.now, id, command, &applied.output);
             let Some(node) = self.nodes.get(&id).filter(|_| answered) else {
                 continue;
             };
             self.trace.line(
                 self.now,
                 format_args!(
-                    "Node {id} answers client {} (sequence {}): {:?} on key {} at index {index} -> {:?}",
-                    command.client, command.sequence, command.op, command.key, applied.output
+                    "Node {id} answers a client: {command:?} at index {index} -> {:?}",
+                    applied.output
                 ),
             );
             let voter_sets = vec![node.voters_at(index), node.latest_voters()];

@@ -2,6 +2,7 @@
 //! and asymmetric partitions, network weather, membership changes and
 //! leadership transfers. All drawn from the run's seeded RNG.
 
+use super::application::Application;
 use super::cluster::{Cluster, StepFailure};
 use super::network::NetworkFaults;
 use super::node::{Effects, SimNode};
@@ -10,9 +11,12 @@ use rand::seq::IteratorRandom;
 use rand::Rng;
 use std::collections::BTreeSet;
 
-impl Cluster {
+impl<A: Application> Cluster<A> {
     /// Injects one random fault or operator action.
-    pub(crate) fn random_fault(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {
+    pub(crate) fn random_fault(
+        &mut self,
+        effects: &mut Effects<A::Machine>,
+    ) -> Result<(), StepFailure> {
         match self.rng.gen_range(0..100) {
             0..=9 => self.crash_random(),
             10..=19 => self.crash_leader(),
@@ -59,7 +63,7 @@ impl Cluster {
             node.crash();
         }
         self.network.drop_node_traffic(id);
-        self.workload.on_crash(id);
+        self.app.on_crash(id);
         self.trace.line(self.now, format_args!("Node {id} crashes"));
     }
 
@@ -111,6 +115,9 @@ impl Cluster {
         }
         self.trace
             .line(self.now, format_args!("Node {id} restarts from its disk"));
+        if let Some(node) = self.nodes.get(&id) {
+            self.app.on_restart(node);
+        }
         Ok(())
     }
 
@@ -145,7 +152,10 @@ impl Cluster {
         }
     }
 
-    fn change_membership_random(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {
+    fn change_membership_random(
+        &mut self,
+        effects: &mut Effects<A::Machine>,
+    ) -> Result<(), StepFailure> {
         let Some(leader) = self.leader() else {
             return Ok(());
         };
@@ -215,12 +225,16 @@ impl Cluster {
         })?;
         fresh.start(core);
         self.nodes.insert(node, fresh);
+        self.app.on_wipe(node);
         self.trace
             .line(self.now, format_args!("Node {node} starts empty to join"));
         Ok(())
     }
 
-    fn transfer_leader_random(&mut self, effects: &mut Effects) -> Result<(), StepFailure> {
+    fn transfer_leader_random(
+        &mut self,
+        effects: &mut Effects<A::Machine>,
+    ) -> Result<(), StepFailure> {
         let Some(leader) = self.leader() else {
             return Ok(());
         };

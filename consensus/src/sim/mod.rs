@@ -8,11 +8,16 @@
 //! [`invariants`] are checked; at the end of a run the client history must
 //! be linearizable and the healed cluster must make progress.
 //!
-//! Run: `cargo test -p consensus sim::`; choose seeds with
+//! The clients and protocols on top of the cluster are an
+//! [`application::Application`]: the register workload here, the
+//! two-phase-commit deletes of [`twopc`] (its own seeds and checks).
+//!
+//! Run: `cargo test -p consensus sim::simulate_seeds`; choose seeds with
 //! `RAFT_SIM_SEEDS=N RAFT_SIM_SEED_START=S`, print a trace with
 //! `RAFT_SIM_TRACE=1`.
 
 pub(crate) mod abstract_log;
+pub(crate) mod application;
 pub(crate) mod cluster;
 pub(crate) mod disk;
 pub(crate) mod faults;
@@ -25,6 +30,7 @@ pub(crate) mod node;
 pub(crate) mod register;
 pub(crate) mod run;
 pub(crate) mod trace;
+pub(crate) mod twopc;
 pub(crate) mod workload;
 
 mod teeth;

@@ -4,12 +4,13 @@
 //! or right after it advances its commit index (before the news spreads),
 //! and is restarted a little later.
 
+use super::application::Application;
 use super::cluster::{Cluster, StepFailure};
 use super::node::SimNode;
 use crate::raft::{NodeId, Role};
 use rand::Rng;
 
-impl Cluster {
+impl<A: Application> Cluster<A> {
     /// With the run's leader-crash probability times `scale`, plans a crash
     /// of `leader` within `within` steps and its restart some steps later.
     pub(crate) fn maybe_plan_leader_crash(&mut self, leader: NodeId, scale: f64, within: u64) {

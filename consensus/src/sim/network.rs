@@ -161,9 +161,39 @@ impl<M: Clone> Network<M> {
             .retain(|_, delivery| delivery.to != node && delivery.from != node);
     }
 
+    /// Drops every message addressed to `node` (it crashed: what it had
+    /// already sent is on the wire and may still arrive).
+    pub(crate) fn drop_traffic_to(&mut self, node: NodeId) {
+        self.in_flight.retain(|_, delivery| delivery.to != node);
+    }
+
     /// Restores every link.
     pub(crate) fn heal(&mut self) {
         self.cut.clear();
+    }
+
+    /// Whether the link `from -> to` drops everything.
+    pub(crate) fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.cut.contains(&(from, to))
+    }
+
+    /// Takes over `other`'s cut links and weather: a second kind of traffic
+    /// between the same nodes (2PC next to Raft) suffers the same faults.
+    pub(crate) fn mirror<N>(&mut self, other: &Network<N>) {
+        self.faults = other.faults;
+        self.cut.clone_from(&other.cut);
+    }
+
+    /// A message from a node to itself: it does not touch the network (no
+    /// loss, no duplicate, no cut) and is handled at the next delivery.
+    pub(crate) fn send_local(&mut self, now: u64, node: NodeId, message: M) {
+        self.sent += 1;
+        let delivery = Delivery {
+            from: node,
+            to: node,
+            message,
+        };
+        self.in_flight.insert((now, self.sent), delivery);
     }
 }
 

@@ -1,31 +1,59 @@
-//! One simulated node: a Raft core, its disk, its key-value state machine,
-//! and the runtime loop that carries out each [`Ready`] exactly as its
-//! ordering contract says, with fsyncs that complete when the simulation
-//! decides (so a crash can land between a write and its fsync).
+//! One simulated node: a Raft core, its disk, its replicated state machine
+//! (the key-value register of the Raft simulation, or the vault model of
+//! the 2PC simulation: anything that implements [`SimMachine`]), and the
+//! runtime loop that carries out each [`Ready`] exactly as its ordering
+//! contract says, with fsyncs that complete when the simulation decides (so
+//! a crash can land between a write and its fsync).
 
 use super::abstract_log::{payload_digest, AbstractLog, Digest};
 use super::disk::Disk;
 use super::invariants::{Applied, LogMatching};
-use super::register::{ClientCommand, KvStateMachine, RegisterOutput};
+use super::register::KvStateMachine;
 use crate::raft::{
-    Config, Entry, EntryPayload, LogIndex, Message, NodeId, RaftCore, Ready, RequestId, Snapshot,
-    SoftState,
+    Config, Entry, EntryPayload, LogIndex, Membership, Message, NodeId, RaftCore, Ready, RequestId,
+    Snapshot, SoftState,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Debug;
 
 /// A node takes a snapshot of its state machine every this many applied
 /// entries, so that log compaction and InstallSnapshot get exercised.
 const SNAPSHOT_EVERY: LogIndex = 40;
 
+/// A replicated state machine the simulated nodes apply committed commands
+/// to. Apply must be deterministic: every node applies the same commands in
+/// the same order and must reach the same state, which the checkers compare.
+pub(crate) trait SimMachine: Default + Debug + Sized {
+    /// A decoded log command.
+    type Command: Debug;
+    /// What applying a command returns (the client's answer).
+    type Output: Debug;
+
+    /// Parses committed bytes; `None` for bytes no simulated client
+    /// proposed (which would itself be a safety bug).
+    fn decode(bytes: &[u8]) -> Option<Self::Command>;
+    /// Applies the committed command at `index`.
+    fn apply(&mut self, index: LogIndex, command: &Self::Command) -> Self::Output;
+    /// Moves the applied index past a non-command entry.
+    fn skip_to(&mut self, index: LogIndex);
+    /// The index of the last applied entry.
+    fn applied_index(&self) -> LogIndex;
+    /// The whole state as bytes (for snapshots).
+    fn snapshot(&self) -> Vec<u8>;
+    /// Rebuilds the state from [`SimMachine::snapshot`] bytes; `None` if
+    /// corrupt.
+    fn restore(bytes: &[u8]) -> Option<Self>;
+}
+
 /// What a node did that the rest of the simulation must see.
-#[derive(Debug, Default)]
-pub(crate) struct Effects {
+#[derive(Debug)]
+pub(crate) struct Effects<M: SimMachine = KvStateMachine> {
     /// Messages to hand to the network.
     pub(crate) messages: Vec<Message>,
     /// Entries applied to state machines.
     pub(crate) applied: Vec<Applied>,
     /// Client commands applied.
-    pub(crate) commands: Vec<AppliedCommand>,
+    pub(crate) commands: Vec<AppliedCommand<M>>,
     /// Reads now safe to serve (node, request); the node's state machine
     /// has applied far enough.
     pub(crate) reads_served: Vec<(NodeId, RequestId)>,
@@ -33,21 +61,37 @@ pub(crate) struct Effects {
     pub(crate) reads_aborted: Vec<(NodeId, RequestId)>,
     /// Role changes, for the trace.
     pub(crate) role_changes: Vec<(NodeId, SoftState)>,
+    /// Nodes whose state machine was replaced by a snapshot from the leader.
+    pub(crate) restored: Vec<NodeId>,
+}
+
+impl<M: SimMachine> Default for Effects<M> {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            applied: Vec::new(),
+            commands: Vec::new(),
+            reads_served: Vec::new(),
+            reads_aborted: Vec::new(),
+            role_changes: Vec::new(),
+            restored: Vec::new(),
+        }
+    }
 }
 
 /// A client command a node applied.
 #[derive(Debug)]
-pub(crate) struct AppliedCommand {
+pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
     pub(crate) node: NodeId,
     pub(crate) index: LogIndex,
     /// Chain hash of the node's log through `index` when it applied it.
     pub(crate) chain: Digest,
-    pub(crate) command: ClientCommand,
-    pub(crate) output: RegisterOutput,
+    pub(crate) command: M::Command,
+    pub(crate) output: M::Output,
 }
 
 /// A simulated node. `core` is `None` while the node is down.
-pub(crate) struct SimNode {
+pub(crate) struct SimNode<M: SimMachine = KvStateMachine> {
     pub(crate) id: NodeId,
     pub(crate) core: Option<RaftCore>,
     /// Counts restarts.
@@ -55,16 +99,16 @@ pub(crate) struct SimNode {
     pub(crate) disk: Disk,
     /// The log as the core declared it (durable plus pending writes).
     pub(crate) log: AbstractLog,
-    pub(crate) machine: KvStateMachine,
+    pub(crate) machine: M,
     /// Drained batches whose fsync has not completed yet.
     pending: VecDeque<Ready>,
-    /// Voters of each membership entry in `log`, by index.
-    memberships: BTreeMap<LogIndex, BTreeSet<NodeId>>,
+    /// Each membership entry in `log`, by index.
+    memberships: BTreeMap<LogIndex, Membership>,
     /// ReadIndex answers waiting for the state machine to catch up.
     reads: Vec<(RequestId, LogIndex)>,
 }
 
-impl SimNode {
+impl<M: SimMachine> SimNode<M> {
     /// A node that is down and has an empty disk (not yet started).
     pub(crate) fn new(id: NodeId) -> Self {
         Self {
@@ -73,7 +117,7 @@ impl SimNode {
             incarnation: 0,
             disk: Disk::default(),
             log: AbstractLog::default(),
-            machine: KvStateMachine::default(),
+            machine: M::default(),
             pending: VecDeque::new(),
             memberships: BTreeMap::new(),
             reads: Vec::new(),
@@ -97,14 +141,14 @@ impl SimNode {
         self.machine = self
             .disk
             .snapshot()
-            .and_then(|snapshot| KvStateMachine::restore(&snapshot.data))
+            .and_then(|snapshot| M::restore(&snapshot.data))
             .unwrap_or_default();
         self.log = self.disk.view.clone();
         self.memberships.clear();
         if let Some(snapshot) = self.disk.snapshot() {
             let meta = &snapshot.meta;
             self.memberships
-                .insert(meta.last_index, meta.membership.voters.clone());
+                .insert(meta.last_index, meta.membership.clone());
         }
         for entry in self.disk.entries().to_vec() {
             self.note_membership(&entry);
@@ -130,7 +174,24 @@ impl SimNode {
     /// Voters of the membership in force at `index` in this node's log.
     pub(crate) fn voters_at(&self, index: LogIndex) -> BTreeSet<NodeId> {
         let found = self.memberships.range(..=index).next_back();
-        found.map(|(_, voters)| voters.clone()).unwrap_or_default()
+        found
+            .map(|(_, membership)| membership.voters.clone())
+            .unwrap_or_default()
+    }
+
+    /// Voters and learners of the membership in force at `index` in this
+    /// node's log.
+    pub(crate) fn members_at(&self, index: LogIndex) -> BTreeSet<NodeId> {
+        let found = self.memberships.range(..=index).next_back();
+        found
+            .map(|(_, membership)| {
+                membership
+                    .voters
+                    .union(&membership.learners)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Voters of the latest membership in this node's log.
@@ -141,8 +202,7 @@ impl SimNode {
     fn note_membership(&mut self, entry: &Entry) {
         self.memberships.split_off(&entry.index);
         if let EntryPayload::Membership(membership) = &entry.payload {
-            self.memberships
-                .insert(entry.index, membership.voters.clone());
+            self.memberships.insert(entry.index, membership.clone());
         }
     }
 
@@ -151,7 +211,7 @@ impl SimNode {
     pub(crate) fn drain(
         &mut self,
         chains: &LogMatching,
-        effects: &mut Effects,
+        effects: &mut Effects<M>,
     ) -> Result<(), String> {
         loop {
             let Some(core) = self.core.as_mut() else {
@@ -172,7 +232,7 @@ impl SimNode {
                     .install_base(meta.last_index, meta.last_term, chain);
                 self.memberships.clear();
                 self.memberships
-                    .insert(meta.last_index, meta.membership.voters.clone());
+                    .insert(meta.last_index, meta.membership.clone());
             }
             for entry in &ready.entries {
                 if !self.log.write(entry) {
@@ -195,7 +255,7 @@ impl SimNode {
     pub(crate) fn sync(
         &mut self,
         chains: &LogMatching,
-        effects: &mut Effects,
+        effects: &mut Effects<M>,
     ) -> Result<(), String> {
         let Some(ready) = self.pending.pop_front() else {
             return Ok(());
@@ -206,9 +266,10 @@ impl SimNode {
         if let Some(snapshot) = ready.snapshot.clone() {
             let meta = &snapshot.meta;
             let chain = base_chain(chains, meta.last_index, meta.last_term);
-            self.machine = KvStateMachine::restore(&snapshot.data)
+            self.machine = M::restore(&snapshot.data)
                 .ok_or_else(|| format!("{} received a corrupt snapshot", self.id))?;
             self.disk.install_snapshot(snapshot, chain);
+            effects.restored.push(self.id);
         }
         if let Some(hard_state) = ready.hard_state {
             self.disk.write_hard_state(hard_state);
@@ -235,7 +296,7 @@ impl SimNode {
         Ok(())
     }
 
-    fn apply(&mut self, entries: &[Entry], effects: &mut Effects) -> Result<(), String> {
+    fn apply(&mut self, entries: &[Entry], effects: &mut Effects<M>) -> Result<(), String> {
         for entry in entries {
             if entry.index != self.machine.applied_index() + 1 {
                 return Err(format!(
@@ -255,7 +316,7 @@ impl SimNode {
             effects.applied.push(applied);
             match &entry.payload {
                 EntryPayload::Command(bytes) => {
-                    let command = ClientCommand::decode(bytes)
+                    let command = M::decode(bytes)
                         .ok_or_else(|| format!("{} applied undecodable command", self.id))?;
                     let output = self.machine.apply(entry.index, &command);
                     let chain = self.chain_at(entry.index).unwrap_or_default();
@@ -276,7 +337,7 @@ impl SimNode {
         Ok(())
     }
 
-    fn serve_reads(&mut self, effects: &mut Effects) {
+    fn serve_reads(&mut self, effects: &mut Effects<M>) {
         let applied = self.machine.applied_index();
         let (ready, waiting): (Vec<_>, Vec<_>) = self
             .reads

@@ -145,6 +145,36 @@ impl KvStateMachine {
     }
 }
 
+/// The register as the state machine the Raft simulation's nodes apply.
+impl super::node::SimMachine for KvStateMachine {
+    type Command = ClientCommand;
+    type Output = RegisterOutput;
+
+    fn decode(bytes: &[u8]) -> Option<ClientCommand> {
+        ClientCommand::decode(bytes)
+    }
+
+    fn apply(&mut self, index: u64, command: &ClientCommand) -> RegisterOutput {
+        KvStateMachine::apply(self, index, command)
+    }
+
+    fn skip_to(&mut self, index: u64) {
+        KvStateMachine::skip_to(self, index);
+    }
+
+    fn applied_index(&self) -> u64 {
+        KvStateMachine::applied_index(self)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        KvStateMachine::snapshot(self)
+    }
+
+    fn restore(bytes: &[u8]) -> Option<Self> {
+        KvStateMachine::restore(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

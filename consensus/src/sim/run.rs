@@ -6,6 +6,7 @@ use super::cluster::{Cluster, StepFailure};
 use super::linearizability;
 use super::network::NetworkFaults;
 use super::trace::Trace;
+use super::workload::Workload;
 use crate::raft::PlantedBugs;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -90,7 +91,7 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let clients = rng.gen_range(2..=5);
     let faults = NetworkFaults::random(&mut rng);
-    let mut cluster = Cluster::new(seed, rng, cluster_size, SPARES, clients);
+    let mut cluster = Cluster::new(seed, rng, cluster_size, SPARES, Workload::new(clients));
     cluster.trace = Trace::new(options.trace);
     cluster.planted_bugs = options.planted_bugs;
     if let Some(probability) = options.leader_crash_probability {
@@ -106,9 +107,9 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
         cluster.step(true).map_err(fail)?;
     }
     cluster.heal_all().map_err(fail)?;
-    cluster.workload.start_liveness();
+    cluster.app.start_liveness();
     let deadline = cluster.now + LIVENESS_STEPS;
-    while cluster.leader().is_none() || cluster.workload.answered_since_heal == 0 {
+    while cluster.leader().is_none() || cluster.app.answered_since_heal == 0 {
         if cluster.now >= deadline {
             return Err(Failure {
                 seed,
@@ -125,8 +126,8 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
         cluster.step(false).map_err(fail)?;
     }
     let steps = cluster.now;
-    let answered = cluster.workload.history.completed_count();
-    let history = std::mem::take(&mut cluster.workload.history).close();
+    let answered = cluster.app.history.completed_count();
+    let history = std::mem::take(&mut cluster.app.history).close();
     let fingerprint = history.iter().fold(0, |state, operation| {
         let text = format!("{operation:?}");
         text.bytes()
@@ -158,19 +159,25 @@ pub(crate) struct SeedPlan {
 }
 
 impl SeedPlan {
-    /// Reads the plan from the environment.
+    /// Reads the plan of the Raft simulation from the environment.
     pub(crate) fn from_env() -> SeedPlan {
+        SeedPlan::from_env_with("RAFT_SIM", 2000, 2000)
+    }
+
+    /// Reads `{prefix}_SEEDS`, `{prefix}_SEED_START`, `{prefix}_STEPS` and
+    /// `{prefix}_TRACE` (`1` to print traces), with these defaults.
+    pub(crate) fn from_env_with(prefix: &str, seeds: u64, steps: u64) -> SeedPlan {
         let number = |name: &str, default: u64| {
-            std::env::var(name)
+            std::env::var(format!("{prefix}_{name}"))
                 .ok()
                 .and_then(|text| text.trim().parse().ok())
                 .unwrap_or(default)
         };
         SeedPlan {
-            start: number("RAFT_SIM_SEED_START", 0),
-            count: number("RAFT_SIM_SEEDS", 2000),
-            steps: number("RAFT_SIM_STEPS", 2000).max(1),
-            trace: std::env::var("RAFT_SIM_TRACE").is_ok_and(|value| value == "1"),
+            start: number("SEED_START", 0),
+            count: number("SEEDS", seeds),
+            steps: number("STEPS", steps).max(1),
+            trace: std::env::var(format!("{prefix}_TRACE")).is_ok_and(|value| value == "1"),
         }
     }
 
@@ -203,7 +210,7 @@ pub(crate) fn run_part(part: u64, parts: u64) {
             }
             Err(failure) => panic!(
                 "{failure}\nreplay: RAFT_SIM_SEED_START={} RAFT_SIM_SEEDS=1 RAFT_SIM_TRACE=1 \
-                 cargo test -p consensus sim:: -- --nocapture",
+                 cargo test -p consensus sim::simulate_seeds -- --nocapture",
                 failure.seed
             ),
         }

@@ -7,9 +7,11 @@
 //! Puts and cas always go through the log; gets go through the log or
 //! through ReadIndex, chosen at random, so both read paths are checked.
 
+use super::application::{Application, PlannedCrash, World};
 use super::history::{History, OperationId};
-use super::node::SimNode;
-use super::register::{ClientCommand, RegisterOp, RegisterOutput};
+use super::invariants::Violation;
+use super::node::{Effects, SimNode};
+use super::register::{ClientCommand, KvStateMachine, RegisterOp, RegisterOutput};
 use crate::raft::{NodeId, ProposeError, RaftCore, RequestId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -324,5 +326,56 @@ fn submit(
         }
         Err(ProposeError::NotLeader(not_leader)) => Some(not_leader.leader),
         Err(_) => Some(None),
+    }
+}
+
+/// The register clients as the application of the Raft simulation.
+impl Application for Workload {
+    type Machine = KvStateMachine;
+
+    fn act(
+        &mut self,
+        world: World<'_, KvStateMachine>,
+        _effects: &Effects<KvStateMachine>,
+    ) -> Result<Vec<PlannedCrash>, Violation> {
+        let invoked_before = self.history.len();
+        self.step(world.rng, world.now, world.nodes);
+        for operation in self.history.since(invoked_before) {
+            let (client, op, key) = (operation.client, operation.op, operation.key);
+            world.trace.line(
+                world.now,
+                format_args!("Client {client} invokes {op:?} on key {key}"),
+            );
+        }
+        Ok(Vec::new())
+    }
+
+    fn on_applied(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        node: NodeId,
+        command: &ClientCommand,
+        output: &RegisterOutput,
+    ) -> bool {
+        Workload::on_applied(self, rng, now, node, command, *output)
+    }
+
+    fn on_read_served(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: u64,
+        node: &SimNode,
+        request: RequestId,
+    ) {
+        Workload::on_read_served(self, rng, now, node, request);
+    }
+
+    fn on_read_aborted(&mut self, request: RequestId, now: u64) {
+        Workload::on_read_aborted(self, request, now);
+    }
+
+    fn on_crash(&mut self, node: NodeId) {
+        Workload::on_crash(self, node);
     }
 }

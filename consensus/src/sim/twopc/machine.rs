@@ -1,0 +1,297 @@
+//! The vault as the 2PC simulation replicates it: versioned secrets, the
+//! first decision of every transaction, and client sessions. It mirrors the
+//! apply rules of `vault/src/store/apply.rs` without SQLite:
+//!
+//! - `Add` (add-secret): creates a secret at version 1, or with `update`
+//!   moves an existing one to version + 1; anything else is refused.
+//!   A command carries (client, sequence): a retry is answered without
+//!   being applied again (SPEC §3, exactly-once client commands).
+//! - `Decide`: the first decision for a transaction in the log wins and is
+//!   recorded; a commit deletes the secret only if it is still at the voted
+//!   version (an update that slipped in after the vote wins instead).
+//!
+//! Apply reads nothing but the command and the replicated state, so every
+//! node computes the same [`Effect`] at the same index; the checkers compare
+//! them.
+
+use super::super::node::SimMachine;
+use crate::raft::LogIndex;
+use crate::twopc::Decision;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A command in the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum VaultCommand {
+    /// `add-secret NAME [--update]` from a client session.
+    Add {
+        /// The client (0 is the liveness probe).
+        client: u64,
+        /// The client's sequence number: at or below the last applied one
+        /// means a retry.
+        sequence: u64,
+        /// The secret's name.
+        name: String,
+        /// Replace an existing secret (version + 1) instead of creating one.
+        update: bool,
+    },
+    /// The decision for transaction `tx` (deleting `name` at `version`).
+    Decide {
+        /// The transaction.
+        tx: String,
+        /// The secret it deletes on commit.
+        name: String,
+        /// The version every participant voted on.
+        version: u64,
+        /// What the proposer decided; only the first decision counts.
+        decision: Decision,
+    },
+}
+
+impl VaultCommand {
+    /// The bytes proposed to Raft.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // Encoding an enum of strings and integers into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+/// What applying one command did: identical on every node at one index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Effect {
+    /// The secret now exists at this version (1: created; more: updated).
+    Added {
+        /// The secret.
+        name: String,
+        /// Its new version.
+        version: u64,
+    },
+    /// The add was refused (exists without `update`, or missing with it).
+    AddRefused {
+        /// The secret.
+        name: String,
+    },
+    /// A retried add, answered without applying it again.
+    Duplicate,
+    /// The first decision for `tx`; `deleted` tells whether the commit found
+    /// the secret at the voted version.
+    Decided {
+        /// The transaction.
+        tx: String,
+        /// The decision, now final.
+        decision: Decision,
+        /// Whether the secret was deleted.
+        deleted: bool,
+    },
+    /// A later decision for an already decided transaction: no effect.
+    AlreadyDecided {
+        /// The transaction.
+        tx: String,
+        /// The decision that won.
+        first: Decision,
+    },
+}
+
+/// The replicated vault state of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VaultModel {
+    /// name -> version.
+    secrets: BTreeMap<String, u64>,
+    /// tx -> its first logged decision.
+    decisions: BTreeMap<String, Decision>,
+    /// client -> last applied sequence.
+    sessions: BTreeMap<u64, u64>,
+    applied_index: LogIndex,
+}
+
+/// The snapshot image: every replicated table, in key order.
+#[derive(Serialize, Deserialize)]
+struct Image {
+    applied_index: LogIndex,
+    secrets: Vec<(String, u64)>,
+    decisions: Vec<(String, Decision)>,
+    sessions: Vec<(u64, u64)>,
+}
+
+impl VaultModel {
+    /// The version of secret `name`, if it exists.
+    pub(crate) fn version(&self, name: &str) -> Option<u64> {
+        self.secrets.get(name).copied()
+    }
+
+    /// The decision this node has applied for `tx` (the first in the log).
+    pub(crate) fn decision(&self, tx: &str) -> Option<Decision> {
+        self.decisions.get(tx).copied()
+    }
+
+    fn add(&mut self, name: &str, update: bool) -> Effect {
+        let name = name.to_string();
+        match (self.secrets.get(&name).copied(), update) {
+            (None, false) => {
+                self.secrets.insert(name.clone(), 1);
+                Effect::Added { name, version: 1 }
+            }
+            (Some(version), true) => {
+                let version = version.saturating_add(1);
+                self.secrets.insert(name.clone(), version);
+                Effect::Added { name, version }
+            }
+            _ => Effect::AddRefused { name },
+        }
+    }
+
+    fn decide(&mut self, tx: &str, name: &str, version: u64, decision: Decision) -> Effect {
+        if let Some(first) = self.decisions.get(tx).copied() {
+            let tx = tx.to_string();
+            return Effect::AlreadyDecided { tx, first };
+        }
+        self.decisions.insert(tx.to_string(), decision);
+        let deleted = decision == Decision::Commit && self.secrets.get(name) == Some(&version);
+        if deleted {
+            self.secrets.remove(name);
+        }
+        Effect::Decided {
+            tx: tx.to_string(),
+            decision,
+            deleted,
+        }
+    }
+}
+
+impl SimMachine for VaultModel {
+    type Command = VaultCommand;
+    type Output = Effect;
+
+    fn decode(bytes: &[u8]) -> Option<VaultCommand> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    fn apply(&mut self, index: LogIndex, command: &VaultCommand) -> Effect {
+        self.applied_index = index;
+        match command {
+            VaultCommand::Add {
+                client,
+                sequence,
+                name,
+                update,
+            } => {
+                if self
+                    .sessions
+                    .get(client)
+                    .is_some_and(|last| sequence <= last)
+                {
+                    return Effect::Duplicate;
+                }
+                self.sessions.insert(*client, *sequence);
+                self.add(name, *update)
+            }
+            VaultCommand::Decide {
+                tx,
+                name,
+                version,
+                decision,
+            } => self.decide(tx, name, *version, *decision),
+        }
+    }
+
+    fn skip_to(&mut self, index: LogIndex) {
+        self.applied_index = self.applied_index.max(index);
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let image = Image {
+            applied_index: self.applied_index,
+            secrets: self.secrets.clone().into_iter().collect(),
+            decisions: self.decisions.clone().into_iter().collect(),
+            sessions: self.sessions.clone().into_iter().collect(),
+        };
+        postcard::to_allocvec(&image).unwrap_or_default()
+    }
+
+    fn restore(bytes: &[u8]) -> Option<Self> {
+        let image: Image = postcard::from_bytes(bytes).ok()?;
+        Some(Self {
+            secrets: image.secrets.into_iter().collect(),
+            decisions: image.decisions.into_iter().collect(),
+            sessions: image.sessions.into_iter().collect(),
+            applied_index: image.applied_index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(client: u64, sequence: u64, name: &str, update: bool) -> VaultCommand {
+        let name = name.to_string();
+        VaultCommand::Add {
+            client,
+            sequence,
+            name,
+            update,
+        }
+    }
+
+    fn decide(tx: &str, version: u64, decision: Decision) -> VaultCommand {
+        VaultCommand::Decide {
+            tx: tx.into(),
+            name: "k".into(),
+            version,
+            decision,
+        }
+    }
+
+    #[test]
+    fn adds_update_and_retries_apply_once() {
+        let mut model = VaultModel::default();
+        let added = |version| Effect::Added {
+            name: "k".into(),
+            version,
+        };
+        assert_eq!(model.apply(1, &add(1, 1, "k", false)), added(1));
+        assert_eq!(model.apply(2, &add(1, 1, "k", false)), Effect::Duplicate);
+        let refused = Effect::AddRefused { name: "k".into() };
+        assert_eq!(model.apply(3, &add(1, 2, "k", false)), refused);
+        assert_eq!(model.apply(4, &add(2, 1, "k", true)), added(2));
+        assert_eq!(model.version("k"), Some(2));
+    }
+
+    #[test]
+    fn the_first_decision_wins_and_commit_deletes_only_the_voted_version() {
+        let mut model = VaultModel::default();
+        model.apply(1, &add(1, 1, "k", false));
+        model.apply(2, &add(1, 2, "k", true));
+        // Voted on version 1, but an update moved it to 2: nothing deleted.
+        let stale = model.apply(3, &decide("t1", 1, Decision::Commit));
+        assert!(matches!(stale, Effect::Decided { deleted: false, .. }));
+        let late = model.apply(4, &decide("t1", 2, Decision::Commit));
+        let first = Decision::Commit;
+        assert_eq!(
+            late,
+            Effect::AlreadyDecided {
+                tx: "t1".into(),
+                first
+            }
+        );
+        model.apply(5, &decide("t2", 2, Decision::Abort));
+        assert_eq!(model.version("k"), Some(2));
+        let commit = model.apply(6, &decide("t3", 2, Decision::Commit));
+        assert!(matches!(commit, Effect::Decided { deleted: true, .. }));
+        assert_eq!(model.apply(7, &decide("t3", 2, Decision::Abort)), {
+            Effect::AlreadyDecided {
+                tx: "t3".into(),
+                first,
+            }
+        });
+        assert_eq!(model.version("k"), None);
+        assert_eq!(model.decision("t2"), Some(Decision::Abort));
+        let restored = VaultModel::restore(&model.snapshot());
+        assert_eq!(restored.as_ref(), Some(&model));
+        assert_eq!(VaultModel::decode(&[0xff, 0xff]), None);
+    }
+}

@@ -1,0 +1,128 @@
+//! Recovery of transactions left prepared (SPEC §6.3), as
+//! `vault/src/server/twopc/recovery.rs` and the leader's `resolve` do it.
+//!
+//! Every [`RECOVERY_PERIOD`] steps a participant lists its prepared
+//! transactions; those prepared at least [`DECISION_TIMEOUT`] ago
+//! ([`participant::overdue`]) are sent to the leader it knows. The leader
+//! answers from its applied state ([`participant::resolve`]): a decision it
+//! knows is left to reach the participant through the log; for none it
+//! proposes GLOBAL_ABORT, which is safe because the first decision in the
+//! log wins. The answer changes nothing at the participant (the vault only
+//! logs it), so no reply message is simulated.
+
+use super::app::TwoPcApp;
+use super::machine::{VaultCommand, VaultModel};
+use super::messages::TwoPcMessage;
+use super::{DECISION_TIMEOUT, RECOVERY_PERIOD};
+use crate::raft::{NodeId, Role};
+use crate::sim::application::World;
+use crate::twopc::participant::{self, Resolution};
+use crate::twopc::Decision;
+
+impl TwoPcApp {
+    /// Runs the recovery pass of every participant whose time has come.
+    pub(crate) fn recover(&mut self, world: &mut World<'_, VaultModel>) {
+        let ids: Vec<NodeId> = self.participants.keys().copied().collect();
+        for id in ids {
+            if !self.is_alive(world, id) {
+                continue;
+            }
+            let Some(participant) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            if world.now < participant.next_recovery {
+                continue;
+            }
+            participant.next_recovery = world.now + RECOVERY_PERIOD;
+            let ages = participant.table.prepared_ages();
+            let due: Vec<String> = participant::overdue(&ages, world.now, DECISION_TIMEOUT)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            for tx in due {
+                self.ask_leader(world, id, &tx);
+            }
+        }
+    }
+
+    /// Participant `id` asks the leader it knows to resolve `tx`.
+    fn ask_leader(&mut self, world: &mut World<'_, VaultModel>, id: NodeId, tx: &str) {
+        let Some(row) = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.table.row(tx))
+            .cloned()
+        else {
+            return;
+        };
+        let Some(core) = world.nodes.get(&id).and_then(|n| n.core.as_ref()) else {
+            return;
+        };
+        let leader = match core.role() {
+            Role::Leader => Some(id),
+            _ => core.leader(),
+        };
+        let Some(leader) = leader else {
+            world.trace.line(
+                world.now,
+                format_args!("Node {id} cannot resolve tx {tx}: no known leader"),
+            );
+            return;
+        };
+        let message = TwoPcMessage::Resolve {
+            tx: tx.to_string(),
+            name: row.name,
+            version: row.version,
+        };
+        self.send(world, id, leader, message);
+    }
+
+    /// A recovery question reached node `at`: if it leads, it answers from
+    /// its applied state or proposes GLOBAL_ABORT (the planted bug
+    /// `recovery_proposes_commit` proposes GLOBAL_COMMIT).
+    pub(crate) fn on_resolve(
+        &mut self,
+        world: &mut World<'_, VaultModel>,
+        at: NodeId,
+        tx: &str,
+        name: &str,
+        version: u64,
+    ) {
+        let Some(node) = world.nodes.get(&at) else {
+            return;
+        };
+        let leads = node.core.as_ref().is_some_and(|c| c.role() == Role::Leader);
+        if !leads {
+            world.trace.line(
+                world.now,
+                format_args!("Node {at} is not the leader: tx {tx} stays unresolved for now"),
+            );
+            return;
+        }
+        match participant::resolve(node.machine.decision(tx)) {
+            Resolution::Decided(decision) => world.trace.line(
+                world.now,
+                format_args!("Node {at} (leader): the log decides tx {tx} {decision}"),
+            ),
+            Resolution::ProposeAbort => {
+                let decision = if self.bugs.recovery_proposes_commit {
+                    Decision::Commit
+                } else {
+                    Decision::Abort
+                };
+                world.trace.line(
+                    world.now,
+                    format_args!("Node {at} (leader) proposes {decision} for undecided tx {tx}"),
+                );
+                self.stats.recovery_proposals += 1;
+                let command = VaultCommand::Decide {
+                    tx: tx.to_string(),
+                    name: name.to_string(),
+                    version,
+                    decision,
+                };
+                self.propose(world, at, &command);
+            }
+        }
+    }
+}
