@@ -138,6 +138,10 @@ fn a_coordinator_killed_after_logging_the_commit_leaves_the_delete_complete() {
         });
         // Finished before the kill (0, the commit report) or cut off by it
         // (unavailable or another error), never an abort or "not found".
+        eprintln!(
+            "round {round}: the client of the killed coordinator exited {}",
+            outcome.code
+        );
         match outcome.code {
             0 => assert_eq!(report(&outcome)["decision"], "commit", "{outcome:?}"),
             code => assert!(![3, 4, 5].contains(&code), "{outcome:?}"),
