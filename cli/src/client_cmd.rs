@@ -531,7 +531,9 @@ pub async fn delete(session: &Session, name: &str) -> Result<()> {
         println!("  acknowledged by: {}", acked.join(", "));
     }
     if decision == "abort" {
-        return Err(Failure::new(
+        // The report above is the one `--json` document; the error sentence
+        // goes to stderr only.
+        return Err(Failure::after_json(
             crate::exit::ABORTED,
             format!("deleting {name} aborted: not every node voted to commit"),
         )

@@ -12,6 +12,10 @@ pub struct Failure {
     pub code: i32,
     /// One clear sentence for stderr.
     pub message: String,
+    /// The command already printed its `--json` document (e.g. the report
+    /// of an aborted delete), so no error document follows it: `--json`
+    /// prints exactly one document.
+    pub json_printed: bool,
 }
 
 impl Failure {
@@ -20,6 +24,15 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            json_printed: false,
+        }
+    }
+
+    /// A failure whose `--json` document the command has already printed.
+    pub fn after_json(code: i32, message: impl Into<String>) -> Self {
+        Failure {
+            json_printed: true,
+            ..Failure::new(code, message)
         }
     }
 }
@@ -40,8 +53,17 @@ impl From<vault::protocol::VaultError> for Failure {
 
 /// The exit code for an error chain: the first [`Failure`] in it decides.
 pub fn code_for(error: &anyhow::Error) -> i32 {
+    first_failure(error).map_or(1, |failure| failure.code)
+}
+
+/// Whether the command already printed its `--json` document before
+/// failing (then the error goes to stderr only).
+pub fn json_printed(error: &anyhow::Error) -> bool {
+    first_failure(error).is_some_and(|failure| failure.json_printed)
+}
+
+fn first_failure(error: &anyhow::Error) -> Option<&Failure> {
     error
         .chain()
         .find_map(|cause| cause.downcast_ref::<Failure>())
-        .map_or(1, |failure| failure.code)
 }

@@ -22,7 +22,7 @@ fn main() {
     let json = cli.json;
     if let Err(error) = run(cli) {
         let code = exit::code_for(&error);
-        if json {
+        if json && !exit::json_printed(&error) {
             let document = serde_json::json!({ "error": format!("{error:#}"), "code": code });
             println!("{document}");
         }

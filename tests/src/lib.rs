@@ -11,6 +11,7 @@
 
 mod files;
 mod process;
+pub mod twopc;
 
 pub use files::{files_containing, files_under};
 pub use process::{
@@ -178,6 +179,20 @@ impl TestCluster {
         if let Some(mut child) = self.nodes[node - 1].take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` to node `node`'s process while other threads may still
+    /// use the cluster: SIGSTOP freezes it, SIGCONT resumes it, SIGKILL
+    /// crashes it at an exact point (then [`TestCluster::kill_node`] reaps
+    /// it). Does nothing if the node is not running.
+    pub fn signal_node(&self, node: usize, signal: libc::c_int) {
+        if let Some(pid) = self.node_pid(node) {
+            // SAFETY: kill(2) on a child we spawned and have not reaped, so
+            // the pid cannot have been reused by another process.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
         }
     }
 

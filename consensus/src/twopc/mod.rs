@@ -11,7 +11,11 @@
 //! - [`participant`]: what a participant does with a vote request (through
 //!   a [`ResourceManager`] that checks and durably locks), when it may
 //!   acknowledge a decision, and which prepared transactions recovery must
-//!   ask the leader about, and what the leader answers.
+//!   ask the leader about, and what the leader answers. A vote that finds
+//!   the resource locked by another transaction follows wait-die
+//!   ([`participant::vote_wait_die`], [`participant::wait_or_die`]): the
+//!   older transaction waits, the younger aborts, so concurrent transactions
+//!   on one resource cannot deadlock and cannot all abort.
 //!
 //! # Ordering rules the runtime must keep
 //!
@@ -42,7 +46,10 @@ mod coordinator;
 pub mod participant;
 
 pub use coordinator::{Coordinator, CoordinatorOutput, Phase, TransactionReport};
-pub use participant::{PrepareOutcome, ResourceManager, VotePolicy, VoteRequest};
+pub use participant::{
+    LockConflict, LockTable, PrepareOutcome, ResourceManager, TransactionAge, VoteAttempt,
+    VotePolicy, VoteRequest,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,3 +95,5 @@ pub const NO_VOTE_IN_TIME: &str = "no vote before the vote timeout";
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wait_die_tests;

@@ -191,3 +191,5 @@ impl StateMachine for VaultStateMachine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod twopc_tests;

@@ -2,18 +2,20 @@
 
 use super::*;
 use crate::protocol::{
-    decode, encode, ClientSession, Decision, Operation, Reply, Response, SealedSecret,
-    SecretSummary, VaultCommand, VaultError, VaultQuery, WrappedKey,
+    decode, encode, ClientSession, Operation, Reply, Response, SealedSecret, SecretSummary,
+    VaultCommand, VaultError, VaultQuery, WrappedKey,
 };
 
-struct Fixture {
+/// A fresh store in a temporary directory, applying commands at
+/// consecutive log indexes.
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    machine: VaultStateMachine,
-    next_index: u64,
+    pub(super) machine: VaultStateMachine,
+    pub(super) next_index: u64,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let machine = VaultStateMachine::open(&dir.path().join("vault.db")).expect("open");
         Fixture {
@@ -35,7 +37,7 @@ impl Fixture {
         decode(&responses[0]).expect("reply decodes")
     }
 
-    fn run(&mut self, owner: &str, session: Option<(u64, u64)>, op: Operation) -> Reply {
+    pub(super) fn run(&mut self, owner: &str, session: Option<(u64, u64)>, op: Operation) -> Reply {
         let command = VaultCommand::V1 {
             session: session.map(|(client_id, seq)| ClientSession { client_id, seq }),
             owner: owner.into(),
@@ -45,7 +47,7 @@ impl Fixture {
         self.apply_bytes(&encode(&command))
     }
 
-    fn put(&mut self, owner: &str, name: &str, byte: u8, update: bool) -> Reply {
+    pub(super) fn put(&mut self, owner: &str, name: &str, byte: u8, update: bool) -> Reply {
         let op = Operation::Put {
             name: name.into(),
             sealed: SealedSecret(vec![byte; 4]),
@@ -59,7 +61,7 @@ impl Fixture {
         decode(&bytes).expect("reply decodes")
     }
 
-    fn read(&self, caller: &str, owner: Option<&str>, name: &str) -> Reply {
+    pub(super) fn read(&self, caller: &str, owner: Option<&str>, name: &str) -> Reply {
         self.ask(VaultQuery::Secret {
             caller: caller.into(),
             owner: owner.map(str::to_string),
@@ -67,7 +69,7 @@ impl Fixture {
         })
     }
 
-    fn version(&self, caller: &str, name: &str) -> Option<u64> {
+    pub(super) fn version(&self, caller: &str, name: &str) -> Option<u64> {
         match self.read(caller, None, name) {
             Ok(Response::Secret(record)) => Some(record.version),
             _ => None,
@@ -75,8 +77,8 @@ impl Fixture {
     }
 }
 
-const ALICE: &str = "client:alice";
-const BOB: &str = "client:bob";
+pub(super) const ALICE: &str = "client:alice";
+pub(super) const BOB: &str = "client:bob";
 const CAROL: &str = "client:carol";
 
 #[test]
@@ -343,121 +345,6 @@ fn damaged_snapshots_are_refused_and_change_nothing() {
     assert_eq!(fixture.machine.applied_index(), 1);
     assert_eq!(fixture.version(ALICE, "b"), None);
     assert_eq!(fixture.version(ALICE, "a"), Some(1));
-}
-
-fn decide(tx: &str, version: u64, decision: Decision) -> Operation {
-    Operation::Decide {
-        tx: tx.into(),
-        name: "a".into(),
-        version,
-        decision,
-    }
-}
-
-#[test]
-fn prepare_locks_and_the_decision_releases() {
-    let mut fixture = Fixture::new();
-    fixture.put(ALICE, "a", 1, false).expect("added");
-    let machine = &mut fixture.machine;
-    assert_eq!(
-        machine.prepare("t1", ALICE, "a", 1, 5).expect("prepare"),
-        PrepareOutcome::Prepared
-    );
-    assert_eq!(
-        machine.prepare("t1", ALICE, "a", 1, 6).expect("prepare"),
-        PrepareOutcome::Prepared
-    );
-    assert!(matches!(
-        machine.prepare("t2", ALICE, "a", 1, 7),
-        Ok(PrepareOutcome::Refused(_))
-    ));
-    assert!(matches!(
-        machine.prepare("t3", ALICE, "a", 9, 7),
-        Ok(PrepareOutcome::Refused(_))
-    ));
-    assert!(matches!(
-        machine.prepare("t4", ALICE, "zz", 1, 7),
-        Ok(PrepareOutcome::Refused(_))
-    ));
-    assert_eq!(
-        machine.lock_holder(ALICE, "a").expect("lock"),
-        Some("t1".into())
-    );
-    let pending = machine.prepared_transactions().expect("list");
-    assert_eq!(pending.len(), 1);
-    assert_eq!((pending[0].tx.as_str(), pending[0].created_ms), ("t1", 5));
-
-    let decided = fixture.run(ALICE, None, decide("t1", 1, Decision::Abort));
-    assert_eq!(
-        decided,
-        Ok(Response::Decided {
-            tx: "t1".into(),
-            decision: Decision::Abort,
-            deleted: false
-        })
-    );
-    let machine = &mut fixture.machine;
-    assert_eq!(
-        machine.participant_state("t1").expect("state"),
-        Some(ParticipantState::Aborted)
-    );
-    assert_eq!(machine.lock_holder(ALICE, "a").expect("lock"), None);
-    assert!(matches!(
-        machine.prepare("t1", ALICE, "a", 1, 8),
-        Ok(PrepareOutcome::Refused(_))
-    ));
-    assert_eq!(fixture.version(ALICE, "a"), Some(1));
-}
-
-#[test]
-fn the_first_decision_in_the_log_wins() {
-    let mut fixture = Fixture::new();
-    fixture.put(ALICE, "a", 1, false).expect("added");
-    let share = Operation::Share {
-        name: "a".into(),
-        grantee: BOB.into(),
-        wrapped_key: WrappedKey(vec![1]),
-    };
-    fixture.run(ALICE, None, share).expect("shared");
-    fixture
-        .machine
-        .prepare("t1", ALICE, "a", 1, 0)
-        .expect("prepare");
-    let commit = fixture.run(ALICE, None, decide("t1", 1, Decision::Commit));
-    assert_eq!(
-        commit,
-        Ok(Response::Decided {
-            tx: "t1".into(),
-            decision: Decision::Commit,
-            deleted: true
-        })
-    );
-    assert_eq!(fixture.version(ALICE, "a"), None);
-    assert!(fixture.read(BOB, Some(ALICE), "a").is_err());
-    assert_eq!(
-        fixture.machine.participant_state("t1").expect("state"),
-        Some(ParticipantState::Committed)
-    );
-    let late_abort = fixture.run(ALICE, None, decide("t1", 1, Decision::Abort));
-    let expected = Response::Decided {
-        tx: "t1".into(),
-        decision: Decision::Commit,
-        deleted: false,
-    };
-    assert_eq!(late_abort, Ok(expected));
-}
-
-#[test]
-fn a_commit_for_a_moved_version_deletes_nothing() {
-    let mut fixture = Fixture::new();
-    fixture.put(ALICE, "a", 1, false).expect("added");
-    fixture.put(ALICE, "a", 2, true).expect("updated");
-    let decided = fixture.run(ALICE, None, decide("t1", 1, Decision::Commit));
-    assert!(matches!(
-        decided,
-        Ok(Response::Decided { deleted: false, .. })
-    ));
-    assert_eq!(fixture.version(ALICE, "a"), Some(2));
 }
 
 #[test]

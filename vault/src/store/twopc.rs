@@ -266,3 +266,15 @@ impl consensus::twopc::ResourceManager for VaultStateMachine {
         })
     }
 }
+
+/// The vault store's lock table, for wait-die
+/// ([`consensus::twopc::participant::vote_wait_die`]): the transaction
+/// locking the secret a vote request is about.
+impl consensus::twopc::LockTable for VaultStateMachine {
+    fn locked_by(
+        &mut self,
+        request: &consensus::twopc::VoteRequest,
+    ) -> Result<Option<String>, StoreError> {
+        VaultStateMachine::lock_holder(self, &request.owner, &request.name)
+    }
+}

@@ -10,7 +10,9 @@ use crate::protocol::{
 use crate::server::wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 use consensus::node::ReadConsistency;
 use consensus::raft::NodeId;
-use consensus::twopc::{Coordinator, CoordinatorOutput, TransactionReport, VoteRequest};
+use consensus::twopc::{
+    Coordinator, CoordinatorOutput, TransactionAge, TransactionReport, VoteRequest,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -34,7 +36,14 @@ impl TwoPc {
             .await
             .map_err(super::super::handler::node_error)?;
         let me = self.node.id();
-        let tx = format!("{me}-{}-{:08x}", wall_clock_ms(), rand::random::<u32>());
+        // The id carries the transaction's age, which wait-die orders
+        // concurrent deletes of one secret by.
+        let tx = TransactionAge {
+            started_ms: wall_clock_ms(),
+            coordinator: me,
+            nonce: rand::random::<u32>(),
+        }
+        .to_string();
         let request = VoteRequest {
             tx: tx.clone(),
             owner: owner.to_string(),
@@ -65,6 +74,10 @@ impl TwoPc {
                             .await
                             .map_err(|error| undecided(&tx, error))?;
                         deleted = did_delete;
+                        // Printed only now: `log_decision` returns once the
+                        // entry is committed and applied (by the leader, if
+                        // this node forwarded it), so a crash after this line
+                        // cannot lose the decision.
                         tracing::info!(
                             "Coordinator decision for tx {tx}: {}",
                             consensus_decision(logged)
@@ -138,6 +151,7 @@ impl TwoPc {
         );
         let service = self.clone();
         tokio::spawn(async move {
+            let tx = request.tx.clone();
             let reply = if to == me {
                 service.vote(me, request, read_index).await
             } else {
@@ -162,8 +176,15 @@ impl TwoPc {
                 TwoPcReply::Failed(reason) => consensus::twopc::Vote::Abort(reason),
                 other => consensus::twopc::Vote::Abort(format!("unexpected answer {other:?}")),
             };
-            if let consensus::twopc::Vote::Abort(reason) = &vote {
-                tracing::info!("Node {me}: {to} votes VOTE_ABORT: {reason}");
+            match &vote {
+                consensus::twopc::Vote::Commit => tracing::info!(
+                    "Phase Coordinator of Node {me} receives VOTE_COMMIT from Phase \
+                     Participant-Vote of Node {to} for tx {tx}"
+                ),
+                consensus::twopc::Vote::Abort(reason) => tracing::info!(
+                    "Phase Coordinator of Node {me} receives VOTE_ABORT from Phase \
+                     Participant-Vote of Node {to} for tx {tx}: {reason}"
+                ),
             }
             let _ = events.send(Event::Voted(to, vote));
         });

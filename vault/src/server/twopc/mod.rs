@@ -2,9 +2,11 @@
 //! around the pure protocol in [`consensus::twopc`].
 //!
 //! - [`coordinator`]: a `delete` request makes this node the coordinator.
-//! - [`participant`]: votes (the vault store is the resource manager),
-//!   acknowledgements once the logged decision is applied, and the leader's
-//!   answer to a recovery question.
+//! - [`participant`]: votes (the vault store is the resource manager; a
+//!   secret locked by another delete is handled by wait-die, the older
+//!   delete waiting for the younger one's decision), acknowledgements once
+//!   the logged decision is applied, and the leader's answer to a recovery
+//!   question.
 //! - [`recovery`]: the periodic task that asks the leader about
 //!   transactions left prepared past the decision timeout.
 //!
@@ -32,7 +34,8 @@ pub struct TwoPcOptions {
     /// This node's vote policy (`abort` forces every vote to abort).
     pub vote: VotePolicy,
     /// A participant that has not voted within this time counts as an abort
-    /// vote; acks are waited for as long.
+    /// vote; acks are waited for as long. A vote waits at most half of it
+    /// for a younger delete's lock (wait-die), so it still answers in time.
     pub vote_timeout: Duration,
     /// A transaction prepared here and undecided for this long is resolved
     /// through the leader (which aborts it if the log holds no decision).

@@ -6,33 +6,38 @@ use crate::protocol::{Decision, Vote};
 use crate::server::wire::TwoPcReply;
 use consensus::raft::NodeId;
 use consensus::twopc::participant::{self, AckOutcome, Resolution};
-use consensus::twopc::VoteRequest;
+use consensus::twopc::{VoteAttempt, VoteRequest};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How often a participant looks whether the decision it was told about has
 /// been applied locally yet.
 const APPLY_POLL: Duration = Duration::from_millis(5);
 
+/// How often a vote waiting for a younger transaction's lock (wait-die)
+/// looks whether applying that transaction's decision released it. Each
+/// look is one indexed read on the participant's connection, which does not
+/// block the applying connection (WAL mode).
+const LOCK_POLL: Duration = Duration::from_millis(5);
+
 impl TwoPc {
     /// Votes on `request` from `coordinator`: the policy, then (once this
     /// node applied the log through `read_index`, waiting at most the vote
-    /// timeout) a durable check-and-lock in the store. The vote leaves only
-    /// after the prepare committed with a full fsync.
+    /// timeout) a durable check-and-lock in the store. A secret locked by a
+    /// younger transaction is waited for (wait-die), at most half the vote
+    /// timeout from the request's arrival, so the coordinator still hears an
+    /// explicit vote. The vote leaves only after the prepare committed with a
+    /// full fsync.
     pub(crate) async fn vote(
         &self,
         coordinator: NodeId,
         request: VoteRequest,
         read_index: u64,
     ) -> TwoPcReply {
+        let wait_until = Instant::now() + self.options.vote_timeout / 2;
         self.apply_through(read_index).await;
-        let policy = self.options.vote;
         let tx = request.tx.clone();
-        let outcome = self
-            .with_store(move |store| participant::vote(policy, store, &request, wall_clock_ms()))
-            .await;
-        let vote = outcome.unwrap_or_else(|error| {
-            consensus::twopc::Vote::Abort(format!("this node cannot prepare: {error}"))
-        });
+        let vote = self.vote_wait_die(request, wait_until).await;
         let me = self.node.id();
         match &vote {
             consensus::twopc::Vote::Commit => {
@@ -54,6 +59,51 @@ impl TwoPc {
                 vote: Vote::Abort,
                 reason: Some(reason),
             },
+        }
+    }
+
+    /// The vote under wait-die: attempts it, and while the secret is locked
+    /// by a younger transaction and `wait_until` has not passed, waits for
+    /// that transaction's decision to be applied and attempts again. The
+    /// participant's store mutex is held only during each attempt (inside
+    /// `spawn_blocking`), never across the wait, so acknowledgements,
+    /// recovery and other votes go on, and apply uses its own connection.
+    async fn vote_wait_die(
+        &self,
+        request: VoteRequest,
+        wait_until: Instant,
+    ) -> consensus::twopc::Vote {
+        let policy = self.options.vote;
+        let me = self.node.id();
+        let mut waiting_for: Option<String> = None;
+        loop {
+            let may_wait = Instant::now() < wait_until;
+            let attempt = {
+                let request = request.clone();
+                self.with_store(move |store| {
+                    participant::vote_wait_die(policy, store, &request, wall_clock_ms(), may_wait)
+                })
+                .await
+            };
+            match attempt {
+                Ok(VoteAttempt::Voted(vote)) => return vote,
+                Ok(VoteAttempt::Wait { holder }) => {
+                    if waiting_for.as_ref() != Some(&holder) {
+                        tracing::info!(
+                            "Phase Participant-Vote of Node {me} holds the vote on tx {} until \
+                             younger tx {holder} is decided (wait-die)",
+                            request.tx
+                        );
+                        waiting_for = Some(holder);
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Err(error) => {
+                    return consensus::twopc::Vote::Abort(format!(
+                        "this node cannot prepare: {error}"
+                    ))
+                }
+            }
         }
     }
 

@@ -1,0 +1,212 @@
+//! The 2PC participant's side of the store (SPEC §6): prepare, locks,
+//! decisions applied from the log, and wait-die through the store.
+
+use super::tests::{Fixture, ALICE, BOB};
+use super::*;
+use crate::protocol::{Decision, Operation, Response, WrappedKey};
+use consensus::twopc::participant::vote_wait_die;
+use consensus::twopc::{Vote, VoteAttempt, VotePolicy, VoteRequest};
+
+fn decide(tx: &str, version: u64, decision: Decision) -> Operation {
+    Operation::Decide {
+        tx: tx.into(),
+        name: "a".into(),
+        version,
+        decision,
+    }
+}
+
+#[test]
+fn prepare_locks_and_the_decision_releases() {
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    let machine = &mut fixture.machine;
+    assert_eq!(
+        machine.prepare("t1", ALICE, "a", 1, 5).expect("prepare"),
+        PrepareOutcome::Prepared
+    );
+    assert_eq!(
+        machine.prepare("t1", ALICE, "a", 1, 6).expect("prepare"),
+        PrepareOutcome::Prepared
+    );
+    assert!(matches!(
+        machine.prepare("t2", ALICE, "a", 1, 7),
+        Ok(PrepareOutcome::Refused(_))
+    ));
+    assert!(matches!(
+        machine.prepare("t3", ALICE, "a", 9, 7),
+        Ok(PrepareOutcome::Refused(_))
+    ));
+    assert!(matches!(
+        machine.prepare("t4", ALICE, "zz", 1, 7),
+        Ok(PrepareOutcome::Refused(_))
+    ));
+    assert_eq!(
+        machine.lock_holder(ALICE, "a").expect("lock"),
+        Some("t1".into())
+    );
+    let pending = machine.prepared_transactions().expect("list");
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].tx.as_str(), pending[0].created_ms), ("t1", 5));
+
+    let decided = fixture.run(ALICE, None, decide("t1", 1, Decision::Abort));
+    assert_eq!(
+        decided,
+        Ok(Response::Decided {
+            tx: "t1".into(),
+            decision: Decision::Abort,
+            deleted: false
+        })
+    );
+    let machine = &mut fixture.machine;
+    assert_eq!(
+        machine.participant_state("t1").expect("state"),
+        Some(ParticipantState::Aborted)
+    );
+    assert_eq!(machine.lock_holder(ALICE, "a").expect("lock"), None);
+    assert!(matches!(
+        machine.prepare("t1", ALICE, "a", 1, 8),
+        Ok(PrepareOutcome::Refused(_))
+    ));
+    assert_eq!(fixture.version(ALICE, "a"), Some(1));
+}
+
+#[test]
+fn the_first_decision_in_the_log_wins() {
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    let share = Operation::Share {
+        name: "a".into(),
+        grantee: BOB.into(),
+        wrapped_key: WrappedKey(vec![1]),
+    };
+    fixture.run(ALICE, None, share).expect("shared");
+    fixture
+        .machine
+        .prepare("t1", ALICE, "a", 1, 0)
+        .expect("prepare");
+    let commit = fixture.run(ALICE, None, decide("t1", 1, Decision::Commit));
+    assert_eq!(
+        commit,
+        Ok(Response::Decided {
+            tx: "t1".into(),
+            decision: Decision::Commit,
+            deleted: true
+        })
+    );
+    assert_eq!(fixture.version(ALICE, "a"), None);
+    assert!(fixture.read(BOB, Some(ALICE), "a").is_err());
+    assert_eq!(
+        fixture.machine.participant_state("t1").expect("state"),
+        Some(ParticipantState::Committed)
+    );
+    let late_abort = fixture.run(ALICE, None, decide("t1", 1, Decision::Abort));
+    let expected = Response::Decided {
+        tx: "t1".into(),
+        decision: Decision::Commit,
+        deleted: false,
+    };
+    assert_eq!(late_abort, Ok(expected));
+}
+
+#[test]
+fn a_commit_for_a_moved_version_deletes_nothing() {
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    fixture.put(ALICE, "a", 2, true).expect("updated");
+    let decided = fixture.run(ALICE, None, decide("t1", 1, Decision::Commit));
+    assert!(matches!(
+        decided,
+        Ok(Response::Decided { deleted: false, .. })
+    ));
+    assert_eq!(fixture.version(ALICE, "a"), Some(2));
+}
+
+const OLD: &str = "node2-1000-0000000a";
+const YOUNG: &str = "node1-1001-00000001";
+
+fn vote_request(tx: &str) -> VoteRequest {
+    VoteRequest {
+        tx: tx.into(),
+        owner: ALICE.into(),
+        name: "a".into(),
+        version: 1,
+    }
+}
+
+fn attempt(fixture: &mut Fixture, tx: &str, may_wait: bool) -> VoteAttempt {
+    let request = vote_request(tx);
+    vote_wait_die(
+        VotePolicy::Commit,
+        &mut fixture.machine,
+        &request,
+        5,
+        may_wait,
+    )
+    .expect("store works")
+}
+
+#[test]
+fn an_older_vote_waits_for_a_younger_lock_and_then_finds_the_secret_deleted() {
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    assert_eq!(
+        attempt(&mut fixture, YOUNG, true),
+        VoteAttempt::Voted(Vote::Commit)
+    );
+    assert_eq!(
+        attempt(&mut fixture, OLD, true),
+        VoteAttempt::Wait {
+            holder: YOUNG.into()
+        }
+    );
+    assert_eq!(
+        attempt(&mut fixture, OLD, false),
+        VoteAttempt::Voted(Vote::Abort(format!(
+            "still locked by transaction {YOUNG} after waiting for its decision"
+        )))
+    );
+    fixture
+        .run(ALICE, None, decide(YOUNG, 1, Decision::Commit))
+        .expect("decided");
+    assert_eq!(
+        attempt(&mut fixture, OLD, true),
+        VoteAttempt::Voted(Vote::Abort("this node holds no secret \"a\"".into()))
+    );
+    assert_eq!(fixture.machine.lock_holder(ALICE, "a").expect("lock"), None);
+}
+
+#[test]
+fn an_older_vote_prepares_once_the_younger_lock_is_aborted() {
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    attempt(&mut fixture, YOUNG, true);
+    fixture
+        .run(ALICE, None, decide(YOUNG, 1, Decision::Abort))
+        .expect("decided");
+    assert_eq!(
+        attempt(&mut fixture, OLD, true),
+        VoteAttempt::Voted(Vote::Commit)
+    );
+    assert_eq!(
+        fixture.machine.lock_holder(ALICE, "a").expect("lock"),
+        Some(OLD.into())
+    );
+}
+
+#[test]
+fn a_younger_vote_dies_on_an_older_lock() {
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    attempt(&mut fixture, OLD, true);
+    assert_eq!(
+        attempt(&mut fixture, YOUNG, true),
+        VoteAttempt::Voted(Vote::Abort(format!(
+            "locked by transaction {OLD}, which is older (wait-die)"
+        )))
+    );
+    assert_eq!(
+        fixture.machine.lock_holder(ALICE, "a").expect("lock"),
+        Some(OLD.into())
+    );
+}
