@@ -94,7 +94,7 @@ impl StateMachine for VaultStateMachine {
     }
 
     fn apply(&mut self, commands: &[CommittedCommand<'_>]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let transaction = self.connection.transaction()?;
+        let transaction = write_transaction(&mut self.connection)?;
         let mut applied = self.applied_index;
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
@@ -121,7 +121,7 @@ impl StateMachine for VaultStateMachine {
 
     fn skip_to(&mut self, index: LogIndex) -> Result<(), StoreError> {
         if index > self.applied_index {
-            let transaction = self.connection.transaction()?;
+            let transaction = write_transaction(&mut self.connection)?;
             apply::sweep_sessions(&transaction, self.applied_index, index)?;
             schema::set_applied_index(&transaction, index)?;
             transaction.commit()?;
@@ -181,12 +181,27 @@ impl StateMachine for VaultStateMachine {
     }
 
     fn restore(&mut self, index: LogIndex, data: &[u8]) -> Result<(), StoreError> {
-        let transaction = self.connection.transaction()?;
+        let transaction = write_transaction(&mut self.connection)?;
         snapshot::restore(&transaction, index, data)?;
         transaction.commit()?;
         self.applied_index = index;
         Ok(())
     }
+}
+
+/// Begins a transaction that holds SQLite's write lock from its first
+/// statement (`BEGIN IMMEDIATE`).
+///
+/// Apply reads before it writes (sessions, versions, decisions), and the 2PC
+/// participant commits prepares on its own connection. In a deferred
+/// transaction, a prepare committed between the batch's first read and its
+/// first write makes that write fail with `SQLITE_BUSY_SNAPSHOT`, which no
+/// busy timeout retries: the node would stop applying for good. Taking the
+/// lock up front makes a concurrent prepare wait (busy timeout) instead.
+pub(crate) fn write_transaction(
+    connection: &mut Connection,
+) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 #[cfg(test)]

@@ -210,3 +210,42 @@ fn a_younger_vote_dies_on_an_older_lock() {
         Some(OLD.into())
     );
 }
+
+/// Apply holds SQLite's write lock from its first statement, so a prepare
+/// committing on the participant's connection waits for it instead of
+/// invalidating the batch's read snapshot (SQLITE_BUSY_SNAPSHOT, which no
+/// busy timeout retries and which stopped the node's apply for good).
+#[test]
+fn an_apply_transaction_holds_the_write_lock_from_its_first_statement() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("vault.db");
+    let mut applying = VaultStateMachine::open(&path).expect("open");
+    let participant = rusqlite::Connection::open(&path).expect("second connection");
+    participant
+        .busy_timeout(std::time::Duration::ZERO)
+        .expect("busy timeout");
+    let write = |connection: &rusqlite::Connection| {
+        connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('probe', 1)
+             ON CONFLICT (key) DO UPDATE SET value = value + 1",
+            [],
+        )
+    };
+    let transaction = write_transaction(&mut applying.connection).expect("begin");
+    let refused = write(&participant);
+    assert!(
+        matches!(
+            refused,
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error {
+                    code: rusqlite::ErrorCode::DatabaseBusy,
+                    ..
+                },
+                _
+            ))
+        ),
+        "another connection wrote while an apply transaction was open: {refused:?}"
+    );
+    transaction.commit().expect("commit");
+    write(&participant).expect("the lock is released with the transaction");
+}
