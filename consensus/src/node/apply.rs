@@ -16,7 +16,7 @@ use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The answer to one proposal or read.
 pub type ApplyResult = Result<Vec<u8>, NodeError>;
@@ -68,6 +68,9 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     waiters: BTreeMap<LogIndex, (Term, oneshot::Sender<ApplyResult>)>,
     reads: BTreeMap<LogIndex, Vec<PendingRead>>,
     events: mpsc::UnboundedSender<ApplyEvent>,
+    /// The applied index, for tasks that wait for the state machine to
+    /// reach an index (2PC participants) without polling.
+    applied: watch::Sender<LogIndex>,
     snapshot_every: u64,
     last_snapshot: LogIndex,
     /// Size of the latest snapshot, and command bytes applied since: a
@@ -87,6 +90,7 @@ impl<S: StateMachine> ApplyWorker<S> {
     pub(crate) fn new(
         machine: SharedMachine<S>,
         events: mpsc::UnboundedSender<ApplyEvent>,
+        applied: watch::Sender<LogIndex>,
         snapshot_every: u64,
         (last_snapshot, last_snapshot_bytes): (LogIndex, u64),
     ) -> Self {
@@ -95,6 +99,7 @@ impl<S: StateMachine> ApplyWorker<S> {
             waiters: BTreeMap::new(),
             reads: BTreeMap::new(),
             events,
+            applied,
             snapshot_every: snapshot_every.max(1),
             last_snapshot,
             last_snapshot_bytes,
@@ -164,6 +169,7 @@ impl<S: StateMachine> ApplyWorker<S> {
         match outcome {
             Ok(()) => {
                 let _ = self.events.send(ApplyEvent::Applied(last_index));
+                self.applied.send_replace(last_index);
                 self.serve_reads();
                 self.maybe_snapshot(last_index);
                 true
@@ -277,6 +283,7 @@ impl<S: StateMachine> ApplyWorker<S> {
                     }
                 }
                 let _ = self.events.send(ApplyEvent::Applied(meta.last_index));
+                self.applied.send_replace(meta.last_index);
                 self.serve_reads();
             }
             Err(error) => {

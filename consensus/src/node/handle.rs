@@ -94,6 +94,8 @@ pub struct Node {
     network: Arc<dyn PeerNetwork>,
     status: watch::Receiver<NodeStatus>,
     stale: Arc<StaleReader>,
+    /// The state machine's applied index, updated after every batch.
+    applied: watch::Receiver<LogIndex>,
     timeout: Duration,
 }
 
@@ -123,9 +125,15 @@ impl Node {
         let machine: SharedMachine<S> = Arc::new(std::sync::Mutex::new(machine));
         let (apply_sender, apply_tasks) = mpsc::unbounded_channel();
         let (apply_events_sender, apply_events) = mpsc::unbounded_channel();
+        let initial_applied = machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .applied_index();
+        let (applied_sender, applied) = watch::channel(initial_applied);
         let worker = ApplyWorker::new(
             machine.clone(),
             apply_events_sender,
+            applied_sender,
             options.snapshot_every,
             last_snapshot,
         );
@@ -159,6 +167,7 @@ impl Node {
             network,
             status,
             stale,
+            applied,
             timeout: options.request_timeout,
         };
         Ok((node, task))
@@ -172,6 +181,35 @@ impl Node {
     /// The node's latest status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
+    }
+
+    /// The index of the last entry this node's state machine applied. Unlike
+    /// [`Node::status`], which is refreshed at most once per tick, it is
+    /// current after every apply batch.
+    pub fn applied_index(&self) -> LogIndex {
+        *self.applied.borrow()
+    }
+
+    /// Waits until this node's state machine has applied `index`, or until
+    /// `deadline`; returns whether it got there. Woken by each apply batch,
+    /// so a waiter learns of progress at once rather than at its next poll.
+    pub async fn wait_applied(&self, index: LogIndex, deadline: Instant) -> bool {
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout_at(deadline, applied.wait_for(|now| *now >= index))
+            .await
+            .is_ok_and(|outcome| outcome.is_ok());
+        reached
+    }
+
+    /// Waits until this node's state machine applies anything beyond
+    /// `index`, or until `deadline`; returns the applied index then. For
+    /// waiters whose condition is read from the state itself (a decision
+    /// for a transaction, a released lock).
+    pub async fn wait_applied_past(&self, index: LogIndex, deadline: Instant) -> LogIndex {
+        let mut applied = self.applied.clone();
+        let _ = tokio::time::timeout_at(deadline, applied.wait_for(|now| *now > index)).await;
+        let now = *applied.borrow();
+        now
     }
 
     /// Hands a Raft message from a peer to the driver. Never waits: when the

@@ -29,12 +29,12 @@ impl TwoPc {
     /// coordinator, and reports the transaction to the client.
     pub(crate) async fn delete(self: &Arc<Self>, owner: &str, name: &str) -> Reply {
         let version = self.current_version(owner, name).await?;
-        // Taken after the read, so it covers every entry the read saw.
-        let read_index = self
-            .node
-            .read_index()
-            .await
-            .map_err(super::super::handler::node_error)?;
+        // Participants apply through this index before they vote, so that
+        // they judge the version this node just read. The applied index
+        // read after the (linearizable) read covers every entry the read
+        // saw, and it is committed, so every participant can reach it; a
+        // second ReadIndex round would only cost another heartbeat trip.
+        let read_index = self.node.applied_index();
         let me = self.node.id();
         // The id carries the transaction's age, which wait-die orders
         // concurrent deletes of one secret by.

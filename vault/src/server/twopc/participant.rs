@@ -7,18 +7,7 @@ use crate::server::wire::TwoPcReply;
 use consensus::raft::NodeId;
 use consensus::twopc::participant::{self, AckOutcome, Resolution};
 use consensus::twopc::{VoteAttempt, VoteRequest};
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// How often a participant looks whether the decision it was told about has
-/// been applied locally yet.
-const APPLY_POLL: Duration = Duration::from_millis(5);
-
-/// How often a vote waiting for a younger transaction's lock (wait-die)
-/// looks whether applying that transaction's decision released it. Each
-/// look is one indexed read on the participant's connection, which does not
-/// block the applying connection (WAL mode).
-const LOCK_POLL: Duration = Duration::from_millis(5);
 
 impl TwoPc {
     /// Votes on `request` from `coordinator`: the policy, then (once this
@@ -77,6 +66,9 @@ impl TwoPc {
         let me = self.node.id();
         let mut waiting_for: Option<String> = None;
         loop {
+            // Read before the attempt, so an apply that lands between the
+            // attempt and the wait still wakes it.
+            let seen = self.node.applied_index();
             let may_wait = Instant::now() < wait_until;
             let attempt = {
                 let request = request.clone();
@@ -96,7 +88,8 @@ impl TwoPc {
                         );
                         waiting_for = Some(holder);
                     }
-                    tokio::time::sleep(LOCK_POLL).await;
+                    // Only applying the holder's decision releases the lock.
+                    self.node.wait_applied_past(seen, wait_until).await;
                 }
                 Err(error) => {
                     return consensus::twopc::Vote::Abort(format!(
@@ -111,10 +104,8 @@ impl TwoPc {
     /// timeout passed (then the store answers from what it has, and a node
     /// still behind votes abort with the reason).
     async fn apply_through(&self, index: u64) {
-        let deadline = tokio::time::Instant::now() + self.options.vote_timeout;
-        while self.node.status().applied_index < index && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(APPLY_POLL).await;
-        }
+        let deadline = Instant::now() + self.options.vote_timeout;
+        self.node.wait_applied(index, deadline).await;
     }
 
     /// Answers a Decide from `coordinator` once this node's state machine
@@ -122,8 +113,9 @@ impl TwoPc {
     /// or released the lock), waiting at most the decision timeout.
     pub(crate) async fn acknowledge(&self, coordinator: NodeId, tx: String) -> TwoPcReply {
         let me = self.node.id();
-        let deadline = tokio::time::Instant::now() + self.options.decision_timeout;
+        let deadline = Instant::now() + self.options.decision_timeout;
         loop {
+            let seen = self.node.applied_index();
             let applied = {
                 let tx = tx.clone();
                 self.with_store(move |store| store.decision(&tx)).await
@@ -148,13 +140,16 @@ impl TwoPc {
                     );
                     return TwoPcReply::Acked { decision };
                 }
-                AckOutcome::Wait if tokio::time::Instant::now() >= deadline => {
+                AckOutcome::Wait if Instant::now() >= deadline => {
                     return TwoPcReply::Failed(format!(
                         "{me} has not applied the decision for {tx} within {} ms",
                         millis(self.options.decision_timeout)
                     ));
                 }
-                AckOutcome::Wait => tokio::time::sleep(APPLY_POLL).await,
+                // The decision arrives by applying the log.
+                AckOutcome::Wait => {
+                    self.node.wait_applied_past(seen, deadline).await;
+                }
             }
         }
     }
