@@ -52,9 +52,10 @@ impl TwoPc {
         };
         let clock = Instant::now();
         let now = move || millis(clock.elapsed());
+        let participants = self.participants();
         let (mut coordinator, outputs) = Coordinator::start(
             tx.clone(),
-            self.participants(),
+            participants.clone(),
             now(),
             millis(self.options.vote_timeout),
         );
@@ -69,6 +70,7 @@ impl TwoPc {
                         self.send_vote(to, request.clone(), read_index, events.clone());
                     }
                     CoordinatorOutput::ProposeDecision(decision) => {
+                        let decision = self.unless_membership_changed(&tx, &participants, decision);
                         let (logged, did_delete) = self
                             .log_decision(owner, &tx, name, version, vault_decision(decision))
                             .await
@@ -110,6 +112,27 @@ impl TwoPc {
                 None => coordinator.on_tick(now()),
             });
         }
+    }
+
+    /// A commit only if the membership is still the one whose every member
+    /// voted: a node that joined during the vote would otherwise apply the
+    /// delete without having been asked (found by the 2PC simulation). The
+    /// check narrows that window to the time the decision takes to commit;
+    /// membership changes are rare operator actions.
+    fn unless_membership_changed(
+        &self,
+        tx: &str,
+        voters: &[NodeId],
+        decision: consensus::twopc::Decision,
+    ) -> consensus::twopc::Decision {
+        if decision != consensus::twopc::Decision::Commit || self.participants() == voters {
+            return decision;
+        }
+        tracing::info!(
+            "Coordinator of Node {} aborts tx {tx}: the membership changed while it voted",
+            self.node.id()
+        );
+        consensus::twopc::Decision::Abort
     }
 
     /// The secret's current version, read linearizably for its owner.
