@@ -195,6 +195,8 @@ impl Node {
     /// so a waiter learns of progress at once rather than at its next poll.
     pub async fn wait_applied(&self, index: LogIndex, deadline: Instant) -> bool {
         let mut applied = self.applied.clone();
+        // Bound to a local: as a tail expression the borrow of `applied`
+        // would outlive it.
         let reached = tokio::time::timeout_at(deadline, applied.wait_for(|now| *now >= index))
             .await
             .is_ok_and(|outcome| outcome.is_ok());
@@ -208,6 +210,7 @@ impl Node {
     pub async fn wait_applied_past(&self, index: LogIndex, deadline: Instant) -> LogIndex {
         let mut applied = self.applied.clone();
         let _ = tokio::time::timeout_at(deadline, applied.wait_for(|now| *now > index)).await;
+        // Bound to a local for the same reason as in `wait_applied`.
         let now = *applied.borrow();
         now
     }
