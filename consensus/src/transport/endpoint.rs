@@ -225,9 +225,16 @@ where
     /// Sends a node-to-node request (e.g. a 2PC Vote) to `to` and waits for
     /// the response. The receiver sees [`super::RequestOrigin::Direct`] with
     /// this node's identity. Callers bound the wait with their own timeout.
+    ///
+    /// If the connection to `to` is found dead, typically because `to`
+    /// restarted since it was dialled, the request is sent once more on a
+    /// fresh connection, so the first request after a peer's restart does
+    /// not fail. Node-to-node requests must therefore be safe to repeat
+    /// (2PC messages are idempotent; forwarded proposals are deduplicated
+    /// by their client session, and the first 2PC decision wins).
     pub async fn request(&self, to: NodeId, request: &Req) -> Result<Resp, TransportError> {
         let link = self.link(to)?;
-        link.request(&Hello::Request, request, self.node_limits())
+        link.request(&Hello::Request, request, self.node_limits(), true)
             .await
     }
 
@@ -244,7 +251,9 @@ where
         let hello = Hello::Forwarded {
             client: client.uri(),
         };
-        link.request(&hello, request, self.node_limits()).await
+        // Not repeated: the client retries on its own, with its session.
+        link.request(&hello, request, self.node_limits(), false)
+            .await
     }
 
     /// Stops the transport: no new connections or streams, every task told

@@ -65,18 +65,31 @@ impl PeerLink {
     }
 
     /// Sends a request to this peer and waits for the response.
+    ///
+    /// With `once_more_if_lost`, a request whose connection turns out to be
+    /// dead (the peer restarted: its new process cannot read the old
+    /// connection's packets) is sent once more on a fresh connection
+    /// instead of failing. Only for requests that are safe to repeat.
     pub(crate) async fn request<Req, Resp>(
         &self,
         hello: &Hello,
         request: &Req,
         limits: RequestLimits,
+        once_more_if_lost: bool,
     ) -> Result<Resp, TransportError>
     where
         Req: Serialize,
         Resp: serde::de::DeserializeOwned,
     {
         let connection = self.connection().await?;
-        round_trip(&connection, hello, request, limits).await
+        match round_trip(&connection, hello, request, limits).await {
+            Err(error) if once_more_if_lost && connection.close_reason().is_some() => {
+                tracing::debug!("connection to {} lost ({error}); redialling", self.id);
+                let connection = self.connection().await?;
+                round_trip(&connection, hello, request, limits).await
+            }
+            outcome => outcome,
+        }
     }
 }
 

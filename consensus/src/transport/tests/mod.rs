@@ -132,6 +132,35 @@ pub(super) fn serve_echo(
 }
 
 /// Hang guard: generous, never a timing assertion.
+/// Binds `config` with the node's (unchanged) credentials, retrying while
+/// the old endpoint's socket is released.
+pub(super) async fn bind_again(
+    credentials: &Credentials,
+    config: TransportConfig,
+) -> (TestTransport, TestInbox) {
+    guard(async {
+        loop {
+            match TestTransport::bind(config.clone(), credentials).await {
+                Ok(bound) => return bound,
+                Err(crate::transport::TransportError::Bind { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Settings whose idle timeout and keep-alive are far beyond the hang
+/// guard: only a stateless reset can reveal a dead connection in time.
+pub(super) fn patient(id: u64) -> TransportConfig {
+    let mut settings = config(id);
+    settings.idle_timeout = Duration::from_secs(300);
+    settings.keep_alive = Duration::from_secs(120);
+    settings
+}
+
 pub(super) async fn guard<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(30), future)
         .await

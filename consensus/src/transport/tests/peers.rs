@@ -32,26 +32,6 @@ async fn peer_messages_flow_both_ways_in_order() {
     guard(node2.shutdown()).await;
 }
 
-/// Binds `config` with the node's (unchanged) credentials, retrying while
-/// the old endpoint's socket is released.
-async fn bind_again(
-    credentials: &Credentials,
-    config: TransportConfig,
-) -> (TestTransport, TestInbox) {
-    guard(async {
-        loop {
-            match TestTransport::bind(config.clone(), credentials).await {
-                Ok(bound) => return bound,
-                Err(crate::transport::TransportError::Bind { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(error) => panic!("{error}"),
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn peer_messages_resume_after_the_receiver_restarts() {
     let pki = Pki::new();
@@ -115,12 +95,6 @@ fn peer_messages_resume_after_the_receiver_crashes_and_restarts() {
     // Idle timeouts (the smaller of both sides applies) far beyond the 30 s
     // hang guard: only a stateless reset can reveal the dead connection in
     // time.
-    let patient = |id| {
-        let mut settings = config(id);
-        settings.idle_timeout = Duration::from_secs(300);
-        settings.keep_alive = Duration::from_secs(120);
-        settings
-    };
     let (node1, _inbox1) = runtime.block_on(start(&pki, patient(1)));
 
     // node2 runs on its own runtime so that dropping the runtime kills it

@@ -158,3 +158,51 @@ async fn no_request_exceeds_the_request_budget() {
     }
     guard(node1.shutdown()).await;
 }
+
+/// A node RPC to a peer that crashed and restarted since the connection
+/// was dialled is answered at the first attempt: the dead connection is
+/// found out (stateless reset) and the request goes again on a new one.
+/// Without that, the first 2PC vote to a restarted node was an abort.
+#[test]
+fn a_request_to_a_restarted_peer_is_answered_at_the_first_attempt() {
+    let pki = Pki::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (node1, _inbox1) = runtime.block_on(start(&pki, patient(1)));
+    // node2 runs on its own runtime, on its own thread, so that dropping
+    // the runtime kills it without any goodbye, like kill -9.
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let node2_credentials = pki.node(2);
+    let (node2, inbox2) = doomed.block_on(async {
+        let (node2, inbox2) = TestTransport::bind(patient(2), &node2_credentials)
+            .await
+            .unwrap();
+        (node2, serve_echo(inbox2.requests))
+    });
+    let address = node2.local_address().unwrap();
+    runtime.block_on(async {
+        node1.add_peer(NodeId(2), PeerAddress::from_socket_address(address));
+        let before = guard(node1.request(NodeId(2), &TestRequest::Echo("before".into()))).await;
+        assert_eq!(before.unwrap().text, "before");
+    });
+    drop(doomed);
+    drop((node2, inbox2));
+
+    runtime.block_on(async {
+        let mut restarted = patient(2);
+        restarted.listen = address;
+        let (node2, inbox2) = bind_again(&node2_credentials, restarted).await;
+        let _server = serve_echo(inbox2.requests);
+        let after = guard(node1.request(NodeId(2), &TestRequest::Echo("after".into()))).await;
+        assert_eq!(after.unwrap().text, "after");
+        guard(node1.shutdown()).await;
+        guard(node2.shutdown()).await;
+    });
+}
