@@ -188,7 +188,12 @@ pub fn assert_no_lock_remains(cluster: &TestCluster, name: &str) {
         converges(cluster, name, 0);
     }
     let result = cluster.cli(&["delete", name]);
-    assert_eq!(result.code, 0, "a lock remains somewhere: {result:?}");
+    assert_eq!(
+        result.code,
+        0,
+        "a lock remains somewhere: {result:?}\n{}",
+        cluster.log_tails(40)
+    );
     let report = report(&result);
     assert_eq!(report["decision"], "commit", "{report}");
     let expected: Vec<(String, String)> = (1..=cluster.size)

@@ -214,6 +214,15 @@ fn a_participant_killed_while_prepared_learns_the_commit_on_restart() {
     cluster.eventually("the restarted participant learns the commit", || {
         (vault_tests::twopc::stale_read(&cluster, prepared, "mail") == NOT_FOUND).then_some(())
     });
+    // It learned the outcome from the log, not from a Decide, and still
+    // says so in the SPEC §7 form.
+    let learned = format!(
+        "Phase Participant-Decision of Node node{prepared} commits tx {} (GLOBAL_COMMIT)",
+        report["tx"].as_str().expect("tx id")
+    );
+    cluster.eventually("the restarted participant logs its commit", || {
+        vault_tests::twopc::logged(&cluster, prepared, &learned).then_some(())
+    });
     converges(&cluster, "mail", NOT_FOUND);
     assert_no_lock_remains(&cluster, "mail");
 }

@@ -20,7 +20,7 @@ pub use network::QuicNetwork;
 pub use twopc::TwoPcOptions;
 pub use wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 
-use crate::store::VaultStateMachine;
+use crate::store::{AppliedDecisions, VaultStateMachine};
 use certs::Credentials;
 use consensus::node::{Node, NodeOptions};
 use consensus::raft::{Message, NodeId};
@@ -91,7 +91,10 @@ pub async fn run(
         .collect();
     let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
     let transport = Arc::new(transport);
-    let machine = VaultStateMachine::open(&options.database)?;
+    let mut machine = VaultStateMachine::open(&options.database)?;
+    machine.log_decisions_as(&options.node.id.to_string());
+    let applied_decisions = AppliedDecisions::new();
+    machine.publish_decisions_to(applied_decisions.clone());
     let participant_store = VaultStateMachine::open_participant(&options.database)?;
     let network = Arc::new(QuicNetwork::new(transport.clone()));
     let (node, mut driver) = Node::start(&options.node, machine, network)?;
@@ -109,6 +112,7 @@ pub async fn run(
         node.clone(),
         transport.clone(),
         participant_store,
+        applied_decisions,
         options.twopc,
     );
     let recovery = tokio::spawn(twopc.clone().recovery_loop());

@@ -11,7 +11,16 @@ use crate::protocol::{
 use crate::validate::{validate_ciphertext, validate_identity, validate_name};
 use rusqlite::{params, OptionalExtension, Transaction};
 
-/// Applies the command at `index` and returns the encoded [`Reply`].
+/// A 2PC decision this batch recorded for the first time: what this node,
+/// as a participant, commits or aborts once the batch is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FirstDecision {
+    pub(crate) tx: String,
+    pub(crate) decision: Decision,
+}
+
+/// Applies the command at `index` and returns the encoded [`Reply`]. A
+/// decision recorded for the first time is added to `decided`.
 ///
 /// An `Err` is a SQLite failure and is fatal for the batch; everything the
 /// command itself got wrong (undecodable bytes, a bad name, a duplicate) is
@@ -20,6 +29,7 @@ pub(crate) fn apply_command(
     transaction: &Transaction<'_>,
     index: u64,
     bytes: &[u8],
+    decided: &mut Vec<FirstDecision>,
 ) -> rusqlite::Result<Vec<u8>> {
     let Ok(VaultCommand::V1 {
         session,
@@ -45,7 +55,7 @@ pub(crate) fn apply_command(
         now: to_sql(proposed_at_ms),
     };
     let reply = match validate_identity(&owner) {
-        Ok(()) => context.run(op)?,
+        Ok(()) => context.run(op, decided)?,
         Err(error) => Err(error),
     };
     let response = encode(&reply);
@@ -140,7 +150,7 @@ struct Context<'a, 'c> {
 }
 
 impl Context<'_, '_> {
-    fn run(&self, op: Operation) -> rusqlite::Result<Reply> {
+    fn run(&self, op: Operation, decided: &mut Vec<FirstDecision>) -> rusqlite::Result<Reply> {
         match op {
             Operation::Put {
                 name,
@@ -159,7 +169,7 @@ impl Context<'_, '_> {
                 name,
                 version,
                 decision,
-            } => self.decide(&tx, &name, version, decision),
+            } => self.decide(&tx, &name, version, decision, decided),
         }
     }
 
@@ -269,6 +279,7 @@ impl Context<'_, '_> {
         name: &str,
         version: u64,
         decision: Decision,
+        decided: &mut Vec<FirstDecision>,
     ) -> rusqlite::Result<Reply> {
         let earlier: Option<i64> = self
             .transaction
@@ -304,6 +315,10 @@ impl Context<'_, '_> {
             }
         }
         super::twopc::settle(self.transaction, tx, decision)?;
+        decided.push(FirstDecision {
+            tx: tx.to_string(),
+            decision,
+        });
         Ok(Ok(Response::Decided {
             tx: tx.to_string(),
             decision,

@@ -6,11 +6,13 @@
 //! `docs/vault.md` lists the schema and the apply rules.
 
 mod apply;
+mod decisions;
 mod query;
 mod schema;
 mod snapshot;
 mod twopc;
 
+pub use decisions::AppliedDecisions;
 pub use snapshot::SnapshotError;
 pub use twopc::{ParticipantState, PrepareOutcome, PreparedTransaction};
 
@@ -60,6 +62,13 @@ impl From<schema::SchemaError> for StoreError {
 pub struct VaultStateMachine {
     connection: Connection,
     applied_index: LogIndex,
+    /// The node whose participant outcomes apply logs (SPEC §7), if any.
+    participant: Option<String>,
+    /// Where applied decisions are published for the participant, if any.
+    published: Option<AppliedDecisions>,
+    /// Every commit of this connection is fsynced (`synchronous=FULL`), as
+    /// on the participant's connection; otherwise only prepares are.
+    full_sync: bool,
 }
 
 impl VaultStateMachine {
@@ -74,7 +83,45 @@ impl VaultStateMachine {
         Ok(VaultStateMachine {
             connection,
             applied_index,
+            participant: None,
+            published: None,
+            full_sync: false,
         })
+    }
+
+    /// Makes this store log, as node `node`'s 2PC participant, each
+    /// decision it applies: `Phase Participant-Decision of Node n commits
+    /// tx T (GLOBAL_COMMIT)` (or `aborts ... (GLOBAL_ABORT)`), once the
+    /// batch holding it is durable. Logging here rather than on `Decide`
+    /// gives the line of a participant that learns the outcome from the
+    /// log (it was down, or restarted while prepared) too, and exactly once
+    /// per node: a decision settled by installing a snapshot is logged if
+    /// this node had prepared it.
+    pub fn log_decisions_as(&mut self, node: &str) {
+        self.participant = Some(node.to_string());
+    }
+
+    /// Makes this store publish each decision it applies (or settles by
+    /// installing a snapshot) to `decisions`, once the batch is committed.
+    pub fn publish_decisions_to(&mut self, decisions: AppliedDecisions) {
+        self.published = Some(decisions);
+    }
+
+    /// Logs and publishes the decisions of a batch that just committed.
+    fn announce_decisions(&self, decided: &[apply::FirstDecision]) {
+        if let Some(published) = &self.published {
+            published.publish(decided);
+        }
+        let Some(node) = &self.participant else {
+            return;
+        };
+        for apply::FirstDecision { tx, decision } in decided {
+            let (verb, global) = match decision {
+                crate::protocol::Decision::Commit => ("commits", "GLOBAL_COMMIT"),
+                crate::protocol::Decision::Abort => ("aborts", "GLOBAL_ABORT"),
+            };
+            tracing::info!("Phase Participant-Decision of Node {node} {verb} tx {tx} ({global})");
+        }
     }
 }
 
@@ -97,6 +144,7 @@ impl StateMachine for VaultStateMachine {
         let transaction = write_transaction(&mut self.connection)?;
         let mut applied = self.applied_index;
         let mut responses = Vec::with_capacity(commands.len());
+        let mut decided = Vec::new();
         for command in commands {
             if command.index <= applied {
                 responses.push(Vec::new());
@@ -107,6 +155,7 @@ impl StateMachine for VaultStateMachine {
                 &transaction,
                 command.index,
                 command.command,
+                &mut decided,
             )?);
             applied = command.index;
         }
@@ -116,6 +165,7 @@ impl StateMachine for VaultStateMachine {
         }
         transaction.commit()?;
         self.applied_index = applied;
+        self.announce_decisions(&decided);
         Ok(responses)
     }
 
@@ -182,9 +232,10 @@ impl StateMachine for VaultStateMachine {
 
     fn restore(&mut self, index: LogIndex, data: &[u8]) -> Result<(), StoreError> {
         let transaction = write_transaction(&mut self.connection)?;
-        snapshot::restore(&transaction, index, data)?;
+        let settled = snapshot::restore(&transaction, index, data)?;
         transaction.commit()?;
         self.applied_index = index;
+        self.announce_decisions(&settled);
         Ok(())
     }
 }

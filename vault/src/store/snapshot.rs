@@ -6,6 +6,7 @@
 //! The node-local `twopc_participant` table is not included: it records this
 //! node's own votes, which another node's snapshot must not overwrite.
 
+use super::apply::FirstDecision;
 use super::schema::{from_sql, set_applied_index, to_sql};
 use rusqlite::{params, Connection, Transaction};
 use serde::{Deserialize, Serialize};
@@ -137,11 +138,12 @@ fn parse(data: &[u8], expected_index: u64) -> Result<Tables, SnapshotError> {
 
 /// Validates `data`, then replaces every replicated table with its rows in
 /// `transaction`. Nothing is written unless the whole snapshot is valid.
+/// Returns the decisions that settled a transaction this node had prepared.
 pub(crate) fn restore(
     transaction: &Transaction<'_>,
     index: u64,
     data: &[u8],
-) -> Result<(), super::StoreError> {
+) -> Result<Vec<FirstDecision>, super::StoreError> {
     let tables = parse(data, index)?;
     transaction.execute_batch(
         "DELETE FROM secrets; DELETE FROM shares; DELETE FROM public_keys;
@@ -186,13 +188,20 @@ pub(crate) fn restore(
             ],
         )?;
     }
+    let mut settled = Vec::new();
     for (tx, decision, log_index) in &tables.decisions {
         transaction.execute(
             "INSERT INTO twopc_decisions (tx, decision, log_index) VALUES (?1, ?2, ?3)",
             params![tx, decision, to_sql(*log_index)],
         )?;
-        super::twopc::settle(transaction, tx, super::apply::decision_from_sql(*decision))?;
+        let decision = super::apply::decision_from_sql(*decision);
+        if super::twopc::settle(transaction, tx, decision)? {
+            settled.push(FirstDecision {
+                tx: tx.clone(),
+                decision,
+            });
+        }
     }
     set_applied_index(transaction, index)?;
-    Ok(())
+    Ok(settled)
 }

@@ -249,3 +249,87 @@ fn an_apply_transaction_holds_the_write_lock_from_its_first_statement() {
     transaction.commit().expect("commit");
     write(&participant).expect("the lock is released with the transaction");
 }
+
+#[test]
+fn applied_decisions_are_published_once_each() {
+    let mut fixture = Fixture::new();
+    let published = AppliedDecisions::new();
+    fixture.machine.publish_decisions_to(published.clone());
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    assert_eq!(published.get("t1"), None);
+    fixture
+        .run(ALICE, None, decide("t1", 1, Decision::Abort))
+        .expect("decided");
+    assert_eq!(published.get("t1"), Some(Decision::Abort));
+    // A later, contradicting decision is not the log's decision.
+    fixture
+        .run(ALICE, None, decide("t1", 1, Decision::Commit))
+        .expect("decided");
+    assert_eq!(published.get("t1"), Some(Decision::Abort));
+}
+
+#[test]
+fn a_snapshot_publishes_the_decisions_it_settles_here() {
+    // The leader's state: t1 and t2 decided.
+    let mut leader = Fixture::new();
+    leader.put(ALICE, "a", 1, false).expect("added");
+    leader
+        .run(ALICE, None, decide("t1", 1, Decision::Abort))
+        .expect("decided");
+    leader
+        .run(ALICE, None, decide("t2", 1, Decision::Commit))
+        .expect("decided");
+    let index = leader.next_index - 1;
+    let snapshot = leader.machine.snapshot().expect("snapshot");
+
+    // A follower that prepared t2 only, then receives the snapshot.
+    let mut follower = Fixture::new();
+    follower.put(ALICE, "a", 1, false).expect("added");
+    let published = AppliedDecisions::new();
+    follower.machine.publish_decisions_to(published.clone());
+    let machine = &mut follower.machine;
+    assert_eq!(
+        machine.prepare("t2", ALICE, "a", 1, 5).expect("prepare"),
+        PrepareOutcome::Prepared
+    );
+    machine.restore(index, &snapshot).expect("restore");
+    assert_eq!(
+        machine.participant_state("t2").expect("state"),
+        Some(ParticipantState::Committed)
+    );
+    assert_eq!(published.get("t2"), Some(Decision::Commit));
+    // t1 was never prepared here: the database answers for it.
+    assert_eq!(published.get("t1"), None);
+    assert_eq!(
+        machine.decision("t1").expect("decision"),
+        Some(Decision::Abort)
+    );
+}
+
+fn synchronous(machine: &VaultStateMachine) -> i64 {
+    machine
+        .connection
+        .query_row("PRAGMA synchronous", [], |row| row.get(0))
+        .expect("pragma")
+}
+
+/// SQLite's `synchronous` levels.
+const NORMAL: i64 = 1;
+const FULL: i64 = 2;
+
+#[test]
+fn prepares_are_fsynced_on_either_connection_and_apply_is_not() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("vault.db");
+    let mut applying = VaultStateMachine::open(&path).expect("open");
+    let participant = VaultStateMachine::open_participant(&path).expect("open participant");
+    assert_eq!(synchronous(&applying), NORMAL);
+    assert_eq!(synchronous(&participant), FULL);
+    // A prepare on the applying connection switches to FULL for itself
+    // only.
+    assert!(matches!(
+        applying.prepare("t1", ALICE, "a", 1, 5),
+        Ok(PrepareOutcome::Refused(_))
+    ));
+    assert_eq!(synchronous(&applying), NORMAL);
+}

@@ -28,12 +28,12 @@ impl TwoPc {
     /// Deletes `owner`'s secret `name` by two-phase commit with this node as
     /// coordinator, and reports the transaction to the client.
     pub(crate) async fn delete(self: &Arc<Self>, owner: &str, name: &str) -> Reply {
-        let version = self.current_version(owner, name).await?;
+        let version = self.version_to_delete(owner, name).await?;
         // Participants apply through this index before they vote, so that
         // they judge the version this node just read. The applied index
-        // read after the (linearizable) read covers every entry the read
-        // saw, and it is committed, so every participant can reach it; a
-        // second ReadIndex round would only cost another heartbeat trip.
+        // read after the read covers every entry the read saw, and it is
+        // committed, so every participant can reach it; a second ReadIndex
+        // round would only cost another heartbeat trip.
         let read_index = self.node.applied_index();
         let me = self.node.id();
         // The id carries the transaction's age, which wait-die orders
@@ -135,8 +135,40 @@ impl TwoPc {
         consensus::twopc::Decision::Abort
     }
 
-    /// The secret's current version, read linearizably for its owner.
-    async fn current_version(&self, owner: &str, name: &str) -> Result<u64, VaultError> {
+    /// The version the votes ask about.
+    ///
+    /// A leader reads its own state, without a ReadIndex round: it applied
+    /// every write it acknowledged before answering, so it is stale only
+    /// if it was deposed without knowing or was just elected. A stale
+    /// version cannot delete the wrong thing: the node that acknowledged
+    /// the newer write applied it and votes abort, and a commit deletes
+    /// only at the voted version. It costs at worst an abort, which the
+    /// client may retry. "Not found" is confirmed linearizably, so a
+    /// secret just added is never reported missing. A follower lags the
+    /// leader by a commit notification, so it always reads linearizably:
+    /// otherwise `add-secret --update` then `delete` through one follower
+    /// would often vote on the old version and abort.
+    async fn version_to_delete(&self, owner: &str, name: &str) -> Result<u64, VaultError> {
+        if self.node.is_leader() {
+            match self
+                .current_version(owner, name, ReadConsistency::Stale)
+                .await
+            {
+                Err(VaultError::NotFound(_)) => {}
+                outcome => return outcome,
+            }
+        }
+        self.current_version(owner, name, ReadConsistency::Linearizable)
+            .await
+    }
+
+    /// The secret's current version for its owner, read at `consistency`.
+    async fn current_version(
+        &self,
+        owner: &str,
+        name: &str,
+        consistency: ReadConsistency,
+    ) -> Result<u64, VaultError> {
         let query = encode(&VaultQuery::Secret {
             caller: owner.to_string(),
             owner: None,
@@ -144,7 +176,7 @@ impl TwoPc {
         });
         let bytes = self
             .node
-            .read(query, ReadConsistency::Linearizable)
+            .read(query, consistency)
             .await
             .map_err(super::super::handler::node_error)?;
         match decode::<Reply>(&bytes) {
@@ -308,7 +340,10 @@ impl TwoPc {
     ) -> Reply {
         let decision = vault_decision(report.decision);
         if decision == Decision::Commit && !deleted {
-            if let Ok(version) = self.current_version(owner, name).await {
+            if let Ok(version) = self
+                .current_version(owner, name, ReadConsistency::Linearizable)
+                .await
+            {
                 return Err(VaultError::Conflict(format!(
                     "transaction {} committed but {name:?} had changed to version {version} \
                      after the vote, so nothing was deleted",

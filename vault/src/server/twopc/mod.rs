@@ -21,7 +21,7 @@ mod recovery;
 
 use super::VaultTransport;
 use crate::protocol::{decode, Operation, VaultCommand, VaultError};
-use crate::store::{StoreError, VaultStateMachine};
+use crate::store::{AppliedDecisions, StoreError, VaultStateMachine};
 use consensus::node::Node;
 use consensus::raft::NodeId;
 use consensus::twopc::VotePolicy;
@@ -62,6 +62,9 @@ pub(crate) struct TwoPc {
     /// The participant's own connection to the vault database. A std mutex:
     /// it is only locked inside `spawn_blocking`, never across an await.
     store: Arc<Mutex<VaultStateMachine>>,
+    /// Decisions the applying state machine just applied: most
+    /// acknowledgements are answered from here without touching SQLite.
+    applied_decisions: AppliedDecisions,
     options: TwoPcOptions,
 }
 
@@ -70,12 +73,14 @@ impl TwoPc {
         node: Node,
         transport: Arc<VaultTransport>,
         store: VaultStateMachine,
+        applied_decisions: AppliedDecisions,
         options: TwoPcOptions,
     ) -> Arc<Self> {
         Arc::new(TwoPc {
             node,
             transport,
             store: Arc::new(Mutex::new(store)),
+            applied_decisions,
             options,
         })
     }

@@ -116,25 +116,22 @@ impl TwoPc {
         let deadline = Instant::now() + self.options.decision_timeout;
         loop {
             let seen = self.node.applied_index();
-            let applied = {
-                let tx = tx.clone();
-                self.with_store(move |store| store.decision(&tx)).await
-            };
-            let applied = match applied {
-                Ok(applied) => applied,
-                Err(error) => return TwoPcReply::Failed(error.to_string()),
+            let applied = match self.applied_decisions.get(&tx) {
+                Some(decision) => Some(decision),
+                // Applied long ago, through a snapshot, or not yet.
+                None => {
+                    let tx = tx.clone();
+                    match self.with_store(move |store| store.decision(&tx)).await {
+                        Ok(applied) => applied,
+                        Err(error) => return TwoPcReply::Failed(error.to_string()),
+                    }
+                }
             };
             match participant::ack(applied.map(consensus_decision)) {
+                // The participant's "commits tx T" line was logged by the
+                // store when it applied the decision.
                 AckOutcome::Ack(decision) => {
                     let decision = vault_decision(decision);
-                    let verb = match decision {
-                        Decision::Commit => "commits",
-                        Decision::Abort => "aborts",
-                    };
-                    tracing::info!(
-                        "Phase Participant-Decision of Node {me} {verb} tx {tx} ({})",
-                        consensus_decision(decision)
-                    );
                     tracing::info!(
                         "Phase Participant-Decision of Node {me} sends RPC Ack to Phase Coordinator of Node {coordinator}"
                     );
