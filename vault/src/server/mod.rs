@@ -70,6 +70,9 @@ pub enum ServerError {
     /// The Raft node could not start.
     #[error("{0}")]
     Start(#[from] consensus::node::StartError),
+    /// A thread of the node could not be started.
+    #[error("cannot start a thread: {0}")]
+    Spawn(#[from] std::io::Error),
     /// The node stopped because of a fatal error.
     #[error("node stopped: {0}")]
     Stopped(#[from] consensus::node::NodeError),
@@ -114,7 +117,7 @@ pub async fn run(
         participant_store,
         applied_decisions,
         options.twopc,
-    );
+    )?;
     let recovery = tokio::spawn(twopc.clone().recovery_loop());
     let request_loop = tokio::spawn(handler::serve_requests(
         node.clone(),

@@ -14,7 +14,7 @@ mod twopc;
 
 pub use decisions::AppliedDecisions;
 pub use snapshot::SnapshotError;
-pub use twopc::{ParticipantState, PrepareOutcome, PreparedTransaction};
+pub use twopc::{ParticipantState, PrepareBatch, PrepareOutcome, PreparedTransaction};
 
 use consensus::raft::LogIndex;
 use consensus::state_machine::{CommittedCommand, SnapshotJob, StateMachine};

@@ -84,27 +84,22 @@ impl VaultStateMachine {
         version: u64,
         now_ms: u64,
     ) -> Result<PrepareOutcome, StoreError> {
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(refusal) = refusal(&transaction, tx, owner, name, version)? {
-            return Ok(PrepareOutcome::Refused(refusal));
-        }
-        transaction
-            .prepare_cached(
-                "INSERT INTO twopc_participant (tx, owner, name, version, state, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tx) DO NOTHING",
-            )?
-            .execute(params![
-                tx,
-                owner,
-                name,
-                to_sql(version),
-                PREPARED,
-                to_sql(now_ms)
-            ])?;
-        transaction.commit()?;
-        Ok(PrepareOutcome::Prepared)
+        let mut batch = self.begin_prepares()?;
+        let outcome = batch.prepare(tx, owner, name, version, now_ms)?;
+        batch.commit()?;
+        Ok(outcome)
+    }
+
+    /// Begins a batch of prepares that commit together, with one fsync on
+    /// a connection opened by [`VaultStateMachine::open_participant`]: the
+    /// participant's group commit. The batch holds SQLite's write lock
+    /// until it commits or is dropped (which rolls it back).
+    pub fn begin_prepares(&mut self) -> Result<PrepareBatch<'_>, StoreError> {
+        Ok(PrepareBatch {
+            transaction: self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
     }
 
     /// This node's state in `tx`, or `None` if it never prepared it.
@@ -252,6 +247,93 @@ impl VaultStateMachine {
     }
 }
 
+/// Prepares in one SQLite transaction (see
+/// [`VaultStateMachine::begin_prepares`]). Each prepare sees the locks
+/// taken by the ones before it in the batch. Nothing is durable, and no
+/// vote may be sent, until [`PrepareBatch::commit`] returns.
+pub struct PrepareBatch<'c> {
+    transaction: Transaction<'c>,
+}
+
+impl PrepareBatch<'_> {
+    /// [`VaultStateMachine::prepare`]'s checks and lock, in this batch.
+    pub fn prepare(
+        &mut self,
+        tx: &str,
+        owner: &str,
+        name: &str,
+        version: u64,
+        now_ms: u64,
+    ) -> Result<PrepareOutcome, StoreError> {
+        if let Some(refusal) = refusal(&self.transaction, tx, owner, name, version)? {
+            return Ok(PrepareOutcome::Refused(refusal));
+        }
+        self.transaction
+            .prepare_cached(
+                "INSERT INTO twopc_participant (tx, owner, name, version, state, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tx) DO NOTHING",
+            )?
+            .execute(params![
+                tx,
+                owner,
+                name,
+                to_sql(version),
+                PREPARED,
+                to_sql(now_ms)
+            ])?;
+        Ok(PrepareOutcome::Prepared)
+    }
+
+    /// Makes every prepare of the batch durable at once.
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.transaction.commit()?)
+    }
+}
+
+/// The batch as the 2PC resource manager: a prepare is the check-and-lock
+/// of [`PrepareBatch::prepare`], durable once the batch commits.
+impl consensus::twopc::ResourceManager for PrepareBatch<'_> {
+    type Error = StoreError;
+
+    fn prepare(
+        &mut self,
+        request: &consensus::twopc::VoteRequest,
+        now_ms: u64,
+    ) -> Result<consensus::twopc::PrepareOutcome, StoreError> {
+        let outcome = PrepareBatch::prepare(
+            self,
+            &request.tx,
+            &request.owner,
+            &request.name,
+            request.version,
+            now_ms,
+        )?;
+        Ok(consensus_outcome(outcome))
+    }
+}
+
+/// The batch's lock table, for wait-die: it sees the locks taken earlier
+/// in the batch.
+impl consensus::twopc::LockTable for PrepareBatch<'_> {
+    fn locked_by(
+        &mut self,
+        request: &consensus::twopc::VoteRequest,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(lock_holder(
+            &self.transaction,
+            &request.owner,
+            &request.name,
+        )?)
+    }
+}
+
+fn consensus_outcome(outcome: PrepareOutcome) -> consensus::twopc::PrepareOutcome {
+    match outcome {
+        PrepareOutcome::Prepared => consensus::twopc::PrepareOutcome::Prepared,
+        PrepareOutcome::Refused(reason) => consensus::twopc::PrepareOutcome::Refused(reason),
+    }
+}
+
 /// The vault store as the 2PC resource manager: a prepare is the durable
 /// check-and-lock of [`VaultStateMachine::prepare`].
 impl consensus::twopc::ResourceManager for VaultStateMachine {
@@ -270,10 +352,7 @@ impl consensus::twopc::ResourceManager for VaultStateMachine {
             request.version,
             now_ms,
         )?;
-        Ok(match outcome {
-            PrepareOutcome::Prepared => consensus::twopc::PrepareOutcome::Prepared,
-            PrepareOutcome::Refused(reason) => consensus::twopc::PrepareOutcome::Refused(reason),
-        })
+        Ok(consensus_outcome(outcome))
     }
 }
 

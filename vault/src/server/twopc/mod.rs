@@ -7,6 +7,8 @@
 //!   delete waiting for the younger one's decision), acknowledgements once
 //!   the logged decision is applied, and the leader's answer to a recovery
 //!   question.
+//! - [`prepares`]: the thread that makes concurrent prepares durable with
+//!   one fsync (group commit).
 //! - [`recovery`]: the periodic task that asks the leader about
 //!   transactions left prepared past the decision timeout.
 //!
@@ -17,6 +19,7 @@
 
 mod coordinator;
 mod participant;
+mod prepares;
 mod recovery;
 
 use super::VaultTransport;
@@ -60,8 +63,11 @@ pub(crate) struct TwoPc {
     /// Vote, Decide and Resolve messages to other nodes.
     transport: Arc<VaultTransport>,
     /// The participant's own connection to the vault database. A std mutex:
-    /// it is only locked inside `spawn_blocking`, never across an await.
+    /// it is only locked inside `spawn_blocking` or by the prepare thread,
+    /// never across an await.
     store: Arc<Mutex<VaultStateMachine>>,
+    /// Vote attempts go through here, to share fsyncs.
+    prepares: prepares::PrepareQueue,
     /// Decisions the applying state machine just applied: most
     /// acknowledgements are answered from here without touching SQLite.
     applied_decisions: AppliedDecisions,
@@ -75,14 +81,17 @@ impl TwoPc {
         store: VaultStateMachine,
         applied_decisions: AppliedDecisions,
         options: TwoPcOptions,
-    ) -> Arc<Self> {
-        Arc::new(TwoPc {
+    ) -> std::io::Result<Arc<Self>> {
+        let store = Arc::new(Mutex::new(store));
+        let prepares = prepares::PrepareQueue::start(node.id(), store.clone(), options.vote)?;
+        Ok(Arc::new(TwoPc {
             node,
             transport,
-            store: Arc::new(Mutex::new(store)),
+            store,
+            prepares,
             applied_decisions,
             options,
-        })
+        }))
     }
 
     /// Runs `work` on the participant's connection off the async threads.

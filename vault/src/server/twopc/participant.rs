@@ -1,7 +1,7 @@
 //! The participant's side on a running node: vote, acknowledge, and (on the
 //! leader) resolve a transaction recovery asks about.
 
-use super::{millis, wall_clock_ms, TwoPc};
+use super::{millis, TwoPc};
 use crate::protocol::{Decision, Vote};
 use crate::server::wire::TwoPcReply;
 use consensus::raft::NodeId;
@@ -53,16 +53,16 @@ impl TwoPc {
 
     /// The vote under wait-die: attempts it, and while the secret is locked
     /// by a younger transaction and `wait_until` has not passed, waits for
-    /// that transaction's decision to be applied and attempts again. The
-    /// participant's store mutex is held only during each attempt (inside
-    /// `spawn_blocking`), never across the wait, so acknowledgements,
-    /// recovery and other votes go on, and apply uses its own connection.
+    /// that transaction's decision to be applied and attempts again. Each
+    /// attempt is a job for the prepare thread, which shares one fsync
+    /// among concurrent prepares; nothing is held across the wait, so
+    /// acknowledgements, recovery and other votes go on, and apply uses its
+    /// own connection.
     async fn vote_wait_die(
         &self,
         request: VoteRequest,
         wait_until: Instant,
     ) -> consensus::twopc::Vote {
-        let policy = self.options.vote;
         let me = self.node.id();
         let mut waiting_for: Option<String> = None;
         loop {
@@ -70,13 +70,7 @@ impl TwoPc {
             // attempt and the wait still wakes it.
             let seen = self.node.applied_index();
             let may_wait = Instant::now() < wait_until;
-            let attempt = {
-                let request = request.clone();
-                self.with_store(move |store| {
-                    participant::vote_wait_die(policy, store, &request, wall_clock_ms(), may_wait)
-                })
-                .await
-            };
+            let attempt = self.prepares.attempt(request.clone(), may_wait).await;
             match attempt {
                 Ok(VoteAttempt::Voted(vote)) => return vote,
                 Ok(VoteAttempt::Wait { holder }) => {
