@@ -19,9 +19,10 @@
 //!
 //! # Ordering rules the runtime must keep
 //!
-//! - A participant answers [`Vote::Commit`] only after
-//!   [`ResourceManager::prepare`] returned: the lock is durable before the
-//!   vote leaves the node.
+//! - A participant answers [`Vote::Commit`] only once the lock is durable:
+//!   after [`ResourceManager::prepare`] returned, or, for a resource
+//!   manager that groups prepares into one durable write (the vault's
+//!   `PrepareBatch`), after that write.
 //! - [`CoordinatorOutput::ProposeDecision`] must be durable (committed in
 //!   the log) before any [`CoordinatorOutput::SendDecide`] is produced: the
 //!   coordinator only emits those after [`Coordinator::on_decision_logged`],

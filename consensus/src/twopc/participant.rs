@@ -64,7 +64,10 @@ pub enum PrepareOutcome {
 ///
 /// - `prepare` returns [`PrepareOutcome::Prepared`] only once the prepared
 ///   transaction and its lock are durable (fsynced): a crash after the vote
-///   must not forget the promise.
+///   must not forget the promise. A resource manager that groups several
+///   prepares into one durable write may return earlier, if the runtime
+///   sends no vote before that write completes (the vault's
+///   `PrepareBatch` and its prepare thread).
 /// - `prepare` of the same transaction again answers `Prepared` again
 ///   (a retried vote request), and a transaction the log already decided is
 ///   refused.

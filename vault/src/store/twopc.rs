@@ -333,37 +333,3 @@ fn consensus_outcome(outcome: PrepareOutcome) -> consensus::twopc::PrepareOutcom
         PrepareOutcome::Refused(reason) => consensus::twopc::PrepareOutcome::Refused(reason),
     }
 }
-
-/// The vault store as the 2PC resource manager: a prepare is the durable
-/// check-and-lock of [`VaultStateMachine::prepare`].
-impl consensus::twopc::ResourceManager for VaultStateMachine {
-    type Error = StoreError;
-
-    fn prepare(
-        &mut self,
-        request: &consensus::twopc::VoteRequest,
-        now_ms: u64,
-    ) -> Result<consensus::twopc::PrepareOutcome, StoreError> {
-        let outcome = VaultStateMachine::prepare(
-            self,
-            &request.tx,
-            &request.owner,
-            &request.name,
-            request.version,
-            now_ms,
-        )?;
-        Ok(consensus_outcome(outcome))
-    }
-}
-
-/// The vault store's lock table, for wait-die
-/// ([`consensus::twopc::participant::vote_wait_die`]): the transaction
-/// locking the secret a vote request is about.
-impl consensus::twopc::LockTable for VaultStateMachine {
-    fn locked_by(
-        &mut self,
-        request: &consensus::twopc::VoteRequest,
-    ) -> Result<Option<String>, StoreError> {
-        VaultStateMachine::lock_holder(self, &request.owner, &request.name)
-    }
-}

@@ -134,16 +134,15 @@ fn vote_request(tx: &str) -> VoteRequest {
     }
 }
 
+/// One vote attempt through a prepare batch of its own, as the
+/// participant's prepare thread makes it.
 fn attempt(fixture: &mut Fixture, tx: &str, may_wait: bool) -> VoteAttempt {
     let request = vote_request(tx);
-    vote_wait_die(
-        VotePolicy::Commit,
-        &mut fixture.machine,
-        &request,
-        5,
-        may_wait,
-    )
-    .expect("store works")
+    let mut batch = fixture.machine.begin_prepares().expect("batch");
+    let attempt =
+        vote_wait_die(VotePolicy::Commit, &mut batch, &request, 5, may_wait).expect("store works");
+    batch.commit().expect("commit");
+    attempt
 }
 
 #[test]

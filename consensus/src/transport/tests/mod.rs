@@ -152,6 +152,17 @@ pub(super) async fn bind_again(
     .await
 }
 
+/// A runtime with one worker thread, for tests that run a node on a
+/// runtime they can drop (killing the node without a goodbye, like
+/// kill -9).
+pub(super) fn one_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Settings whose idle timeout and keep-alive are far beyond the hang
 /// guard: only a stateless reset can reveal a dead connection in time.
 pub(super) fn patient(id: u64) -> TransportConfig {

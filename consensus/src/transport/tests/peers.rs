@@ -87,11 +87,7 @@ async fn first_delivery(
 #[test]
 fn peer_messages_resume_after_the_receiver_crashes_and_restarts() {
     let pki = Pki::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = one_worker_runtime();
     // Idle timeouts (the smaller of both sides applies) far beyond the 30 s
     // hang guard: only a stateless reset can reveal the dead connection in
     // time.

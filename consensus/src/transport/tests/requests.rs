@@ -166,19 +166,11 @@ async fn no_request_exceeds_the_request_budget() {
 #[test]
 fn a_request_to_a_restarted_peer_is_answered_at_the_first_attempt() {
     let pki = Pki::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = one_worker_runtime();
     let (node1, _inbox1) = runtime.block_on(start(&pki, patient(1)));
     // node2 runs on its own runtime, on its own thread, so that dropping
     // the runtime kills it without any goodbye, like kill -9.
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let doomed = one_worker_runtime();
     let node2_credentials = pki.node(2);
     let (node2, inbox2) = doomed.block_on(async {
         let (node2, inbox2) = TestTransport::bind(patient(2), &node2_credentials)
