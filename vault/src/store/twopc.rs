@@ -84,17 +84,29 @@ impl VaultStateMachine {
         version: u64,
         now_ms: u64,
     ) -> Result<PrepareOutcome, StoreError> {
-        let mut batch = self.begin_prepares()?;
+        let mut batch = self.batch()?;
         let outcome = batch.prepare(tx, owner, name, version, now_ms)?;
         batch.commit()?;
         Ok(outcome)
     }
 
-    /// Begins a batch of prepares that commit together, with one fsync on
-    /// a connection opened by [`VaultStateMachine::open_participant`]: the
+    /// Begins a batch of prepares that commit together with one fsync: the
     /// participant's group commit. The batch holds SQLite's write lock
     /// until it commits or is dropped (which rolls it back).
+    ///
+    /// Meant for the connection of [`VaultStateMachine::open_participant`],
+    /// which fsyncs every commit. Any other connection is switched to
+    /// `synchronous=FULL` for good here, so a batch is never committed
+    /// without its fsync.
     pub fn begin_prepares(&mut self) -> Result<PrepareBatch<'_>, StoreError> {
+        if !self.full_sync {
+            self.connection.pragma_update(None, "synchronous", "FULL")?;
+            self.full_sync = true;
+        }
+        self.batch()
+    }
+
+    fn batch(&mut self) -> Result<PrepareBatch<'_>, StoreError> {
         Ok(PrepareBatch {
             transaction: self
                 .connection

@@ -317,7 +317,7 @@ const NORMAL: i64 = 1;
 const FULL: i64 = 2;
 
 #[test]
-fn prepares_are_fsynced_on_either_connection_and_apply_is_not() {
+fn every_prepare_is_fsynced_whatever_the_connection() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("vault.db");
     let mut applying = VaultStateMachine::open(&path).expect("open");
@@ -331,4 +331,7 @@ fn prepares_are_fsynced_on_either_connection_and_apply_is_not() {
         Ok(PrepareOutcome::Refused(_))
     ));
     assert_eq!(synchronous(&applying), NORMAL);
+    // A batch is never committed without its fsync, whatever connection.
+    drop(applying.begin_prepares().expect("batch"));
+    assert_eq!(synchronous(&applying), FULL);
 }
