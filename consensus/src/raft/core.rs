@@ -11,7 +11,9 @@ use super::read_index::ReadQueue;
 use super::ready::{Ready, RequestId, Role, SoftState};
 use super::snapshot::IncomingSnapshot;
 use super::transfer::Transfer;
-use super::types::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Term};
+use super::types::{
+    Entry, EntryPayload, HardState, Incarnation, LogIndex, Membership, NodeId, Term,
+};
 use super::Snapshot;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,6 +37,8 @@ pub struct RestoredState {
 pub struct RaftCore {
     pub(crate) config: Config,
     pub(crate) id: NodeId,
+    /// Which life of `id` this is (see [`HardState::incarnation`]).
+    pub(crate) incarnation: Incarnation,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
     pub(crate) commit: LogIndex,
@@ -95,10 +99,37 @@ pub(crate) struct LeaderState {
 }
 
 impl RaftCore {
-    /// Starts a node from what the runtime loaded from disk. A node that
-    /// joins an existing cluster starts from `RestoredState::default()`: it
-    /// learns the membership from the leader.
+    /// Starts a node from what the runtime loaded from disk. An entirely
+    /// empty state is refused ([`RestoreError::NoState`]): a node that lost
+    /// its data must not come back as its old self; a node that joins an
+    /// existing cluster starts with [`RaftCore::join`] instead.
     pub fn new(config: Config, restored: RestoredState) -> Result<RaftCore, RestoreError> {
+        let empty = restored.hard_state == HardState::default()
+            && restored.snapshot.is_none()
+            && restored.entries.is_empty();
+        if empty {
+            return Err(RestoreError::NoState);
+        }
+        RaftCore::restore(config, restored)
+    }
+
+    /// Creates the first state of a node that joins a running cluster (an
+    /// empty data directory, added with `member add`): it knows no
+    /// configuration, learns the log from the leader as a learner, and its
+    /// votes count only once a leader has promoted this incarnation.
+    /// `incarnation` must be non-zero and fresh (the runtime draws it from
+    /// the operating system's randomness); it is part of the hard state in
+    /// the first [`Ready`], which must be persisted before anything is sent.
+    pub fn join(config: Config, incarnation: Incarnation) -> Result<RaftCore, RestoreError> {
+        if incarnation == 0 {
+            return Err(RestoreError::ZeroIncarnation);
+        }
+        let mut core = RaftCore::restore(config, RestoredState::default())?;
+        core.incarnation = incarnation;
+        Ok(core)
+    }
+
+    fn restore(config: Config, restored: RestoredState) -> Result<RaftCore, RestoreError> {
         config.validate()?;
         check_restored(&restored)?;
         let RestoredState {
@@ -113,6 +144,7 @@ impl RaftCore {
         let seed = config.seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut core = RaftCore {
             id: config.id,
+            incarnation: hard_state.incarnation,
             term: hard_state.term,
             vote: hard_state.vote,
             // A commit index persisted ahead of the entries (crash between
@@ -147,11 +179,8 @@ impl RaftCore {
         if voters.is_empty() {
             return Err(RestoreError::Bootstrap);
         }
-        let mut core = RaftCore::new(config, RestoredState::default())?;
-        let membership = Membership {
-            voters,
-            learners: BTreeSet::new(),
-        };
+        let mut core = RaftCore::restore(config, RestoredState::default())?;
+        let membership = Membership::with_voters(voters);
         core.term = 1;
         core.log.append(vec![Entry {
             term: 1,
@@ -218,22 +247,54 @@ impl RaftCore {
             tracing::debug!(node = %self.id, from = %message.from, rpc = message.rpc_name(), "malformed message dropped");
             return;
         }
+        if !self.from_known_life(&message) {
+            tracing::warn!(node = %self.id, from = %message.from, incarnation = message.incarnation,
+                rpc = message.rpc_name(), "message from another life of a voter dropped: that node lost its state; remove it and add it back");
+            return;
+        }
         if !self.check_term(&message) {
             return;
         }
         let Message {
-            from, term, body, ..
+            from,
+            term,
+            incarnation,
+            body,
+            ..
         } = message;
         match body {
             MessageBody::RequestVote(request) => self.handle_vote_request(from, term, request),
             body => match self.role {
-                RoleState::Leader(_) => self.step_leader(from, body),
+                RoleState::Leader(_) => self.step_leader(from, incarnation, body),
                 RoleState::PreCandidate(_) | RoleState::Candidate(_) => {
                     self.step_candidate(from, term, body)
                 }
                 RoleState::Follower(_) => self.step_follower(from, body),
             },
         }
+    }
+
+    /// Whether `message` may be heard: a voter of our latest configuration
+    /// counts only in the incarnation recorded there. Any other life of
+    /// that id (a node wiped and restarted, or an id removed and added
+    /// back) may have forgotten votes it cast and entries it acknowledged;
+    /// hearing it as the voter would let it help elect a leader that lacks
+    /// committed entries, or complete a quorum its old life is part of.
+    /// Learners and strangers are heard (they count for nothing).
+    fn from_known_life(&self, message: &Message) -> bool {
+        let expected = self.membership.voter_incarnation(message.from);
+        expected.is_none_or(|expected| expected == message.incarnation)
+            || self.planted_accept_any_incarnation()
+    }
+
+    #[cfg(test)]
+    fn planted_accept_any_incarnation(&self) -> bool {
+        self.config.planted_bugs.accept_any_incarnation
+    }
+
+    #[cfg(not(test))]
+    fn planted_accept_any_incarnation(&self) -> bool {
+        false
     }
 
     /// The runtime made the entries through `(index, term)` durable. An
@@ -296,6 +357,7 @@ impl RaftCore {
             term: self.term,
             vote: self.vote,
             commit: self.commit,
+            incarnation: self.incarnation,
         }
     }
 
@@ -332,6 +394,7 @@ impl RaftCore {
             from: self.id,
             to,
             term,
+            incarnation: self.incarnation,
             body,
         };
         if immediate {

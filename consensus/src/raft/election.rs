@@ -207,7 +207,12 @@ impl RaftCore {
         let candidate_log = (request.last_log_term, request.last_log_index);
         let up_to_date = candidate_log >= (self.log.last_term(), self.log.last_index())
             || self.planted_skip_up_to_date();
-        let granted = can_vote && up_to_date;
+        // A node that knows no configuration (a joiner that has received
+        // nothing yet) has no log to vouch for: it grants nothing. Its
+        // answers would be dropped anyway by any candidate that counts it
+        // as a voter (`from_known_life`), but refusing is the plain rule.
+        let knows_configuration = !self.membership.voters.is_empty();
+        let granted = can_vote && up_to_date && knows_configuration;
         let reply_term = if granted { term } else { self.term };
         tracing::debug!(node = %self.id, candidate = %from, term, granted, pre_vote = request.pre_vote, "vote request");
         if granted && !request.pre_vote {

@@ -135,4 +135,18 @@ pub enum RestoreError {
     /// Bootstrapping needs at least one voter, and a node with no state.
     #[error("bootstrap needs an empty node and a non-empty voter set")]
     Bootstrap,
+    /// There is no state at all: no term, no log, no snapshot. A member of
+    /// a cluster always has some (its founding entry, or what it received
+    /// as a joiner), so this node either lost its data or was never
+    /// initialised. Starting it anyway would let it vote with forgotten
+    /// state (SPEC §13); it must be removed and added back as a new member
+    /// ([`RaftCore::join`](super::RaftCore::join)).
+    #[error(
+        "no Raft state: this node lost its data or was never initialised; \
+         remove it from the cluster and add it back as a new member"
+    )]
+    NoState,
+    /// A joiner needs a non-zero incarnation (0 belongs to founding members).
+    #[error("a joining node needs a non-zero incarnation")]
+    ZeroIncarnation,
 }

@@ -82,8 +82,18 @@ impl RaftCore {
                         commit: self.commit,
                     });
                 }
+                let incarnation = self
+                    .leader_state()
+                    .and_then(|leader| leader.progress.get(&node))
+                    .map_or(0, |progress| progress.incarnation);
                 membership.learners.remove(&node);
                 membership.voters.insert(node);
+                // The life that holds the entries is the one that votes.
+                if incarnation == 0 {
+                    membership.incarnations.remove(&node);
+                } else {
+                    membership.incarnations.insert(node, incarnation);
+                }
             }
             MembershipChange::RemoveNode(node) => {
                 if membership.voters.contains(&node) {
@@ -94,6 +104,7 @@ impl RaftCore {
                 } else if !membership.learners.remove(&node) {
                     return Err(MembershipError::UnknownNode(node));
                 }
+                membership.incarnations.remove(&node);
             }
         }
         Ok(membership)

@@ -1,7 +1,7 @@
 //! The messages Raft nodes exchange. They go on the wire (postcard), so every
 //! type here derives `Serialize`/`Deserialize`.
 
-use super::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use super::types::{Entry, Incarnation, LogIndex, NodeId, SnapshotMeta, Term};
 use serde::{Deserialize, Serialize};
 
 /// One message between two nodes: the envelope every RPC travels in.
@@ -14,6 +14,9 @@ pub struct Message {
     /// The sender's term when it sent the message (a pre-vote request
     /// carries the term the candidate would campaign in).
     pub term: Term,
+    /// The sender's incarnation ([`HardState::incarnation`](super::HardState::incarnation)):
+    /// which life of the id `from` sent this.
+    pub incarnation: Incarnation,
     /// What the message says.
     pub body: MessageBody,
 }

@@ -9,7 +9,7 @@
 //!   snapshot is streamed chunk by chunk, one chunk in flight.
 
 use super::message::ConflictHint;
-use super::types::LogIndex;
+use super::types::{Incarnation, LogIndex};
 use std::collections::VecDeque;
 
 /// How the leader currently replicates to one follower.
@@ -43,6 +43,12 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// The highest ReadIndex round this follower confirmed.
     pub(crate) read_round: u64,
+    /// The incarnation of the answer that last advanced `match_index`: the
+    /// life of the node that holds the entries through it. Promoting a
+    /// learner records this one, so a late answer from a former life of a
+    /// reused id (which can only match entries before its removal, below
+    /// the commit index a promotion needs) is never the one promoted.
+    pub(crate) incarnation: Incarnation,
 }
 
 impl Progress {
@@ -55,6 +61,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: true,
             read_round: 0,
+            incarnation: 0,
         }
     }
 
@@ -104,11 +111,13 @@ impl Progress {
         }
     }
 
-    /// The follower matches through `index`; returns whether this is news.
-    pub(crate) fn update_match(&mut self, index: LogIndex) -> bool {
+    /// The follower (in `incarnation`) matches through `index`; returns
+    /// whether this is news.
+    pub(crate) fn update_match(&mut self, index: LogIndex, incarnation: Incarnation) -> bool {
         let news = index > self.match_index;
         if news {
             self.match_index = index;
+            self.incarnation = incarnation;
             self.probe_sent = false;
         }
         self.next_index = self.next_index.max(index + 1);
@@ -191,7 +200,7 @@ mod tests {
     #[test]
     fn stale_rejections_change_nothing() {
         let mut progress = Progress::new(11);
-        progress.update_match(6);
+        progress.update_match(6, 0);
         progress.become_replicate();
         let hint = ConflictHint {
             conflict_term: None,
@@ -208,7 +217,7 @@ mod tests {
         progress.sent(3);
         progress.sent(5);
         assert!(progress.is_paused(2));
-        progress.update_match(3);
+        progress.update_match(3, 0);
         assert!(!progress.is_paused(2));
         assert_eq!(progress.next_index, 6);
     }

@@ -7,20 +7,22 @@ use super::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
 };
 use super::progress::ReplicationState;
-use super::types::{LogIndex, NodeId};
+use super::types::{Incarnation, LogIndex, NodeId};
 
 impl RaftCore {
     /// Leader: dispatch of every message but vote requests.
-    pub(crate) fn step_leader(&mut self, from: NodeId, body: MessageBody) {
+    /// Leader: dispatch of responses. `incarnation` is the sender's, which
+    /// the progress of a learner records (its promotion binds it).
+    pub(crate) fn step_leader(&mut self, from: NodeId, incarnation: Incarnation, body: MessageBody) {
         match body {
             MessageBody::AppendEntriesResponse(response) => {
-                self.handle_append_response(from, response)
+                self.handle_append_response(from, incarnation, response)
             }
             MessageBody::HeartbeatResponse(response) => {
                 self.handle_heartbeat_response(from, response)
             }
             MessageBody::InstallSnapshotResponse(response) => {
-                self.handle_snapshot_response(from, response)
+                self.handle_snapshot_response(from, incarnation, response)
             }
             _ => {}
         }
@@ -117,7 +119,12 @@ impl RaftCore {
     }
 
     /// Leader: a follower answered an AppendEntries.
-    fn handle_append_response(&mut self, from: NodeId, response: AppendEntriesResponse) {
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        incarnation: Incarnation,
+        response: AppendEntriesResponse,
+    ) {
         let last_index = self.log.last_index();
         let leader_term_lookup = match response {
             AppendEntriesResponse::Rejected { hint, .. } => hint
@@ -137,7 +144,7 @@ impl RaftCore {
                 if match_index > last_index {
                     return;
                 }
-                let news = progress.update_match(match_index);
+                let news = progress.update_match(match_index, incarnation);
                 let was_probing = progress.state == ReplicationState::Probe;
                 match progress.state {
                     ReplicationState::Probe => progress.become_replicate(),

@@ -6,7 +6,7 @@ use super::core::{RaftCore, RoleState};
 use super::errors::SnapshotError;
 use super::message::{InstallSnapshot, InstallSnapshotResponse, MessageBody};
 use super::progress::ReplicationState;
-use super::types::{LogIndex, NodeId, SnapshotMeta};
+use super::types::{Incarnation, LogIndex, NodeId, SnapshotMeta};
 
 /// A snapshot: the state machine's bytes after applying every entry up to
 /// `meta.last_index`.
@@ -149,6 +149,7 @@ impl RaftCore {
     pub(crate) fn handle_snapshot_response(
         &mut self,
         from: NodeId,
+        incarnation: Incarnation,
         response: InstallSnapshotResponse,
     ) {
         let Some(progress) = self
@@ -165,7 +166,7 @@ impl RaftCore {
             return;
         }
         if response.done {
-            progress.update_match(snapshot_index);
+            progress.update_match(snapshot_index, incarnation);
             progress.become_replicate();
             self.send_appends_to(from);
         } else {

@@ -57,7 +57,19 @@ pub struct HardState {
     /// The highest index known committed. Persisting it is an optimisation
     /// (fewer entries to re-apply), never required for safety.
     pub commit: LogIndex,
+    /// Which life of this node id this state belongs to: 0 for a founding
+    /// member (started by [`RaftCore::bootstrap`](super::RaftCore::bootstrap)),
+    /// a random non-zero number drawn by the runtime for a node that joined
+    /// later ([`RaftCore::join`](super::RaftCore::join)). It never changes
+    /// for the life of a data directory, and a node that lost its data never
+    /// gets its old one back, so its forgotten votes and acknowledgements can
+    /// never be counted again (see [`Membership::incarnations`]).
+    pub incarnation: Incarnation,
 }
+
+/// The life of a node id: see [`HardState::incarnation`]. A reused id (a
+/// node removed, wiped and added back) comes back with a new one.
+pub type Incarnation = u64;
 
 /// The voting and non-voting members of the cluster at some point of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -67,6 +79,33 @@ pub struct Membership {
     /// Members that receive the log but neither vote nor count towards quorums
     /// (new nodes catching up before promotion).
     pub learners: std::collections::BTreeSet<NodeId>,
+    /// The incarnation of each voter that joined after the cluster began,
+    /// recorded when it was promoted (a founding voter is absent: its
+    /// incarnation is 0). A message from a voter whose incarnation is not
+    /// the one recorded here comes from another life of that id, one that
+    /// may have forgotten what it promised, and is dropped: so a node id
+    /// reused after `member remove` + `member add`, or a voter whose disk
+    /// was replaced, is never counted as the voter it used to be.
+    pub incarnations: std::collections::BTreeMap<NodeId, Incarnation>,
+}
+
+impl Membership {
+    /// A membership of `voters` only, every one a founding member.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
+        Membership {
+            voters: voters.into_iter().collect(),
+            ..Membership::default()
+        }
+    }
+
+    /// The incarnation a message from `node` must carry to count as coming
+    /// from the voter this membership means, or `None` if `node` is not a
+    /// voter here (learners and strangers vote for nothing).
+    pub fn voter_incarnation(&self, node: NodeId) -> Option<Incarnation> {
+        self.voters
+            .contains(&node)
+            .then(|| self.incarnations.get(&node).copied().unwrap_or(0))
+    }
 }
 
 /// What one log entry carries.

@@ -6,7 +6,7 @@ use super::application::Application;
 use super::cluster::{Cluster, StepFailure};
 use super::network::NetworkFaults;
 use super::node::{Effects, SimNode};
-use crate::raft::{MembershipChange, NodeId, RaftCore, RestoredState};
+use crate::raft::{MembershipChange, NodeId, RaftCore};
 use rand::seq::IteratorRandom;
 use rand::Rng;
 use std::collections::BTreeSet;
@@ -217,7 +217,9 @@ impl<A: Application> Cluster<A> {
         let incarnation = self.nodes.get(&node).map_or(0, |n| n.incarnation);
         let mut fresh = SimNode::new(node);
         fresh.incarnation = incarnation;
-        let core = RaftCore::new(self.config(node), RestoredState::default()).map_err(|error| {
+        // A fresh life, as the runtime draws it from the OS for a joiner.
+        let life = self.rng.gen_range(1..=u64::MAX);
+        let core = RaftCore::join(self.config(node), life).map_err(|error| {
             StepFailure {
                 step: self.now,
                 violation: contract(error.to_string()),

@@ -154,11 +154,14 @@ fn hard_state_survives<F: StoreFactory>(factory: &mut F) {
         term: 1,
         vote: Some(NodeId(1)),
         commit: 0,
+        incarnation: 0,
     };
     let second = HardState {
         term: 2,
         vote: Some(NodeId(3)),
         commit: 1,
+        // A joiner's incarnation is part of what must survive.
+        incarnation: 0x5EED_0F_11FE,
     };
     write(
         &mut store,
@@ -242,6 +245,7 @@ fn batches_apply_in_order<F: StoreFactory>(factory: &mut F) {
         term: 3,
         vote: None,
         commit: 2,
+        incarnation: 7,
     };
     let batches = [
         append(entries(1..=4, 1)),

@@ -155,6 +155,7 @@ mod tests {
             term: 3,
             vote: Some(NodeId(2)),
             commit: 7,
+            incarnation: 0,
         };
         let bytes = encoded(&[
             RecordRef::Entry(&entry),

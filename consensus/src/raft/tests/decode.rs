@@ -28,6 +28,7 @@ fn samples() -> Vec<Vec<u8>> {
                     membership: Membership {
                         voters: voters(&[1, 2, 3]),
                         learners: voters(&[4]),
+                        incarnations: Default::default(),
                     },
                 },
                 offset: 0,

@@ -16,7 +16,8 @@ fn election_timeout_starts_an_election_after_persisting_the_vote() {
         Some(HardState {
             term: 2,
             vote: Some(NodeId(1)),
-            commit: 0
+            commit: 0,
+            incarnation: 0,
         })
     );
     let request = RequestVote {
@@ -254,6 +255,7 @@ fn restore_refuses_a_log_with_holes() {
             term: 2,
             vote: None,
             commit: 0,
+            incarnation: 0,
         },
         snapshot: None,
         entries: vec![entry(1, 1, "a"), entry(3, 1, "b")],
@@ -308,6 +310,7 @@ fn learners_and_unconfigured_nodes_never_campaign() {
                 payload: EntryPayload::Membership(Membership {
                     voters: voters(&[1, 2, 3]),
                     learners: voters(&[4]),
+                    incarnations: Default::default(),
                 }),
             }],
             leader_commit: 1,

@@ -42,6 +42,7 @@ pub(crate) fn message(from: u64, to: u64, term: Term, body: MessageBody) -> Mess
         to: NodeId(to),
         term,
         body,
+        incarnation: 0,
     }
 }
 

@@ -103,6 +103,7 @@ fn planted_commit_previous_term_by_counting_commits_old_entries() {
                 term: 2,
                 vote: None,
                 commit: 0,
+                incarnation: 0,
             },
             snapshot: None,
             entries: vec![
@@ -112,6 +113,7 @@ fn planted_commit_previous_term_by_counting_commits_old_entries() {
                     payload: EntryPayload::Membership(Membership {
                         voters: voters(&[1, 2, 3]),
                         learners: Default::default(),
+                        incarnations: Default::default(),
                     }),
                 },
                 entry(2, 2, "old"),

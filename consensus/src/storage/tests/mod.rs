@@ -74,6 +74,7 @@ fn a_commit_index_alone_is_written_without_a_sync() {
         term,
         vote: Some(NodeId(vote)),
         commit,
+        incarnation: 0,
     };
     let write = |store: &mut FileStore, batch: WriteBatch| {
         let before = store.syncs();

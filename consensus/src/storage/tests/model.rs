@@ -100,6 +100,7 @@ fn batch_for(op: &Op, view: &Recovered, term: &mut u64) -> Option<WriteBatch> {
                 term: *term,
                 vote: (vote > 0).then_some(crate::raft::types::NodeId(vote)),
                 commit: base,
+                incarnation: 0,
             }),
             ..WriteBatch::default()
         },
