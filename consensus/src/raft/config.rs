@@ -57,9 +57,10 @@ pub(crate) struct PlantedBugs {
     /// Grant a vote to any candidate of the current term, even after voting
     /// for another (Raft §5.2).
     pub(crate) vote_twice_in_term: bool,
-    /// Hear a voter whatever its incarnation: a node id reused after its
-    /// removal, or a voter restarted with a replaced disk, counts as the
-    /// voter it used to be (SPEC §13).
+    /// Hear a voter whatever its incarnation, and grant votes while knowing
+    /// no configuration: a node id reused after its removal, or a voter
+    /// restarted with a replaced disk, counts as the voter it used to be
+    /// (SPEC §13; the bug of seed 214934593).
     pub(crate) accept_any_incarnation: bool,
 }
 

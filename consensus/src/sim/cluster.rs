@@ -4,7 +4,9 @@
 //! pending fsyncs complete at random, the application acts, and then every
 //! invariant is checked.
 
+use super::abstract_log::AbstractLog;
 use super::application::{Application, PlannedCrash, World};
+use super::faults::FaultMix;
 use super::invariants::{Acknowledged, ClusterView, Invariants, NodeView, StepEvents, Violation};
 use super::network::{Network, NetworkFaults};
 use super::node::{AppliedCommand, Effects, SimNode};
@@ -52,6 +54,23 @@ pub(crate) struct Cluster<A: Application = Workload> {
     pub(crate) leader_crash_probability: f64,
     /// Faults planned for a later step: (step, order) -> (node, crash?).
     pub(crate) scheduled: BTreeMap<(u64, u64), (NodeId, bool)>,
+    /// The next `order` of a planned fault: unique, so that no plan ever
+    /// overwrites another planned for the same step.
+    pub(crate) next_order: u64,
+    /// Whether the faults include voters whose disk is replaced without
+    /// their removal first (the Raft simulation; the 2PC one, which needs
+    /// every member back to settle, leaves them out).
+    pub(crate) wipe_voters: bool,
+    /// Voters that lost their disk and were not removed yet: they must
+    /// never again count as the voter they were.
+    pub(crate) forgotten: BTreeSet<NodeId>,
+    /// Every disk a voter lost, as it was: for the checkers that life of
+    /// the voter failed for good, and what it had durably accepted still
+    /// counts toward the majorities that committed it (also after the id
+    /// was removed, or came back as a new life).
+    pub(crate) lost_disks: Vec<(NodeId, AbstractLog)>,
+    /// Which kinds of fault this run has (swarm testing).
+    pub(crate) fault_mix: FaultMix,
     /// Last commit index traced per node and incarnation.
     pub(crate) commits_seen: BTreeMap<NodeId, (u64, u64)>,
     /// The step of each node's next tick; random offsets keep the nodes
@@ -86,6 +105,11 @@ impl<A: Application> Cluster<A> {
             fault_probability: FAULT_PROBABILITY,
             leader_crash_probability: 0.0,
             scheduled: BTreeMap::new(),
+            next_order: 0,
+            wipe_voters: false,
+            forgotten: BTreeSet::new(),
+            lost_disks: Vec::new(),
+            fault_mix: FaultMix::default(),
             commits_seen: BTreeMap::new(),
             next_tick: BTreeMap::new(),
         };
@@ -100,15 +124,25 @@ impl<A: Application> Cluster<A> {
         cluster
     }
 
-    /// Starts the initial voters with a bootstrapped log.
+    /// Starts the initial voters as `cluster init` + `node run` do: the
+    /// founding state (entry 1, the membership) is written to each disk
+    /// first, and each node starts from its disk.
     pub(crate) fn bootstrap(&mut self, voters: u64) -> Result<(), StepFailure> {
         let members: BTreeSet<NodeId> = (1..=voters).map(NodeId).collect();
         for id in &members {
-            let core = RaftCore::bootstrap(self.config(*id), members.clone())
+            let mut founding = RaftCore::bootstrap(self.config(*id), members.clone())
                 .map_err(|error| self.failure("bootstrap", error.to_string()))?;
-            if let Some(node) = self.nodes.get_mut(id) {
-                node.start(core);
+            let ready = founding.ready();
+            let config = self.config(*id);
+            let Some(node) = self.nodes.get_mut(id) else {
+                continue;
+            };
+            if let Some(hard_state) = ready.hard_state {
+                node.disk.write_hard_state(hard_state);
             }
+            let written = node.disk.write_entries(&ready.entries);
+            let started = written.and_then(|()| node.restart(config));
+            started.map_err(|detail| self.failure("bootstrap", detail))?;
         }
         Ok(())
     }
@@ -207,10 +241,8 @@ impl<A: Application> Cluster<A> {
                 continue;
             }
             self.crash(crash.node);
-            // Above every order in use: `len()` could repeat the key of an
-            // entry still planned (after others ran) and overwrite it.
-            let order = self.scheduled.keys().map(|(_, order)| order + 1).max();
-            let order = order.unwrap_or(0);
+            let order = self.next_order;
+            self.next_order += 1;
             let restart_at = self.now + crash.restart_after.max(1);
             self.scheduled
                 .insert((restart_at, order), (crash.node, false));
@@ -295,7 +327,7 @@ impl<A: Application> Cluster<A> {
                     applied.output
                 ),
             );
-            let voter_sets = vec![node.voters_at(index), node.latest_voters()];
+            let voter_sets = vec![applied.voters.clone(), node.latest_voters()];
             acknowledged.push(Acknowledged {
                 node: id,
                 index,
@@ -328,10 +360,12 @@ impl<A: Application> Cluster<A> {
                 })
             })
             .collect();
+        let lost = self.lost_disks.iter();
         let disks = self
             .nodes
             .iter()
             .map(|(id, node)| (*id, &node.disk.view))
+            .chain(lost.map(|(id, view)| (*id, view)))
             .collect();
         let view = ClusterView {
             nodes,

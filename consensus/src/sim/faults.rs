@@ -6,18 +6,27 @@ use super::application::Application;
 use super::cluster::{Cluster, StepFailure};
 use super::network::NetworkFaults;
 use super::node::{Effects, SimNode};
-use crate::raft::{MembershipChange, NodeId, RaftCore};
+use crate::raft::{MembershipChange, NodeId, RaftCore, RestoreError};
 use rand::seq::IteratorRandom;
 use rand::Rng;
 use std::collections::BTreeSet;
 
 impl<A: Application> Cluster<A> {
-    /// Injects one random fault or operator action.
+    /// Injects one random fault or operator action, of a kind the run's
+    /// swarm mix has switched on (see [`FaultMix`]).
     pub(crate) fn random_fault(
         &mut self,
         effects: &mut Effects<A::Machine>,
     ) -> Result<(), StepFailure> {
-        match self.rng.gen_range(0..100) {
+        let mut roll = self.rng.gen_range(0..100);
+        if self.fault_mix.operator_heavy && self.rng.gen_bool(0.4) {
+            // Operator-heavy runs: membership changes and replaced disks.
+            roll = self.rng.gen_range(75..88);
+        }
+        if self.fault_mix.disabled & (1 << (roll / 10)) != 0 {
+            return Ok(());
+        }
+        match roll {
             0..=9 => self.crash_random(),
             10..=19 => self.crash_leader(),
             20..=39 => self.restart_random()?,
@@ -35,7 +44,8 @@ impl<A: Application> Cluster<A> {
                 self.trace
                     .line(self.now, format_args!("Network weather now {faults:?}"));
             }
-            75..=86 => self.change_membership_random(effects)?,
+            75..=84 => self.change_membership_random(effects)?,
+            85..=87 if self.wipe_voters => self.wipe_voter()?,
             _ => self.transfer_leader_random(effects)?,
         }
         Ok(())
@@ -96,23 +106,43 @@ impl<A: Application> Cluster<A> {
         self.restart(id)
     }
 
-    /// Restarts `id` from its disk alone.
+    /// Restarts `id` from its disk alone, as `node run` does: a joiner
+    /// whose first state never reached its disk joins afresh; any other
+    /// node with an empty disk refuses to start (SPEC §13) and stays down.
     pub(crate) fn restart(&mut self, id: NodeId) -> Result<(), StepFailure> {
         let config = self.config(id);
+        let life = self.rng.gen_range(1..=u64::MAX);
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
-        if let Err(detail) = node.restart(config) {
-            let violation = super::invariants::Violation {
-                invariant: "restart",
-                section: "§5.1",
-                detail,
-            };
-            return Err(StepFailure {
-                step: self.now,
-                violation,
-            });
-        }
+        let core = match node.restored(config.clone()) {
+            Ok(core) => core,
+            Err(RestoreError::NoState) if node.joiner => {
+                RaftCore::join(config, life).map_err(|error| StepFailure {
+                    step: self.now,
+                    violation: contract(error.to_string()),
+                })?
+            }
+            Err(RestoreError::NoState) => {
+                self.trace.line(
+                    self.now,
+                    format_args!("Node {id} refuses to start: its disk holds no Raft state"),
+                );
+                return Ok(());
+            }
+            Err(error) => {
+                let violation = super::invariants::Violation {
+                    invariant: "restart",
+                    section: "§5.1",
+                    detail: format!("{id} cannot restart from its disk: {error}"),
+                };
+                return Err(StepFailure {
+                    step: self.now,
+                    violation,
+                });
+            }
+        };
+        node.start(core);
         self.trace
             .line(self.now, format_args!("Node {id} restarts from its disk"));
         if let Some(node) = self.nodes.get(&id) {
@@ -182,7 +212,14 @@ impl<A: Application> Cluster<A> {
             .iter()
             .copied()
             .filter(|id| membership.learners.contains(id) || membership.voters.len() > 3);
-        let removable = removable.choose(&mut self.rng);
+        // A voter that lost its disk is what an operator removes first, to
+        // add it back (SPEC §13: replacing a dead host).
+        let forgotten = self
+            .forgotten
+            .iter()
+            .copied()
+            .find(|id| membership.voters.contains(id) && membership.voters.len() > 1);
+        let removable = forgotten.or_else(|| removable.choose(&mut self.rng));
         let change = match (self.rng.gen_range(0..3), outsider, learner, removable) {
             (0, Some(node), _, _) => MembershipChange::AddLearner(node),
             (1, _, Some(node), _) => MembershipChange::PromoteLearner(node),
@@ -217,13 +254,13 @@ impl<A: Application> Cluster<A> {
         let incarnation = self.nodes.get(&node).map_or(0, |n| n.incarnation);
         let mut fresh = SimNode::new(node);
         fresh.incarnation = incarnation;
+        fresh.joiner = true;
+        self.forgotten.remove(&node);
         // A fresh life, as the runtime draws it from the OS for a joiner.
         let life = self.rng.gen_range(1..=u64::MAX);
-        let core = RaftCore::join(self.config(node), life).map_err(|error| {
-            StepFailure {
-                step: self.now,
-                violation: contract(error.to_string()),
-            }
+        let core = RaftCore::join(self.config(node), life).map_err(|error| StepFailure {
+            step: self.now,
+            violation: contract(error.to_string()),
         })?;
         fresh.start(core);
         self.nodes.insert(node, fresh);
@@ -231,6 +268,63 @@ impl<A: Application> Cluster<A> {
         self.trace
             .line(self.now, format_args!("Node {node} starts empty to join"));
         Ok(())
+    }
+
+    /// A voter's disk is replaced without removing it first (SPEC §13),
+    /// and the node is started again. With its own configuration (not a
+    /// joiner) it must refuse to start; half the time the operator instead
+    /// starts it as a joiner by mistake, and it runs as a new life of the
+    /// id, which must never count as the voter it was. One forgotten voter
+    /// at a time, so that a majority can still elect after healing.
+    fn wipe_voter(&mut self) -> Result<(), StepFailure> {
+        // Only where the survivors still make a majority: a voter of a
+        // leader's configuration of three or more, no change in flight.
+        let Some(core) = self
+            .leader()
+            .and_then(|leader| self.nodes.get(&leader))
+            .and_then(|node| node.core.as_ref())
+        else {
+            return Ok(());
+        };
+        let voters = core.membership().voters.clone();
+        let settled = core.membership_index <= core.commit_index();
+        // A removal of the last one may still be undone by a new leader,
+        // so "one at a time" counts the forgotten in any running node's
+        // configuration, not only those not removed yet.
+        let still_forgotten = self
+            .nodes
+            .values()
+            .filter_map(|node| node.core.as_ref())
+            .any(|core| {
+                core.membership()
+                    .voters
+                    .iter()
+                    .any(|id| self.forgotten.contains(id))
+            });
+        if voters.len() < 3 || !settled || still_forgotten {
+            return Ok(());
+        }
+        let Some(id) = voters.into_iter().choose(&mut self.rng) else {
+            return Ok(());
+        };
+        if self.nodes.get(&id).is_some_and(SimNode::is_up) {
+            self.crash(id);
+        }
+        let incarnation = self.nodes.get(&id).map_or(0, |node| node.incarnation);
+        if let Some(node) = self.nodes.get(&id) {
+            self.lost_disks.push((id, node.disk.view.clone()));
+        }
+        let mut wiped = SimNode::new(id);
+        wiped.incarnation = incarnation.max(1);
+        wiped.joiner = self.rng.gen_bool(0.5);
+        self.nodes.insert(id, wiped);
+        self.forgotten.insert(id);
+        self.app.on_wipe(id);
+        self.trace.line(
+            self.now,
+            format_args!("Node {id} loses its disk (replaced without removal first)"),
+        );
+        self.restart(id)
     }
 
     fn transfer_leader_random(
@@ -285,6 +379,37 @@ impl<A: Application> Cluster<A> {
         }
         self.trace.line(self.now, "All faults healed");
         Ok(())
+    }
+}
+
+/// Swarm testing (Groce et al., "Swarm Testing", ISSTA 2012): each run
+/// switches some kinds of fault off and may weigh operator actions up, so
+/// that runs differ in *which* faults meet, not only in when. A fault kind
+/// that masks another (a partition that keeps a membership change from
+/// committing, say) is then absent from some runs altogether.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FaultMix {
+    /// Bit `k` set: fault rolls `10k..10k+9` of [`Cluster::random_fault`]
+    /// do nothing in this run.
+    pub(crate) disabled: u16,
+    /// Four in ten faults are membership changes or replaced disks.
+    pub(crate) operator_heavy: bool,
+}
+
+impl FaultMix {
+    /// A random mix: each of the ten kinds off with probability 0.25, and
+    /// operator-heavy one run in three.
+    pub(crate) fn random(rng: &mut impl Rng) -> FaultMix {
+        let mut disabled = 0;
+        for kind in 0..10 {
+            if rng.gen_bool(0.25) {
+                disabled |= 1 << kind;
+            }
+        }
+        FaultMix {
+            disabled,
+            operator_heavy: rng.gen_bool(1.0 / 3.0),
+        }
     }
 }
 

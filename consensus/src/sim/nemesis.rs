@@ -19,7 +19,10 @@ impl<A: Application> Cluster<A> {
         }
         let crash_at = self.now + self.rng.gen_range(1..=within);
         let restart_at = crash_at + self.rng.gen_range(10..=150);
-        let order = self.scheduled.len() as u64;
+        // A counter, not `scheduled.len()`: the length repeats once planned
+        // entries ran, and a repeated key overwrote a pending plan.
+        let order = self.next_order;
+        self.next_order += 2;
         self.scheduled.insert((crash_at, order), (leader, true));
         self.scheduled
             .insert((restart_at, order + 1), (leader, false));

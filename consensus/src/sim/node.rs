@@ -11,7 +11,7 @@ use super::invariants::{Applied, LogMatching};
 use super::register::KvStateMachine;
 use crate::raft::{
     Config, Entry, EntryPayload, LogIndex, Membership, Message, NodeId, RaftCore, Ready, RequestId,
-    Snapshot, SoftState,
+    RestoreError, Snapshot, SoftState,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
@@ -84,10 +84,24 @@ impl<M: SimMachine> Default for Effects<M> {
 pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
     pub(crate) node: NodeId,
     pub(crate) index: LogIndex,
-    /// Chain hash of the node's log through `index` when it applied it.
+    /// Chain hash of the node's log through `index` when the core handed
+    /// the entry out.
     pub(crate) chain: Digest,
+    /// Voters in force at `index` in the node's log then.
+    pub(crate) voters: BTreeSet<NodeId>,
     pub(crate) command: M::Command,
     pub(crate) output: M::Output,
+}
+
+/// A drained batch waiting for its fsync, and the chain hash and voters of
+/// each of its committed entries as the node's log stood when the batch
+/// was drained. They must be taken then: a later batch drained before
+/// this one's fsync completes may carry a snapshot, which moves the
+/// log's base past these entries (seed 215020019 lost their chains that
+/// way, and the durable-ack check then saw an acknowledgement of nothing).
+struct Pending {
+    ready: Ready,
+    known: BTreeMap<LogIndex, (Digest, BTreeSet<NodeId>)>,
 }
 
 /// A simulated node. `core` is `None` while the node is down.
@@ -96,12 +110,17 @@ pub(crate) struct SimNode<M: SimMachine = KvStateMachine> {
     pub(crate) core: Option<RaftCore>,
     /// Counts restarts.
     pub(crate) incarnation: u64,
+    /// Started as a joiner (`join = true`): with an empty disk it joins
+    /// afresh, where any other node refuses to start.
+    pub(crate) joiner: bool,
     pub(crate) disk: Disk,
     /// The log as the core declared it (durable plus pending writes).
     pub(crate) log: AbstractLog,
     pub(crate) machine: M,
-    /// Drained batches whose fsync has not completed yet.
-    pending: VecDeque<Ready>,
+    /// Drained batches whose fsync has not completed yet, each with what
+    /// the node knew of its committed entries when the core handed them
+    /// out (see [`Pending`]).
+    pending: VecDeque<Pending>,
     /// Each membership entry in `log`, by index.
     memberships: BTreeMap<LogIndex, Membership>,
     /// ReadIndex answers waiting for the state machine to catch up.
@@ -115,6 +134,7 @@ impl<M: SimMachine> SimNode<M> {
             id,
             core: None,
             incarnation: 0,
+            joiner: false,
             disk: Disk::default(),
             log: AbstractLog::default(),
             machine: M::default(),
@@ -157,10 +177,16 @@ impl<M: SimMachine> SimNode<M> {
 
     /// Restarts the node from its disk alone.
     pub(crate) fn restart(&mut self, config: Config) -> Result<(), String> {
-        let core = RaftCore::new(config, self.disk.restored())
+        let core = self
+            .restored(config)
             .map_err(|error| format!("{} cannot restart from its disk: {error}", self.id))?;
         self.start(core);
         Ok(())
+    }
+
+    /// The core the node's disk restores, as `node run` builds it.
+    pub(crate) fn restored(&self, config: Config) -> Result<RaftCore, RestoreError> {
+        RaftCore::new(config, self.disk.restored())
     }
 
     /// Crashes the node: volatile state and unsynced writes are lost.
@@ -221,6 +247,14 @@ impl<M: SimMachine> SimNode<M> {
                 return Ok(());
             }
             let mut ready = core.ready();
+            let known = ready
+                .committed_entries
+                .iter()
+                .map(|entry| {
+                    let chain = self.chain_at(entry.index).unwrap_or_default();
+                    (entry.index, (chain, self.voters_at(entry.index)))
+                })
+                .collect();
             effects.messages.append(&mut ready.messages);
             if let Some(soft_state) = ready.soft_state {
                 effects.role_changes.push((self.id, soft_state));
@@ -245,7 +279,7 @@ impl<M: SimMachine> SimNode<M> {
                 }
                 self.note_membership(entry);
             }
-            self.pending.push_back(ready);
+            self.pending.push_back(Pending { ready, known });
         }
     }
 
@@ -257,7 +291,7 @@ impl<M: SimMachine> SimNode<M> {
         chains: &LogMatching,
         effects: &mut Effects<M>,
     ) -> Result<(), String> {
-        let Some(ready) = self.pending.pop_front() else {
+        let Some(Pending { ready, known }) = self.pending.pop_front() else {
             return Ok(());
         };
         let Some(core) = self.core.as_mut() else {
@@ -281,7 +315,7 @@ impl<M: SimMachine> SimNode<M> {
             core.persisted(index, term);
         }
         effects.messages.extend(ready.messages_after_persist);
-        self.apply(&ready.committed_entries, effects)?;
+        self.apply(&ready.committed_entries, &known, effects)?;
         self.reads.extend(
             ready
                 .read_states
@@ -296,7 +330,12 @@ impl<M: SimMachine> SimNode<M> {
         Ok(())
     }
 
-    fn apply(&mut self, entries: &[Entry], effects: &mut Effects<M>) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        entries: &[Entry],
+        known: &BTreeMap<LogIndex, (Digest, BTreeSet<NodeId>)>,
+        effects: &mut Effects<M>,
+    ) -> Result<(), String> {
         for entry in entries {
             if entry.index != self.machine.applied_index() + 1 {
                 return Err(format!(
@@ -319,11 +358,12 @@ impl<M: SimMachine> SimNode<M> {
                     let command = M::decode(bytes)
                         .ok_or_else(|| format!("{} applied undecodable command", self.id))?;
                     let output = self.machine.apply(entry.index, &command);
-                    let chain = self.chain_at(entry.index).unwrap_or_default();
+                    let (chain, voters) = known.get(&entry.index).cloned().unwrap_or_default();
                     effects.commands.push(AppliedCommand {
                         node: self.id,
                         index: entry.index,
                         chain,
+                        voters,
                         command,
                         output,
                     });

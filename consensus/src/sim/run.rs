@@ -3,6 +3,7 @@
 
 use super::abstract_log::mix;
 use super::cluster::{Cluster, StepFailure};
+use super::faults::FaultMix;
 use super::linearizability;
 use super::network::NetworkFaults;
 use super::trace::Trace;
@@ -15,6 +16,13 @@ use std::fmt;
 /// Steps allowed after healing for a leader to be elected and a command
 /// invoked after the healing to be answered.
 pub(crate) const LIVENESS_STEPS: u64 = 3000;
+
+/// Seeds `cargo test` runs by default (CI): about a minute of the two
+/// cores in the test profile. Soak runs set `RAFT_SIM_SEEDS`.
+const DEFAULT_SEEDS: u64 = 6000;
+
+/// A long run prints a progress line every this many seeds of a part.
+const PROGRESS_EVERY: u64 = 25_000;
 
 /// Spare node ids that membership changes may add.
 const SPARES: u64 = 2;
@@ -94,6 +102,8 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
     let mut cluster = Cluster::new(seed, rng, cluster_size, SPARES, Workload::new(clients));
     cluster.trace = Trace::new(options.trace);
     cluster.planted_bugs = options.planted_bugs;
+    cluster.wipe_voters = true;
+    cluster.fault_mix = FaultMix::random(&mut cluster.rng);
     if let Some(probability) = options.leader_crash_probability {
         cluster.leader_crash_probability = probability;
     }
@@ -161,7 +171,7 @@ pub(crate) struct SeedPlan {
 impl SeedPlan {
     /// Reads the plan of the Raft simulation from the environment.
     pub(crate) fn from_env() -> SeedPlan {
-        SeedPlan::from_env_with("RAFT_SIM", 2000, 2000)
+        SeedPlan::from_env_with("RAFT_SIM", DEFAULT_SEEDS, 2000)
     }
 
     /// Reads `{prefix}_SEEDS`, `{prefix}_SEED_START`, `{prefix}_STEPS` and
@@ -207,6 +217,12 @@ pub(crate) fn run_part(part: u64, parts: u64) {
                 runs += 1;
                 answered += report.answered;
                 steps += report.steps;
+                if runs % PROGRESS_EVERY == 0 {
+                    eprintln!(
+                        "simulation part {part}/{parts}: {runs} seeds passed, last {seed}, {:.0}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
             }
             Err(failure) => panic!(
                 "{failure}\nreplay: RAFT_SIM_SEED_START={} RAFT_SIM_SEEDS=1 RAFT_SIM_TRACE=1 \

@@ -86,3 +86,16 @@ fn finds_two_votes_in_one_term() {
         bugs,
     );
 }
+
+#[test]
+fn finds_votes_counted_from_a_forgotten_life() {
+    let bugs = PlantedBugs {
+        accept_any_incarnation: true,
+        ..PlantedBugs::default()
+    };
+    seeds_to_find(
+        "finds_votes_counted_from_a_forgotten_life",
+        "count a reused id or a wiped voter as the voter it was (SPEC §13)",
+        bugs,
+    );
+}

@@ -290,13 +290,13 @@ fn config_validation_refuses_unusable_timings() {
 // configuration yet) never start elections.
 #[test]
 fn learners_and_unconfigured_nodes_never_campaign() {
-    let mut joining = RaftCore::new(config(4), RestoredState::default()).expect("empty state");
+    let mut joining = RaftCore::join(config(4), 4).expect("a joiner");
     for _ in 0..3 * joining.config.election_ticks_max {
         joining.tick();
     }
     assert_eq!(joining.role(), Role::Follower);
     assert!(joining.ready().messages_after_persist.is_empty());
-    let mut learner = RaftCore::new(config(4), RestoredState::default()).expect("empty state");
+    let mut learner = RaftCore::join(config(4), 4).expect("a joiner");
     learner.step(message(
         1,
         4,

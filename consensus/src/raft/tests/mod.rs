@@ -4,6 +4,7 @@
 
 mod decode;
 mod election;
+mod incarnation;
 mod planted;
 mod replication;
 

@@ -23,11 +23,13 @@ impl Invariant for DurableAck {
     fn check(&mut self, view: &ClusterView<'_>) -> Result<(), String> {
         for ack in &view.events.acknowledged {
             let durable_on = |voters: &std::collections::BTreeSet<_>| {
-                let holders = view
+                let holders: std::collections::BTreeSet<_> = view
                     .disks
                     .iter()
-                    .filter(|(id, disk)| voters.contains(id) && disk.holds(ack.index, ack.chain));
-                holders.count() * 2 > voters.len()
+                    .filter(|(id, disk)| voters.contains(id) && disk.holds(ack.index, ack.chain))
+                    .map(|(id, _)| *id)
+                    .collect();
+                holders.len() * 2 > voters.len()
             };
             if !ack.voter_sets.iter().any(durable_on) {
                 return Err(format!(

@@ -77,7 +77,8 @@ pub(crate) struct StepEvents {
 pub(crate) struct ClusterView<'a> {
     /// Running nodes.
     pub(crate) nodes: Vec<NodeView<'a>>,
-    /// Every node's durable log, running or not.
+    /// Every node's durable log, running or not, and the disk a forgotten
+    /// voter lost (under the same id: count holders by id).
     pub(crate) disks: Vec<(NodeId, &'a AbstractLog)>,
     /// What happened in the step.
     pub(crate) events: &'a StepEvents,
