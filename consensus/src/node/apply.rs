@@ -11,6 +11,7 @@
 //! transaction for many client writes), which is where most of the
 //! throughput at high concurrency comes from.
 
+use super::waiters::{Resolution, Waiters};
 use super::NodeError;
 use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 use crate::state_machine::{CommittedCommand, StateMachine};
@@ -65,7 +66,7 @@ pub(crate) type SharedMachine<S> = Arc<std::sync::Mutex<S>>;
 /// The worker's state, owned by its thread.
 pub(crate) struct ApplyWorker<S: StateMachine> {
     machine: SharedMachine<S>,
-    waiters: BTreeMap<LogIndex, (Term, oneshot::Sender<ApplyResult>)>,
+    waiters: Waiters<oneshot::Sender<ApplyResult>>,
     reads: BTreeMap<LogIndex, Vec<PendingRead>>,
     events: mpsc::UnboundedSender<ApplyEvent>,
     /// The applied index, for tasks that wait for the state machine to
@@ -96,7 +97,7 @@ impl<S: StateMachine> ApplyWorker<S> {
     ) -> Self {
         ApplyWorker {
             machine,
-            waiters: BTreeMap::new(),
+            waiters: Waiters::default(),
             reads: BTreeMap::new(),
             events,
             applied,
@@ -143,7 +144,9 @@ impl<S: StateMachine> ApplyWorker<S> {
     fn handle(&mut self, task: ApplyTask) {
         match task {
             ApplyTask::Await { index, term, reply } => {
-                self.waiters.insert(index, (term, reply));
+                self.waiters.register(index, term, reply, |displaced, _| {
+                    let _ = displaced.send(Err(NodeError::Superseded));
+                });
             }
             ApplyTask::ReadAt {
                 index,
@@ -226,25 +229,19 @@ impl<S: StateMachine> ApplyWorker<S> {
         Ok(())
     }
 
+    /// Answers the proposal of the entry at `(index, term)` with its
+    /// response; see [`Waiters::applied`] for who else is superseded.
     fn resolve_waiter(&mut self, index: LogIndex, term: Term, response: Vec<u8>) {
         let mut response = Some(response);
-        // A waiter below `index` can never be applied at its term any more
-        // (its entry was covered by a snapshot), so it is resolved too.
-        while let Some(entry) = self.waiters.first_entry() {
-            let waited_index = *entry.key();
-            if waited_index > index {
-                break;
-            }
-            let (waited_term, reply) = entry.remove();
-            let outcome = match response.take() {
-                Some(bytes) if waited_index == index && waited_term == term => Ok(bytes),
-                other => {
-                    response = other;
-                    Err(NodeError::Superseded)
+        self.waiters
+            .applied(index, term, |reply, resolution| match resolution {
+                Resolution::Applied => {
+                    let _ = reply.send(Ok(response.take().unwrap_or_default()));
                 }
-            };
-            let _ = reply.send(outcome);
-        }
+                Resolution::Superseded => {
+                    let _ = reply.send(Err(NodeError::Superseded));
+                }
+            });
     }
 
     fn serve_reads(&mut self) {
@@ -272,16 +269,9 @@ impl<S: StateMachine> ApplyWorker<S> {
                 self.bytes_since_snapshot = 0;
                 // Proposals at or below the snapshot were decided elsewhere;
                 // their callers retry and their sessions dedup.
-                let covered: Vec<LogIndex> = self
-                    .waiters
-                    .range(..=meta.last_index)
-                    .map(|(index, _)| *index)
-                    .collect();
-                for index in covered {
-                    if let Some((_, reply)) = self.waiters.remove(&index) {
-                        let _ = reply.send(Err(NodeError::Superseded));
-                    }
-                }
+                self.waiters.covered(meta.last_index, |reply| {
+                    let _ = reply.send(Err(NodeError::Superseded));
+                });
                 let _ = self.events.send(ApplyEvent::Applied(meta.last_index));
                 self.applied.send_replace(meta.last_index);
                 self.serve_reads();
@@ -370,7 +360,7 @@ impl<S: StateMachine> ApplyWorker<S> {
     }
 
     fn fail_all(&mut self, error: NodeError) {
-        for (_, (_, reply)) in std::mem::take(&mut self.waiters) {
+        for reply in self.waiters.take_all() {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, readers) in std::mem::take(&mut self.reads) {

@@ -30,6 +30,7 @@ mod driver;
 mod error;
 mod handle;
 mod network;
+pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
 pub use error::NodeError;

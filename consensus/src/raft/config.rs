@@ -62,6 +62,10 @@ pub(crate) struct PlantedBugs {
     /// restarted with a replaced disk, counts as the voter it used to be
     /// (SPEC §13; the bug of seed 214934593).
     pub(crate) accept_any_incarnation: bool,
+    /// Not a bug of the core but of the runtime's answer path, kept here
+    /// with the others: answer a proposal when its index is applied,
+    /// whatever the term of the entry there (`node::waiters`).
+    pub(crate) answer_by_index_only: bool,
 }
 
 /// Why a [`Config`] cannot be used.

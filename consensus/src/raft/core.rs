@@ -274,16 +274,29 @@ impl RaftCore {
         }
     }
 
-    /// Whether `message` may be heard: a voter of our latest configuration
-    /// counts only in the incarnation recorded there. Any other life of
-    /// that id (a node wiped and restarted, or an id removed and added
-    /// back) may have forgotten votes it cast and entries it acknowledged;
-    /// hearing it as the voter would let it help elect a leader that lacks
-    /// committed entries, or complete a quorum its old life is part of.
-    /// Learners and strangers are heard (they count for nothing).
+    /// Whether `message` may be heard. An *answer* (a vote, an append,
+    /// heartbeat or snapshot acknowledgement) from a voter of our latest
+    /// configuration counts only from the incarnation recorded there. Any
+    /// other life of that id (a node wiped and restarted, or an id removed
+    /// and added back) may have forgotten votes it cast and entries it
+    /// acknowledged; counting it as the voter would let it help elect a
+    /// leader that lacks committed entries, or complete a quorum its old
+    /// life is part of. Requests are heard from any life: they count for
+    /// nothing by themselves, and a node whose configuration is stale must
+    /// still hear the leader of the configuration that replaced it (else a
+    /// stale follower and a new leader could refuse each other for good).
+    /// Learners and strangers count for nothing and are heard.
     fn is_from_known_life(&self, message: &Message) -> bool {
+        let answer = matches!(
+            message.body,
+            MessageBody::RequestVoteResponse(_)
+                | MessageBody::AppendEntriesResponse(_)
+                | MessageBody::HeartbeatResponse(_)
+                | MessageBody::InstallSnapshotResponse(_)
+        );
         let expected = self.membership.voter_incarnation(message.from);
-        expected.is_none_or(|expected| expected == message.incarnation)
+        !answer
+            || expected.is_none_or(|expected| expected == message.incarnation)
             || self.planted_accept_any_incarnation()
     }
 
@@ -411,8 +424,22 @@ impl RaftCore {
             .gen_range(self.config.election_ticks_min..self.config.election_ticks_max);
     }
 
+    /// Whether this node, in this life, is a voter of its latest
+    /// configuration. A forgotten life (the configuration records another
+    /// incarnation for this id) is not: it never counts its own vote, log
+    /// or acknowledgement, and campaigns only as a removed node would.
     pub(crate) fn is_voter(&self) -> bool {
-        self.membership.voters.contains(&self.id)
+        self.membership.voter_incarnation(self.id) == Some(self.incarnation)
+            || (self.membership.voters.contains(&self.id) && self.planted_accept_any_incarnation())
+    }
+
+    /// Whether the latest configuration names this id as a voter of
+    /// another life: this node lost the state that voter had.
+    pub(crate) fn is_forgotten_voter(&self) -> bool {
+        self.membership
+            .voter_incarnation(self.id)
+            .is_some_and(|recorded| recorded != self.incarnation)
+            && !self.planted_accept_any_incarnation()
     }
 
     /// The number of voters that make a majority.

@@ -145,6 +145,8 @@ impl RaftCore {
     /// campaign.
     pub(crate) fn may_campaign(&self) -> bool {
         let membership = &self.membership;
+        // A forgotten life of a voter is treated as removed: it may have to
+        // finish a change it holds, never counting its own vote.
         let removed_pending = !membership.voters.is_empty()
             && !membership.learners.contains(&self.id)
             && self.membership_index > self.commit;
@@ -213,7 +215,9 @@ impl RaftCore {
         // as a voter (`is_from_known_life`), but refusing is the plain rule.
         let knows_configuration =
             !self.membership.voters.is_empty() || self.planted_accept_any_incarnation();
-        let granted = can_vote && up_to_date && knows_configuration;
+        // Nor does a forgotten life of a voter (its answer would be
+        // dropped by anyone who counts that voter; refusing says so).
+        let granted = can_vote && up_to_date && knows_configuration && !self.is_forgotten_voter();
         let reply_term = if granted { term } else { self.term };
         tracing::debug!(node = %self.id, candidate = %from, term, granted, pre_vote = request.pre_vote, "vote request");
         if granted && !request.pre_vote {

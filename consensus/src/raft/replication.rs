@@ -318,7 +318,12 @@ impl RaftCore {
             .iter()
             .map(|voter| {
                 if *voter == self.id {
-                    self.log.stable_index()
+                    // A forgotten life's log is not the voter's.
+                    if self.is_voter() {
+                        self.log.stable_index()
+                    } else {
+                        0
+                    }
                 } else {
                     leader
                         .progress

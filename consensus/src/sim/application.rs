@@ -9,7 +9,7 @@
 
 use super::invariants::Violation;
 use super::network::Network;
-use super::node::{Effects, SimMachine, SimNode};
+use super::node::{AppliedCommand, Effects, SimMachine, SimNode};
 use super::trace::Trace;
 use crate::raft::{Message, NodeId, RequestId};
 use rand_chacha::ChaCha8Rng;
@@ -60,16 +60,14 @@ pub(crate) trait Application {
         effects: &Effects<Self::Machine>,
     ) -> Result<Vec<PlannedCrash>, Violation>;
 
-    /// `node` applied `command` with `output` (at the end of the step):
-    /// returns whether a client waiting for exactly that was answered (an
-    /// acknowledgement the durable-ack invariant checks).
+    /// A node applied a command (at the end of the step): returns whether
+    /// a client waiting for exactly that was answered (an acknowledgement
+    /// the durable-ack invariant checks).
     fn on_applied(
         &mut self,
         rng: &mut ChaCha8Rng,
         now: u64,
-        node: NodeId,
-        command: &<Self::Machine as SimMachine>::Command,
-        output: &<Self::Machine as SimMachine>::Output,
+        applied: &AppliedCommand<Self::Machine>,
     ) -> bool;
 
     /// `node` may now serve ReadIndex request `request`.

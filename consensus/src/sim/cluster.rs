@@ -314,9 +314,7 @@ impl<A: Application> Cluster<A> {
         for applied in commands {
             let command = &applied.command;
             let (id, index, chain) = (applied.node, applied.index, applied.chain);
-            let answered =
-                self.app
-                    .on_applied(&mut self.rng, self.now, id, command, &applied.output);
+            let answered = self.app.on_applied(&mut self.rng, self.now, applied);
             let Some(node) = self.nodes.get(&id).filter(|_| answered) else {
                 continue;
             };

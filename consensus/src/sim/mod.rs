@@ -28,6 +28,7 @@ pub(crate) mod nemesis;
 pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod register;
+mod regressions;
 pub(crate) mod run;
 pub(crate) mod trace;
 pub(crate) mod twopc;

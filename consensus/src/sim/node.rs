@@ -84,6 +84,9 @@ impl<M: SimMachine> Default for Effects<M> {
 pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
     pub(crate) node: NodeId,
     pub(crate) index: LogIndex,
+    /// The entry's term (with `index`, what a proposal's waiter is bound
+    /// to).
+    pub(crate) term: u64,
     /// Chain hash of the node's log through `index` when the core handed
     /// the entry out.
     pub(crate) chain: Digest,
@@ -362,6 +365,7 @@ impl<M: SimMachine> SimNode<M> {
                     effects.commands.push(AppliedCommand {
                         node: self.id,
                         index: entry.index,
+                        term: entry.term,
                         chain,
                         voters,
                         command,

@@ -103,6 +103,7 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
     cluster.trace = Trace::new(options.trace);
     cluster.planted_bugs = options.planted_bugs;
     cluster.wipe_voters = true;
+    cluster.app.answer_by_index_only = options.planted_bugs.answer_by_index_only;
     cluster.fault_mix = FaultMix::random(&mut cluster.rng);
     if let Some(probability) = options.leader_crash_probability {
         cluster.leader_crash_probability = probability;

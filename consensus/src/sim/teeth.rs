@@ -22,6 +22,16 @@ const FIRST_SEED: u64 = 1_000_000;
 
 /// Runs seeds until one fails; prints and returns how many it took.
 fn seeds_to_find(test: &str, name: &str, planted_bugs: PlantedBugs) -> u64 {
+    seeds_to_find_with(test, name, planted_bugs, Some(LEADER_CRASH_PROBABILITY))
+}
+
+/// [`seeds_to_find`] with a leader churn of its own (`None`: the seed's).
+fn seeds_to_find_with(
+    test: &str,
+    name: &str,
+    planted_bugs: PlantedBugs,
+    leader_crash_probability: Option<f64>,
+) -> u64 {
     for tried in 1..=MAX_SEEDS {
         let seed = FIRST_SEED + tried - 1;
         let options = RunOptions {
@@ -30,7 +40,7 @@ fn seeds_to_find(test: &str, name: &str, planted_bugs: PlantedBugs) -> u64 {
             planted_bugs,
             trace: false,
             voters: Some(3),
-            leader_crash_probability: Some(LEADER_CRASH_PROBABILITY),
+            leader_crash_probability,
         };
         if let Err(failure) = run_seed(options) {
             println!("planted bug `{name}` found after {tried} seed(s): {failure}");
@@ -97,5 +107,21 @@ fn finds_votes_counted_from_a_forgotten_life() {
         "finds_votes_counted_from_a_forgotten_life",
         "count a reused id or a wiped voter as the voter it was (SPEC §13)",
         bugs,
+    );
+}
+
+#[test]
+fn finds_answers_bound_to_an_index_alone() {
+    let bugs = PlantedBugs {
+        answer_by_index_only: true,
+        ..PlantedBugs::default()
+    };
+    // A deposed leader must live on (not crash) to apply the entry that
+    // overwrote its proposal: the seeds' own churn, not the harshest.
+    seeds_to_find_with(
+        "finds_answers_bound_to_an_index_alone",
+        "answer a proposal by its index alone (Raft §8)",
+        bugs,
+        None,
     );
 }

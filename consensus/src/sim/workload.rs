@@ -6,13 +6,18 @@
 //!
 //! Puts and cas always go through the log; gets go through the log or
 //! through ReadIndex, chosen at random, so both read paths are checked.
+//!
+//! A proposal is answered the way the runtime answers one: through the
+//! node's [`Waiters`] table, bound to the `(index, term)` the leader gave
+//! the entry, so the simulation checks the runtime's rule.
 
 use super::application::{Application, PlannedCrash, World};
 use super::history::{History, OperationId};
 use super::invariants::Violation;
-use super::node::{Effects, SimNode};
+use super::node::{AppliedCommand, Effects, SimNode};
 use super::register::{ClientCommand, KvStateMachine, RegisterOp, RegisterOutput};
-use crate::raft::{NodeId, ProposeError, RaftCore, RequestId};
+use crate::node::waiters::{Resolution, Waiters};
+use crate::raft::{LogIndex, NodeId, ProposeError, RaftCore, RequestId, Term};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +64,14 @@ pub(crate) struct Workload {
     liveness_floor: OperationId,
     /// Operations invoked after the cluster was healed and then answered.
     pub(crate) answered_since_heal: u64,
+    /// Per node, the proposals waiting for their entry: (client position,
+    /// sequence). Volatile, like the runtime's: a crash empties it.
+    waiters: BTreeMap<NodeId, Waiters<(usize, u64)>>,
+    /// Planted bug: waiters resolved by index alone.
+    pub(crate) answer_by_index_only: bool,
+    /// A proposal answered with the output of an entry that is not its
+    /// own, found while answering; reported at the next step.
+    misanswered: Option<Violation>,
 }
 
 impl Workload {
@@ -80,6 +93,9 @@ impl Workload {
             next_request: 1,
             liveness_floor: OperationId::MAX,
             answered_since_heal: 0,
+            waiters: BTreeMap::new(),
+            answer_by_index_only: false,
+            misanswered: None,
         }
     }
 
@@ -189,10 +205,29 @@ impl Workload {
                 self.next_request += 1;
                 self.next_request
             });
-            let refusal = submit(in_flight, core, read);
-            if let (None, Some(request)) = (refusal, read) {
-                self.reads.insert(request, position);
-            }
+            let refusal = match submit(in_flight, core, read) {
+                Submitted::Read => {
+                    if let Some(request) = read {
+                        self.reads.insert(request, position);
+                    }
+                    None
+                }
+                Submitted::Proposed { index, term } => {
+                    let sequence = in_flight.command.sequence;
+                    let waiters = self.waiters.entry(target).or_default();
+                    waiters.planted_index_only = self.answer_by_index_only;
+                    let clients = &mut self.clients;
+                    waiters.register(index, term, (position, sequence), |displaced, _| {
+                        supersede(clients, target, displaced, now);
+                    });
+                    None
+                }
+                Submitted::Refused(hint) => Some(hint),
+            };
+            let client = &mut self.clients[position];
+            let Some(in_flight) = client.in_flight.as_mut() else {
+                return;
+            };
             match refusal {
                 None => {
                     in_flight.waiting_at.insert(target);
@@ -230,34 +265,57 @@ impl Workload {
         client.next_action = now + rng.gen_range(0..10);
     }
 
-    /// `node` applied `command` with `output`: answer the client if it is
-    /// waiting for exactly that command at that node. Returns whether a
-    /// client was answered (an acknowledgement the invariants check).
+    /// A node applied a command: answer the proposal waiting for exactly
+    /// that entry at that node, if any, with the entry's output (and tell
+    /// the ones it supersedes to retry). Returns whether a client was
+    /// answered (an acknowledgement the invariants check).
     pub(crate) fn on_applied(
         &mut self,
         rng: &mut ChaCha8Rng,
         now: u64,
-        node: NodeId,
-        command: &ClientCommand,
-        output: RegisterOutput,
+        applied: &AppliedCommand<KvStateMachine>,
     ) -> bool {
-        let Some(position) = self
-            .clients
-            .iter()
-            .position(|client| client.id == command.client)
-        else {
+        let node = applied.node;
+        let Some(waiters) = self.waiters.get_mut(&node) else {
             return false;
         };
+        let mut answered = None;
+        let clients = &mut self.clients;
+        waiters.applied(
+            applied.index,
+            applied.term,
+            |waiter, resolution| match resolution {
+                Resolution::Applied => answered = Some(waiter),
+                Resolution::Superseded => supersede(clients, node, waiter, now),
+            },
+        );
+        let Some((position, sequence)) = answered else {
+            return false;
+        };
+        let own = self.clients.get(position).is_some_and(|client| {
+            client.id == applied.command.client && sequence == applied.command.sequence
+        });
+        if !own && self.misanswered.is_none() {
+            self.misanswered = Some(Violation {
+                invariant: "answer bound to its entry",
+                section: "§8",
+                detail: format!(
+                    "{node} answered the proposal of client position {position} (sequence \
+                     {sequence}) with the output of {:?} at index {} term {}",
+                    applied.command, applied.index, applied.term
+                ),
+            });
+        }
         let waiting = self.clients[position]
             .in_flight
             .as_ref()
             .is_some_and(|in_flight| {
-                in_flight.command.sequence == command.sequence
+                in_flight.command.sequence == sequence
                     && in_flight.read_request.is_none()
                     && in_flight.waiting_at.contains(&node)
             });
         if waiting {
-            self.finish(rng, position, now, output);
+            self.finish(rng, position, now, applied.output);
         }
         waiting
     }
@@ -297,6 +355,7 @@ impl Workload {
 
     /// A node crashed: nobody will hear from it about pending requests.
     pub(crate) fn on_crash(&mut self, node: NodeId) {
+        self.waiters.remove(&node);
         for client in &mut self.clients {
             if let Some(in_flight) = client.in_flight.as_mut() {
                 in_flight.waiting_at.remove(&node);
@@ -305,27 +364,52 @@ impl Workload {
     }
 }
 
+/// What became of an attempt.
+enum Submitted {
+    /// Accepted as a ReadIndex request.
+    Read,
+    /// Appended to the leader's log as the entry at `(index, term)`.
+    Proposed { index: LogIndex, term: Term },
+    /// Refused, with the leader hint.
+    Refused(Option<NodeId>),
+}
+
 /// Hands the in-flight operation to `core`: as ReadIndex request `read`, or
-/// proposed to the log. `None` when accepted; otherwise the leader hint.
-fn submit(
-    in_flight: &mut InFlight,
-    core: &mut RaftCore,
-    read: Option<RequestId>,
-) -> Option<Option<NodeId>> {
+/// proposed to the log.
+fn submit(in_flight: &mut InFlight, core: &mut RaftCore, read: Option<RequestId>) -> Submitted {
     in_flight.read_request = read;
     if let Some(request) = read {
-        return core
-            .read_index(request)
-            .err()
-            .map(|not_leader| not_leader.leader);
+        return match core.read_index(request) {
+            Ok(()) => Submitted::Read,
+            Err(not_leader) => Submitted::Refused(not_leader.leader),
+        };
     }
+    let term = core.term();
     match core.propose(vec![in_flight.command.encode()]) {
-        Ok(_) => {
+        Ok(indices) => {
             in_flight.maybe_applied = true;
-            None
+            Submitted::Proposed {
+                index: *indices.start(),
+                term,
+            }
         }
-        Err(ProposeError::NotLeader(not_leader)) => Some(not_leader.leader),
-        Err(_) => Some(None),
+        Err(ProposeError::NotLeader(not_leader)) => Submitted::Refused(not_leader.leader),
+        Err(_) => Submitted::Refused(None),
+    }
+}
+
+/// The proposal `waiter` made at `node` can no longer be answered there:
+/// like a real client told "superseded", its client retries now.
+fn supersede(clients: &mut [Client], node: NodeId, waiter: (usize, u64), now: u64) {
+    let (position, sequence) = waiter;
+    let Some(in_flight) = clients
+        .get_mut(position)
+        .and_then(|client| client.in_flight.as_mut())
+    else {
+        return;
+    };
+    if in_flight.command.sequence == sequence && in_flight.waiting_at.remove(&node) {
+        in_flight.deadline = in_flight.deadline.min(now);
     }
 }
 
@@ -338,6 +422,9 @@ impl Application for Workload {
         world: World<'_, KvStateMachine>,
         _effects: &Effects<KvStateMachine>,
     ) -> Result<Vec<PlannedCrash>, Violation> {
+        if let Some(violation) = self.misanswered.take() {
+            return Err(violation);
+        }
         let invoked_before = self.history.len();
         self.step(world.rng, world.now, world.nodes);
         for operation in self.history.since(invoked_before) {
@@ -354,11 +441,9 @@ impl Application for Workload {
         &mut self,
         rng: &mut ChaCha8Rng,
         now: u64,
-        node: NodeId,
-        command: &ClientCommand,
-        output: &RegisterOutput,
+        applied: &AppliedCommand<KvStateMachine>,
     ) -> bool {
-        Workload::on_applied(self, rng, now, node, command, *output)
+        Workload::on_applied(self, rng, now, applied)
     }
 
     fn on_read_served(

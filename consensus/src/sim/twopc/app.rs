@@ -18,7 +18,7 @@ use crate::raft::NodeId;
 use crate::sim::application::{Application, PlannedCrash, World};
 use crate::sim::invariants::Violation;
 use crate::sim::network::{Network, NetworkFaults};
-use crate::sim::node::{Effects, SimNode};
+use crate::sim::node::{AppliedCommand, Effects, SimNode};
 use crate::twopc::{Decision, VotePolicy};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -343,11 +343,11 @@ impl Application for TwoPcApp {
         &mut self,
         rng: &mut ChaCha8Rng,
         now: u64,
-        node: NodeId,
-        command: &VaultCommand,
-        _output: &Effect,
+        applied: &AppliedCommand<VaultModel>,
     ) -> bool {
-        let answered = self.clients.on_applied(rng, now, node, command);
+        let answered = self
+            .clients
+            .on_applied(rng, now, applied.node, &applied.command);
         if answered {
             self.stats.adds_answered += 1;
         }
