@@ -161,7 +161,7 @@ fn hard_state_survives<F: StoreFactory>(factory: &mut F) {
         vote: Some(NodeId(3)),
         commit: 1,
         // A joiner's incarnation is part of what must survive.
-        incarnation: 0x5EED_0F_11FE,
+        incarnation: 0x005E_ED0F_11FE,
     };
     write(
         &mut store,
