@@ -8,19 +8,26 @@
 //! nodeK/node.toml               node K's configuration (relative paths)
 //! nodeK/node.crt, node.key      node K's certificate and key
 //! nodeK/ca.crt                  a copy of the CA certificate
-//! nodeK/data/                   created by the node on first start
+//! nodeK/data/raft/              node K's initial Raft state (mode 0700):
+//!                               entry 1 = every node as a founding voter
 //! admin/client.crt, client.key  an operator identity (urn:vault:admin:admin)
 //! client.toml                   endpoints, CA and the admin certificate
 //! ```
 //!
 //! Each `nodeK/` directory is complete on its own, so for a multi-host
 //! cluster it can be copied to host K as it is.
+//!
+//! The initial Raft state is written here, once, because `node run` never
+//! creates a cluster: it refuses a data directory without Raft state
+//! (SPEC §13), so a node that lost its data cannot come back as a voter
+//! that forgot what it promised.
 
 use crate::config::client::ClientFile;
 use crate::config::node::{NodeFile, RaftSection, TwoPcSection};
 use anyhow::{bail, Context, Result};
 use certs::{CertificateAuthority, Identity};
-use std::collections::BTreeMap;
+use consensus::raft::NodeId;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What `cluster init` is asked to make.
@@ -73,16 +80,12 @@ pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
         .enumerate()
         .map(|(k, (host, port))| (format!("node{}", k + 1), join_host_port(host, *port)))
         .collect();
+    let voters: BTreeSet<NodeId> = (1..=plan.addresses.len() as u64).map(NodeId).collect();
     let mut configs = Vec::new();
     for (k, (host, port)) in plan.addresses.iter().enumerate() {
-        configs.push(write_node(
-            &plan.dir,
-            &authority,
-            k + 1,
-            host,
-            *port,
-            &peers,
-        )?);
+        let config = write_node(&plan.dir, &authority, k + 1, host, *port, &peers)?;
+        initialize_node(&config, NodeId(k as u64 + 1), &voters)?;
+        configs.push(config);
     }
     write_client(&plan.dir, &authority, &peers)?;
     Ok(configs)
@@ -124,6 +127,7 @@ fn write_node(
         ca: "ca.crt".into(),
         cert: "node.crt".into(),
         key: "node.key".into(),
+        join: false,
         peers: peers.clone(),
         raft: RaftSection::default(),
         twopc: TwoPcSection::default(),
@@ -131,6 +135,18 @@ fn write_node(
     let path = node_dir.join("node.toml");
     std::fs::write(&path, toml::to_string_pretty(&file)?)?;
     Ok(path)
+}
+
+/// Writes the founding Raft state of node `id` into the data directory
+/// named by its `node.toml` at `config`.
+fn initialize_node(config: &Path, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<()> {
+    let node = crate::config::node::load(config, &|_| None)?;
+    consensus::node::initialize(&node.raft_dir(), id, voters.clone()).with_context(|| {
+        format!(
+            "cannot write the initial Raft state of {id} in {}",
+            node.data_dir.display()
+        )
+    })
 }
 
 fn write_client(
@@ -161,5 +177,40 @@ pub fn join_host_port(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consensus::raft::{EntryPayload, Membership};
+    use consensus::storage::{FileStore, FileStoreOptions};
+
+    /// Every node directory `cluster init` makes holds the founding Raft
+    /// state, with every node a voter, in the directory `node run` opens.
+    #[test]
+    fn init_writes_every_nodes_initial_raft_state() {
+        let root = tempfile::tempdir().unwrap();
+        let plan = InitPlan::single_host(root.path().join("c"), 3, "127.0.0.1", 27_001).unwrap();
+        let configs = init(&plan).unwrap();
+        let voters: BTreeSet<NodeId> = (1..=3).map(NodeId).collect();
+        for config in &configs {
+            let node = crate::config::node::load(config, &|_| None).unwrap();
+            assert!(!node.join);
+            let (_store, recovered) =
+                FileStore::open(node.raft_dir(), FileStoreOptions::default()).unwrap();
+            assert_eq!(recovered.hard_state.term, 1, "{}", node.id);
+            assert_eq!(recovered.hard_state.incarnation, 0, "{}", node.id);
+            assert_eq!(recovered.entries.len(), 1, "{}", node.id);
+            assert_eq!(
+                recovered.entries[0].payload,
+                EntryPayload::Membership(Membership::with_voters(voters.clone()))
+            );
+        }
+        let again = init(&plan).unwrap_err();
+        assert!(
+            again.to_string().contains("already holds a cluster"),
+            "{again}"
+        );
     }
 }

@@ -2,18 +2,25 @@
 
 use crate::client_cmd::peer_address;
 use crate::config::node::{NodeConfig, VotePolicy};
+use crate::exit::Failure;
 use anyhow::{Context, Result};
-use consensus::node::NodeOptions;
+use consensus::node::{NodeOptions, StartError};
 use std::path::Path;
 use std::time::Duration;
-use vault::server::ServerOptions;
+use vault::server::{ServerError, ServerOptions};
 
 /// Loads `config` (with `VAULT_*` overrides) and runs the node.
+///
+/// A node whose data directory holds no Raft state refuses to start, and
+/// writes nothing, unless it is a joiner (`join = true`): it lost its data
+/// or was never initialised by `cluster init` (SPEC §13).
 pub fn run(config: &Path) -> Result<()> {
     // Kept to the end: dropping it flushes the lines still queued.
     let _log_guard = init_logging();
     let config = crate::config::node::load(config, &|name| std::env::var(name).ok())?;
     let options = server_options(&config)?;
+    consensus::node::preflight(&options.node).map_err(|error| start_failure(&config, error))?;
+    create_data_dir(&config.data_dir)?;
     tracing::info!(
         "Node {} two-phase commit policy: vote {:?}, vote timeout {} ms, decision timeout {} ms",
         config.id,
@@ -26,19 +33,47 @@ pub fn run(config: &Path) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        vault::server::run(options, shutdown_signal()).await?;
+        vault::server::run(options, shutdown_signal())
+            .await
+            .map_err(|error| match error {
+                ServerError::Start(error) => start_failure(&config, error),
+                other => other.into(),
+            })?;
         tracing::info!("Node {} stopped cleanly", config.id);
         Ok(())
     })
 }
 
-fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
+/// The one sentence for a node that may not start: for a node without
+/// Raft state, what to do about it.
+fn start_failure(config: &NodeConfig, error: StartError) -> anyhow::Error {
+    match error {
+        StartError::NoState { .. } => Failure::new(
+            1,
+            format!(
+                "data directory {} holds no Raft state: this node lost its data or was never \
+                 initialised; remove it from the cluster (`vault-cli member remove {id}`) and add \
+                 it back as a new member (`vault-cli cluster add-node`, `vault-cli member add`)",
+                config.data_dir.display(),
+                id = config.id,
+            ),
         )
-    })?;
+        .into(),
+        other => other.into(),
+    }
+}
+
+/// Creates the data directory if missing (a joiner's), owner-only.
+fn create_data_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
+fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
     let peers = config
         .peers
         .iter()
@@ -46,8 +81,8 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         .collect::<Result<_>>()?;
     let node = NodeOptions {
         id: config.id,
-        raft_dir: config.data_dir.join("raft"),
-        initial_voters: config.peers.keys().copied().collect(),
+        raft_dir: config.raft_dir(),
+        join: config.join,
         heartbeat: Duration::from_millis(config.raft.heartbeat_ms),
         election_min: Duration::from_millis(config.raft.election_min_ms),
         election_max: Duration::from_millis(config.raft.election_max_ms),

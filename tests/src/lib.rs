@@ -214,6 +214,22 @@ impl TestCluster {
         child.wait().ok()
     }
 
+    /// Runs `vault-cli node run` for node `node` (1-based) in the
+    /// foreground, with `env`, and waits for it to exit (under the hang
+    /// guard): for a node that is expected to refuse to start.
+    pub fn run_node_to_exit(&self, node: usize, env: &[(&str, &str)]) -> CliResult {
+        let config = self.node_dir(node).join("node.toml");
+        run_cli_with_env(&["node", "run", "--config", &config.to_string_lossy()], env)
+    }
+
+    /// The exit status of node `node` if its process has exited by itself
+    /// (it is then reaped and no longer running); `None` while it runs.
+    pub fn exited(&mut self, node: usize) -> Option<std::process::ExitStatus> {
+        let status = self.nodes[node - 1].as_mut()?.try_wait().ok()??;
+        self.nodes[node - 1] = None;
+        Some(status)
+    }
+
     /// Whether node `node` is running (started and not killed).
     pub fn is_running(&self, node: usize) -> bool {
         self.nodes[node - 1].is_some()

@@ -23,6 +23,12 @@ pub struct NodeFile {
     pub cert: PathBuf,
     /// This node's private key (PEM, mode 0600).
     pub key: PathBuf,
+    /// True for a new member joining a running cluster (made by `cluster
+    /// add-node`): with an empty data directory it starts empty and waits
+    /// for the leader to send it the log. Any other node refuses an empty
+    /// data directory (SPEC §13). Ignored once the node holds Raft state.
+    #[serde(default)]
+    pub join: bool,
     /// Every member's address, this node included: id -> `host:port`.
     pub peers: BTreeMap<String, String>,
     /// Raft timing and compaction.
@@ -106,12 +112,28 @@ pub struct NodeConfig {
     pub cert: PathBuf,
     /// Node key path.
     pub key: PathBuf,
+    /// Whether this node is a new member joining a running cluster.
+    pub join: bool,
     /// Every member (this node included) and the `host:port` to reach it.
     pub peers: BTreeMap<NodeId, String>,
     /// `[raft]`.
     pub raft: RaftSection,
     /// `[twopc]`.
     pub twopc: TwoPcSection,
+}
+
+impl NodeConfig {
+    /// Where the Raft log and snapshots live: `raft/` in the data
+    /// directory (see [`raft_dir`]).
+    pub fn raft_dir(&self) -> PathBuf {
+        raft_dir(&self.data_dir)
+    }
+}
+
+/// The Raft directory of the data directory `data_dir`; `cluster init`
+/// writes a node's initial state there and `node run` opens it.
+pub fn raft_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("raft")
 }
 
 /// Reads `path`, applies `VAULT_*` overrides from `env`, and validates.
@@ -155,6 +177,13 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     if let Some(value) = env("VAULT_KEY") {
         file.key = value.into();
+    }
+    if let Some(value) = env("VAULT_JOIN") {
+        file.join = match value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => bail!("VAULT_JOIN must be \"true\" or \"false\", not {other:?}"),
+        };
     }
     if let Some(value) = env("VAULT_PEERS") {
         file.peers = parse_peer_list(&value)?;
@@ -231,6 +260,7 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
         ca: resolve(base, &file.ca),
         cert: resolve(base, &file.cert),
         key: resolve(base, &file.key),
+        join: file.join,
         peers,
         raft,
         twopc: file.twopc,
@@ -249,6 +279,7 @@ mod tests {
             ca: "../ca/ca.crt".into(),
             cert: "node.crt".into(),
             key: "node.key".into(),
+            join: false,
             peers: [("node1", "127.0.0.1:7001"), ("node2", "127.0.0.1:7002")]
                 .into_iter()
                 .map(|(id, addr)| (id.to_string(), addr.to_string()))
@@ -284,6 +315,33 @@ mod tests {
         let config = load(&write(dir.path(), &sample()), &env).unwrap();
         assert_eq!(config.twopc.vote, VotePolicy::Abort);
         assert_eq!(config.raft.heartbeat_ms, 20);
+    }
+
+    #[test]
+    fn join_comes_from_the_file_or_vault_join() {
+        let dir = tempfile::tempdir().unwrap();
+        let founding = load(&write(dir.path(), &sample()), &|_| None).unwrap();
+        assert!(!founding.join, "a node is not a joiner by default");
+        let text = toml::to_string(&sample())
+            .unwrap()
+            .replace("join = false", "");
+        std::fs::write(dir.path().join("node.toml"), text).unwrap();
+        let unset = load(&dir.path().join("node.toml"), &|_| None).unwrap();
+        assert!(!unset.join, "a missing `join` means false");
+
+        let joiner = NodeFile {
+            join: true,
+            ..sample()
+        };
+        let config = load(&write(dir.path(), &joiner), &|_| None).unwrap();
+        assert!(config.join);
+        let env_off = |name: &str| (name == "VAULT_JOIN").then(|| "false".to_string());
+        assert!(!load(&write(dir.path(), &joiner), &env_off).unwrap().join);
+        let env_on = |name: &str| (name == "VAULT_JOIN").then(|| "true".to_string());
+        assert!(load(&write(dir.path(), &sample()), &env_on).unwrap().join);
+        let env_bad = |name: &str| (name == "VAULT_JOIN").then(|| "yes".to_string());
+        let error = load(&write(dir.path(), &sample()), &env_bad).unwrap_err();
+        assert!(error.to_string().contains("VAULT_JOIN"), "{error}");
     }
 
     #[test]

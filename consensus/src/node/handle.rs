@@ -2,10 +2,11 @@
 
 use super::apply::{ApplyTask, ApplyWorker, SharedMachine};
 use super::driver::{Driver, Event};
+use super::startup::{self, build_core, StartError};
 use super::{ApplyResult, NodeError, NodeOptions, NodeReply, NodeRequest, PeerNetwork};
-use crate::raft::{self, LogIndex, MembershipChange, Message, NodeId, RaftCore, Role, Term};
+use crate::raft::{self, LogIndex, MembershipChange, Message, NodeId, Role, Term};
 use crate::state_machine::StateMachine;
-use crate::storage::{FileStore, FileStoreOptions, LogWriter, Recovered};
+use crate::storage::{FileStore, FileStoreOptions, LogWriter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -66,23 +67,6 @@ impl NodeStatus {
     }
 }
 
-/// Why a node could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The Raft log could not be opened or recovered.
-    #[error("cannot open the Raft log: {0}")]
-    Storage(#[from] crate::storage::StorageError),
-    /// The stored Raft state is inconsistent or the configuration invalid.
-    #[error("cannot start Raft: {0}")]
-    Raft(#[from] raft::RestoreError),
-    /// The state machine could not be brought up to the stored snapshot.
-    #[error("cannot restore the state machine from the stored snapshot: {0}")]
-    StateMachine(String),
-    /// A thread could not be started.
-    #[error("cannot start the apply thread: {0}")]
-    Thread(#[from] std::io::Error),
-}
-
 type StaleReader = dyn Fn(&[u8]) -> ApplyResult + Send + Sync;
 
 /// A running node. Cheap to clone; every clone talks to the same driver.
@@ -103,11 +87,17 @@ impl Node {
     /// Opens the Raft log in `options.raft_dir`, brings `machine` up to the
     /// stored snapshot if it is behind, and starts the driver and the apply
     /// worker. The returned task ends when the node stops.
+    ///
+    /// A Raft directory without state is refused with
+    /// [`StartError::NoState`] before anything is written, unless
+    /// `options.join` is set: the node then starts as a new member with a
+    /// fresh incarnation (see [`preflight`](super::preflight)).
     pub fn start<S: StateMachine, N: PeerNetwork>(
         options: &NodeOptions,
         mut machine: S,
         network: Arc<N>,
     ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), StartError> {
+        startup::preflight(options)?;
         let (store, recovered) = FileStore::open(&options.raft_dir, FileStoreOptions::default())?;
         let last_snapshot = recovered.snapshot.as_ref().map_or((0, 0), |snapshot| {
             (snapshot.meta.last_index, snapshot.data.len() as u64)
@@ -119,7 +109,7 @@ impl Node {
                     .map_err(|error| StartError::StateMachine(error.to_string()))?;
             }
         }
-        let core = build_core(options, recovered)?;
+        let core = build_core(options, recovered, machine.applied_index())?;
         let writer = LogWriter::spawn(store)?;
 
         let machine: SharedMachine<S> = Arc::new(std::sync::Mutex::new(machine));
@@ -394,23 +384,4 @@ impl Node {
             .await
             .map_err(|_| NodeError::ShuttingDown)
     }
-}
-
-fn build_core(options: &NodeOptions, recovered: Recovered) -> Result<RaftCore, raft::RestoreError> {
-    let config = options.raft_config();
-    let fresh = recovered.hard_state == raft::HardState::default()
-        && recovered.entries.is_empty()
-        && recovered.snapshot.is_none();
-    if fresh && !options.initial_voters.is_empty() {
-        return RaftCore::bootstrap(config, options.initial_voters.clone());
-    }
-    let restored = raft::RestoredState {
-        hard_state: recovered.hard_state,
-        snapshot: recovered.snapshot.map(|snapshot| raft::Snapshot {
-            meta: snapshot.meta,
-            data: snapshot.data,
-        }),
-        entries: recovered.entries,
-    };
-    RaftCore::new(config, restored)
 }

@@ -25,20 +25,31 @@
 //!   [`PeerNetwork::call`]; reads use ReadIndex, on a follower by asking the
 //!   leader for its read index and waiting to apply locally up to it.
 
+//!
+//! A node never creates a cluster by itself: [`initialize`] writes the
+//! founding state of each node once (`cluster init`), and [`Node::start`]
+//! refuses a Raft directory without state unless the node is a joiner (see
+//! [`preflight`], `startup.rs` and SPEC §13).
+
 mod apply;
 mod driver;
 mod error;
 mod handle;
+mod initialize;
 mod network;
+mod startup;
+#[cfg(test)]
+mod tests;
 pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
 pub use error::NodeError;
-pub use handle::{Node, NodeStatus, ReadConsistency, StartError};
+pub use handle::{Node, NodeStatus, ReadConsistency};
+pub use initialize::{initialize, InitializeError};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
+pub use startup::{preflight, StartError};
 
 use crate::raft::NodeId;
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,8 +61,12 @@ pub struct NodeOptions {
     /// Directory for the Raft log and snapshots (the state machine keeps its
     /// own files wherever the application puts them).
     pub raft_dir: PathBuf,
-    /// The voters of a brand-new cluster; used only when `raft_dir` is empty.
-    pub initial_voters: BTreeSet<NodeId>,
+    /// Whether this node is a new member joining a running cluster. Used
+    /// only when `raft_dir` holds no Raft state: a joiner then starts empty
+    /// with a fresh incarnation and waits for a leader to send it the log;
+    /// any other node refuses to start ([`StartError::NoState`]), because
+    /// it lost its data or was never [`initialize`]d.
+    pub join: bool,
     /// Leader heartbeat interval.
     pub heartbeat: Duration,
     /// Lower bound of the randomized election timeout.

@@ -3,7 +3,6 @@
 //! so that it survives changes that move every seed's trajectory.
 
 use super::invariants::LogMatching;
-use super::node::SimMachine as _;
 use super::node::{Effects, SimNode};
 use super::register::{ClientCommand, KvStateMachine, RegisterOp};
 use crate::raft::{

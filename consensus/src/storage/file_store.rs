@@ -100,6 +100,25 @@ impl FileStore {
         Ok((store, recovered))
     }
 
+    /// Whether `dir` holds a store: a log segment or a snapshot file. Reads
+    /// only: unlike [`FileStore::open`] it creates, removes and truncates
+    /// nothing, so a caller can decide whether to open `dir` at all. A
+    /// missing directory holds no store.
+    pub fn is_present(dir: impl AsRef<Path>) -> Result<bool, StorageError> {
+        let dir = dir.as_ref();
+        match std::fs::metadata(dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => {
+                return Err(StorageError::io(
+                    format!("reading {}", dir.display()),
+                    error,
+                ))
+            }
+            Ok(_) => {}
+        }
+        Ok(!segment::list(dir)?.is_empty() || !snapshot_file::list(dir)?.snapshots.is_empty())
+    }
+
     /// The directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -24,7 +24,7 @@
 //! let (mut store, recovered) = FileStore::open(&dir, FileStoreOptions::default())?;
 //! assert!(recovered.entries.is_empty());
 //! store.write(&[WriteBatch {
-//!     hard_state: Some(HardState { term: 1, vote: None, commit: 0 }),
+//!     hard_state: Some(HardState { term: 1, vote: None, commit: 0, incarnation: 0 }),
 //!     entries: vec![Entry { term: 1, index: 1, payload: EntryPayload::Blank }],
 //!     snapshot: None,
 //! }])?; // returns only once both are on stable storage

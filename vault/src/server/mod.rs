@@ -79,11 +79,16 @@ pub enum ServerError {
 }
 
 /// Runs a node until `shutdown` completes (or a fatal error), then stops
-/// gracefully.
+/// gracefully. A node whose Raft directory holds no state and that is not
+/// a joiner is refused ([`consensus::node::StartError::NoState`]) before
+/// anything is written.
 pub async fn run(
     options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    // Before anything touches the data directory: a node that may not
+    // start (no Raft state, not a joiner) leaves it as it found it.
+    consensus::node::preflight(&options.node)?;
     let credentials = Credentials::load(&options.ca, &options.cert, &options.key)?;
     let mut config = TransportConfig::new(options.node.id, options.listen);
     config.peers = options

@@ -107,3 +107,45 @@ fn a_commit_index_alone_is_written_without_a_sync() {
     assert_eq!(recovered.hard_state, hard_state(2, 3, 2));
     assert_eq!(recovered.entries.len(), 2);
 }
+
+/// `is_present` tells a directory with a store from one without, and
+/// writes nothing while looking: a missing directory stays missing, an
+/// empty one stays empty (the runtime relies on this to refuse a wiped
+/// node without touching its directory).
+#[test]
+fn is_present_only_looks() {
+    use super::{LogStore, WriteBatch};
+    use crate::raft::types::HardState;
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let missing = root.path().join("missing");
+    assert!(!FileStore::is_present(&missing).expect("probe a missing directory"));
+    assert!(!missing.exists(), "probing created the directory");
+
+    let empty = root.path().join("empty");
+    std::fs::create_dir(&empty).expect("create an empty directory");
+    std::fs::write(empty.join("unrelated.txt"), b"not a store").expect("write a file");
+    assert!(!FileStore::is_present(&empty).expect("probe an empty directory"));
+    let names = |dir: &std::path::Path| -> Vec<_> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&empty), vec!["unrelated.txt"], "probing wrote files");
+
+    let used = root.path().join("used");
+    let (mut store, _) = FileStore::open(&used, FileStoreOptions::default()).expect("open");
+    store
+        .write(&[WriteBatch {
+            hard_state: Some(HardState {
+                term: 1,
+                ..HardState::default()
+            }),
+            ..WriteBatch::default()
+        }])
+        .expect("write a hard state");
+    drop(store);
+    assert!(FileStore::is_present(&used).expect("probe a used directory"));
+}
