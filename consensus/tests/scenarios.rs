@@ -16,7 +16,7 @@
 //! - `run ticks=N`: N times (tick every node, then stabilize); prints only
 //!   what nodes did (role changes, applies, reads), not the messages.
 //! - `stabilize`: deliver until no message is left.
-//! - `partition 1 | 2 3`, `heal`, `crash ID`, `restart ID`, `wipe ID`.
+//! - `partition 1 | 2 3`, `heal`, `crash ID`, `restart ID`, `wipe ID [join]`.
 //! - `propose ID CMD...`, `read-index ID REQUEST`, `transfer-leader ID TO`.
 //! - `add-learner ID NODE`, `promote ID NODE`, `remove-node ID NODE`.
 //! - `snapshot ID`: the node's state machine takes a snapshot.
@@ -238,7 +238,10 @@ impl Cluster {
             "heal" => self.partition = None,
             "crash" => self.crash(id),
             "restart" => self.restart(id, out),
-            "wipe" => self.wipe(id, out),
+            "wipe" => {
+                let as_joiner = command.line.split_whitespace().any(|word| word == "join");
+                self.wipe(id, as_joiner, out)
+            }
             _ => return false,
         }
         true

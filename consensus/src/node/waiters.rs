@@ -172,8 +172,10 @@ mod tests {
 
     #[test]
     fn the_planted_bug_answers_by_index_alone() {
-        let mut waiters = Waiters::default();
-        waiters.planted_index_only = true;
+        let mut waiters = Waiters {
+            planted_index_only: true,
+            ..Waiters::default()
+        };
         waiters.register(5, 2, "proposal at 5 in term 2", |_, _| {});
         assert_eq!(
             applied(&mut waiters, 5, 3),

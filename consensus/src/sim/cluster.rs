@@ -325,7 +325,26 @@ impl<A: Application> Cluster<A> {
                     applied.output
                 ),
             );
-            let voter_sets = vec![applied.voters.clone(), node.latest_voters()];
+            // A leader commits by the configuration in force in its own
+            // log when it counts: the one at the entry or any later change
+            // (soak seed 60065559542: entries 75..78 committed under a
+            // change at 79, answered after the removal at 80 was appended),
+            // possibly one the answering node has not received yet (soak
+            // seed 60065288171: entry 85 committed by {3, 7} of {2, 3, 7},
+            // after node3 had appended the removal of node1 at 86).
+            let mut voter_sets = applied.voters.clone();
+            voter_sets.push(node.latest_voters());
+            voter_sets.extend(
+                self.nodes
+                    .values()
+                    .filter(|other| {
+                        other
+                            .core
+                            .as_ref()
+                            .is_some_and(|core| core.role() == Role::Leader)
+                    })
+                    .map(SimNode::latest_voters),
+            );
             acknowledged.push(Acknowledged {
                 node: id,
                 index,

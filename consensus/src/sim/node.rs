@@ -90,8 +90,11 @@ pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
     /// Chain hash of the node's log through `index` when the core handed
     /// the entry out.
     pub(crate) chain: Digest,
-    /// Voters in force at `index` in the node's log then.
-    pub(crate) voters: BTreeSet<NodeId>,
+    /// The voter sets that may have committed the entry, from the node's
+    /// log then: the one in force at `index` and every later one (a leader
+    /// counts by the configuration in force in its log when it counts,
+    /// which may be a change appended after the entry).
+    pub(crate) voters: Vec<BTreeSet<NodeId>>,
     pub(crate) command: M::Command,
     pub(crate) output: M::Output,
 }
@@ -104,7 +107,7 @@ pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
 /// way, and the durable-ack check then saw an acknowledgement of nothing).
 struct Pending {
     ready: Ready,
-    known: BTreeMap<LogIndex, (Digest, BTreeSet<NodeId>)>,
+    known: BTreeMap<LogIndex, (Digest, Vec<BTreeSet<NodeId>>)>,
 }
 
 /// A simulated node. `core` is `None` while the node is down.
@@ -208,6 +211,18 @@ impl<M: SimMachine> SimNode<M> {
             .unwrap_or_default()
     }
 
+    /// Voters of the membership in force at `index`, then of every later
+    /// membership in this node's log.
+    pub(crate) fn voter_sets_from(&self, index: LogIndex) -> Vec<BTreeSet<NodeId>> {
+        let later = self
+            .memberships
+            .range(index.saturating_add(1)..)
+            .map(|(_, membership)| membership.voters.clone());
+        std::iter::once(self.voters_at(index))
+            .chain(later)
+            .collect()
+    }
+
     /// Voters and learners of the membership in force at `index` in this
     /// node's log.
     pub(crate) fn members_at(&self, index: LogIndex) -> BTreeSet<NodeId> {
@@ -255,7 +270,7 @@ impl<M: SimMachine> SimNode<M> {
                 .iter()
                 .map(|entry| {
                     let chain = self.chain_at(entry.index).unwrap_or_default();
-                    (entry.index, (chain, self.voters_at(entry.index)))
+                    (entry.index, (chain, self.voter_sets_from(entry.index)))
                 })
                 .collect();
             effects.messages.append(&mut ready.messages);
@@ -336,7 +351,7 @@ impl<M: SimMachine> SimNode<M> {
     fn apply(
         &mut self,
         entries: &[Entry],
-        known: &BTreeMap<LogIndex, (Digest, BTreeSet<NodeId>)>,
+        known: &BTreeMap<LogIndex, (Digest, Vec<BTreeSet<NodeId>>)>,
         effects: &mut Effects<M>,
     ) -> Result<(), String> {
         for entry in entries {

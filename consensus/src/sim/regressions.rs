@@ -112,6 +112,7 @@ fn entries_applied_before_a_later_snapshot_keep_their_chain_and_voters() {
         .find(|command| command.index == 3)
         .expect("entry 3 applied before the snapshot");
     assert_eq!(at_3.chain, chain_of_3);
-    assert_eq!(at_3.voters, [1, 2, 3].into_iter().map(NodeId).collect());
+    let founding: std::collections::BTreeSet<NodeId> = [1, 2, 3].into_iter().map(NodeId).collect();
+    assert_eq!(at_3.voters, vec![founding]);
     assert_eq!(applied.restored, vec![NodeId(2)]);
 }

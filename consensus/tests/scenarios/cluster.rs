@@ -27,10 +27,10 @@ pub(crate) struct Node {
     pub(crate) core: Option<RaftCore>,
     pub(crate) storage: Storage,
     pub(crate) config: Config,
-    /// The voters of the cluster this node bootstrapped, if it did: a node
-    /// that loses its disk bootstraps again with them (what a runtime does
-    /// when it finds an empty data directory and an initial-cluster config).
-    pub(crate) initial_voters: Option<BTreeSet<NodeId>>,
+    /// Started as a joiner (`join = true`): with an empty disk it joins
+    /// again as a new life; any other node with an empty disk refuses to
+    /// start (SPEC §13), as `node run` does.
+    pub(crate) joiner: bool,
 }
 
 /// The cluster under test.
@@ -40,6 +40,8 @@ pub(crate) struct Cluster {
     pub(crate) network: Vec<Message>,
     /// Groups of a partition: messages between different groups are lost.
     pub(crate) partition: Option<Vec<BTreeSet<u64>>>,
+    /// Incarnations handed to joiners so far (each gets a fresh one).
+    pub(crate) lives: u64,
 }
 
 impl Cluster {
@@ -80,7 +82,7 @@ impl Cluster {
                             core: Some(core),
                             storage: Storage::default(),
                             config,
-                            initial_voters: Some(voters.clone()),
+                            joiner: false,
                         },
                     );
                     self.process(id, out);
@@ -98,13 +100,13 @@ impl Cluster {
         out: &mut Vec<String>,
     ) {
         let config = Cluster::config(id, options);
-        match RaftCore::new(config.clone(), RestoredState::default()) {
+        match RaftCore::join(config.clone(), self.fresh_life(id)) {
             Ok(core) => {
                 let node = Node {
                     core: Some(core),
                     storage: Storage::default(),
                     config,
-                    initial_voters: None,
+                    joiner: true,
                 };
                 self.nodes.insert(id, node);
             }
@@ -213,17 +215,29 @@ impl Cluster {
         }
     }
 
-    /// The node loses its disk and comes back empty (bootstrapped again
-    /// if it was one of the initial nodes).
-    pub(crate) fn wipe(&mut self, id: u64, out: &mut Vec<String>) {
+    /// A fresh incarnation for a joiner (node id and a counter: distinct
+    /// from every other life in the scenario, and never 0).
+    fn fresh_life(&mut self, id: u64) -> u64 {
+        self.lives += 1;
+        self.lives * 1000 + id
+    }
+
+    /// The node loses its disk and is started again: with its own
+    /// configuration it refuses (no Raft state); `as_joiner` (an operator
+    /// starting it with `join = true`, or a joiner's own config) makes it
+    /// a new life of the id.
+    pub(crate) fn wipe(&mut self, id: u64, as_joiner: bool, out: &mut Vec<String>) {
         self.crash(id);
+        let life = self.fresh_life(id);
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
         node.storage = Storage::default();
-        let core = match node.initial_voters.clone() {
-            Some(voters) => RaftCore::bootstrap(node.config.clone(), voters),
-            None => RaftCore::new(node.config.clone(), RestoredState::default()),
+        node.joiner |= as_joiner;
+        let core = if node.joiner {
+            RaftCore::join(node.config.clone(), life)
+        } else {
+            RaftCore::new(node.config.clone(), RestoredState::default())
         };
         match core {
             Ok(core) => {
