@@ -45,6 +45,13 @@ pub struct VaultClient {
     timeout: Duration,
 }
 
+/// How a node's refusal of this client's certificate is worded.
+const REFUSED_CERTIFICATE: &str = "refused this client's certificate";
+
+fn is_certificate_refusal(error: &VaultError) -> bool {
+    matches!(error, VaultError::Unavailable(message) if message.contains(REFUSED_CERTIFICATE))
+}
+
 impl VaultClient {
     /// A client for the cluster whose nodes are `nodes`; every request gives
     /// up after `timeout` with [`VaultError::Unavailable`]. Nothing is dialled
@@ -90,12 +97,18 @@ impl VaultClient {
         let request = ClientRequest { session, request };
         let deadline = Instant::now() + self.timeout;
         let mut last_error = VaultError::Unavailable("no node could be reached".into());
+        // A node that refused our certificate says more than a later node
+        // that merely ran out of time: that is the error to report.
+        let mut refusal = None;
         let count = self.nodes.len().max(1);
         let mut attempt = 0usize;
         while Instant::now() < deadline {
             let index = (self.preferred.load(Ordering::Relaxed) + attempt) % count;
             match self.call_index(index, &request, deadline).await {
                 Ok(Err(error @ VaultError::Unavailable(_))) | Err(error) => {
+                    if refusal.is_none() && is_certificate_refusal(&error) {
+                        refusal = Some(error.clone());
+                    }
                     last_error = error;
                     attempt += 1;
                     tokio::time::sleep(RETRY_PAUSE).await;
@@ -106,7 +119,7 @@ impl VaultClient {
                 }
             }
         }
-        Err(match last_error {
+        Err(match refusal.unwrap_or(last_error) {
             VaultError::Unavailable(message) => VaultError::Unavailable(message),
             other => VaultError::Unavailable(format!("cluster unavailable: {other}")),
         })
@@ -156,7 +169,7 @@ impl VaultClient {
                 self.connections.lock().await.remove(id);
                 if let Some(refusal) = connection.handshake_refusal() {
                     return Err(VaultError::Unavailable(format!(
-                        "{id} refused this client's certificate ({refusal}); is it issued by the cluster CA?"
+                        "{id} {REFUSED_CERTIFICATE} ({refusal}); is it issued by the cluster CA?"
                     )));
                 }
                 Err(VaultError::Unavailable(format!("{id}: {error}")))
