@@ -56,6 +56,31 @@ pub enum Command {
     TransferLeader(TransferLeaderArgs),
     /// Drive concurrent clients and print throughput and latency.
     Bench(BenchArgs),
+    /// List, add and remove cluster members (admin only).
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+/// `vault-cli member ...` (SPEC §13).
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Show every member: address, voter or learner, leader, reachable,
+    /// and how far its log matches the leader's.
+    List,
+    /// Add a node as a learner; the leader promotes it to voter once it
+    /// has caught up. Make its directory first with `cluster add-node`.
+    Add {
+        /// The new node's id, e.g. node4.
+        id: String,
+        /// Where the members reach it, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a voter or learner (the leader too: it hands over first).
+    Remove {
+        /// The member's id, e.g. node3.
+        id: String,
+    },
 }
 
 /// `vault-cli cluster ...`

@@ -10,6 +10,7 @@ mod cluster_init;
 mod cluster_up;
 mod config;
 mod exit;
+mod member_cmd;
 mod node_cmd;
 
 use anyhow::Result;
@@ -91,6 +92,7 @@ fn run_client(cli: Cli) -> Result<()> {
                 client_cmd::transfer_leader(&session, args.to.as_deref()).await
             }
             Command::Bench(args) => bench::run(&session, args).await,
+            Command::Member(command) => member_cmd::run(&session, command).await,
             Command::Cluster(_) | Command::Node(_) | Command::Certs(_) => {
                 unreachable!("handled before a client is set up")
             }

@@ -18,7 +18,7 @@
 //!   `begin_snapshot` must capture the state as of `applied_index` *at the
 //!   time `begin_snapshot` returned*, whatever is applied while it runs.
 
-use crate::raft::{LogIndex, Term};
+use crate::raft::{LogIndex, Membership, Term};
 
 /// A committed command handed to the state machine.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,20 @@ pub trait StateMachine: Send + 'static {
     /// Notes that the entries up to `index` were not commands (no-ops and
     /// membership changes), so the applied index may move past them.
     fn skip_to(&mut self, index: LogIndex) -> Result<(), Self::Error>;
+
+    /// The membership in force changed at log index `index`: every command
+    /// after `index` (until the next call) is applied under `membership`.
+    /// Called in log order between the commands around a membership entry,
+    /// after a snapshot restore with the snapshot's membership, and once at
+    /// start-up with the membership in force at [`applied_index`](Self::applied_index),
+    /// so the state machine can decide by the configuration at a command's
+    /// log index, identically on every node (the vault aborts a 2PC commit
+    /// whose participants are not the members then). It is not durable by
+    /// itself: the runtime calls it again after every restart. The default
+    /// ignores it.
+    fn membership_changed(&mut self, index: LogIndex, membership: &Membership) {
+        let _ = (index, membership);
+    }
 
     /// Answers a read-only query against the current state.
     fn query(&self, query: &[u8]) -> Result<Vec<u8>, Self::Error>;

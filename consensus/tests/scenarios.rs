@@ -272,7 +272,10 @@ impl Cluster {
             "add-learner" | "promote" | "remove-node" => {
                 let node = NodeId(argument);
                 let change = match command.name {
-                    "add-learner" => MembershipChange::AddLearner(node),
+                    "add-learner" => MembershipChange::AddLearner {
+                        node,
+                        address: String::new(),
+                    },
                     "promote" => MembershipChange::PromoteLearner(node),
                     _ => MembershipChange::RemoveNode(node),
                 };

@@ -90,6 +90,14 @@ impl VaultClient {
     /// timeout. Writes get a fresh session sequence number, kept across
     /// retries.
     pub async fn call(&self, request: Request) -> Reply {
+        self.call_avoiding(request, None).await
+    }
+
+    /// [`VaultClient::call`], but node `avoid` is asked only when no other
+    /// node is configured: `member remove` does not go through the node it
+    /// removes, which is cut off (trust follows membership) as soon as its
+    /// removal commits, possibly before the answer reaches us.
+    pub async fn call_avoiding(&self, request: Request, avoid: Option<NodeId>) -> Reply {
         let session = is_write(&request).then(|| ClientSession {
             client_id: self.client_id,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
@@ -104,6 +112,10 @@ impl VaultClient {
         let mut attempt = 0usize;
         while Instant::now() < deadline {
             let index = (self.preferred.load(Ordering::Relaxed) + attempt) % count;
+            if count > 1 && avoid.is_some() && self.nodes.get(index).map(|(id, _)| *id) == avoid {
+                attempt += 1;
+                continue;
+            }
             match self.call_index(index, &request, deadline).await {
                 Ok(Err(error @ VaultError::Unavailable(_))) | Err(error) => {
                     if refusal.is_none() && is_certificate_refusal(&error) {

@@ -59,6 +59,7 @@ impl Vault {
                 } else {
                     Decision::Abort
                 },
+                participants: Vec::new(),
             },
             _ => return vec![0xff, i as u8, 0x80],
         };

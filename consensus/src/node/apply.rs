@@ -199,13 +199,36 @@ impl<S: StateMachine> ApplyWorker<S> {
             })
             .collect();
         let mut machine = self.lock_machine();
-        let responses = if commands.is_empty() {
-            Vec::new()
-        } else {
-            machine
-                .apply(&commands)
-                .map_err(|error| error.to_string())?
-        };
+        // Commands are applied in runs between membership entries, so that
+        // the state machine hears of each membership exactly where it
+        // takes effect in the log (membership entries are rare: one run
+        // per batch almost always).
+        let mut responses = Vec::with_capacity(commands.len());
+        let mut run_start = 0;
+        for entry in batch {
+            let EntryPayload::Membership(membership) = &entry.payload else {
+                continue;
+            };
+            let run_end = commands.partition_point(|command| command.index < entry.index);
+            if run_end > run_start {
+                responses.extend(
+                    machine
+                        .apply(&commands[run_start..run_end])
+                        .map_err(|error| error.to_string())?,
+                );
+            }
+            run_start = run_end;
+            if entry.index > machine.applied_index() {
+                machine.membership_changed(entry.index, membership);
+            }
+        }
+        if commands.len() > run_start {
+            responses.extend(
+                machine
+                    .apply(&commands[run_start..])
+                    .map_err(|error| error.to_string())?,
+            );
+        }
         if let Some(last) = batch.last() {
             if machine.applied_index() < last.index {
                 machine
@@ -264,6 +287,8 @@ impl<S: StateMachine> ApplyWorker<S> {
         let outcome = self.lock_machine().restore(meta.last_index, data);
         match outcome {
             Ok(()) => {
+                self.lock_machine()
+                    .membership_changed(meta.last_index, &meta.membership);
                 self.last_snapshot = meta.last_index;
                 self.last_snapshot_bytes = data.len() as u64;
                 self.bytes_since_snapshot = 0;

@@ -11,7 +11,8 @@ use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
 use super::handle::NodeStatus;
 use super::{NodeError, PeerNetwork};
 use crate::raft::{
-    LogIndex, MembershipChange, Message, NodeId, RaftCore, Ready, RequestId, Role, Term,
+    LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
+    RequestId, Role, Term,
 };
 use crate::storage::{self, Durable, LogWriter, WriteBatch};
 use std::collections::BTreeMap;
@@ -78,6 +79,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// When the status was last published: building it allocates, so under
     /// load it is refreshed at most once per tick.
     status_published: Option<tokio::time::Instant>,
+    /// The memberships (latest, committed) last given to
+    /// [`PeerNetwork::members_changed`].
+    announced: Option<(Membership, Membership)>,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -104,6 +108,7 @@ impl<N: PeerNetwork> Driver<N> {
             persisted_sender,
             failed: None,
             status_published: None,
+            announced: None,
         }
     }
 
@@ -129,7 +134,10 @@ impl<N: PeerNetwork> Driver<N> {
                     Some(Event::Shutdown) | None => break,
                     Some(event) => self.on_event(event, &mut proposals),
                 },
-                _ = ticker.tick() => self.core.tick(),
+                _ = ticker.tick() => {
+                    self.core.tick();
+                    self.promote_caught_up_learners();
+                }
             }
             self.drain(&mut events, &mut apply_events, &mut proposals)
                 .await;
@@ -143,6 +151,7 @@ impl<N: PeerNetwork> Driver<N> {
                 self.abort_reads(NodeError::Storage(message.clone()));
                 return Err(NodeError::Storage(message));
             }
+            self.announce_membership();
             self.publish_status();
         }
         self.abort_reads(NodeError::ShuttingDown);
@@ -199,21 +208,94 @@ impl<N: PeerNetwork> Driver<N> {
                 let _ = reply.send(self.transfer_leader(to));
             }
             Event::ChangeMembership { change, reply } => {
-                let outcome = self
-                    .core
-                    .change_membership(change)
-                    .map_err(|error| match error {
-                        crate::raft::MembershipError::NotLeader(not_leader) => {
-                            NodeError::NotLeader {
-                                leader: not_leader.leader,
-                            }
-                        }
-                        other => NodeError::Refused(other.to_string()),
-                    });
-                let _ = reply.send(outcome);
+                let _ = reply.send(self.change_membership(change));
             }
             Event::Shutdown => {}
         }
+    }
+
+    /// An operator's membership change: one at a time, where a learner
+    /// that has not been promoted yet counts as a change in progress (its
+    /// addition is not finished until it votes). Removing that learner is
+    /// allowed: it is how an operator cancels an addition whose node never
+    /// came up.
+    fn change_membership(&mut self, change: MembershipChange) -> Result<LogIndex, NodeError> {
+        let membership = self.core.membership();
+        let pending_learner = membership.learners.iter().next().copied();
+        if let Some(learner) = pending_learner {
+            let cancels = change == MembershipChange::RemoveNode(learner);
+            if !cancels && self.core.role() == Role::Leader {
+                return Err(NodeError::Refused(format!(
+                    "a membership change is in progress: {learner} is a learner catching up; \
+                     wait until it is a voter, or remove it"
+                )));
+            }
+        }
+        self.core
+            .change_membership(change)
+            .map_err(|error| match error {
+                MembershipError::NotLeader(not_leader) => NodeError::NotLeader {
+                    leader: not_leader.leader,
+                },
+                // Both pass within a heartbeat or two: retried by the caller.
+                MembershipError::LeaderNotReady | MembershipError::TransferInProgress(_) => {
+                    NodeError::Unavailable
+                }
+                MembershipError::UnknownNode(node) => NodeError::NotMember(node),
+                MembershipError::ChangeInProgress(index) => NodeError::Refused(format!(
+                    "a membership change is in progress: the change at index {index} \
+                     is not committed yet"
+                )),
+                other => NodeError::Refused(other.to_string()),
+            })
+    }
+
+    /// Leader, on every tick: promotes a learner to voter once its log
+    /// matches the leader's through the commit index (no lag at all when
+    /// the leader looks; it looks every tick, so under a steady write load
+    /// the learner has to receive appends as fast as the voters do). The
+    /// core refuses while another change is uncommitted or the leader has
+    /// not committed an entry of its term; the next tick tries again.
+    fn promote_caught_up_learners(&mut self) {
+        if self.core.role() != Role::Leader {
+            return;
+        }
+        let status = self.core.status();
+        let Some(learner) = status.membership.learners.iter().copied().find(|learner| {
+            status
+                .followers
+                .get(learner)
+                .is_some_and(|follower| follower.match_index >= status.commit_index)
+        }) else {
+            return;
+        };
+        match self
+            .core
+            .change_membership(MembershipChange::PromoteLearner(learner))
+        {
+            Ok(index) => tracing::info!(
+                "Node {} promotes learner {learner} to voter: it has caught up \
+                 (entry {index})",
+                self.core.id()
+            ),
+            Err(error) => tracing::debug!("promotion of {learner} deferred: {error}"),
+        }
+    }
+
+    /// Tells the network about a new membership (peers to dial, nodes to
+    /// trust) whenever the one in force changes, including the first.
+    fn announce_membership(&mut self) {
+        let latest = self.core.membership();
+        let committed = self.core.committed_membership();
+        if self
+            .announced
+            .as_ref()
+            .is_some_and(|(announced, known)| announced == latest && *known == committed)
+        {
+            return;
+        }
+        self.network.members_changed(latest, &committed);
+        self.announced = Some((latest.clone(), committed));
     }
 
     /// Appends every queued proposal as one batch.

@@ -30,6 +30,9 @@ pub enum NodeError {
     /// (membership or transfer rules).
     #[error("refused: {0}")]
     Refused(String),
+    /// The node named is not a member of the cluster.
+    #[error("{0} is not a member of the cluster")]
+    NotMember(NodeId),
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,

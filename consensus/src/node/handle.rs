@@ -49,11 +49,74 @@ pub struct NodeStatus {
     pub voters: Vec<NodeId>,
     /// Learners of the membership in force.
     pub learners: Vec<NodeId>,
+    /// Every member of the membership in force (voters, then learners),
+    /// with the leader's view of its progress when this node leads.
+    pub members: Vec<MemberStatus>,
+    /// The log index of the membership entry in force (0 for none yet).
+    pub membership_index: LogIndex,
+}
+
+/// One member as a node sees it, for `member list`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct MemberStatus {
+    /// The member.
+    pub id: NodeId,
+    /// Its address as recorded in the membership (`host:port`), if any;
+    /// founding members are reached at the addresses of the nodes'
+    /// configuration files instead.
+    pub address: Option<String>,
+    /// Whether it votes (otherwise it is a learner catching up).
+    pub voter: bool,
+    /// On a leader: how far the member's log matches the leader's (the
+    /// leader's own last index for itself).
+    pub match_index: Option<LogIndex>,
+    /// On a leader: whether the member answered within about an election
+    /// timeout (always true for the leader itself).
+    pub reachable: Option<bool>,
+    /// On a leader, while it streams a snapshot to the member: the bytes
+    /// the member acknowledged so far.
+    pub snapshot_offset: Option<u64>,
 }
 
 impl NodeStatus {
     pub(crate) fn from_core(status: &raft::Status) -> Self {
+        let leading = status.role == Role::Leader;
+        let member = |id: NodeId, voter: bool| {
+            let follower = status.followers.get(&id);
+            let (match_index, reachable) = match follower {
+                _ if id == status.id && leading => (Some(status.last_log_index), Some(true)),
+                Some(follower) => (Some(follower.match_index), Some(follower.reachable)),
+                None => (None, None),
+            };
+            let snapshot_offset = follower.and_then(|follower| match follower.state {
+                raft::ReplicationState::Snapshot { offset, .. } => Some(offset),
+                _ => None,
+            });
+            MemberStatus {
+                id,
+                address: status.membership.addresses.get(&id).cloned(),
+                voter,
+                match_index,
+                reachable,
+                snapshot_offset,
+            }
+        };
+        let members = status
+            .membership
+            .voters
+            .iter()
+            .map(|id| member(*id, true))
+            .chain(
+                status
+                    .membership
+                    .learners
+                    .iter()
+                    .map(|id| member(*id, false)),
+            )
+            .collect();
         NodeStatus {
+            members,
+            membership_index: status.membership_index,
             id: status.id,
             role: status.role.to_string(),
             term: status.term,
@@ -110,6 +173,10 @@ impl Node {
             }
         }
         let core = build_core(options, recovered, machine.applied_index())?;
+        machine.membership_changed(
+            machine.applied_index(),
+            &core.membership_at(machine.applied_index()),
+        );
         let writer = LogWriter::spawn(store)?;
 
         let machine: SharedMachine<S> = Arc::new(std::sync::Mutex::new(machine));
@@ -359,12 +426,71 @@ impl Node {
         }
     }
 
-    /// Proposes a one-server-at-a-time membership change (leader only).
+    /// Proposes a one-server-at-a-time membership change on this node
+    /// (leader only) and returns the index of its entry, without waiting
+    /// for it to commit. Refused with [`NodeError::Refused`] while another
+    /// change is in progress: an uncommitted membership entry, or a
+    /// learner that has not been promoted yet (only removing that learner
+    /// is allowed then, which cancels its addition).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<LogIndex, NodeError> {
         let (reply, response) = oneshot::channel();
         self.send_event(Event::ChangeMembership { change, reply })
             .await?;
         response.await.unwrap_or(Err(NodeError::ShuttingDown))
+    }
+
+    /// What an operator's `member add` / `member remove` does on the
+    /// leader: proposes `change`, retrying while the leader is not ready
+    /// for it (a new leader's first entry not yet committed, a transfer
+    /// under way), and waits until the change is committed and in force
+    /// here. Returns the status then.
+    ///
+    /// A follower answers [`NodeError::NotLeader`] naming the leader, for
+    /// the caller to forward the request; a change that a new leader
+    /// discarded before it committed fails with [`NodeError::Superseded`].
+    /// A learner added this way is promoted to voter by the leader once it
+    /// has caught up (see the driver).
+    pub async fn change_membership_and_wait(
+        &self,
+        change: MembershipChange,
+    ) -> Result<NodeStatus, NodeError> {
+        let deadline = Instant::now() + self.timeout;
+        let index = loop {
+            match self.change_membership(change.clone()).await {
+                Err(NodeError::NotLeader { leader }) if leader.is_some_and(|l| l != self.id) => {
+                    return Err(NodeError::NotLeader { leader });
+                }
+                Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(error) if error.is_retryable() => return Err(NodeError::Unavailable),
+                outcome => break outcome?,
+            }
+        };
+        let mut status = self.status.clone();
+        let committed = tokio::time::timeout_at(
+            deadline,
+            status.wait_for(|status| status.commit_index >= index),
+        )
+        .await;
+        if !matches!(committed, Ok(Ok(_))) {
+            return Err(NodeError::Unavailable);
+        }
+        let status = self.status();
+        let in_force = match &change {
+            MembershipChange::AddLearner { node, .. } => {
+                status.members.iter().any(|member| member.id == *node)
+            }
+            MembershipChange::PromoteLearner(node) => status.voters.contains(node),
+            MembershipChange::RemoveNode(node) => {
+                status.members.iter().all(|member| member.id != *node)
+            }
+        };
+        if in_force {
+            Ok(status)
+        } else {
+            Err(NodeError::Superseded)
+        }
     }
 
     /// Stops the driver (in-flight log writes complete first, since the log

@@ -44,7 +44,7 @@ pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
 pub use error::NodeError;
-pub use handle::{Node, NodeStatus, ReadConsistency};
+pub use handle::{MemberStatus, Node, NodeStatus, ReadConsistency};
 pub use initialize::{initialize, InitializeError};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
 pub use startup::{preflight, StartError};

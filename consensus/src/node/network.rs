@@ -2,7 +2,7 @@
 //! the QUIC transport.
 
 use super::NodeError;
-use crate::raft::{LogIndex, Message, NodeId};
+use crate::raft::{LogIndex, Membership, Message, NodeId};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -47,4 +47,19 @@ pub trait PeerNetwork: Send + Sync + 'static {
 
     /// Asks node `to` to handle `request` and waits for its reply.
     fn call(&self, to: NodeId, request: NodeRequest) -> RpcFuture<'_>;
+
+    /// The membership in force changed (or is first known): from now on
+    /// send to the members of `latest` and `committed` and accept traffic
+    /// only from them (SPEC §13, trust follows membership). `latest` is the
+    /// membership of the newest entry in the log, `committed` the newest
+    /// known committed; they differ while a change is pending, and a node
+    /// being removed must be heard until its removal commits (a leader
+    /// removing itself leads until then). Called by the driver whenever
+    /// either changes, including for an entry a later leader discards
+    /// again; it must not block. Empty memberships (a joiner that has heard
+    /// from no leader yet) mean "keep the peers you were configured with".
+    /// The default does nothing.
+    fn members_changed(&self, latest: &Membership, committed: &Membership) {
+        let _ = (latest, committed);
+    }
 }

@@ -217,6 +217,28 @@ impl RaftCore {
         self.commit
     }
 
+    /// The membership in force at log index `index`: that of the latest
+    /// membership entry at or before it (the snapshot's, if `index` is
+    /// covered by the snapshot; the latest one if `index` is past the log).
+    pub fn membership_at(&self, index: LogIndex) -> Membership {
+        self.log
+            .membership_at(index)
+            .map_or_else(|| self.membership.clone(), |(membership, _)| membership)
+    }
+
+    /// The membership of the latest membership entry known committed (the
+    /// one in force when no change is pending). While a change is pending,
+    /// the nodes it removes are still members here: they may be needed to
+    /// commit it (a leader removing itself leads until then).
+    pub fn committed_membership(&self) -> Membership {
+        if self.membership_index <= self.commit {
+            return self.membership.clone();
+        }
+        self.log
+            .membership_at(self.commit)
+            .map_or_else(|| self.membership.clone(), |(membership, _)| membership)
+    }
+
     /// The membership in force (the latest in the log).
     pub fn membership(&self) -> &Membership {
         &self.membership

@@ -357,10 +357,9 @@ impl RaftCore {
         };
         let mut active = usize::from(self_votes);
         for (id, progress) in leader.progress.iter_mut() {
-            if voters.contains(id) && progress.recent_active {
+            if progress.end_check_round() && voters.contains(id) {
                 active += 1;
             }
-            progress.recent_active = false;
         }
         active >= quorum
     }

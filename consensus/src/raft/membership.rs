@@ -15,10 +15,16 @@ use super::progress::Progress;
 use super::types::{EntryPayload, LogIndex, Membership, NodeId};
 
 /// One server-at-a-time change of the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipChange {
-    /// Add a node that receives the log but does not vote yet.
-    AddLearner(NodeId),
+    /// Add a node that receives the log but does not vote yet, reachable at
+    /// `address` (recorded in [`Membership::addresses`]; empty for none).
+    AddLearner {
+        /// The new node.
+        node: NodeId,
+        /// Where the runtime dials it (`host:port`), opaque to the core.
+        address: String,
+    },
     /// Make a caught-up learner a voter.
     PromoteLearner(NodeId),
     /// Remove a voter or learner (possibly the leader itself: it keeps
@@ -52,8 +58,9 @@ impl RaftCore {
         if self.membership_index > self.commit {
             return Err(MembershipError::ChangeInProgress(self.membership_index));
         }
+        tracing::debug!(node = %self.id, term = self.term, ?change, "membership change asked");
         let membership = self.changed_membership(change)?;
-        tracing::info!(node = %self.id, term = self.term, ?change, "proposing membership change");
+        tracing::info!(node = %self.id, term = self.term, voters = ?membership.voters, learners = ?membership.learners, "proposing membership change");
         let (index, _) = self.append_as_leader(vec![EntryPayload::Membership(membership)]);
         Ok(index)
     }
@@ -61,11 +68,16 @@ impl RaftCore {
     fn changed_membership(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
         let mut membership = self.membership.clone();
         match change {
-            MembershipChange::AddLearner(node) => {
+            MembershipChange::AddLearner { node, address } => {
                 if membership.voters.contains(&node) || membership.learners.contains(&node) {
                     return Err(MembershipError::AlreadyMember(node));
                 }
                 membership.learners.insert(node);
+                if address.is_empty() {
+                    membership.addresses.remove(&node);
+                } else {
+                    membership.addresses.insert(node, address);
+                }
             }
             MembershipChange::PromoteLearner(node) => {
                 if !membership.learners.contains(&node) {
@@ -105,6 +117,7 @@ impl RaftCore {
                     return Err(MembershipError::UnknownNode(node));
                 }
                 membership.incarnations.remove(&node);
+                membership.addresses.remove(&node);
             }
         }
         Ok(membership)

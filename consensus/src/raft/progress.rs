@@ -39,8 +39,14 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// In Replicate: the last index of each unanswered AppendEntries.
     pub(crate) inflight: VecDeque<LogIndex>,
-    /// Heard from since the last CheckQuorum round.
+    /// Heard from since the last CheckQuorum round (starts true: a new
+    /// follower gets one round of grace before CheckQuorum counts it out).
     pub(crate) recent_active: bool,
+    /// Heard from since the last CheckQuorum round, without the grace.
+    heard_this_round: bool,
+    /// Heard from in the current or the last CheckQuorum round: what
+    /// `member list` reports as reachable.
+    pub(crate) reachable: bool,
     /// The highest ReadIndex round this follower confirmed.
     pub(crate) read_round: u64,
     /// The incarnation of the answer that last advanced `match_index`: the
@@ -60,9 +66,28 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recent_active: true,
+            heard_this_round: false,
+            reachable: false,
             read_round: 0,
             incarnation: 0,
         }
+    }
+
+    /// Records an answer from the follower (any kind).
+    pub(crate) fn heard_from(&mut self) {
+        self.recent_active = true;
+        self.heard_this_round = true;
+        self.reachable = true;
+    }
+
+    /// Starts a new CheckQuorum round: returns whether the follower was
+    /// active in the one that ends.
+    pub(crate) fn end_check_round(&mut self) -> bool {
+        let active = self.recent_active;
+        self.reachable = self.heard_this_round;
+        self.heard_this_round = false;
+        self.recent_active = false;
+        active
     }
 
     /// Whether the leader must wait before sending more entries.

@@ -143,7 +143,7 @@ impl RaftCore {
         else {
             return;
         };
-        progress.recent_active = true;
+        progress.heard_from();
         match response {
             AppendEntriesResponse::Accepted { match_index } => {
                 if match_index > last_index {
@@ -193,7 +193,7 @@ impl RaftCore {
         else {
             return;
         };
-        progress.recent_active = true;
+        progress.heard_from();
         progress.probe_sent = false;
         progress.read_round = progress.read_round.max(response.read_round);
         if progress.state == ReplicationState::Replicate && progress.inflight.len() >= max_inflight

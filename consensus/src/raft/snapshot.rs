@@ -158,7 +158,7 @@ impl RaftCore {
         else {
             return;
         };
-        progress.recent_active = true;
+        progress.heard_from();
         let ReplicationState::Snapshot { snapshot_index, .. } = progress.state else {
             return;
         };

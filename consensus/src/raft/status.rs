@@ -27,6 +27,8 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// The membership in force.
     pub membership: Membership,
+    /// The log index of the entry that set it (0 before any).
+    pub membership_index: LogIndex,
     /// On a leader: each follower's replication state.
     pub followers: BTreeMap<NodeId, FollowerStatus>,
 }
@@ -40,6 +42,9 @@ pub struct FollowerStatus {
     pub next_index: LogIndex,
     /// How the leader replicates to it.
     pub state: ReplicationState,
+    /// Whether the leader heard from it within the last election timeout
+    /// or so (this CheckQuorum round or the one before).
+    pub reachable: bool,
 }
 
 impl RaftCore {
@@ -56,6 +61,7 @@ impl RaftCore {
                             match_index: progress.match_index,
                             next_index: progress.next_index,
                             state: progress.state,
+                            reachable: progress.reachable,
                         };
                         (*id, status)
                     })
@@ -72,6 +78,7 @@ impl RaftCore {
             last_log_index: self.log.last_index(),
             snapshot_index: self.log.base_index(),
             membership: self.membership.clone(),
+            membership_index: self.membership_index,
             followers,
         }
     }

@@ -87,6 +87,14 @@ pub struct Membership {
     /// reused after `member remove` + `member add`, or a voter whose disk
     /// was replaced, is never counted as the voter it used to be.
     pub incarnations: std::collections::BTreeMap<NodeId, Incarnation>,
+    /// Where the runtime reaches each member (`host:port`), for members
+    /// whose address was recorded: the founding ones when the cluster was
+    /// initialised with addresses, and every node added with
+    /// [`MembershipChange::AddLearner`](super::MembershipChange). Opaque to
+    /// the core, which never reads it; it travels with the membership so
+    /// that every node, including one restarted long after, can dial a
+    /// member that joined after its own configuration file was written.
+    pub addresses: std::collections::BTreeMap<NodeId, String>,
 }
 
 impl Membership {

@@ -229,7 +229,10 @@ impl<A: Application> Cluster<A> {
             MembershipChange::RemoveNode(node)
         } else {
             match (kind, outsider, learner, removable) {
-                (0, Some(node), _, _) => MembershipChange::AddLearner(node),
+                (0, Some(node), _, _) => MembershipChange::AddLearner {
+                    node,
+                    address: String::new(),
+                },
                 (1, _, Some(node), _) => MembershipChange::PromoteLearner(node),
                 (_, _, _, Some(node)) => MembershipChange::RemoveNode(node),
                 _ => return Ok(()),
@@ -242,12 +245,12 @@ impl<A: Application> Cluster<A> {
         else {
             return Ok(());
         };
-        let result = core.change_membership(change);
+        let result = core.change_membership(change.clone());
         self.trace.line(
             self.now,
             format_args!("Operator asks Node {leader} for {change:?}: {result:?}"),
         );
-        if let (Ok(_), MembershipChange::AddLearner(node)) = (result, change) {
+        if let (Ok(_), MembershipChange::AddLearner { node, .. }) = (result, change) {
             self.rejoin_wiped(node)?;
         }
         self.drain(leader, effects)

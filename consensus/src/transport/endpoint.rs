@@ -1,7 +1,7 @@
 //! The node's transport: one quinn endpoint that listens for peers and
 //! clients and dials peers.
 
-use super::inbound::{run_accept_loop, InboundContext};
+use super::inbound::{run_accept_loop, InboundContext, Trust};
 use super::peer::{run_sender, Backoff, PeerLink, SenderContext};
 use super::quic::{client_config, endpoint_config, node_of, server_config, QuicParameters};
 use super::request::{InboundRequest, RequestLimits};
@@ -61,6 +61,9 @@ struct PeerHandle<M> {
 ///   slows the others or the caller. A std mutex: it is never held across
 ///   an await.
 /// - `dropped`: messages dropped because a queue was full, for metrics.
+/// - `trust`: the node ids allowed to connect, watched by every inbound
+///   connection so that one from a node that stops being trusted is closed
+///   at once, not at its next stream.
 /// - `shutdown`: a watch every task selects on, so shutdown reaches tasks
 ///   blocked on a socket or a channel.
 /// - `task_guard` / `tasks_done`: every task holds a clone of the guard;
@@ -71,6 +74,7 @@ pub struct Transport<M, Req, Resp> {
     endpoint: quinn::Endpoint,
     peers: Mutex<BTreeMap<NodeId, PeerHandle<M>>>,
     dropped: Arc<AtomicU64>,
+    trust: watch::Sender<Trust>,
     shutdown: watch::Sender<bool>,
     task_guard: Mutex<Option<mpsc::Sender<()>>>,
     tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
@@ -116,6 +120,7 @@ where
         let (request_sender, requests) = mpsc::channel(config.request_queue.max(1));
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let (task_guard, tasks_done) = mpsc::channel(1);
+        let (trust, trust_receiver) = watch::channel(None);
         let context = Arc::new(InboundContext {
             config: config.clone(),
             peer_messages: peer_sender,
@@ -125,6 +130,7 @@ where
                     .max_request_bytes_in_flight
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            trust: trust_receiver,
             shutdown: shutdown_receiver,
             _task_guard: task_guard.clone(),
         });
@@ -134,6 +140,7 @@ where
             endpoint,
             peers: Mutex::new(BTreeMap::new()),
             dropped: Arc::new(AtomicU64::new(0)),
+            trust,
             shutdown,
             task_guard: Mutex::new(Some(task_guard)),
             tasks_done: tokio::sync::Mutex::new(tasks_done),
@@ -196,6 +203,35 @@ where
     /// stream and ends.
     pub fn remove_peer(&self, id: NodeId) {
         self.lock_peers().remove(&id);
+    }
+
+    /// The address of a known peer.
+    pub fn peer_address(&self, id: NodeId) -> Option<PeerAddress> {
+        self.lock_peers()
+            .get(&id)
+            .map(|handle| handle.link.address.clone())
+    }
+
+    /// The peers messages can be sent to.
+    pub fn peer_ids(&self) -> Vec<NodeId> {
+        self.lock_peers().keys().copied().collect()
+    }
+
+    /// Accepts connections from these node ids only (`None`: from any node
+    /// certificate the CA signed, the default). Connections already open
+    /// from a node outside the new set are closed, with
+    /// [`codes::UNAUTHORIZED`](super::codes::UNAUTHORIZED). Client and admin
+    /// certificates are not affected. This is how trust follows membership
+    /// (SPEC §13): a removed node's certificate is refused from then on.
+    pub fn set_trusted_nodes(&self, nodes: Option<std::collections::BTreeSet<NodeId>>) {
+        let trust: Trust = nodes.map(Arc::new);
+        self.trust.send_if_modified(|current| {
+            let changed = *current != trust;
+            if changed {
+                *current = trust;
+            }
+            changed
+        });
     }
 
     /// Queues `message` for node `to` without waiting. Messages to one peer

@@ -15,6 +15,7 @@ use crate::raft::types::NodeId;
 use certs::Identity;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -30,6 +31,8 @@ pub(crate) struct InboundContext<M, Req, Resp> {
     /// Bytes of requests in flight (see
     /// [`TransportConfig::max_request_bytes_in_flight`]).
     pub(crate) request_budget: Arc<Semaphore>,
+    /// Which node identities may connect (see [`Trust`]).
+    pub(crate) trust: watch::Receiver<Trust>,
     /// Flips to `true` when the transport shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Never sent on: dropped by each task when it ends, so the transport
@@ -40,6 +43,20 @@ pub(crate) struct InboundContext<M, Req, Resp> {
 /// A refusal of one stream: the code sent to the peer and a reason for the
 /// log.
 type Refusal = (u32, String);
+
+/// Which node certificates may connect: `None` for any node the CA signed,
+/// or exactly these node ids (the members of the configuration in force;
+/// SPEC §13, trust follows membership). Client and admin certificates are
+/// not affected.
+pub(crate) type Trust = Option<Arc<BTreeSet<NodeId>>>;
+
+/// Whether `identity` may keep a connection under `trust`.
+fn trusted(identity: &Identity, trust: &Trust) -> bool {
+    match (node_of(identity), trust) {
+        (Some(node), Some(members)) => members.contains(&node),
+        _ => true,
+    }
+}
 
 /// Runs `future` unless shutdown begins first.
 async fn unless_shutdown<T>(
@@ -117,9 +134,20 @@ async fn serve_connection<M, Req, Resp>(
             return;
         }
     };
+    let mut trust = context.trust.clone();
+    if !trusted(&identity, &trust.borrow_and_update()) {
+        refuse_stranger(&connection, remote, &identity);
+        return;
+    }
     tracing::debug!(%remote, %identity, "connection accepted");
     loop {
         tokio::select! {
+            changed = trust.changed() => {
+                if changed.is_err() || !trusted(&identity, &trust.borrow_and_update()) {
+                    refuse_stranger(&connection, remote, &identity);
+                    return;
+                }
+            }
             stream = connection.accept_uni() => match stream {
                 Ok(receive) => {
                     tokio::spawn(serve_peer_stream(context.clone(), identity.clone(), receive));
@@ -141,6 +169,20 @@ async fn serve_connection<M, Req, Resp>(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Closes the connection of a node certificate that is not (or no longer)
+/// a member: the CA signed it, but the cluster does not count it in.
+fn refuse_stranger(
+    connection: &quinn::Connection,
+    remote: std::net::SocketAddr,
+    identity: &Identity,
+) {
+    tracing::warn!(%remote, %identity, "refusing a node that is not a member of the cluster");
+    connection.close(
+        quinn::VarInt::from_u32(codes::UNAUTHORIZED),
+        b"not a member of the cluster",
+    );
 }
 
 /// Runs one read of a new stream within the read timeout; errors become

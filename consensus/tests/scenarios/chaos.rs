@@ -272,7 +272,10 @@ fn change_membership(
 ) {
     let target = NodeId(rng.gen_range(1..=nodes));
     let change = match rng.gen_range(0..3) {
-        0 => MembershipChange::AddLearner(target),
+        0 => MembershipChange::AddLearner {
+            node: target,
+            address: String::new(),
+        },
         1 => MembershipChange::PromoteLearner(target),
         _ => MembershipChange::RemoveNode(target),
     };

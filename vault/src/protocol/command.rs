@@ -5,6 +5,7 @@ use super::{
     ClientRequest, ClientSession, Decision, Request, SealedSecret, VaultError, WrappedKey,
 };
 use crate::validate::{validate_ciphertext, validate_identity, validate_name};
+use consensus::raft::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// The command format this build writes; [`VaultCommand`] variants are
@@ -80,6 +81,14 @@ pub enum Operation {
         version: u64,
         /// Commit deletes the secret (if still at `version`); abort keeps it.
         decision: Decision,
+        /// The nodes whose votes the coordinator asked for (the members of
+        /// the configuration in force when it started the vote). A commit
+        /// applies only if they are exactly the members of the
+        /// configuration in force at this entry's log index: otherwise a
+        /// member had no say (it joined while the votes were out) and the
+        /// commit is applied as an abort, on every node alike (SPEC §13).
+        /// Not checked for an abort.
+        participants: Vec<NodeId>,
     },
 }
 
@@ -156,7 +165,11 @@ pub fn plan(identity: &str, request: ClientRequest, now_ms: u64) -> Result<Plan,
             validate_name(&name)?;
             Ok(Plan::Runtime(Request::Delete { name }))
         }
-        runtime @ (Request::Status | Request::TransferLeader { .. }) => Ok(Plan::Runtime(runtime)),
+        runtime @ (Request::Status
+        | Request::TransferLeader { .. }
+        | Request::MemberList
+        | Request::MemberAdd { .. }
+        | Request::MemberRemove { .. }) => Ok(Plan::Runtime(runtime)),
         read => read_plan(identity, read),
     }
 }
@@ -243,6 +256,7 @@ pub fn decision_command(
     name: &str,
     version: u64,
     decision: Decision,
+    participants: &[NodeId],
     now_ms: u64,
 ) -> Vec<u8> {
     super::encode(&VaultCommand::V1 {
@@ -254,6 +268,7 @@ pub fn decision_command(
             name: name.to_string(),
             version,
             decision,
+            participants: participants.to_vec(),
         },
     })
 }

@@ -154,12 +154,35 @@ pub enum Request {
         /// The intended new leader.
         to: Option<NodeId>,
     },
+    /// Lists the members of the cluster with the leader's view of their
+    /// progress (admin only).
+    MemberList,
+    /// Adds `id`, reachable at `addr`, as a learner; the leader promotes it
+    /// to voter once it has caught up (admin only, SPEC §13).
+    MemberAdd {
+        /// The new member.
+        id: NodeId,
+        /// Where the members reach it, `host:port`.
+        addr: String,
+    },
+    /// Removes a voter or learner, the leader included (admin only).
+    MemberRemove {
+        /// The member to remove.
+        id: NodeId,
+    },
 }
 
 impl Request {
     /// Whether only admin identities may send this request (SPEC §4).
     pub fn requires_admin(&self) -> bool {
-        matches!(self, Request::Status | Request::TransferLeader { .. })
+        matches!(
+            self,
+            Request::Status
+                | Request::TransferLeader { .. }
+                | Request::MemberList
+                | Request::MemberAdd { .. }
+                | Request::MemberRemove { .. }
+        )
     }
 }
 
@@ -212,6 +235,36 @@ pub enum Response {
         /// The new leader.
         leader: NodeId,
     },
+    /// The members of the cluster, as the leader sees them.
+    Members(Vec<MemberInfo>),
+    /// The membership change asked for is committed: `member` is its
+    /// state then (a learner, just added).
+    MemberAdded(MemberInfo),
+    /// `id` is no longer a member.
+    MemberRemoved {
+        /// The removed member.
+        id: NodeId,
+    },
+}
+
+/// One member of the cluster, as `member list` shows it (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The member.
+    pub id: NodeId,
+    /// Where the members reach it, `host:port`.
+    pub addr: String,
+    /// Whether it votes; a learner is still catching up and is promoted
+    /// once it has.
+    pub voter: bool,
+    /// Whether it leads.
+    pub leader: bool,
+    /// Whether the leader heard from it within about an election timeout.
+    pub reachable: bool,
+    /// How far its log matches the leader's.
+    pub match_index: LogIndex,
+    /// While the leader streams a snapshot to it: the bytes it holds so far.
+    pub snapshot_bytes: Option<u64>,
 }
 
 /// A secret as returned to a reader.

@@ -166,7 +166,15 @@ fn sessions_number_requests_from_one() {
 
 #[test]
 fn decision_commands_decode_as_decide() {
-    let bytes = decision_command("client:alice", "tx-1", "mail", 3, Decision::Commit, 9);
+    let bytes = decision_command(
+        "client:alice",
+        "tx-1",
+        "mail",
+        3,
+        Decision::Commit,
+        &[NodeId(1), NodeId(2)],
+        9,
+    );
     let command: VaultCommand = decode(&bytes).expect("our own encoding decodes");
     let VaultCommand::V1 { owner, op, .. } = command;
     assert_eq!(owner, "client:alice");
@@ -176,7 +184,8 @@ fn decision_commands_decode_as_decide() {
             tx: "tx-1".into(),
             name: "mail".into(),
             version: 3,
-            decision: Decision::Commit
+            decision: Decision::Commit,
+            participants: vec![NodeId(1), NodeId(2)],
         }
     );
 }

@@ -1,6 +1,7 @@
 //! Serving what arrives on the transport: Raft messages to the driver,
 //! requests to the node, each request on its own task.
 
+use super::members::{self, Addresses};
 use super::twopc::TwoPc;
 use super::wire::{TwoPcReply, TwoPcRequest};
 use super::{VaultTransport, WireRequest, WireResponse};
@@ -40,12 +41,14 @@ pub(crate) async fn serve_requests(
     node: Node,
     transport: Arc<VaultTransport>,
     twopc: Arc<TwoPc>,
+    addresses: Addresses,
     mut requests: mpsc::Receiver<InboundRequest<WireRequest, WireResponse>>,
 ) {
     while let Some(inbound) = requests.recv().await {
         let node = node.clone();
         let transport = transport.clone();
         let twopc = twopc.clone();
+        let addresses = addresses.clone();
         tokio::spawn(async move {
             let InboundRequest {
                 origin,
@@ -66,7 +69,7 @@ pub(crate) async fn serve_requests(
                     ),
                 }),
                 WireRequest::Client(request) => WireResponse::Client(
-                    client_request(&node, &transport, &twopc, &origin, request).await,
+                    client_request(&node, &transport, &twopc, &addresses, &origin, request).await,
                 ),
             };
             responder.respond(response);
@@ -130,6 +133,7 @@ async fn client_request(
     node: &Node,
     transport: &VaultTransport,
     twopc: &Arc<TwoPc>,
+    addresses: &Addresses,
     origin: &RequestOrigin,
     request: ClientRequest,
 ) -> Reply {
@@ -165,6 +169,21 @@ async fn client_request(
             Err(error) => Err(node_error(error)),
         },
         Plan::Runtime(Request::Delete { name }) => twopc.delete(&owner, &name).await,
+        Plan::Runtime(
+            member_request @ (Request::MemberList
+            | Request::MemberAdd { .. }
+            | Request::MemberRemove { .. }),
+        ) => match members::serve(node, transport, addresses, member_request).await {
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+            }) if leader != node.id()
+                && origin.node().is_none()
+                && !matches!(origin, RequestOrigin::Forwarded { .. }) =>
+            {
+                forward(transport, leader, origin.acting_for(), request).await
+            }
+            outcome => outcome.map_err(node_error),
+        },
         Plan::Runtime(other) => Err(VaultError::Invalid(format!(
             "{} is not served by this node",
             request_name(&other)
@@ -224,6 +243,9 @@ pub(crate) fn node_error(error: NodeError) -> VaultError {
             "no leader or quorum within the timeout; the cluster is unavailable".into(),
         ),
         NodeError::Refused(reason) => VaultError::Conflict(reason),
+        NodeError::NotMember(node) => {
+            VaultError::NotFound(format!("{node} is not a member of the cluster"))
+        }
         other => VaultError::Internal(other.to_string()),
     }
 }
@@ -240,6 +262,9 @@ fn request_name(request: &Request) -> &'static str {
         Request::Delete { .. } => "Delete",
         Request::Status => "Status",
         Request::TransferLeader { .. } => "TransferLeader",
+        Request::MemberList => "MemberList",
+        Request::MemberAdd { .. } => "MemberAdd",
+        Request::MemberRemove { .. } => "MemberRemove",
     }
 }
 

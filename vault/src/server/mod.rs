@@ -12,6 +12,7 @@
 //! then stop accepting, let the driver flush its log, and close connections.
 
 mod handler;
+mod members;
 mod network;
 mod twopc;
 mod wire;
@@ -97,6 +98,7 @@ pub async fn run(
         .filter(|(id, _)| **id != options.node.id)
         .map(|(id, address)| (*id, address.clone()))
         .collect();
+    let config_peers = config.peers.clone();
     let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
     let transport = Arc::new(transport);
     let mut machine = VaultStateMachine::open(&options.database)?;
@@ -104,7 +106,7 @@ pub async fn run(
     let applied_decisions = AppliedDecisions::new();
     machine.publish_decisions_to(applied_decisions.clone());
     let participant_store = VaultStateMachine::open_participant(&options.database)?;
-    let network = Arc::new(QuicNetwork::new(transport.clone()));
+    let network = Arc::new(QuicNetwork::new(transport.clone(), config_peers));
     let (node, mut driver) = Node::start(&options.node, machine, network)?;
     tracing::info!(
         "Node {} listening on {} with {} peers",
@@ -124,10 +126,27 @@ pub async fn run(
         options.twopc,
     )?;
     let recovery = tokio::spawn(twopc.clone().recovery_loop());
+    let addresses = Arc::new(
+        options
+            .peers
+            .iter()
+            .map(|(id, address)| {
+                let host = &address.server_name;
+                let port = address.address.port();
+                let text = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                (*id, text)
+            })
+            .collect(),
+    );
     let request_loop = tokio::spawn(handler::serve_requests(
         node.clone(),
         transport.clone(),
         twopc,
+        addresses,
         inbox.requests,
     ));
     let outcome = tokio::select! {

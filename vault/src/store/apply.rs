@@ -9,7 +9,9 @@ use crate::protocol::{
     VaultCommand, VaultError, WrappedKey,
 };
 use crate::validate::{validate_ciphertext, validate_identity, validate_name};
+use consensus::raft::NodeId;
 use rusqlite::{params, OptionalExtension, Transaction};
+use std::collections::BTreeSet;
 
 /// A 2PC decision this batch recorded for the first time: what this node,
 /// as a participant, commits or aborts once the batch is durable.
@@ -29,6 +31,7 @@ pub(crate) fn apply_command(
     transaction: &Transaction<'_>,
     index: u64,
     bytes: &[u8],
+    members: Option<&BTreeSet<NodeId>>,
     decided: &mut Vec<FirstDecision>,
 ) -> rusqlite::Result<Vec<u8>> {
     let Ok(VaultCommand::V1 {
@@ -53,6 +56,7 @@ pub(crate) fn apply_command(
         owner: &owner,
         index,
         now: to_sql(proposed_at_ms),
+        members,
     };
     let reply = match validate_identity(&owner) {
         Ok(()) => context.run(op, decided)?,
@@ -147,6 +151,9 @@ struct Context<'a, 'c> {
     owner: &'a str,
     index: u64,
     now: i64,
+    /// The members of the configuration in force at `index`, when the
+    /// runtime told the store (see `StateMachine::membership_changed`).
+    members: Option<&'a BTreeSet<NodeId>>,
 }
 
 impl Context<'_, '_> {
@@ -169,7 +176,11 @@ impl Context<'_, '_> {
                 name,
                 version,
                 decision,
-            } => self.decide(&tx, &name, version, decision, decided),
+                participants,
+            } => {
+                let decision = self.unless_members_changed(&tx, decision, &participants);
+                self.decide(&tx, &name, version, decision, decided)
+            }
         }
     }
 
@@ -273,6 +284,30 @@ impl Context<'_, '_> {
     /// its grants if it is still at the voted version. The node-local lock
     /// is released here too: it is not replicated state, but releasing it
     /// in the same transaction means it can never outlive the decision.
+    /// A commit whose participants are not exactly the members in force at
+    /// this entry becomes an abort: a node that joined while the votes were
+    /// out would delete without having voted, and one that left could not
+    /// acknowledge. Decided from the log alone, so every node agrees.
+    fn unless_members_changed(
+        &self,
+        tx: &str,
+        decision: Decision,
+        participants: &[NodeId],
+    ) -> Decision {
+        let Some(members) = self.members else {
+            return decision;
+        };
+        let same = participants.len() == members.len()
+            && participants.iter().all(|node| members.contains(node));
+        if decision == Decision::Commit && !same {
+            tracing::info!(
+                "tx {tx}: the membership changed while it voted; its commit is applied as an abort"
+            );
+            return Decision::Abort;
+        }
+        decision
+    }
+
     fn decide(
         &self,
         tx: &str,

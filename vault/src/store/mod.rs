@@ -16,9 +16,10 @@ pub use decisions::AppliedDecisions;
 pub use snapshot::SnapshotError;
 pub use twopc::{ParticipantState, PrepareBatch, PrepareOutcome, PreparedTransaction};
 
-use consensus::raft::LogIndex;
+use consensus::raft::{LogIndex, Membership, NodeId};
 use consensus::state_machine::{CommittedCommand, SnapshotJob, StateMachine};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// What can go wrong in the store. All of these are failures of the node
@@ -69,6 +70,10 @@ pub struct VaultStateMachine {
     /// Every commit of this connection is fsynced (`synchronous=FULL`), as
     /// on the participant's connection; otherwise only prepares are.
     full_sync: bool,
+    /// The members of the configuration in force at `applied_index`, once
+    /// the runtime said (`membership_changed`): 2PC commits are checked
+    /// against it.
+    members: Option<BTreeSet<NodeId>>,
 }
 
 impl VaultStateMachine {
@@ -86,6 +91,7 @@ impl VaultStateMachine {
             participant: None,
             published: None,
             full_sync: false,
+            members: None,
         })
     }
 
@@ -155,6 +161,7 @@ impl StateMachine for VaultStateMachine {
                 &transaction,
                 command.index,
                 command.command,
+                self.members.as_ref(),
                 &mut decided,
             )?);
             applied = command.index;
@@ -167,6 +174,17 @@ impl StateMachine for VaultStateMachine {
         self.applied_index = applied;
         self.announce_decisions(&decided);
         Ok(responses)
+    }
+
+    fn membership_changed(&mut self, _index: LogIndex, membership: &Membership) {
+        self.members = Some(
+            membership
+                .voters
+                .iter()
+                .chain(&membership.learners)
+                .copied()
+                .collect(),
+        );
     }
 
     fn skip_to(&mut self, index: LogIndex) -> Result<(), StoreError> {

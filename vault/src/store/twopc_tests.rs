@@ -13,6 +13,7 @@ fn decide(tx: &str, version: u64, decision: Decision) -> Operation {
         name: "a".into(),
         version,
         decision,
+        participants: Vec::new(),
     }
 }
 
@@ -334,4 +335,51 @@ fn every_prepare_is_fsynced_whatever_the_connection() {
     // A batch is never committed without its fsync, whatever connection.
     drop(applying.begin_prepares().expect("batch"));
     assert_eq!(synchronous(&applying), FULL);
+}
+
+/// SPEC §13: a commit is checked against the configuration in force at the
+/// decision's log index. Participants that are not exactly its members (a
+/// node joined while the votes were out) turn the commit into an abort, and
+/// the secret stays; the same members let it delete.
+#[test]
+fn a_commit_whose_participants_are_not_the_members_in_force_aborts() {
+    use consensus::raft::{Membership, NodeId};
+    let mut fixture = Fixture::new();
+    fixture.put(ALICE, "a", 1, false).expect("added");
+    fixture.put(ALICE, "b", 1, false).expect("added");
+    let mut members = Membership::with_voters([NodeId(1), NodeId(2)]);
+    members.learners.insert(NodeId(3));
+    fixture.machine.membership_changed(1, &members);
+    let voted_by_two = Operation::Decide {
+        tx: "t1".into(),
+        name: "a".into(),
+        version: 1,
+        decision: Decision::Commit,
+        participants: vec![NodeId(1), NodeId(2)],
+    };
+    assert_eq!(
+        fixture.run(ALICE, None, voted_by_two),
+        Ok(Response::Decided {
+            tx: "t1".into(),
+            decision: Decision::Abort,
+            deleted: false
+        })
+    );
+    assert_eq!(fixture.version(ALICE, "a"), Some(1));
+    let voted_by_all = Operation::Decide {
+        tx: "t2".into(),
+        name: "b".into(),
+        version: 1,
+        decision: Decision::Commit,
+        participants: vec![NodeId(1), NodeId(2), NodeId(3)],
+    };
+    assert_eq!(
+        fixture.run(ALICE, None, voted_by_all),
+        Ok(Response::Decided {
+            tx: "t2".into(),
+            decision: Decision::Commit,
+            deleted: true
+        })
+    );
+    assert_eq!(fixture.version(ALICE, "b"), None);
 }

@@ -29,6 +29,7 @@ fn samples() -> Vec<Vec<u8>> {
                         voters: voters(&[1, 2, 3]),
                         learners: voters(&[4]),
                         incarnations: Default::default(),
+                        addresses: Default::default(),
                     },
                 },
                 offset: 0,

@@ -311,6 +311,7 @@ fn learners_and_unconfigured_nodes_never_campaign() {
                     voters: voters(&[1, 2, 3]),
                     learners: voters(&[4]),
                     incarnations: Default::default(),
+                    addresses: Default::default(),
                 }),
             }],
             leader_commit: 1,

@@ -91,7 +91,10 @@ fn an_empty_state_is_refused_and_a_joiner_needs_a_fresh_incarnation() {
 fn promotion_binds_the_life_that_caught_up_and_drops_the_others() {
     let mut leader = leader();
     leader
-        .change_membership(MembershipChange::AddLearner(NodeId(4)))
+        .change_membership(MembershipChange::AddLearner {
+            node: NodeId(4),
+            address: String::new(),
+        })
         .expect("add learner");
     persist(&mut leader);
     accept(&mut leader, 2, 3);

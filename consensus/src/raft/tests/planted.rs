@@ -114,6 +114,7 @@ fn planted_commit_previous_term_by_counting_commits_old_entries() {
                         voters: voters(&[1, 2, 3]),
                         learners: Default::default(),
                         incarnations: Default::default(),
+                        addresses: Default::default(),
                     }),
                 },
                 entry(2, 2, "old"),

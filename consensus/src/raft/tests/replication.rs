@@ -205,7 +205,10 @@ fn snapshot_is_streamed_in_chunks() {
 fn membership_changes_one_at_a_time() {
     let mut core = leader();
     let index = core
-        .change_membership(MembershipChange::AddLearner(NodeId(4)))
+        .change_membership(MembershipChange::AddLearner {
+            node: NodeId(4),
+            address: String::new(),
+        })
         .expect("first change accepted");
     assert_eq!(index, 3);
     assert_eq!(core.membership().learners, voters(&[4]));

@@ -72,7 +72,14 @@ impl TwoPc {
                     CoordinatorOutput::ProposeDecision(decision) => {
                         let decision = self.unless_membership_changed(&tx, &participants, decision);
                         let (logged, did_delete) = self
-                            .log_decision(owner, &tx, name, version, vault_decision(decision))
+                            .log_decision(
+                                owner,
+                                &tx,
+                                name,
+                                version,
+                                vault_decision(decision),
+                                &participants,
+                            )
                             .await
                             .map_err(|error| undecided(&tx, error))?;
                         deleted = did_delete;
@@ -306,8 +313,17 @@ impl TwoPc {
         name: &str,
         version: u64,
         decision: Decision,
+        participants: &[NodeId],
     ) -> Result<(Decision, bool), VaultError> {
-        let command = decision_command(owner, tx, name, version, decision, wall_clock_ms());
+        let command = decision_command(
+            owner,
+            tx,
+            name,
+            version,
+            decision,
+            participants,
+            wall_clock_ms(),
+        );
         let bytes = self
             .node
             .propose(command)

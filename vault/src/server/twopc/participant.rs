@@ -175,7 +175,7 @@ impl TwoPc {
                     self.node.id()
                 );
                 match self
-                    .log_decision(&owner, &tx, &name, version, Decision::Abort)
+                    .log_decision(&owner, &tx, &name, version, Decision::Abort, &[])
                     .await
                 {
                     Ok((decision, _)) => TwoPcReply::Resolved { decision },

@@ -1,0 +1,125 @@
+//! `member list`, `member add`, `member remove` (SPEC §8, §13): admin
+//! requests the leader serves (a follower forwards them).
+
+use crate::args::MemberCommand;
+use crate::client_cmd::Session;
+use crate::exit::Failure;
+use anyhow::Result;
+use consensus::raft::NodeId;
+use serde_json::json;
+use vault::protocol::{MemberInfo, Request, Response};
+
+/// Runs one `member` subcommand.
+pub async fn run(session: &Session, command: &MemberCommand) -> Result<()> {
+    match command {
+        MemberCommand::List => list(session).await,
+        MemberCommand::Add { id, addr } => add(session, parse_id(id)?, addr).await,
+        MemberCommand::Remove { id } => remove(session, parse_id(id)?).await,
+    }
+}
+
+fn parse_id(text: &str) -> Result<NodeId> {
+    text.parse::<NodeId>()
+        .map_err(|error| Failure::new(2, error.to_string()).into())
+}
+
+async fn call(session: &Session, request: Request, avoid: Option<NodeId>) -> Result<Response> {
+    session
+        .client
+        .call_avoiding(request, avoid)
+        .await
+        .map_err(|error| Failure::from(error).into())
+}
+
+fn role(member: &MemberInfo) -> &'static str {
+    if member.voter {
+        "voter"
+    } else {
+        "learner"
+    }
+}
+
+async fn list(session: &Session) -> Result<()> {
+    let response = call(session, Request::MemberList, None).await?;
+    let Response::Members(members) = response else {
+        anyhow::bail!("unexpected answer to member list: {response:?}");
+    };
+    if session.json {
+        let members: Vec<_> = members
+            .iter()
+            .map(|member| {
+                json!({
+                    "id": member.id.to_string(),
+                    "addr": member.addr,
+                    "role": role(member),
+                    "leader": member.leader,
+                    "reachable": member.reachable,
+                    "match_index": member.match_index,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "members": members }));
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<24} {:<8} {:<7} {:<10} {:>10}  PROGRESS",
+        "ID", "ADDRESS", "ROLE", "LEADER", "REACHABLE", "MATCH"
+    );
+    for member in &members {
+        let progress = match member.snapshot_bytes {
+            Some(bytes) => format!("receiving a snapshot: {:.1} MB", bytes as f64 / 1e6),
+            None if member.voter => String::new(),
+            None => "catching up; promoted to voter once caught up".to_string(),
+        };
+        println!(
+            "{:<8} {:<24} {:<8} {:<7} {:<10} {:>10}  {progress}",
+            member.id.to_string(),
+            member.addr,
+            role(member),
+            if member.leader { "yes" } else { "no" },
+            if member.reachable { "yes" } else { "no" },
+            member.match_index,
+        );
+    }
+    Ok(())
+}
+
+async fn add(session: &Session, id: NodeId, addr: &str) -> Result<()> {
+    let request = Request::MemberAdd {
+        id,
+        addr: addr.to_string(),
+    };
+    let response = call(session, request, None).await?;
+    let Response::MemberAdded(member) = response else {
+        anyhow::bail!("unexpected answer to member add: {response:?}");
+    };
+    if session.json {
+        println!(
+            "{}",
+            json!({ "id": member.id.to_string(), "addr": member.addr, "role": role(&member) })
+        );
+    } else {
+        println!(
+            "{} added at {} as a {}; start it with `vault-cli node run --config {}/node.toml` \
+             and it becomes a voter once it has caught up (see `vault-cli member list`)",
+            member.id,
+            member.addr,
+            role(&member),
+            member.id
+        );
+    }
+    Ok(())
+}
+
+async fn remove(session: &Session, id: NodeId) -> Result<()> {
+    let response = call(session, Request::MemberRemove { id }, Some(id)).await?;
+    let Response::MemberRemoved { id } = response else {
+        anyhow::bail!("unexpected answer to member remove: {response:?}");
+    };
+    if session.json {
+        println!("{}", json!({ "id": id.to_string() }));
+    } else {
+        println!("{id} removed from the cluster; its certificate is no longer accepted");
+    }
+    Ok(())
+}
