@@ -203,19 +203,28 @@ impl Network {
     }
 }
 
-/// `10.213.X` for an X no interface here has an address in, starting
-/// from one derived from the process id so parallel runs spread out.
+/// `10.213.X` for an X that no interface here has an address in and no
+/// route of the root namespace names, starting from one derived from the
+/// process id so parallel runs spread out. A subnet in use elsewhere
+/// could make a test's packets reach something that is not ours.
 fn free_subnet(pid: u32, counter: u32) -> String {
-    let output = Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
-        .output()
-        .expect("run ip addr show");
-    let addresses = String::from_utf8_lossy(&output.stdout).into_owned();
+    let show = |args: &[&str]| {
+        let output = Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run ip {args:?}: {error}"));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let addresses = show(&["-o", "-4", "addr", "show"]);
+    let routes = show(&["-4", "route", "show", "table", "all"]);
     let start = pid.wrapping_mul(2_654_435_761).wrapping_add(counter * 37) % 250;
     (0..250)
         .map(|step| (start + step) % 250 + 1)
         .map(|x| format!("10.213.{x}"))
-        .find(|subnet| !addresses.contains(&format!(" {subnet}.")))
+        .find(|subnet| {
+            let prefix = format!("{subnet}.");
+            !addresses.contains(&format!(" {prefix}")) && !routes.contains(&prefix)
+        })
         .expect("a free 10.213.X.0/24 subnet")
 }
 
