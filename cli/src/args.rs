@@ -90,6 +90,9 @@ pub enum ClusterCommand {
     Init(ClusterInitArgs),
     /// Initialise DIR if empty, run every node, stop them all on Ctrl-C.
     Up(ClusterUpArgs),
+    /// Write a new member's directory DIR/ID (offline, signed with DIR/ca,
+    /// `join = true`, no Raft state) and list it in DIR/client.toml.
+    AddNode(ClusterAddNodeArgs),
 }
 
 /// `cluster init` flags.
@@ -110,6 +113,20 @@ pub struct ClusterInitArgs {
     /// First port.
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
+}
+
+/// `cluster add-node` flags.
+#[derive(Debug, Args)]
+pub struct ClusterAddNodeArgs {
+    /// The cluster directory made by `cluster init` (it holds the CA in ca/).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The new node's id, e.g. node4 or 4 (written as node4).
+    #[arg(long)]
+    pub id: String,
+    /// HOST:PORT other nodes and clients reach the new node at.
+    #[arg(long)]
+    pub addr: String,
 }
 
 /// `cluster up` flags.

@@ -83,26 +83,54 @@ pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
     let voters: BTreeSet<NodeId> = (1..=plan.addresses.len() as u64).map(NodeId).collect();
     let mut configs = Vec::new();
     for (k, (host, port)) in plan.addresses.iter().enumerate() {
-        let config = write_node(&plan.dir, &authority, k + 1, host, *port, &peers)?;
-        initialize_node(&config, NodeId(k as u64 + 1), &voters)?;
+        let id = NodeId(k as u64 + 1);
+        let node = NodeDirectory {
+            dir: &plan.dir,
+            id,
+            host,
+            port: *port,
+            peers: &peers,
+            join: false,
+        };
+        let config = write_node_directory(&authority, &node)?;
+        initialize_node(&config, id, &voters)?;
         configs.push(config);
     }
     write_client(&plan.dir, &authority, &peers)?;
     Ok(configs)
 }
 
-fn write_node(
-    dir: &Path,
+/// One node directory to write: `dir/<id>/` with the node's certificate,
+/// key, a copy of the CA certificate and its `node.toml`. Shared by
+/// `cluster init` (founding members) and `cluster add-node` (joiners), so
+/// both lay a node out the same way.
+pub(crate) struct NodeDirectory<'a> {
+    /// The cluster directory; the node's directory is `dir/<id>`.
+    pub dir: &'a Path,
+    /// The node's id, written in its canonical spelling (`node7`).
+    pub id: NodeId,
+    /// The host others dial the node at: a SAN of its certificate.
+    pub host: &'a str,
+    /// The node's UDP port.
+    pub port: u16,
+    /// Every member's address, this node included (`node.toml` `peers`).
+    pub peers: &'a BTreeMap<String, String>,
+    /// Whether the node joins a running cluster (`join` in `node.toml`).
+    pub join: bool,
+}
+
+/// Writes `node.dir/<id>/` and returns the path of its `node.toml`. Writes
+/// no Raft state: a founding member's is written by the caller, and a
+/// joiner starts empty. Existing keys are never overwritten.
+pub(crate) fn write_node_directory(
     authority: &CertificateAuthority,
-    number: usize,
-    host: &str,
-    port: u16,
-    peers: &BTreeMap<String, String>,
+    node: &NodeDirectory<'_>,
 ) -> Result<PathBuf> {
-    let id = format!("node{number}");
-    let node_dir = dir.join(&id);
+    let id = node.id.to_string();
+    let node_dir = node.dir.join(&id);
     std::fs::create_dir_all(&node_dir)
         .with_context(|| format!("cannot create {}", node_dir.display()))?;
+    let host = node.host;
     let mut sans = vec![host.to_string()];
     if host != "localhost"
         && host
@@ -122,13 +150,13 @@ fn write_node(
     };
     let file = NodeFile {
         id,
-        listen: join_host_port(&listen_host, port),
+        listen: join_host_port(&listen_host, node.port),
         data_dir: "data".into(),
         ca: "ca.crt".into(),
         cert: "node.crt".into(),
         key: "node.key".into(),
-        join: false,
-        peers: peers.clone(),
+        join: node.join,
+        peers: node.peers.clone(),
         raft: RaftSection::default(),
         twopc: TwoPcSection::default(),
     };

@@ -6,6 +6,7 @@ mod args;
 mod bench;
 mod certs_cmd;
 mod client_cmd;
+mod cluster_add_node;
 mod cluster_init;
 mod cluster_up;
 mod config;
@@ -63,6 +64,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args),
+        Command::Cluster(ClusterCommand::AddNode(args)) => cluster_add_node::run(args),
         Command::Certs(command) => certs_cmd::run(command),
         Command::Node(args::NodeCommand::Run { config }) => node_cmd::run(config),
         _ => run_client(cli),

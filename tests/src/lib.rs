@@ -6,17 +6,22 @@
 //! command line (`vault-cli --config client.toml --json ...`), exactly as a
 //! user would. Every process is killed when the cluster is dropped, and the
 //! directory is removed, so a failing test leaves nothing behind.
+//!
+//! A [`netns::HostCluster`] is the multi-host variant (SPEC §10): one
+//! network namespace per node on a bridge, real IP addresses, and
+//! partitions made by taking a host off the bridge. It needs root and `ip`.
 
 #![warn(missing_docs)]
 
 mod files;
+pub mod netns;
 mod process;
 pub mod twopc;
 
 pub use files::{files_containing, files_under};
 pub use process::{
-    eventually, free_port_range, run_cli, run_cli_full, run_cli_with_env, vault_cli, CliResult,
-    HANG_GUARD, PASSPHRASE,
+    eventually, eventually_explained, free_port_range, run_cli, run_cli_full, run_cli_with_env,
+    run_cli_wrapped, vault_cli, CliResult, HANG_GUARD, PASSPHRASE,
 };
 
 use serde_json::Value;

@@ -147,7 +147,17 @@ impl CliResult {
 }
 
 /// Repeats `attempt` until it returns `Some`, or panics after [`HANG_GUARD`].
-pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, attempt: impl FnMut() -> Option<T>) -> T {
+    eventually_explained(what, attempt, String::new)
+}
+
+/// Like [`eventually`]; on failure the panic message also carries
+/// `explain()` (e.g. the nodes' log tails), computed only then.
+pub fn eventually_explained<T>(
+    what: &str,
+    mut attempt: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + HANG_GUARD;
     while Instant::now() < deadline {
         if let Some(value) = attempt() {
@@ -155,7 +165,7 @@ pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{what}: not reached within {HANG_GUARD:?}");
+    panic!("{what}: not reached within {HANG_GUARD:?}\n{}", explain());
 }
 
 /// Runs `vault-cli` with `args` only (no client config), e.g. `certs` or
@@ -172,8 +182,27 @@ pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> CliResult {
 /// Runs `vault-cli` with `args`, extra environment and `input` on standard
 /// input (closed right after), under the hang guard.
 pub fn run_cli_full(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> CliResult {
+    run_cli_wrapped(&[], args, env, input)
+}
+
+/// Like [`run_cli_full`], with `vault-cli` started through `wrapper`, a
+/// command that runs its arguments (e.g. `ip netns exec NS`): the client
+/// then runs wherever the wrapper puts it.
+pub fn run_cli_wrapped(
+    wrapper: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<&str>,
+) -> CliResult {
     use std::io::Write;
-    let mut command = Command::new(vault_cli());
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(vault_cli());
+            command
+        }
+        None => Command::new(vault_cli()),
+    };
     command
         .args(args)
         .env_remove("VAULT_CONFIG")
