@@ -182,7 +182,6 @@ fn member_ids(cluster: &HostCluster, config: &Path) -> Option<Vec<(String, Strin
 /// joiner catches up and becomes a voter; then `member remove` of a founding
 /// follower; the three remaining members serve every acknowledged write.
 #[test]
-#[ignore = "needs member add"]
 fn a_fourth_host_joins_and_a_founding_host_leaves() {
     require_namespaces!("a_fourth_host_joins_and_a_founding_host_leaves");
     let mut cluster = HostCluster::start(3);
