@@ -270,3 +270,68 @@ async fn bad_frames_close_their_stream_and_the_node_keeps_serving() {
     assert_eq!(response.text, "small");
     guard(node1.shutdown()).await;
 }
+
+/// SPEC §13, trust follows membership: a node certificate the CA signed is
+/// refused once its node id is not trusted, an open connection from it is
+/// closed when it stops being trusted, and trusted nodes and clients are
+/// served throughout.
+#[tokio::test]
+async fn a_node_outside_the_trusted_set_is_refused_and_cut_off() {
+    let pki = Pki::new();
+    let (node1, mut inbox1) = start(&pki, config(1)).await;
+    let (node2, _inbox2) = start(&pki, config(2)).await;
+    let (node3, _inbox3) = start(&pki, config(3)).await;
+    node2.add_peer(NodeId(1), address_of(&node1));
+    node3.add_peer(NodeId(1), address_of(&node1));
+    let message = |sequence| PeerMessage {
+        sequence,
+        body: "append".into(),
+    };
+
+    // Both trusted: node1 hears both.
+    node1.set_trusted_nodes(Some([NodeId(2), NodeId(3)].into()));
+    node2.send(NodeId(1), message(1)).unwrap();
+    node3.send(NodeId(1), message(2)).unwrap();
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < 2 {
+        let (from, _) = guard(inbox1.peer_messages.recv()).await.unwrap();
+        heard.insert(from);
+    }
+
+    // node3 is removed: its open connection is closed and nothing it sends
+    // arrives any more, however long it keeps trying; node2 still gets in.
+    node1.set_trusted_nodes(Some([NodeId(2)].into()));
+    for sequence in 10..40 {
+        let _ = node3.send(NodeId(1), message(sequence));
+        let _ = node2.send(NodeId(1), message(sequence));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut from_node2 = 0;
+    while let Ok(Some((from, received))) =
+        tokio::time::timeout(Duration::from_millis(500), inbox1.peer_messages.recv()).await
+    {
+        if received.sequence >= 10 {
+            assert_eq!(from, NodeId(2), "a removed node's message got through");
+            from_node2 += 1;
+        }
+    }
+    assert!(from_node2 > 0, "the trusted node must still be heard");
+    // Its requests are refused too; a client is still served.
+    let _server = serve_echo(inbox1.requests);
+    node3.add_peer(NodeId(1), address_of(&node1));
+    let request = node3
+        .request(NodeId(1), &TestRequest::Echo("let me in".into()))
+        .await;
+    assert!(request.is_err(), "a removed node's request was served");
+    still_serves(&pki, &node1).await;
+
+    // Trusting every node again (the default) lets it back in.
+    node1.set_trusted_nodes(None);
+    let response = guard(node3.request(NodeId(1), &TestRequest::Echo("back".into())))
+        .await
+        .expect("served again");
+    assert_eq!(response.text, "back");
+    for node in [node1, node2, node3] {
+        guard(node.shutdown()).await;
+    }
+}
