@@ -79,9 +79,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// When the status was last published: building it allocates, so under
     /// load it is refreshed at most once per tick.
     status_published: Option<tokio::time::Instant>,
-    /// The memberships (latest, committed) last given to
-    /// [`PeerNetwork::members_changed`].
-    announced: Option<(Membership, Membership)>,
+    /// The latest membership last given to
+    /// [`PeerNetwork::members_changed`], and whether it was committed.
+    announced: Option<(Membership, bool)>,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -257,7 +257,7 @@ impl<N: PeerNetwork> Driver<N> {
     /// core refuses while another change is uncommitted or the leader has
     /// not committed an entry of its term; the next tick tries again.
     fn promote_caught_up_learners(&mut self) {
-        if self.core.role() != Role::Leader {
+        if self.core.role() != Role::Leader || self.core.membership().learners.is_empty() {
             return;
         }
         let status = self.core.status();
@@ -285,17 +285,21 @@ impl<N: PeerNetwork> Driver<N> {
     /// Tells the network about a new membership (peers to dial, nodes to
     /// trust) whenever the one in force changes, including the first.
     fn announce_membership(&mut self) {
+        // Checked after every turn, so without allocating: while a change
+        // is pending the committed membership is the one before it and
+        // cannot change (one change at a time) unless the latest does.
         let latest = self.core.membership();
-        let committed = self.core.committed_membership();
+        let settled = self.core.membership_index() <= self.core.commit_index();
         if self
             .announced
             .as_ref()
-            .is_some_and(|(announced, known)| announced == latest && *known == committed)
+            .is_some_and(|(announced, was_settled)| announced == latest && *was_settled == settled)
         {
             return;
         }
+        let committed = self.core.committed_membership();
         self.network.members_changed(latest, &committed);
-        self.announced = Some((latest.clone(), committed));
+        self.announced = Some((latest.clone(), settled));
     }
 
     /// Appends every queued proposal as one batch.

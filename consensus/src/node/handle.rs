@@ -33,7 +33,7 @@ pub enum ReadConsistency {
 pub struct NodeStatus {
     /// The node.
     pub id: NodeId,
-    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    /// `leader`, `follower`, `learner`, `candidate` or `pre-candidate`.
     pub role: String,
     /// Current term.
     pub term: Term,
@@ -118,7 +118,13 @@ impl NodeStatus {
             members,
             membership_index: status.membership_index,
             id: status.id,
-            role: status.role.to_string(),
+            // A learner follows like any follower, but `status` says
+            // which it is (SPEC §8 lists `learner` among the roles).
+            role: if status.membership.learners.contains(&status.id) {
+                "learner".to_string()
+            } else {
+                status.role.to_string()
+            },
             term: status.term,
             leader: status.leader,
             commit_index: status.commit_index,

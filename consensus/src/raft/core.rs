@@ -226,6 +226,11 @@ impl RaftCore {
             .map_or_else(|| self.membership.clone(), |(membership, _)| membership)
     }
 
+    /// The log index of the membership entry in force (0 for none).
+    pub fn membership_index(&self) -> LogIndex {
+        self.membership_index
+    }
+
     /// The membership of the latest membership entry known committed (the
     /// one in force when no change is pending). While a change is pending,
     /// the nodes it removes are still members here: they may be needed to
