@@ -100,6 +100,9 @@ pub async fn run(
         .collect();
     let config_peers = config.peers.clone();
     let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
+    // Trust follows membership (SPEC §13): until the Raft log names the
+    // members, only the configured peers' certificates are let in.
+    transport.set_trusted_nodes(Some(config_peers.keys().copied().collect()));
     let transport = Arc::new(transport);
     let mut machine = VaultStateMachine::open(&options.database)?;
     machine.log_decisions_as(&options.node.id.to_string());

@@ -26,6 +26,9 @@ impl QuicNetwork {
     /// membership changes.
     pub fn new(transport: Arc<VaultTransport>, configured: BTreeMap<NodeId, PeerAddress>) -> Self {
         let (membership, changes) = watch::channel(None);
+        // Until the driver names the members, trust the configured peers
+        // only, from the first packet on.
+        transport.set_trusted_nodes(Some(configured.keys().copied().collect()));
         tokio::spawn(follow_membership(transport.clone(), configured, changes));
         QuicNetwork {
             transport,
@@ -80,7 +83,6 @@ async fn follow_membership(
     mut changes: watch::Receiver<Option<(Membership, Membership)>>,
 ) {
     let me = transport.node_id();
-    transport.set_trusted_nodes(Some(configured.keys().copied().collect()));
     while changes.changed().await.is_ok() {
         let Some((latest, committed)) = changes.borrow_and_update().clone() else {
             continue;
