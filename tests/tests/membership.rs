@@ -581,7 +581,8 @@ fn a_client_identity_may_not_list_add_or_remove_members() {
 
 /// The refusals of SPEC §13 on a one-node cluster: an unknown id (exit 3),
 /// the last voter (exit 4), an existing member (exit 4), a malformed
-/// address (an error that says what is wrong). The membership is unchanged.
+/// address (a usage error, exit 2, that says what is wrong, as for
+/// `cluster add-node`). The membership is unchanged.
 #[test]
 fn membership_refusals_unknown_id_last_voter_existing_member_bad_address() {
     let cluster = TestCluster::start(1);
@@ -603,7 +604,10 @@ fn membership_refusals_unknown_id_last_voter_existing_member_bad_address() {
         "127.0.0.1:0",
     ] {
         let malformed = cluster.member(&config, &["add", "node2", "--addr", bad]);
-        assert_ne!(malformed.code, 0, "add with --addr {bad:?}: {malformed:?}");
+        assert_eq!(
+            malformed.code, 2,
+            "add with --addr {bad:?} is a usage error: {malformed:?}"
+        );
         assert!(
             malformed.stderr.contains(bad) && malformed.stderr.contains("HOST:PORT"),
             "the error names the address and the expected form: {malformed:?}"
