@@ -242,8 +242,9 @@ fn current_members(dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 /// Splits `HOST:PORT` (`[v6]:PORT` for IPv6) into host and port, or says
-/// in one sentence what is wrong with it.
-fn split_host_port(addr: &str) -> std::result::Result<(String, u16), String> {
+/// in one sentence what is wrong with it. `member add --addr` checks its
+/// address with this too, so both commands accept the same addresses.
+pub(crate) fn split_host_port(addr: &str) -> std::result::Result<(String, u16), String> {
     let usage = || format!("--addr {addr:?} must be HOST:PORT, e.g. 10.0.0.4:7001 or db4:7001");
     let (host, port) = addr.rsplit_once(':').ok_or_else(usage)?;
     let host = match host.strip_prefix('[') {

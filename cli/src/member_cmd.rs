@@ -3,6 +3,7 @@
 
 use crate::args::MemberCommand;
 use crate::client_cmd::Session;
+use crate::cluster_add_node::split_host_port;
 use crate::exit::Failure;
 use anyhow::Result;
 use consensus::raft::NodeId;
@@ -13,7 +14,15 @@ use vault::protocol::{MemberInfo, Request, Response};
 pub async fn run(session: &Session, command: &MemberCommand) -> Result<()> {
     match command {
         MemberCommand::List => list(session).await,
-        MemberCommand::Add { id, addr } => add(session, parse_id(id)?, addr).await,
+        MemberCommand::Add { id, addr } => {
+            let id = parse_id(id)?;
+            // A malformed address is a usage error (exit 2), as it is for
+            // `cluster add-node` and as a malformed id is here; the node's
+            // own check would answer it as a refusal, which exits 4
+            // ("conflict").
+            split_host_port(addr).map_err(|error| Failure::new(2, error))?;
+            add(session, id, addr).await
+        }
         MemberCommand::Remove { id } => remove(session, parse_id(id)?).await,
     }
 }

@@ -14,15 +14,19 @@
 #![warn(missing_docs)]
 
 mod files;
+mod members;
 pub mod netns;
 mod process;
 pub mod twopc;
+mod writer;
 
 pub use files::{files_containing, files_under};
+pub use members::{Member, NodeView};
 pub use process::{
     eventually, eventually_explained, free_port_range, run_cli, run_cli_full, run_cli_with_env,
     run_cli_wrapped, vault_cli, CliResult, HANG_GUARD, PASSPHRASE,
 };
+pub use writer::{BackgroundWriter, Writes};
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -33,10 +37,14 @@ use std::time::{Duration, Instant};
 pub struct TestCluster {
     /// The cluster directory (removed on drop).
     pub dir: tempfile::TempDir,
-    /// Number of nodes.
+    /// Number of nodes: the founding ones and those added since
+    /// ([`TestCluster::add_node_directory`]), members or not.
     pub size: usize,
-    /// Node k listens on 127.0.0.1:(base_port + k - 1).
+    /// Founding node k listens on 127.0.0.1:(base_port + k - 1).
     pub base_port: u16,
+    /// The port of every node (1-based index - 1): an added node gets
+    /// whatever port was free when it was added.
+    ports: Vec<u16>,
     nodes: Vec<Option<Child>>,
     /// Extra environment for node processes, per node (1-based index - 1).
     node_env: Vec<Vec<(String, String)>>,
@@ -71,6 +79,7 @@ impl TestCluster {
             dir,
             size,
             base_port: base,
+            ports: (0..size as u16).map(|offset| base + offset).collect(),
             nodes: (0..size).map(|_| None).collect(),
             node_env: vec![Vec::new(); size],
         };
@@ -83,7 +92,7 @@ impl TestCluster {
 
     /// `host:port` of node `node` (1-based).
     pub fn node_address(&self, node: usize) -> String {
-        format!("127.0.0.1:{}", self.base_port as usize + node - 1)
+        format!("127.0.0.1:{}", self.ports[node - 1])
     }
 
     /// Writes `DIR/<file_name>`: a client configuration presenting
