@@ -226,6 +226,9 @@ impl TwoPcApp {
                 Effect::AlreadyDecided { tx, first } => Some((tx, *first)),
                 _ => None,
             };
+            for note in self.oracle.notes.drain(..) {
+                world.trace.line(world.now, note);
+            }
             let participant = self.participants.entry(applied.node).or_default();
             if let Some((tx, decision)) = settled {
                 participant.table.settle(tx, decision);

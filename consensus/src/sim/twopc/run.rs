@@ -76,6 +76,9 @@ pub(crate) struct RunReport {
     /// Commits applied after a participant lost its durable prepare with
     /// a wiped disk.
     pub(crate) wiped_prepare_commits: u64,
+    /// Commits applied where an asked id had been removed and added back
+    /// empty since it was asked (the known SPEC §13 gap).
+    pub(crate) readded_member_commits: u64,
     /// Disks wiped: nodes started empty to join, and voters' disks
     /// replaced without their removal first.
     pub(crate) wipes: u64,
@@ -405,6 +408,7 @@ impl Run {
             coordinator_membership_aborts: app.stats.coordinator_membership_aborts,
             reborn_member_commits: app.oracle.reborn_member_commits,
             wiped_prepare_commits: app.oracle.wiped_prepare_commits,
+            readded_member_commits: app.oracle.readded_member_commits,
             wipes: app.stats.wipes,
             lost_disks: self.cluster.lost_disks.len() as u64,
             fired: app.nemesis.fired.clone(),
@@ -433,6 +437,7 @@ impl Totals {
         total.coordinator_membership_aborts += report.coordinator_membership_aborts;
         total.reborn_member_commits += report.reborn_member_commits;
         total.wiped_prepare_commits += report.wiped_prepare_commits;
+        total.readded_member_commits += report.readded_member_commits;
         total.wipes += report.wipes;
         total.lost_disks += report.lost_disks;
         for (point, count) in &report.fired {
@@ -482,13 +487,15 @@ pub(crate) fn run_part(part: u64, parts: u64) {
         "  membership: {} commits applied as aborts (members in force not the ones asked), \
          {} turned by coordinators before proposing; {} commits after an asked voter lost its \
          disk in place; {} disks wiped ({} voters' disks replaced unremoved), {} commits after a \
-         participant's durable prepare was wiped",
+         participant's durable prepare was wiped; {} commits where an asked id had been \
+         removed and added back empty (same ids, a member that never voted: known gap)",
         total.membership_aborts,
         total.coordinator_membership_aborts,
         total.reborn_member_commits,
         total.wipes,
         total.lost_disks,
-        total.wiped_prepare_commits
+        total.wiped_prepare_commits,
+        total.readded_member_commits
     );
     for point in CrashPoint::ALL {
         let fired = total.fired.get(&point).copied().unwrap_or(0);
