@@ -44,6 +44,17 @@ pub(crate) struct PlannedCrash {
     pub(crate) restart_after: u64,
 }
 
+/// Why a node's disk was emptied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wipe {
+    /// The operator added the id (back) as a learner: it starts empty, a
+    /// new member.
+    Rejoin,
+    /// A voter's disk was replaced without its removal first: by id it is
+    /// still a member, but what it durably held is gone.
+    DiskLost,
+}
+
 /// Clients and protocol layers driven by the cluster, once per step.
 pub(crate) trait Application {
     /// The state machine every node applies committed commands to.
@@ -86,8 +97,9 @@ pub(crate) trait Application {
     /// `node` crashed: whatever the application kept in its memory is gone.
     fn on_crash(&mut self, node: NodeId);
 
-    /// `node` was wiped to rejoin as a new learner: its disk is empty.
-    fn on_wipe(&mut self, _node: NodeId) {}
+    /// `node`'s disk is empty now: it was wiped to rejoin as a new learner,
+    /// or lost while the node was a voter (see [`Wipe`]).
+    fn on_wipe(&mut self, _node: NodeId, _wipe: Wipe) {}
 
     /// `node` restarted from its disk (its state machine restored from its
     /// own snapshot; the core hands the later entries again).

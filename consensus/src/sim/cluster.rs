@@ -58,8 +58,9 @@ pub(crate) struct Cluster<A: Application = Workload> {
     /// overwrites another planned for the same step.
     pub(crate) next_order: u64,
     /// Whether the faults include voters whose disk is replaced without
-    /// their removal first (the Raft simulation; the 2PC one, which needs
-    /// every member back to settle, leaves them out).
+    /// their removal first (both simulations; the 2PC one, which needs
+    /// every member back to settle, has the operator replace such a voter
+    /// when it heals).
     pub(crate) wipe_voters: bool,
     /// Voters that lost their disk and were not removed yet: they must
     /// never again count as the voter they were.

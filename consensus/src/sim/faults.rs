@@ -2,7 +2,7 @@
 //! and asymmetric partitions, network weather, membership changes and
 //! leadership transfers. All drawn from the run's seeded RNG.
 
-use super::application::Application;
+use super::application::{Application, Wipe};
 use super::cluster::{Cluster, StepFailure};
 use super::network::NetworkFaults;
 use super::node::{Effects, SimNode};
@@ -259,7 +259,7 @@ impl<A: Application> Cluster<A> {
     /// Starts `node` afresh with a wiped disk to join as a learner. A
     /// removed node rejoins this way, as an operator would do; its removal
     /// is committed (the leader allows one change at a time).
-    fn rejoin_wiped(&mut self, node: NodeId) -> Result<(), StepFailure> {
+    pub(crate) fn rejoin_wiped(&mut self, node: NodeId) -> Result<(), StepFailure> {
         if self.nodes.get(&node).is_some_and(SimNode::is_up) {
             self.crash(node);
         }
@@ -276,7 +276,7 @@ impl<A: Application> Cluster<A> {
         })?;
         fresh.start(core);
         self.nodes.insert(node, fresh);
-        self.app.on_wipe(node);
+        self.app.on_wipe(node, Wipe::Rejoin);
         self.trace
             .line(self.now, format_args!("Node {node} starts empty to join"));
         Ok(())
@@ -332,7 +332,7 @@ impl<A: Application> Cluster<A> {
         wiped.joiner = self.rng.gen_bool(0.5);
         self.nodes.insert(id, wiped);
         self.forgotten.insert(id);
-        self.app.on_wipe(id);
+        self.app.on_wipe(id, Wipe::DiskLost);
         self.trace.line(
             self.now,
             format_args!("Node {id} loses its disk (replaced without removal first)"),

@@ -43,6 +43,15 @@ pub(crate) trait SimMachine: Default + Debug + Sized {
     /// Rebuilds the state from [`SimMachine::snapshot`] bytes; `None` if
     /// corrupt.
     fn restore(bytes: &[u8]) -> Option<Self>;
+    /// The membership in force changed at log index `index`, as the
+    /// runtime's `StateMachine::membership_changed` says: the node calls it
+    /// where the runtime does (in log order between the commands around a
+    /// membership entry, after a snapshot restore with the snapshot's
+    /// membership, and at every start with the membership in force at the
+    /// applied index). The default ignores it.
+    fn membership_changed(&mut self, index: LogIndex, membership: &Membership) {
+        let _ = (index, membership);
+    }
 }
 
 /// What a node did that the rest of the simulation must see.
@@ -95,6 +104,11 @@ pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
     /// counts by the configuration in force in its log when it counts,
     /// which may be a change appended after the entry).
     pub(crate) voters: Vec<BTreeSet<NodeId>>,
+    /// The members (voters and learners) of the configuration in force at
+    /// `index` in the node's log when the core handed the entry out: what
+    /// the 2PC oracle checks a commit against, independently of what the
+    /// state machine was told.
+    pub(crate) members: BTreeSet<NodeId>,
     pub(crate) command: M::Command,
     pub(crate) output: M::Output,
 }
@@ -107,7 +121,20 @@ pub(crate) struct AppliedCommand<M: SimMachine = KvStateMachine> {
 /// way, and the durable-ack check then saw an acknowledgement of nothing).
 struct Pending {
     ready: Ready,
-    known: BTreeMap<LogIndex, (Digest, Vec<BTreeSet<NodeId>>)>,
+    known: BTreeMap<LogIndex, Known>,
+}
+
+/// What a node knew of a committed entry when the core handed it out.
+#[derive(Clone, Default)]
+struct Known {
+    /// The chain hash of the log through the entry.
+    chain: Digest,
+    /// The voter sets that may have committed it.
+    voters: Vec<BTreeSet<NodeId>>,
+    /// The members in force at its index (the Ready's own entries and
+    /// snapshot included: a follower may get an entry and its commit in
+    /// one batch).
+    members: BTreeSet<NodeId>,
 }
 
 /// A simulated node. `core` is `None` while the node is down.
@@ -160,15 +187,21 @@ impl<M: SimMachine> SimNode<M> {
         !self.pending.is_empty()
     }
 
-    /// Starts the node with `core` (fresh, bootstrapped or restored).
+    /// Starts the node with `core` (fresh, bootstrapped or restored). As
+    /// the runtime's `Node::start` does, the state machine hears the
+    /// membership in force at its applied index before anything is
+    /// applied.
     pub(crate) fn start(&mut self, core: RaftCore) {
-        self.core = Some(core);
-        self.incarnation += 1;
         self.machine = self
             .disk
             .snapshot()
             .and_then(|snapshot| M::restore(&snapshot.data))
             .unwrap_or_default();
+        let applied = self.machine.applied_index();
+        self.machine
+            .membership_changed(applied, &core.membership_at(applied));
+        self.core = Some(core);
+        self.incarnation += 1;
         self.log = self.disk.view.clone();
         self.memberships.clear();
         if let Some(snapshot) = self.disk.snapshot() {
@@ -265,12 +298,21 @@ impl<M: SimMachine> SimNode<M> {
                 return Ok(());
             }
             let mut ready = core.ready();
-            let known = ready
+            let mut known: BTreeMap<LogIndex, Known> = ready
                 .committed_entries
                 .iter()
                 .map(|entry| {
                     let chain = self.chain_at(entry.index).unwrap_or_default();
-                    (entry.index, (chain, self.voter_sets_from(entry.index)))
+                    let voters = self.voter_sets_from(entry.index);
+                    let members = BTreeSet::new();
+                    (
+                        entry.index,
+                        Known {
+                            chain,
+                            voters,
+                            members,
+                        },
+                    )
                 })
                 .collect();
             effects.messages.append(&mut ready.messages);
@@ -297,6 +339,9 @@ impl<M: SimMachine> SimNode<M> {
                 }
                 self.note_membership(entry);
             }
+            for (index, known) in &mut known {
+                known.members = self.members_at(*index);
+            }
             self.pending.push_back(Pending { ready, known });
         }
     }
@@ -320,6 +365,8 @@ impl<M: SimMachine> SimNode<M> {
             let chain = base_chain(chains, meta.last_index, meta.last_term);
             self.machine = M::restore(&snapshot.data)
                 .ok_or_else(|| format!("{} received a corrupt snapshot", self.id))?;
+            self.machine
+                .membership_changed(meta.last_index, &meta.membership);
             self.disk.install_snapshot(snapshot, chain);
             effects.restored.push(self.id);
         }
@@ -351,7 +398,7 @@ impl<M: SimMachine> SimNode<M> {
     fn apply(
         &mut self,
         entries: &[Entry],
-        known: &BTreeMap<LogIndex, (Digest, Vec<BTreeSet<NodeId>>)>,
+        known: &BTreeMap<LogIndex, Known>,
         effects: &mut Effects<M>,
     ) -> Result<(), String> {
         for entry in entries {
@@ -376,16 +423,27 @@ impl<M: SimMachine> SimNode<M> {
                     let command = M::decode(bytes)
                         .ok_or_else(|| format!("{} applied undecodable command", self.id))?;
                     let output = self.machine.apply(entry.index, &command);
-                    let (chain, voters) = known.get(&entry.index).cloned().unwrap_or_default();
+                    let Known {
+                        chain,
+                        voters,
+                        members,
+                    } = known.get(&entry.index).cloned().unwrap_or_default();
                     effects.commands.push(AppliedCommand {
                         node: self.id,
                         index: entry.index,
                         term: entry.term,
                         chain,
                         voters,
+                        members,
                         command,
                         output,
                     });
+                }
+                EntryPayload::Membership(membership) => {
+                    // Between the commands around it, as the runtime's
+                    // apply worker does.
+                    self.machine.membership_changed(entry.index, membership);
+                    self.machine.skip_to(entry.index);
                 }
                 _ => self.machine.skip_to(entry.index),
             }

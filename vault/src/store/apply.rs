@@ -297,8 +297,8 @@ impl Context<'_, '_> {
         let Some(members) = self.members else {
             return decision;
         };
-        let same = participants.len() == members.len()
-            && participants.iter().all(|node| members.contains(node));
+        let asked: BTreeSet<NodeId> = participants.iter().copied().collect();
+        let same = asked == *members;
         if decision == Decision::Commit && !same {
             tracing::info!(
                 "tx {tx}: the membership changed while it voted; its commit is applied as an abort"

@@ -15,11 +15,11 @@ use super::oracle::Oracle;
 use super::participant::ParticipantNode;
 use super::{TwoPcBugs, RECOVERY_PERIOD};
 use crate::raft::NodeId;
-use crate::sim::application::{Application, PlannedCrash, World};
+use crate::sim::application::{Application, PlannedCrash, Wipe, World};
 use crate::sim::invariants::Violation;
 use crate::sim::network::{Network, NetworkFaults};
 use crate::sim::node::{AppliedCommand, Effects, SimNode};
-use crate::twopc::{Decision, VotePolicy};
+use crate::twopc::VotePolicy;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +47,12 @@ pub(crate) struct Stats {
     pub(crate) abandoned: u64,
     /// Adds answered.
     pub(crate) adds_answered: u64,
+    /// Commits a coordinator turned into aborts before proposing them,
+    /// because its membership changed while it voted.
+    pub(crate) coordinator_membership_aborts: u64,
+    /// Disks wiped (a node removed and added back empty, or a voter's
+    /// disk replaced without its removal first).
+    pub(crate) wipes: u64,
 }
 
 /// The 2PC layer of one run.
@@ -186,19 +192,43 @@ impl TwoPcApp {
         effects: &Effects<VaultModel>,
     ) -> Result<(), Violation> {
         for applied in &effects.commands {
-            let first = self
-                .oracle
-                .on_effect(applied.node, applied.index, &applied.output)?;
-            if let (true, Effect::Decided { tx, decision, .. }) = (first, &applied.output) {
-                if *decision == Decision::Commit {
-                    self.note_unasked_members(world, applied.node, applied.index, tx);
-                }
+            let named = match &applied.command {
+                VaultCommand::Decide { participants, .. } => participants.as_slice(),
+                VaultCommand::Add { .. } => &[],
+            };
+            let first = self.oracle.on_effect(
+                applied.node,
+                applied.index,
+                &applied.output,
+                &applied.members,
+                named,
+            )?;
+            if let (
+                true,
+                Effect::Decided {
+                    tx,
+                    members_changed: true,
+                    ..
+                },
+            ) = (first, &applied.output)
+            {
+                world.trace.line(
+                    world.now,
+                    format_args!(
+                        "GLOBAL_COMMIT of tx {tx} at index {} is applied as GLOBAL_ABORT: it \
+                         names {named:?}, the members in force are {:?}",
+                        applied.index, applied.members
+                    ),
+                );
             }
             let settled = match &applied.output {
                 Effect::Decided { tx, decision, .. } => Some((tx, *decision)),
                 Effect::AlreadyDecided { tx, first } => Some((tx, *first)),
                 _ => None,
             };
+            for note in self.oracle.notes.drain(..) {
+                world.trace.line(world.now, note);
+            }
             let participant = self.participants.entry(applied.node).or_default();
             if let Some((tx, decision)) = settled {
                 participant.table.settle(tx, decision);
@@ -210,33 +240,6 @@ impl TwoPcApp {
             }
         }
         Ok(())
-    }
-
-    /// Counts (and traces) a commit applied while a member that the
-    /// coordinator never asked belonged to the cluster: a node that joined
-    /// during the transaction deletes the secret without having voted.
-    fn note_unasked_members(
-        &mut self,
-        world: &World<'_, VaultModel>,
-        node: NodeId,
-        index: u64,
-        tx: &str,
-    ) {
-        let members = world
-            .nodes
-            .get(&node)
-            .map(|n| n.members_at(index))
-            .unwrap_or_default();
-        let unasked = self.oracle.unasked_members(tx, &members);
-        if !unasked.is_empty() {
-            world.trace.line(
-                world.now,
-                format_args!(
-                    "GLOBAL_COMMIT of tx {tx} at index {index} also deletes on {unasked:?}, \
-                     members that were never asked to vote"
-                ),
-            );
-        }
     }
 
     /// Settles the rows a restored state machine decides (skipped by the
@@ -368,9 +371,17 @@ impl Application for TwoPcApp {
         self.network.drop_traffic_to(node);
     }
 
-    fn on_wipe(&mut self, node: NodeId) {
+    fn on_wipe(&mut self, node: NodeId, wipe: Wipe) {
         let participant = self.participants.entry(node).or_default();
+        let prepared: Vec<String> = participant
+            .table
+            .durable_prepared()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         participant.table = Default::default();
+        self.oracle.on_wipe(node, wipe, &prepared);
+        self.stats.wipes += 1;
     }
 
     fn on_restart(&mut self, node: &SimNode<VaultModel>) {

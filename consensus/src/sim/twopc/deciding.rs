@@ -2,6 +2,13 @@
 //! time, the 2PC network and the Raft log, as `vault/src/server/twopc/
 //! coordinator.rs` does with tokio.
 //!
+//! Before it proposes a commit, the coordinator reads its membership again
+//! and proposes an abort instead if it changed (the vault's
+//! `unless_membership_changed`); the decision carries the participants, so
+//! that a change landing after that check is caught where the decision is
+//! applied, against the configuration in force at its log index
+//! (`machine.rs`, SPEC §13).
+//!
 //! The decision is proposed through Raft (a follower forwards it to the
 //! leader it knows). The coordinator learns the logged decision when its own
 //! node has applied a decision for the transaction (the first one in the
@@ -37,6 +44,9 @@ pub(crate) struct CoordinatorRun {
     pub(crate) proposals: u32,
     /// When to propose again if no decision shows up.
     pub(crate) next_proposal: u64,
+    /// The decision it proposes: the protocol's, or an abort if the
+    /// membership changed while it voted.
+    pub(crate) proposing: Option<Decision>,
 }
 
 impl TwoPcApp {
@@ -60,15 +70,7 @@ impl TwoPcApp {
         let Some(core) = node.core.as_ref() else {
             return Ok(None);
         };
-        let membership = core.membership();
-        let mut participants: Vec<NodeId> = membership
-            .voters
-            .union(&membership.learners)
-            .copied()
-            .collect();
-        if participants.is_empty() {
-            participants.push(coordinator);
-        }
+        let participants = members_known(core, coordinator);
         let read_index = node.machine.applied_index();
         let tx = self.next_tx_id(coordinator);
         let request = VoteRequest {
@@ -93,6 +95,7 @@ impl TwoPcApp {
             read_index,
             proposals: 0,
             next_proposal: 0,
+            proposing: None,
         };
         let runs = self.coordinators.entry(coordinator).or_default();
         runs.insert(tx.clone(), run);
@@ -221,6 +224,7 @@ impl TwoPcApp {
         if world.now < run.next_proposal {
             return Ok(());
         }
+        let proposed = run.proposing.unwrap_or(proposed);
         if run.proposals >= MAX_PROPOSALS {
             world.trace.line(
                 world.now,
@@ -261,6 +265,7 @@ impl TwoPcApp {
                     self.send(world, node, to, message);
                 }
                 CoordinatorOutput::ProposeDecision(decision) => {
+                    let decision = self.unless_membership_changed(world, node, tx, decision);
                     self.propose_decision(world, node, tx, decision);
                 }
                 CoordinatorOutput::SendDecide { to, decision } => {
@@ -283,6 +288,45 @@ impl TwoPcApp {
         Ok(())
     }
 
+    /// A commit only if the coordinator's membership is still the one whose
+    /// every member was asked (the vault's `unless_membership_changed`);
+    /// otherwise an abort. A change after this check is the state
+    /// machine's to catch.
+    fn unless_membership_changed(
+        &mut self,
+        world: &World<'_, VaultModel>,
+        node: NodeId,
+        tx: &str,
+        decision: Decision,
+    ) -> Decision {
+        let now_members = world
+            .nodes
+            .get(&node)
+            .and_then(|n| n.core.as_ref())
+            .map(|core| members_known(core, node));
+        let Some(run) = self.run_mut(node, tx) else {
+            return decision;
+        };
+        let changed = now_members.is_some_and(|members| members != run.participants);
+        let decision = if decision == Decision::Commit && changed {
+            world.trace.line(
+                world.now,
+                format_args!(
+                    "Coordinator of Node {node} aborts tx {tx}: the membership changed while \
+                     it voted"
+                ),
+            );
+            self.stats.coordinator_membership_aborts += 1;
+            Decision::Abort
+        } else {
+            decision
+        };
+        if let Some(run) = self.run_mut(node, tx) {
+            run.proposing = Some(decision);
+        }
+        decision
+    }
+
     /// Proposes `decision` for `tx` to the log. The nemesis may crash the
     /// coordinator, or the leader that took the proposal, before it commits.
     fn propose_decision(
@@ -300,6 +344,7 @@ impl TwoPcApp {
             name: run.request.name.clone(),
             version: run.request.version,
             decision,
+            participants: run.participants.clone(),
         };
         world.trace.line(
             world.now,
@@ -330,5 +375,23 @@ impl TwoPcApp {
             runs.remove(tx);
         }
         self.clients.on_finished(tx);
+    }
+}
+
+/// The members a coordinator's node knows (voters and learners of its
+/// latest membership, in id order), or itself alone if it knows none: the
+/// participants of a transaction it starts (the vault's
+/// `TwoPc::participants`).
+fn members_known(core: &crate::raft::RaftCore, node: NodeId) -> Vec<NodeId> {
+    let membership = core.membership();
+    let members: Vec<NodeId> = membership
+        .voters
+        .union(&membership.learners)
+        .copied()
+        .collect();
+    if members.is_empty() {
+        vec![node]
+    } else {
+        members
     }
 }

@@ -8,17 +8,51 @@
 //!   being applied again (SPEC §3, exactly-once client commands).
 //! - `Decide`: the first decision for a transaction in the log wins and is
 //!   recorded; a commit deletes the secret only if it is still at the voted
-//!   version (an update that slipped in after the vote wins instead).
+//!   version (an update that slipped in after the vote wins instead). A
+//!   commit whose participants are not exactly the members (voters and
+//!   learners) of the configuration in force at its log index is applied,
+//!   and recorded, as an abort (SPEC §13, `unless_members_changed` in the
+//!   vault): a member that joined while the votes were out had no say, and
+//!   one that left could not acknowledge.
 //!
-//! Apply reads nothing but the command and the replicated state, so every
-//! node computes the same [`Effect`] at the same index; the checkers compare
-//! them.
+//! Apply reads nothing but the command, the replicated state and the
+//! membership in force at the command's index (which the node tells the
+//! model through [`SimMachine::membership_changed`], as the runtime tells
+//! the vault), so every node computes the same [`Effect`] at the same
+//! index; the checkers compare them.
 
 use super::super::node::SimMachine;
-use crate::raft::LogIndex;
+use crate::raft::{LogIndex, Membership, NodeId};
 use crate::twopc::Decision;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+
+thread_local! {
+    /// The planted bug `skip_membership_check` ([`super::TwoPcBugs`]): the
+    /// model applies a commit whatever the membership in force. A run sets
+    /// it for its own thread while it runs ([`PlantedSkip`]); a model has
+    /// no other way in, since nodes build theirs by `Default` and restore.
+    static SKIP_MEMBERSHIP_CHECK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Plants (or not) the bug `skip_membership_check` on this thread until
+/// dropped.
+pub(crate) struct PlantedSkip;
+
+impl PlantedSkip {
+    /// Sets the switch for the run on this thread.
+    pub(crate) fn new(skip: bool) -> Self {
+        SKIP_MEMBERSHIP_CHECK.with(|cell| cell.set(skip));
+        PlantedSkip
+    }
+}
+
+impl Drop for PlantedSkip {
+    fn drop(&mut self) {
+        SKIP_MEMBERSHIP_CHECK.with(|cell| cell.set(false));
+    }
+}
 
 /// A command in the replicated log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +79,11 @@ pub(crate) enum VaultCommand {
         version: u64,
         /// What the proposer decided; only the first decision counts.
         decision: Decision,
+        /// The nodes the coordinator asked to vote (the members it knew
+        /// when it started); a commit applies only if they are exactly the
+        /// members in force at this entry's index. Empty for a recovery
+        /// abort, which is not checked.
+        participants: Vec<NodeId>,
     },
 }
 
@@ -82,6 +121,9 @@ pub(crate) enum Effect {
         decision: Decision,
         /// Whether the secret was deleted.
         deleted: bool,
+        /// A commit applied as this abort because its participants were
+        /// not the members in force.
+        members_changed: bool,
     },
     /// A later decision for an already decided transaction: no effect.
     AlreadyDecided {
@@ -97,11 +139,18 @@ pub(crate) enum Effect {
 pub(crate) struct VaultModel {
     /// name -> version.
     secrets: BTreeMap<String, u64>,
-    /// tx -> its first logged decision.
+    /// tx -> its first logged decision (as applied: a commit turned into
+    /// an abort is recorded as the abort).
     decisions: BTreeMap<String, Decision>,
     /// client -> last applied sequence.
     sessions: BTreeMap<u64, u64>,
     applied_index: LogIndex,
+    /// The members of the configuration in force at `applied_index`, once
+    /// the node said ([`SimMachine::membership_changed`]); not in the
+    /// snapshot, as in the vault (the runtime says it again after every
+    /// restore and start). Compared by the final checks too: settled
+    /// members must agree on it.
+    members: Option<BTreeSet<NodeId>>,
 }
 
 /// The snapshot image: every replicated table, in key order.
@@ -140,7 +189,15 @@ impl VaultModel {
         }
     }
 
-    fn decide(&mut self, tx: &str, name: &str, version: u64, decision: Decision) -> Effect {
+    fn decide(
+        &mut self,
+        tx: &str,
+        name: &str,
+        version: u64,
+        proposed: Decision,
+        participants: &[NodeId],
+    ) -> Effect {
+        let decision = self.unless_members_changed(proposed, participants);
         if let Some(first) = self.decisions.get(tx).copied() {
             let tx = tx.to_string();
             return Effect::AlreadyDecided { tx, first };
@@ -154,6 +211,27 @@ impl VaultModel {
             tx: tx.to_string(),
             decision,
             deleted,
+            members_changed: decision != proposed,
+        }
+    }
+
+    /// A commit whose participants are not exactly the members in force
+    /// becomes an abort, decided from the log alone so that every node
+    /// agrees (`vault/src/store/apply.rs`, `unless_members_changed`). Not
+    /// checked before the node said what the membership is, nor for an
+    /// abort, nor with the planted bug `skip_membership_check`.
+    fn unless_members_changed(&self, decision: Decision, participants: &[NodeId]) -> Decision {
+        let Some(members) = &self.members else {
+            return decision;
+        };
+        if decision != Decision::Commit || SKIP_MEMBERSHIP_CHECK.with(Cell::get) {
+            return decision;
+        }
+        let asked: BTreeSet<NodeId> = participants.iter().copied().collect();
+        if asked == *members {
+            decision
+        } else {
+            Decision::Abort
         }
     }
 }
@@ -190,8 +268,14 @@ impl SimMachine for VaultModel {
                 name,
                 version,
                 decision,
-            } => self.decide(tx, name, *version, *decision),
+                participants,
+            } => self.decide(tx, name, *version, *decision, participants),
         }
+    }
+
+    fn membership_changed(&mut self, _index: LogIndex, membership: &Membership) {
+        let members = membership.voters.union(&membership.learners).copied();
+        self.members = Some(members.collect());
     }
 
     fn skip_to(&mut self, index: LogIndex) {
@@ -219,6 +303,7 @@ impl SimMachine for VaultModel {
             decisions: image.decisions.into_iter().collect(),
             sessions: image.sessions.into_iter().collect(),
             applied_index: image.applied_index,
+            members: None,
         })
     }
 }
@@ -238,12 +323,89 @@ mod tests {
     }
 
     fn decide(tx: &str, version: u64, decision: Decision) -> VaultCommand {
+        decide_by(tx, version, decision, &[1, 2, 3])
+    }
+
+    fn decide_by(tx: &str, version: u64, decision: Decision, asked: &[u64]) -> VaultCommand {
         VaultCommand::Decide {
             tx: tx.into(),
             name: "k".into(),
             version,
             decision,
+            participants: asked.iter().copied().map(NodeId).collect(),
         }
+    }
+
+    fn members(voters: &[u64], learners: &[u64]) -> Membership {
+        let mut membership = Membership::with_voters(voters.iter().copied().map(NodeId));
+        membership.learners = learners.iter().copied().map(NodeId).collect();
+        membership
+    }
+
+    /// SPEC §13: a commit applies only where its participants are exactly
+    /// the members in force at its index (voters and learners); otherwise
+    /// it is applied and recorded as an abort. Aborts are not checked, and
+    /// the membership is forgotten by a snapshot (the node tells it again).
+    #[test]
+    fn a_commit_whose_participants_are_not_the_members_in_force_aborts() {
+        let mut model = VaultModel::default();
+        model.membership_changed(0, &members(&[1, 2, 3], &[]));
+        model.apply(1, &add(1, 1, "k", false));
+        model.membership_changed(2, &members(&[1, 2, 3], &[4]));
+        let joined = model.apply(3, &decide("t1", 1, Decision::Commit));
+        let turned = Effect::Decided {
+            tx: "t1".into(),
+            decision: Decision::Abort,
+            deleted: false,
+            members_changed: true,
+        };
+        assert_eq!(joined, turned);
+        assert_eq!(model.decision("t1"), Some(Decision::Abort));
+        let again = model.apply(4, &decide_by("t1", 1, Decision::Commit, &[1, 2, 3, 4]));
+        let first = Decision::Abort;
+        let tx = "t1".into();
+        assert_eq!(again, Effect::AlreadyDecided { tx, first });
+        model.membership_changed(5, &members(&[1, 2], &[]));
+        let left = model.apply(6, &decide("t2", 1, Decision::Commit));
+        assert!(matches!(
+            left,
+            Effect::Decided {
+                members_changed: true,
+                ..
+            }
+        ));
+        let aborted = model.apply(7, &decide_by("t3", 1, Decision::Abort, &[]));
+        let members_changed = false;
+        assert!(matches!(
+            aborted,
+            Effect::Decided {
+                members_changed: false,
+                ..
+            }
+        ));
+        let all = model.apply(8, &decide_by("t4", 1, Decision::Commit, &[2, 1]));
+        let deleted = true;
+        let (tx, decision) = ("t4".into(), Decision::Commit);
+        let expected = Effect::Decided {
+            tx,
+            decision,
+            deleted,
+            members_changed,
+        };
+        assert_eq!(all, expected);
+        let restored = VaultModel::restore(&model.snapshot()).unwrap_or_default();
+        assert_eq!(restored.members, None);
+    }
+
+    /// With the planted bug, the model commits whatever the membership.
+    #[test]
+    fn the_planted_bug_skips_the_membership_check() {
+        let _planted = PlantedSkip::new(true);
+        let mut model = VaultModel::default();
+        model.apply(1, &add(1, 1, "k", false));
+        model.membership_changed(2, &members(&[1, 2, 3], &[4]));
+        let joined = model.apply(3, &decide("t1", 1, Decision::Commit));
+        assert!(matches!(joined, Effect::Decided { deleted: true, .. }));
     }
 
     #[test]

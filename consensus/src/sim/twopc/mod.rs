@@ -74,6 +74,9 @@ pub(crate) struct TwoPcBugs {
     /// A state machine restored from a snapshot does not settle the
     /// participant rows the snapshot decides.
     pub(crate) skip_settle_on_restore: bool,
+    /// The vault model applies a commit whatever the membership in force
+    /// at its index (no SPEC §13 check).
+    pub(crate) skip_membership_check: bool,
 }
 
 /// The default seeds are split over this many test functions, so that the

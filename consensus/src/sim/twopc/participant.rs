@@ -362,6 +362,7 @@ mod tests {
             name: "k".into(),
             version: 1,
             decision: Decision::Abort,
+            participants: Vec::new(),
         };
         machine.apply(2, &decide);
         table.settle_decided(&machine);

@@ -105,10 +105,18 @@ impl TwoPcApp {
                 format_args!("Node {at} (leader): the log decides tx {tx} {decision}"),
             ),
             Resolution::ProposeAbort => {
-                let decision = if self.bugs.recovery_proposes_commit {
-                    Decision::Commit
+                // The vault's recovery abort names no participants (an
+                // abort is not checked). The planted commit names the
+                // members the leader knows, so that the state machine's
+                // membership check does not hide it.
+                let (decision, participants) = if self.bugs.recovery_proposes_commit {
+                    let membership = node.core.as_ref().map(|c| c.membership().clone());
+                    let members = membership
+                        .map(|m| m.voters.union(&m.learners).copied().collect())
+                        .unwrap_or_default();
+                    (Decision::Commit, members)
                 } else {
-                    Decision::Abort
+                    (Decision::Abort, Vec::new())
                 };
                 world.trace.line(
                     world.now,
@@ -120,6 +128,7 @@ impl TwoPcApp {
                     name: name.to_string(),
                     version,
                     decision,
+                    participants,
                 };
                 self.propose(world, at, &command);
             }

@@ -4,11 +4,12 @@
 //! again and the final checks.
 
 use super::app::TwoPcApp;
+use super::machine::PlantedSkip;
 use super::nemesis::{CrashPoint, FiredCounts};
 use super::oracle;
 use super::participant::ParticipantNode;
 use super::TwoPcBugs;
-use crate::raft::NodeId;
+use crate::raft::{MembershipChange, NodeId};
 use crate::sim::abstract_log::mix;
 use crate::sim::cluster::{Cluster, StepFailure, FAULT_PROBABILITY};
 use crate::sim::network::NetworkFaults;
@@ -63,9 +64,26 @@ pub(crate) struct RunReport {
     pub(crate) aborts: u64,
     /// GLOBAL_ABORT proposals made by recovery.
     pub(crate) recovery_proposals: u64,
-    /// Commits applied while a member that was never asked to vote
-    /// belonged to the cluster.
-    pub(crate) unasked_member_commits: u64,
+    /// Commits the state machine applied as aborts: the members in force
+    /// at their index were not the nodes asked (SPEC §13).
+    pub(crate) membership_aborts: u64,
+    /// Commits coordinators turned into aborts before proposing them,
+    /// their membership having changed while they voted.
+    pub(crate) coordinator_membership_aborts: u64,
+    /// Commits applied after an asked voter lost its disk in place (by id
+    /// still a member; its vote rested on a durable prepare).
+    pub(crate) reborn_member_commits: u64,
+    /// Commits applied after a participant lost its durable prepare with
+    /// a wiped disk.
+    pub(crate) wiped_prepare_commits: u64,
+    /// Commits applied where an asked id had been removed and added back
+    /// empty since it was asked (the known SPEC §13 gap).
+    pub(crate) readded_member_commits: u64,
+    /// Disks wiped: nodes started empty to join, and voters' disks
+    /// replaced without their removal first.
+    pub(crate) wipes: u64,
+    /// Voters' disks replaced without their removal first.
+    pub(crate) lost_disks: u64,
     /// How often each crash point fired.
     pub(crate) fired: FiredCounts,
     /// A digest of the decisions and the final state: equal digests mean
@@ -90,6 +108,7 @@ struct Run {
 
 /// Runs one seed to the end.
 pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
+    let _planted = PlantedSkip::new(options.bugs.skip_membership_check);
     let mut run = Run::new(options);
     run.cluster
         .bootstrap(run.voters)
@@ -98,6 +117,7 @@ pub(crate) fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
         run.step(true)?;
     }
     run.heal()?;
+    run.replace_forgotten()?;
     run.until_settled()?;
     run.probe()?;
     run.until_settled()?;
@@ -122,6 +142,10 @@ impl Run {
         let scale = [0.25, 0.5, 1.0, 2.0][cluster.rng.gen_range(0..4)];
         cluster.fault_probability = scale * FAULT_PROBABILITY;
         cluster.leader_crash_probability = [0.0, 0.0, 0.0, 0.1, 0.3][cluster.rng.gen_range(0..5)];
+        // Voters' disks replaced without their removal first, as in the
+        // Raft simulation: the operator removes such a voter and adds it
+        // back empty (during the run, or when healing: `replace_forgotten`).
+        cluster.wipe_voters = true;
         let window = cluster.app.abort_window;
         cluster.trace.line(
             0,
@@ -171,6 +195,67 @@ impl Run {
         self.cluster
             .heal_all()
             .map_err(|failure| self.fail(failure))
+    }
+
+    /// The operator's part of healing: a voter whose disk was replaced
+    /// and that is still a member is removed, then added back empty as a
+    /// joiner with a fresh incarnation (SPEC §13, "replacing a dead
+    /// host"), one change at a time through the leader. Until then it is
+    /// down (it refuses to start) or a new life the leader does not count,
+    /// and the cluster could not settle.
+    fn replace_forgotten(&mut self) -> Result<(), Failure> {
+        let deadline = self.cluster.now + SETTLE_STEPS;
+        while let Some(&node) = self.cluster.forgotten.iter().next() {
+            if self.cluster.now >= deadline {
+                let invariant = "liveness: the healed system settles".to_string();
+                let detail = format!("the operator could not replace wiped Node {node}");
+                return Err(self.failure(invariant, detail));
+            }
+            self.operator_replaces(node)?;
+            self.step(false)?;
+        }
+        Ok(())
+    }
+
+    /// One move of [`Run::replace_forgotten`] for `node`, if the leader has
+    /// no change in flight: its removal, or once it is out, its return.
+    fn operator_replaces(&mut self, node: NodeId) -> Result<(), Failure> {
+        let now = self.cluster.now;
+        let Some(leader) = self.cluster.leader() else {
+            return Ok(());
+        };
+        let Some(core) = self
+            .cluster
+            .nodes
+            .get_mut(&leader)
+            .and_then(|n| n.core.as_mut())
+        else {
+            return Ok(());
+        };
+        if core.membership_index > core.commit_index() {
+            return Ok(());
+        }
+        let membership = core.membership();
+        let member = membership.voters.contains(&node) || membership.learners.contains(&node);
+        let change = if member {
+            MembershipChange::RemoveNode(node)
+        } else {
+            MembershipChange::AddLearner {
+                node,
+                address: String::new(),
+            }
+        };
+        let result = core.change_membership(change.clone());
+        self.cluster.trace.line(
+            now,
+            format_args!("Operator (healing) asks Node {leader} for {change:?}: {result:?}"),
+        );
+        if let (Ok(_), false) = (result, member) {
+            self.cluster
+                .rejoin_wiped(node)
+                .map_err(|failure| self.fail(failure))?;
+        }
+        Ok(())
     }
 
     /// The current members, as the leader knows them.
@@ -319,7 +404,13 @@ impl Run {
             commits: decided(Decision::Commit),
             aborts: decided(Decision::Abort),
             recovery_proposals: app.stats.recovery_proposals,
-            unasked_member_commits: app.oracle.unasked_member_commits,
+            membership_aborts: app.oracle.membership_aborts,
+            coordinator_membership_aborts: app.stats.coordinator_membership_aborts,
+            reborn_member_commits: app.oracle.reborn_member_commits,
+            wiped_prepare_commits: app.oracle.wiped_prepare_commits,
+            readded_member_commits: app.oracle.readded_member_commits,
+            wipes: app.stats.wipes,
+            lost_disks: self.cluster.lost_disks.len() as u64,
             fired: app.nemesis.fired.clone(),
             fingerprint,
         }
@@ -342,7 +433,13 @@ impl Totals {
         total.commits += report.commits;
         total.aborts += report.aborts;
         total.recovery_proposals += report.recovery_proposals;
-        total.unasked_member_commits += report.unasked_member_commits;
+        total.membership_aborts += report.membership_aborts;
+        total.coordinator_membership_aborts += report.coordinator_membership_aborts;
+        total.reborn_member_commits += report.reborn_member_commits;
+        total.wiped_prepare_commits += report.wiped_prepare_commits;
+        total.readded_member_commits += report.readded_member_commits;
+        total.wipes += report.wipes;
+        total.lost_disks += report.lost_disks;
         for (point, count) in &report.fired {
             *total.fired.entry(*point).or_insert(0) += count;
         }
@@ -377,16 +474,28 @@ pub(crate) fn run_part(part: u64, parts: u64) {
     let total = &totals.report;
     println!(
         "2PC simulation part {part}/{parts}: {} seeds, {} steps, {} transactions \
-         ({} committed, {} aborted, {} recovery proposals; {} commits also applied by \
-         members never asked to vote), {:.1}s",
+         ({} committed, {} aborted, {} recovery proposals), {:.1}s",
         totals.runs,
         total.steps,
         total.transactions,
         total.commits,
         total.aborts,
         total.recovery_proposals,
-        total.unasked_member_commits,
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  membership: {} commits applied as aborts (members in force not the ones asked), \
+         {} turned by coordinators before proposing; {} commits after an asked voter lost its \
+         disk in place; {} disks wiped ({} voters' disks replaced unremoved), {} commits after a \
+         participant's durable prepare was wiped; {} commits where an asked id had been \
+         removed and added back empty (same ids, a member that never voted: known gap)",
+        total.membership_aborts,
+        total.coordinator_membership_aborts,
+        total.reborn_member_commits,
+        total.wipes,
+        total.lost_disks,
+        total.wiped_prepare_commits,
+        total.readded_member_commits
     );
     for point in CrashPoint::ALL {
         let fired = total.fired.get(&point).copied().unwrap_or(0);
