@@ -36,7 +36,8 @@ pub(crate) enum ApplyTask {
     /// Replace the whole state with a snapshot received from the leader.
     Restore {
         meta: SnapshotMeta,
-        data: Arc<Vec<u8>>,
+        /// Shared with the core's log, not copied.
+        data: bytes::Bytes,
     },
     /// Answer `query` once everything up to `index` is applied.
     ReadAt {

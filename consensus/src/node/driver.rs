@@ -414,11 +414,11 @@ impl<N: PeerNetwork> Driver<N> {
         let snapshot = ready.snapshot.map(|snapshot| {
             let _ = self.apply.send(ApplyTask::Restore {
                 meta: snapshot.meta.clone(),
-                data: Arc::new(snapshot.data.clone()),
+                data: snapshot.data.clone(),
             });
             storage::Snapshot {
                 meta: snapshot.meta,
-                data: snapshot.data,
+                data: snapshot.data.to_vec(),
             }
         });
         // Step 2: these may overlap our own fsync.
