@@ -9,6 +9,7 @@
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
 use super::handle::NodeStatus;
+use super::snapshot_log::IncomingSnapshotLog;
 use super::{NodeError, PeerNetwork};
 use crate::raft::{
     LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
@@ -82,6 +83,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// The memberships (latest, committed) last given to
     /// [`PeerNetwork::members_changed`].
     announced: Option<(Membership, Membership)>,
+    /// When the snapshot arriving from the leader started, for the rate in
+    /// its progress lines.
+    incoming_snapshot: IncomingSnapshotLog,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -109,6 +113,7 @@ impl<N: PeerNetwork> Driver<N> {
             failed: None,
             status_published: None,
             announced: None,
+            incoming_snapshot: IncomingSnapshotLog::default(),
         }
     }
 
@@ -411,7 +416,14 @@ impl<N: PeerNetwork> Driver<N> {
         }
         // Step 1: a snapshot from the leader replaces the state machine
         // before any later entry is applied (the apply queue is FIFO).
+        if let Some(progress) = ready.snapshot_progress {
+            self.incoming_snapshot
+                .progress(self.core.id(), self.core.leader(), progress);
+        }
         let snapshot = ready.snapshot.map(|snapshot| {
+            let bytes = snapshot.data.len() as u64;
+            self.incoming_snapshot
+                .received(self.core.id(), snapshot.meta.last_index, bytes);
             let _ = self.apply.send(ApplyTask::Restore {
                 meta: snapshot.meta.clone(),
                 data: snapshot.data.clone(),
