@@ -349,7 +349,7 @@ impl Cluster {
             out.push(format!("error: no entry {index} in the log"));
             return;
         };
-        let data = node.storage.applied.join(",").into_bytes();
+        let data = bytes::Bytes::from(node.storage.applied.join(",").into_bytes());
         let snapshot = consensus::raft::Snapshot {
             meta: meta.clone(),
             data: data.clone(),

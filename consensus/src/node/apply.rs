@@ -36,7 +36,8 @@ pub(crate) enum ApplyTask {
     /// Replace the whole state with a snapshot received from the leader.
     Restore {
         meta: SnapshotMeta,
-        data: Arc<Vec<u8>>,
+        /// Shared with the core's log, not copied.
+        data: bytes::Bytes,
     },
     /// Answer `query` once everything up to `index` is applied.
     ReadAt {
@@ -284,11 +285,18 @@ impl<S: StateMachine> ApplyWorker<S> {
     }
 
     fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) {
+        let started = std::time::Instant::now();
         let outcome = self.lock_machine().restore(meta.last_index, data);
         match outcome {
             Ok(()) => {
                 self.lock_machine()
                     .membership_changed(meta.last_index, &meta.membership);
+                tracing::info!(
+                    "installed the snapshot at index {} ({:.1} MB) in the state machine in {:.2} s",
+                    meta.last_index,
+                    data.len() as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
                 self.last_snapshot = meta.last_index;
                 self.last_snapshot_bytes = data.len() as u64;
                 self.bytes_since_snapshot = 0;

@@ -9,6 +9,7 @@
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
 use super::handle::NodeStatus;
+use super::snapshot_log::IncomingSnapshotLog;
 use super::{NodeError, PeerNetwork};
 use crate::raft::{
     LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
@@ -82,6 +83,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// The latest membership last given to
     /// [`PeerNetwork::members_changed`], and whether it was committed.
     announced: Option<(Membership, bool)>,
+    /// When the snapshot arriving from the leader started, for the rate in
+    /// its progress lines.
+    incoming_snapshot: IncomingSnapshotLog,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -109,6 +113,7 @@ impl<N: PeerNetwork> Driver<N> {
             failed: None,
             status_published: None,
             announced: None,
+            incoming_snapshot: IncomingSnapshotLog::default(),
         }
     }
 
@@ -415,14 +420,21 @@ impl<N: PeerNetwork> Driver<N> {
         }
         // Step 1: a snapshot from the leader replaces the state machine
         // before any later entry is applied (the apply queue is FIFO).
+        if let Some(progress) = ready.snapshot_progress {
+            self.incoming_snapshot
+                .progress(self.core.id(), self.core.leader(), progress);
+        }
         let snapshot = ready.snapshot.map(|snapshot| {
+            let bytes = snapshot.data.len() as u64;
+            self.incoming_snapshot
+                .received(self.core.id(), snapshot.meta.last_index, bytes);
             let _ = self.apply.send(ApplyTask::Restore {
                 meta: snapshot.meta.clone(),
-                data: Arc::new(snapshot.data.clone()),
+                data: snapshot.data.clone(),
             });
             storage::Snapshot {
                 meta: snapshot.meta,
-                data: snapshot.data,
+                data: snapshot.data.to_vec(),
             }
         });
         // Step 2: these may overlap our own fsync.

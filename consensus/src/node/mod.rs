@@ -37,6 +37,7 @@ mod error;
 mod handle;
 mod initialize;
 mod network;
+mod snapshot_log;
 mod startup;
 #[cfg(test)]
 mod tests;

@@ -104,7 +104,7 @@ pub(crate) fn build_core(
         hard_state: recovered.hard_state,
         snapshot: recovered.snapshot.map(|snapshot| raft::Snapshot {
             meta: snapshot.meta,
-            data: snapshot.data,
+            data: snapshot.data.into(),
         }),
         entries: recovered.entries,
     };

@@ -26,8 +26,15 @@ pub struct Config {
     /// in the pipelined (Replicate) state.
     pub max_inflight_appends: usize,
     /// InstallSnapshot sends the snapshot in chunks of at most this many
-    /// bytes.
+    /// bytes. A chunk is one peer message: it must fit the transport's
+    /// frame limit (16 MiB by default) with room for the metadata.
     pub snapshot_chunk_bytes: usize,
+    /// At most this many snapshot chunks sent and not yet acknowledged to
+    /// one follower: the leader streams ahead instead of waiting a round
+    /// trip per chunk. `snapshot_chunk_bytes` times this is what one
+    /// follower's transfer may hold in the transport's queues, and what a
+    /// lost chunk costs to resend (go-back-N).
+    pub max_inflight_snapshot_chunks: usize,
     /// Run a PreVote round before a real election, so that a node that was
     /// partitioned away cannot depose a healthy leader by bumping the term.
     pub pre_vote: bool,
@@ -104,7 +111,8 @@ impl Config {
             max_entries_per_message: 256,
             max_bytes_per_message: 1 << 20,
             max_inflight_appends: 16,
-            snapshot_chunk_bytes: 256 * 1024,
+            snapshot_chunk_bytes: 1 << 20,
+            max_inflight_snapshot_chunks: 8,
             pre_vote: true,
             check_quorum: true,
             seed,
@@ -130,6 +138,10 @@ impl Config {
             ("max_bytes_per_message", self.max_bytes_per_message),
             ("max_inflight_appends", self.max_inflight_appends),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            (
+                "max_inflight_snapshot_chunks",
+                self.max_inflight_snapshot_chunks,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroBound(name));

@@ -9,7 +9,7 @@ use super::message::{Message, MessageBody};
 use super::progress::Progress;
 use super::read_index::ReadQueue;
 use super::ready::{Ready, RequestId, Role, SoftState};
-use super::snapshot::IncomingSnapshot;
+use super::snapshot_receive::IncomingSnapshot;
 use super::transfer::Transfer;
 use super::types::{
     Entry, EntryPayload, HardState, Incarnation, LogIndex, Membership, NodeId, Term,
@@ -70,6 +70,7 @@ pub(crate) struct Outbox {
     pub(crate) read_states: Vec<super::ReadState>,
     pub(crate) aborted_reads: Vec<RequestId>,
     pub(crate) snapshot: Option<Snapshot>,
+    pub(crate) snapshot_progress: Option<super::SnapshotTransfer>,
 }
 
 /// The role of the node, with the state only that role has.
@@ -361,6 +362,7 @@ impl RaftCore {
             || !outbox.read_states.is_empty()
             || !outbox.aborted_reads.is_empty()
             || outbox.snapshot.is_some()
+            || outbox.snapshot_progress.is_some()
             || self.log.has_unstable()
             || self.hard_state() != self.last_hard_state
             || Some(self.soft_state()) != self.last_soft_state
@@ -386,6 +388,7 @@ impl RaftCore {
             read_states: outbox.read_states,
             aborted_reads: outbox.aborted_reads,
             soft_state: (Some(soft_state) != self.last_soft_state).then_some(soft_state),
+            snapshot_progress: outbox.snapshot_progress,
         };
         self.last_hard_state = hard_state;
         self.last_soft_state = Some(soft_state);

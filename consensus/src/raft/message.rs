@@ -2,6 +2,7 @@
 //! type here derives `Serialize`/`Deserialize`.
 
 use super::types::{Entry, Incarnation, LogIndex, NodeId, SnapshotMeta, Term};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// One message between two nodes: the envelope every RPC travels in.
@@ -55,7 +56,10 @@ impl Message {
                 expected <= MAX_INDEX_OR_TERM
             }
             MessageBody::InstallSnapshot(chunk) => {
-                chunk.meta.last_index <= MAX_INDEX_OR_TERM && chunk.meta.last_term <= self.term
+                let end = chunk.offset.checked_add(chunk.data.len() as u64);
+                chunk.meta.last_index <= MAX_INDEX_OR_TERM
+                    && chunk.meta.last_term <= self.term
+                    && end.is_some_and(|end| end <= chunk.total)
             }
             MessageBody::RequestVote(request) => request.last_log_index <= MAX_INDEX_OR_TERM,
             _ => true,
@@ -181,18 +185,42 @@ pub struct RequestVoteResponse {
     pub pre_vote: bool,
 }
 
-/// One chunk of a snapshot being streamed to a follower.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One chunk of a snapshot being streamed to a follower. A leader keeps
+/// several in flight (`Config::max_inflight_snapshot_chunks`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallSnapshot {
     /// The snapshot this chunk belongs to.
     pub meta: SnapshotMeta,
+    /// Size of the whole snapshot in bytes: the receiver reserves the
+    /// buffer once and reports its progress against it. The chunk ending
+    /// there is the last one.
+    pub total: u64,
     /// Byte offset of `data` within the snapshot.
     pub offset: u64,
-    /// The chunk's bytes.
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
-    /// This is the last chunk.
-    pub done: bool,
+    /// The chunk's bytes. On the leader a slice of the snapshot's shared
+    /// buffer (no copy until the wire encoding writes the frame).
+    #[serde(with = "shared_bytes")]
+    pub data: Bytes,
+}
+
+impl InstallSnapshot {
+    /// Whether this chunk ends the snapshot.
+    pub fn is_last(&self) -> bool {
+        self.offset.saturating_add(self.data.len() as u64) == self.total
+    }
+}
+
+impl std::fmt::Debug for InstallSnapshot {
+    // The bytes are application state: show where they go, never what
+    // they are.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallSnapshot")
+            .field("meta", &self.meta)
+            .field("total", &self.total)
+            .field("offset", &self.offset)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
 }
 
 /// The answer to an [`InstallSnapshot`] chunk.
@@ -200,11 +228,38 @@ pub struct InstallSnapshot {
 pub struct InstallSnapshotResponse {
     /// `last_index` of the snapshot being received.
     pub snapshot_index: LogIndex,
-    /// The offset the follower expects next (its assembled length).
+    /// The offset the follower expects next: how much of the snapshot it
+    /// holds, contiguous from the start.
     pub next_offset: u64,
+    /// The chunk answered started beyond `next_offset` and was dropped:
+    /// the chunks in between were lost (or overtaken), so the leader goes
+    /// back and resends from `next_offset`. Without it, an answer is an
+    /// acknowledgement (of a new chunk, or of a duplicate).
+    pub gap: bool,
     /// The whole snapshot arrived and was handed out for installation (sent
     /// only after the install is durable).
     pub done: bool,
+}
+
+/// Serde for [`Bytes`] as a byte string, the encoding `serde_bytes` gives
+/// a `Vec<u8>`: a chunk is written to the frame straight from the shared
+/// buffer, and decoded into a buffer of its own.
+mod shared_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Bytes, D::Error> {
+        serde_bytes::ByteBuf::deserialize(deserializer).map(|buffer| Bytes::from(buffer.into_vec()))
+    }
 }
 
 /// A leader's periodic "still here".

@@ -47,6 +47,8 @@ mod read_index;
 mod ready;
 mod replication;
 mod snapshot;
+mod snapshot_receive;
+mod snapshot_send;
 mod status;
 #[cfg(test)]
 mod test_support;
@@ -72,6 +74,6 @@ pub use message::{
 };
 pub use progress::ReplicationState;
 pub use ready::{ReadState, Ready, RequestId, Role, SoftState};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotTransfer};
 pub use status::{FollowerStatus, Status};
 pub use types::*;

@@ -6,9 +6,11 @@
 //! - `Replicate`: the follower is in sync; entries are pipelined, at most
 //!   `max_inflight_appends` messages unanswered.
 //! - `Snapshot`: the follower needs entries the leader compacted away; the
-//!   snapshot is streamed chunk by chunk, one chunk in flight.
+//!   snapshot is streamed chunk by chunk, up to
+//!   `max_inflight_snapshot_chunks` in flight (`snapshot_send.rs`).
 
 use super::message::ConflictHint;
+use super::snapshot_send::SnapshotStream;
 use super::types::{Incarnation, LogIndex};
 use std::collections::VecDeque;
 
@@ -55,6 +57,8 @@ pub(crate) struct Progress {
     /// reused id (which can only match entries before its removal, below
     /// the commit index a promotion needs) is never the one promoted.
     pub(crate) incarnation: Incarnation,
+    /// In Snapshot: what was sent beyond the acknowledged offset.
+    pub(crate) snapshot_stream: SnapshotStream,
 }
 
 impl Progress {
@@ -70,6 +74,7 @@ impl Progress {
             reachable: false,
             read_round: 0,
             incarnation: 0,
+            snapshot_stream: SnapshotStream::default(),
         }
     }
 
@@ -113,15 +118,6 @@ impl Progress {
         self.next_index = self.match_index + 1;
     }
 
-    pub(crate) fn become_snapshot(&mut self, snapshot_index: LogIndex) {
-        self.state = ReplicationState::Snapshot {
-            snapshot_index,
-            offset: 0,
-        };
-        self.probe_sent = false;
-        self.inflight.clear();
-    }
-
     /// Records that an AppendEntries ending at `last` was sent.
     pub(crate) fn sent(&mut self, last: LogIndex) {
         match self.state {
@@ -162,6 +158,14 @@ impl Progress {
         hint: ConflictHint,
         leader_last_of_term: Option<LogIndex>,
     ) -> bool {
+        if matches!(self.state, ReplicationState::Snapshot { .. }) {
+            // It answers an AppendEntries sent before the snapshot started
+            // (late answers to probes queued while the follower was down
+            // can come by the hundred): the snapshot brings the follower
+            // past it. Going back to Probe would restart the snapshot once
+            // per rejection.
+            return false;
+        }
         if hint.conflict_term.is_none()
             && hint.first_index <= self.match_index
             && rejected_prev_index >= self.match_index

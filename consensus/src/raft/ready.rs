@@ -3,7 +3,7 @@
 
 use super::message::Message;
 use super::types::{Entry, HardState, LogIndex, NodeId, Term};
-use super::Snapshot;
+use super::{Snapshot, SnapshotTransfer};
 
 /// Identifies a ReadIndex request; chosen by the caller, echoed back.
 pub type RequestId = u64;
@@ -41,6 +41,8 @@ pub type RequestId = u64;
 ///    least its `index`; answer `aborted_reads` with "not leader, retry".
 /// 7. `soft_state`, if `Some`, is the new role/leader: log it, and redirect
 ///    waiting clients to the new leader.
+/// 8. `snapshot_progress`, if `Some`: a snapshot from the leader is
+///    arriving; log how far it got. Nothing else depends on it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
     /// A snapshot received from the leader, to install (step 1).
@@ -62,6 +64,10 @@ pub struct Ready {
     pub aborted_reads: Vec<RequestId>,
     /// The new role and leader, when they changed (step 7).
     pub soft_state: Option<SoftState>,
+    /// How much of a snapshot from the leader has arrived, reported when
+    /// one starts arriving and each time another tenth of it did (step 8).
+    /// The core has no clock: the runtime adds the rate.
+    pub snapshot_progress: Option<SnapshotTransfer>,
 }
 
 impl Ready {

@@ -206,7 +206,7 @@ impl RaftCore {
         let state = progress.state;
         let behind = progress.match_index < last_index;
         match state {
-            ReplicationState::Snapshot { .. } => self.send_snapshot_chunk(from),
+            ReplicationState::Snapshot { .. } => self.snapshot_heartbeat_answered(from),
             _ if behind => {
                 self.send_append(from, true);
             }
@@ -291,9 +291,12 @@ impl RaftCore {
     /// round.
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let commit = self.commit;
-        let Some(leader) = self.leader_state() else {
+        let Some(leader) = self.leader_state_mut() else {
             return;
         };
+        for progress in leader.progress.values_mut() {
+            progress.snapshot_heartbeat_sent();
+        }
         let read_round = leader.reads.round();
         let targets: Vec<(NodeId, LogIndex)> = leader
             .progress

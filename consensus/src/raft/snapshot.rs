@@ -1,12 +1,12 @@
-//! Snapshots: compaction when the application took one, chunked streaming to
-//! followers behind the compaction point (Raft §7), and assembly and
-//! installation on the receiving side.
+//! Snapshots: compaction when the application took one, and installation of
+//! one received from the leader (Raft §7). The streaming itself lives in
+//! `snapshot_send.rs` (leader) and `snapshot_receive.rs` (follower).
 
-use super::core::{RaftCore, RoleState};
+use super::core::RaftCore;
 use super::errors::SnapshotError;
-use super::message::{InstallSnapshot, InstallSnapshotResponse, MessageBody};
-use super::progress::ReplicationState;
-use super::types::{Incarnation, LogIndex, NodeId, SnapshotMeta};
+use super::message::{InstallSnapshotResponse, MessageBody};
+use super::types::{LogIndex, NodeId, SnapshotMeta};
+use bytes::Bytes;
 
 /// A snapshot: the state machine's bytes after applying every entry up to
 /// `meta.last_index`.
@@ -14,8 +14,11 @@ use super::types::{Incarnation, LogIndex, NodeId, SnapshotMeta};
 pub struct Snapshot {
     /// What the snapshot covers.
     pub meta: SnapshotMeta,
-    /// The state machine's serialised state (opaque to Raft).
-    pub data: Vec<u8>,
+    /// The state machine's serialised state (opaque to Raft). Shared, not
+    /// owned: cloning a `Snapshot`, or cutting a chunk out of it for a
+    /// follower, copies no bytes (a leader streams a 100 MB snapshot to
+    /// several followers at once from one buffer).
+    pub data: Bytes,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -29,19 +32,29 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
-/// A snapshot being received, chunk by chunk.
-pub(crate) struct IncomingSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+/// How far the transfer of a snapshot has got. A leader shows one for each
+/// follower it streams a snapshot to ([`FollowerStatus::snapshot`](super::FollowerStatus::snapshot):
+/// `bytes` is what the follower acknowledged); a receiving follower reports
+/// one in [`Ready::snapshot_progress`](super::Ready::snapshot_progress)
+/// (`bytes` is what arrived).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotTransfer {
+    /// `last_index` of the snapshot.
+    pub index: LogIndex,
+    /// Bytes transferred so far, contiguous from the start.
+    pub bytes: u64,
+    /// Size of the whole snapshot.
+    pub total: u64,
 }
 
-impl std::fmt::Debug for IncomingSnapshot {
-    // Sizes only: the bytes are application state.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IncomingSnapshot")
-            .field("meta", &self.meta)
-            .field("received", &self.data.len())
-            .finish()
+impl SnapshotTransfer {
+    /// Whole percent transferred (100 for an empty snapshot).
+    pub fn percent(&self) -> u64 {
+        if self.total == 0 {
+            return 100;
+        }
+        // u128: `bytes * 100` of a huge snapshot must not overflow.
+        (u128::from(self.bytes.min(self.total)) * 100 / u128::from(self.total)) as u64
     }
 }
 
@@ -61,11 +74,12 @@ impl RaftCore {
     /// The application took a snapshot (after applying through
     /// `meta.last_index`): compact the log up to it and keep the bytes to
     /// send to followers that fall behind. The runtime stores the snapshot
-    /// and may drop its stored entries up to `meta.last_index`.
+    /// and may drop its stored entries up to `meta.last_index`. A
+    /// `Vec<u8>` converts into [`Bytes`] without a copy.
     pub fn snapshot_taken(
         &mut self,
         meta: SnapshotMeta,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
     ) -> Result<(), SnapshotError> {
         let base = self.log.base_index();
         if meta.last_index <= base {
@@ -88,147 +102,16 @@ impl RaftCore {
             });
         }
         tracing::info!(node = %self.id, index = meta.last_index, "log compacted up to snapshot");
-        self.log.compact(Snapshot { meta, data });
+        self.log.compact(Snapshot {
+            meta,
+            data: data.into(),
+        });
         Ok(())
     }
 
-    /// Leader: switches `to` to snapshot streaming and sends the first chunk.
-    pub(crate) fn start_snapshot(&mut self, to: NodeId) {
-        let Some(snapshot_index) = self.log.snapshot().map(|snapshot| snapshot.meta.last_index)
-        else {
-            return;
-        };
-        if let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&to))
-        {
-            progress.become_snapshot(snapshot_index);
-        }
-        self.send_snapshot_chunk(to);
-    }
-
-    /// Leader: (re)sends the chunk at the acknowledged offset.
-    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let chunk_size = self.config.snapshot_chunk_bytes as u64;
-        let Some(snapshot) = self.log.snapshot().cloned() else {
-            return;
-        };
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&to))
-        else {
-            return;
-        };
-        let ReplicationState::Snapshot {
-            snapshot_index,
-            offset,
-        } = progress.state
-        else {
-            return;
-        };
-        // The leader compacted again meanwhile: restart with the new one.
-        let offset = if snapshot_index != snapshot.meta.last_index {
-            progress.become_snapshot(snapshot.meta.last_index);
-            0
-        } else {
-            offset
-        };
-        let total = snapshot.data.len() as u64;
-        let start = offset.min(total);
-        let end = (start + chunk_size).min(total);
-        let body = MessageBody::InstallSnapshot(InstallSnapshot {
-            meta: snapshot.meta,
-            offset: start,
-            data: snapshot.data[start as usize..end as usize].to_vec(),
-            done: end == total,
-        });
-        self.send(to, body);
-    }
-
-    /// Leader: a follower reported how much of the snapshot it holds.
-    pub(crate) fn handle_snapshot_response(
-        &mut self,
-        from: NodeId,
-        incarnation: Incarnation,
-        response: InstallSnapshotResponse,
-    ) {
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&from))
-        else {
-            return;
-        };
-        progress.heard_from();
-        let ReplicationState::Snapshot { snapshot_index, .. } = progress.state else {
-            return;
-        };
-        if response.snapshot_index != snapshot_index {
-            return;
-        }
-        if response.done {
-            progress.update_match(snapshot_index, incarnation);
-            progress.become_replicate();
-            self.send_appends_to(from);
-        } else {
-            progress.state = ReplicationState::Snapshot {
-                snapshot_index,
-                offset: response.next_offset,
-            };
-            self.send_snapshot_chunk(from);
-        }
-    }
-
-    /// Follower: one chunk arrived. Assembles it, installs the whole
-    /// snapshot after the last chunk, and answers with the next offset.
-    pub(crate) fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: InstallSnapshot) {
-        let snapshot_index = chunk.meta.last_index;
-        if snapshot_index <= self.commit {
-            // Already have everything it covers.
-            self.reply_snapshot(from, snapshot_index, 0, true);
-            return;
-        }
-        let RoleState::Follower(follower) = &mut self.role else {
-            return;
-        };
-        let incoming = follower.incoming.take();
-        let mut incoming = match incoming {
-            Some(incoming) if incoming.meta == chunk.meta && chunk.offset != 0 => incoming,
-            other if chunk.offset != 0 => {
-                follower.incoming = other;
-                let expected = follower
-                    .incoming
-                    .as_ref()
-                    .filter(|incoming| incoming.meta == chunk.meta)
-                    .map_or(0, |incoming| incoming.data.len() as u64);
-                self.reply_snapshot(from, snapshot_index, expected, false);
-                return;
-            }
-            _ => IncomingSnapshot {
-                meta: chunk.meta.clone(),
-                data: Vec::new(),
-            },
-        };
-        if chunk.offset != incoming.data.len() as u64 {
-            let expected = incoming.data.len() as u64;
-            follower.incoming = Some(incoming);
-            self.reply_snapshot(from, snapshot_index, expected, false);
-            return;
-        }
-        incoming.data.extend_from_slice(&chunk.data);
-        if !chunk.done {
-            let expected = incoming.data.len() as u64;
-            follower.incoming = Some(incoming);
-            self.reply_snapshot(from, snapshot_index, expected, false);
-            return;
-        }
-        self.install_snapshot(Snapshot {
-            meta: incoming.meta,
-            data: incoming.data,
-        });
-        self.reply_snapshot(from, snapshot_index, 0, true);
-    }
-
-    fn install_snapshot(&mut self, snapshot: Snapshot) {
+    /// Follower: a whole snapshot arrived from the leader; replace the log
+    /// with it and hand it out for the state machine.
+    pub(crate) fn install_snapshot(&mut self, snapshot: Snapshot) {
         let SnapshotMeta {
             last_index,
             last_term,
@@ -246,22 +129,14 @@ impl RaftCore {
         self.commit = last_index;
         self.apply_cursor = last_index;
         self.applied_index = self.applied_index.max(last_index);
+        // A clone of `Bytes`: the log and the runtime share one buffer.
         self.log.install(snapshot.clone());
         self.outbox.snapshot = Some(snapshot);
     }
 
-    fn reply_snapshot(
-        &mut self,
-        to: NodeId,
-        snapshot_index: LogIndex,
-        next_offset: u64,
-        done: bool,
-    ) {
-        let body = MessageBody::InstallSnapshotResponse(InstallSnapshotResponse {
-            snapshot_index,
-            next_offset,
-            done,
-        });
-        self.send(to, body);
+    /// Follower: answers a chunk. `next_offset` is how much of the
+    /// snapshot it holds, contiguous from the start.
+    pub(crate) fn reply_snapshot(&mut self, to: NodeId, answer: InstallSnapshotResponse) {
+        self.send(to, MessageBody::InstallSnapshotResponse(answer));
     }
 }

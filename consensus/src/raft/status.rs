@@ -3,6 +3,7 @@
 use super::core::RaftCore;
 use super::progress::ReplicationState;
 use super::ready::Role;
+use super::snapshot::SnapshotTransfer;
 use super::types::{LogIndex, Membership, NodeId, Term};
 use std::collections::BTreeMap;
 
@@ -45,6 +46,10 @@ pub struct FollowerStatus {
     /// Whether the leader heard from it within the last election timeout
     /// or so (this CheckQuorum round or the one before).
     pub reachable: bool,
+    /// While the leader streams a snapshot to it: which one, and how many
+    /// of its bytes the follower acknowledged (what `member list` shows as
+    /// the catch-up progress).
+    pub snapshot: Option<SnapshotTransfer>,
 }
 
 impl RaftCore {
@@ -62,6 +67,7 @@ impl RaftCore {
                             next_index: progress.next_index,
                             state: progress.state,
                             reachable: progress.reachable,
+                            snapshot: progress.snapshot_transfer(),
                         };
                         (*id, status)
                     })

@@ -45,6 +45,12 @@ pub(crate) struct Cluster<A: Application = Workload> {
     /// Entries per AppendEntries: small batches widen the windows in which
     /// a follower holds old entries but not the new leader's (Raft §5.4.2).
     max_entries_per_message: usize,
+    /// Snapshot chunk size and chunks in flight: most runs cut their
+    /// snapshots (tens of bytes) into many chunks, so that streaming ahead,
+    /// go-back-N after a lost or overtaken chunk, duplicates and the stall
+    /// resend all happen; some send each snapshot whole.
+    snapshot_chunk_bytes: usize,
+    max_inflight_snapshot_chunks: usize,
     /// Probability of a fault or operator action in a step of the faulty
     /// phase.
     pub(crate) fault_probability: f64,
@@ -103,6 +109,8 @@ impl<A: Application> Cluster<A> {
             trace: Trace::new(false),
             planted_bugs: PlantedBugs::default(),
             max_entries_per_message: 8,
+            snapshot_chunk_bytes: 64,
+            max_inflight_snapshot_chunks: 3,
             fault_probability: FAULT_PROBABILITY,
             leader_crash_probability: 0.0,
             scheduled: BTreeMap::new(),
@@ -116,6 +124,8 @@ impl<A: Application> Cluster<A> {
         };
         cluster.leader_crash_probability = [0.0, 0.0, 0.2, 0.5, 1.0][cluster.rng.gen_range(0..5)];
         cluster.max_entries_per_message = [1, 3, 8, 64][cluster.rng.gen_range(0..4)];
+        cluster.snapshot_chunk_bytes = [4, 8, 16, 64][cluster.rng.gen_range(0..4)];
+        cluster.max_inflight_snapshot_chunks = [1, 3, 8][cluster.rng.gen_range(0..3)];
         cluster.fault_probability =
             [0.5, 1.0, 2.0, 4.0][cluster.rng.gen_range(0..4)] * FAULT_PROBABILITY;
         for id in &all_ids {
@@ -155,7 +165,8 @@ impl<A: Application> Cluster<A> {
         // chunked snapshots all happen in short runs.
         config.max_entries_per_message = self.max_entries_per_message;
         config.max_inflight_appends = 4;
-        config.snapshot_chunk_bytes = 64;
+        config.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
+        config.max_inflight_snapshot_chunks = self.max_inflight_snapshot_chunks;
         config.planted_bugs = self.planted_bugs;
         config
     }

@@ -477,7 +477,7 @@ impl<M: SimMachine> SimNode<M> {
         let Some(meta) = core.snapshot_meta(applied) else {
             return;
         };
-        let data = self.machine.snapshot();
+        let data = bytes::Bytes::from(self.machine.snapshot());
         if core.snapshot_taken(meta.clone(), data.clone()).is_ok() {
             self.disk.compact(Snapshot { meta, data });
             self.log.compact(applied);

@@ -96,8 +96,8 @@ fn entries_applied_before_a_later_snapshot_keep_their_chain_and_voters() {
             membership: Membership::with_voters([1, 2, 3].into_iter().map(NodeId)),
         },
         offset: 0,
-        data: KvStateMachine::default().snapshot(),
-        done: true,
+        total: KvStateMachine::default().snapshot().len() as u64,
+        data: KvStateMachine::default().snapshot().into(),
     };
     let core = node.core.as_mut().expect("running");
     core.step(from_leader(2, MessageBody::InstallSnapshot(snapshot)));

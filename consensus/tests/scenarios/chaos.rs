@@ -385,7 +385,7 @@ fn take_snapshot(cluster: &mut Cluster, id: u64) {
     let Some(meta) = core.snapshot_meta(index) else {
         return;
     };
-    let data = node.storage.applied.join(",").into_bytes();
+    let data = bytes::Bytes::from(node.storage.applied.join(",").into_bytes());
     if core.snapshot_taken(meta.clone(), data.clone()).is_ok() {
         node.storage.entries.retain(|entry| entry.index > index);
         node.storage.snapshot = Some(consensus::raft::Snapshot { meta, data });

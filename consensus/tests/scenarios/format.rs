@@ -89,17 +89,19 @@ fn detail(body: &MessageBody) -> String {
         }
         .to_string(),
         MessageBody::InstallSnapshot(chunk) => format!(
-            "snapshot={}@{} offset={} len={}{}",
+            "snapshot={}@{} offset={} len={} total={}{}",
             chunk.meta.last_index,
             chunk.meta.last_term,
             chunk.offset,
             chunk.data.len(),
-            if chunk.done { " done" } else { "" }
+            chunk.total,
+            if chunk.is_last() { " last" } else { "" }
         ),
         MessageBody::InstallSnapshotResponse(response) => format!(
-            "snapshot={} next={}{}",
+            "snapshot={} next={}{}{}",
             response.snapshot_index,
             response.next_offset,
+            if response.gap { " gap" } else { "" },
             if response.done { " done" } else { "" }
         ),
         MessageBody::Heartbeat(heartbeat) => {

@@ -32,9 +32,9 @@ fn samples() -> Vec<Vec<u8>> {
                         addresses: Default::default(),
                     },
                 },
+                total: 5,
                 offset: 0,
-                data: b"state".to_vec(),
-                done: true,
+                data: bytes::Bytes::from_static(b"state"),
             }),
         ),
         message(

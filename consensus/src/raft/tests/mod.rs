@@ -7,6 +7,7 @@ mod election;
 mod incarnation;
 mod planted;
 mod replication;
+mod snapshot;
 
 use super::*;
 use std::collections::BTreeSet;

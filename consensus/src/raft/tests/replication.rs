@@ -146,59 +146,6 @@ fn batches_are_bounded_and_pipelining_stops_at_the_inflight_limit() {
     assert_eq!(next, vec![(6, 2)]);
 }
 
-// Reference: Raft §7 — a follower behind the compaction point gets the
-// snapshot in chunks of the configured size.
-#[test]
-fn snapshot_is_streamed_in_chunks() {
-    let mut core = leader();
-    core.config.snapshot_chunk_bytes = 4;
-    core.propose(vec![b"a".to_vec()]).expect("leader accepts");
-    persist(&mut core);
-    accept(&mut core, 2, 3);
-    persist(&mut core);
-    let meta = core.snapshot_meta(3).expect("entry 3 is held");
-    core.snapshot_taken(meta.clone(), b"0123456789".to_vec())
-        .expect("snapshot fits");
-    core.ready();
-    core.step(message(
-        3,
-        1,
-        2,
-        MessageBody::AppendEntriesResponse(AppendEntriesResponse::Rejected {
-            rejected_prev_index: 1,
-            hint: ConflictHint {
-                conflict_term: None,
-                first_index: 1,
-            },
-        }),
-    ));
-    let chunk = |offset: u64, data: &[u8], done| {
-        message(
-            1,
-            3,
-            2,
-            MessageBody::InstallSnapshot(InstallSnapshot {
-                meta: meta.clone(),
-                offset,
-                data: data.to_vec(),
-                done,
-            }),
-        )
-    };
-    assert_eq!(core.ready().messages, vec![chunk(0, b"0123", false)]);
-    core.step(message(
-        3,
-        1,
-        2,
-        MessageBody::InstallSnapshotResponse(InstallSnapshotResponse {
-            snapshot_index: 3,
-            next_offset: 4,
-            done: false,
-        }),
-    ));
-    assert_eq!(core.ready().messages, vec![chunk(4, b"4567", false)]);
-}
-
 // Reference: dissertation §4.2.2, §4.1 — one change at a time, and only
 // after the leader committed an entry of its term.
 #[test]
