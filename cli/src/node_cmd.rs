@@ -88,6 +88,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         election_max: Duration::from_millis(config.raft.election_max_ms),
         snapshot_every: config.raft.snapshot_every,
         request_timeout: Duration::from_secs(5),
+        max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: rand::random(),
     };
     Ok(ServerOptions {

@@ -145,6 +145,7 @@ fn options(id: u64, raft_dir: &Path) -> NodeOptions {
         election_max: Duration::from_millis(1000),
         snapshot_every: 10,
         request_timeout: Duration::from_secs(5),
+        max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: id,
     }
 }

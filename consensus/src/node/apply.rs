@@ -111,7 +111,7 @@ impl<S: StateMachine> ApplyWorker<S> {
     }
 
     /// Runs until the task channel closes, then fails every waiter.
-    pub(crate) fn run(mut self, mut tasks: mpsc::UnboundedReceiver<ApplyTask>) {
+    pub(crate) fn run(mut self, mut tasks: mpsc::Receiver<ApplyTask>) {
         let mut batch: Vec<Entry> = Vec::new();
         while let Some(first) = tasks.blocking_recv() {
             let mut next = Some(first);

@@ -68,7 +68,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     pub(crate) core: RaftCore,
     pub(crate) network: Arc<N>,
     pub(crate) writer: LogWriter,
-    pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
+    /// Bounded: when the state machine falls behind, the driver waits for
+    /// room here rather than queueing without limit.
+    pub(crate) apply: mpsc::Sender<ApplyTask>,
     pub(crate) status: watch::Sender<NodeStatus>,
     pub(crate) tick: Duration,
     pending_reads: BTreeMap<RequestId, oneshot::Sender<Result<LogIndex, NodeError>>>,
@@ -93,7 +95,7 @@ impl<N: PeerNetwork> Driver<N> {
         core: RaftCore,
         network: Arc<N>,
         writer: LogWriter,
-        apply: mpsc::UnboundedSender<ApplyTask>,
+        apply: mpsc::Sender<ApplyTask>,
         status: watch::Sender<NodeStatus>,
         tick: Duration,
     ) -> Self {
@@ -142,11 +144,12 @@ impl<N: PeerNetwork> Driver<N> {
                 _ = ticker.tick() => {
                     self.core.tick();
                     self.promote_caught_up_learners();
+                    self.forget_abandoned_reads();
                 }
             }
             self.drain(&mut events, &mut apply_events, &mut proposals)
                 .await;
-            self.propose(std::mem::take(&mut proposals));
+            self.propose(std::mem::take(&mut proposals)).await;
             while self.core.has_ready() {
                 let ready = self.core.ready();
                 self.carry_out(ready).await;
@@ -308,7 +311,7 @@ impl<N: PeerNetwork> Driver<N> {
     }
 
     /// Appends every queued proposal as one batch.
-    fn propose(&mut self, proposals: Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>) {
+    async fn propose(&mut self, proposals: Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>) {
         if proposals.is_empty() {
             return;
         }
@@ -317,7 +320,10 @@ impl<N: PeerNetwork> Driver<N> {
             Ok(indices) => {
                 let term = self.core.term();
                 for (index, reply) in indices.zip(replies) {
-                    let _ = self.apply.send(ApplyTask::Await { index, term, reply });
+                    let _ = self
+                        .apply
+                        .send(ApplyTask::Await { index, term, reply })
+                        .await;
                 }
             }
             Err(error) => {
@@ -332,6 +338,13 @@ impl<N: PeerNetwork> Driver<N> {
                 }
             }
         }
+    }
+
+    /// Drops the ReadIndex rounds whose callers stopped waiting (they time
+    /// out, see [`Node::read`](super::Node::read)), so a leader that cannot
+    /// confirm reads does not accumulate them.
+    fn forget_abandoned_reads(&mut self) {
+        self.pending_reads.retain(|_, reply| !reply.is_closed());
     }
 
     fn read_index(&mut self, reply: oneshot::Sender<Result<LogIndex, NodeError>>) {
@@ -424,19 +437,23 @@ impl<N: PeerNetwork> Driver<N> {
             self.incoming_snapshot
                 .progress(self.core.id(), self.core.leader(), progress);
         }
-        let snapshot = ready.snapshot.map(|snapshot| {
-            let bytes = snapshot.data.len() as u64;
-            self.incoming_snapshot
-                .received(self.core.id(), snapshot.meta.last_index, bytes);
-            let _ = self.apply.send(ApplyTask::Restore {
-                meta: snapshot.meta.clone(),
-                data: snapshot.data.clone(),
-            });
-            storage::Snapshot {
-                meta: snapshot.meta,
-                data: snapshot.data.to_vec(),
+        let snapshot = match ready.snapshot {
+            Some(snapshot) => {
+                let bytes = snapshot.data.len() as u64;
+                self.incoming_snapshot
+                    .received(self.core.id(), snapshot.meta.last_index, bytes);
+                let restore = ApplyTask::Restore {
+                    meta: snapshot.meta.clone(),
+                    data: snapshot.data.clone(),
+                };
+                let _ = self.apply.send(restore).await;
+                Some(storage::Snapshot {
+                    meta: snapshot.meta,
+                    data: snapshot.data.to_vec(),
+                })
             }
-        });
+            None => None,
+        };
         // Step 2: these may overlap our own fsync.
         for message in ready.messages {
             self.send(message);
@@ -454,7 +471,8 @@ impl<N: PeerNetwork> Driver<N> {
         }
         // Step 5: committed entries are durable here; apply in order.
         if !ready.committed_entries.is_empty() {
-            let _ = self.apply.send(ApplyTask::Entries(ready.committed_entries));
+            let entries = ApplyTask::Entries(ready.committed_entries);
+            let _ = self.apply.send(entries).await;
         }
         // Step 6: reads confirmed by a quorum.
         for read in ready.read_states {

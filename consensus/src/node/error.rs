@@ -36,6 +36,11 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// The node already has as many proposals and reads in progress as it
+    /// accepts ([`NodeOptions::max_pending_requests`](super::NodeOptions));
+    /// nothing was done. Retry later, or on another node.
+    #[error("the node is busy: too many requests in progress; retry later")]
+    Busy,
 }
 
 impl NodeError {

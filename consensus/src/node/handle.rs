@@ -9,12 +9,18 @@ use crate::state_machine::StateMachine;
 use crate::storage::{FileStore, FileStoreOptions, LogWriter};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// How many events may wait for the driver; beyond this, proposals wait
 /// (back-pressure) and peer messages are dropped (Raft retransmits).
 const EVENT_QUEUE: usize = 65_536;
+
+/// How many tasks may wait for the apply worker. When the state machine
+/// falls behind, the driver waits for room (back-pressure reaches the
+/// proposers through the event queue and [`NodeError::Busy`]) instead of
+/// the queue growing without bound.
+pub(crate) const APPLY_QUEUE: usize = 1024;
 
 /// Pause before retrying a request that found no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -139,11 +145,19 @@ impl NodeStatus {
 type StaleReader = dyn Fn(&[u8]) -> ApplyResult + Send + Sync;
 
 /// A running node. Cheap to clone; every clone talks to the same driver.
+///
+/// `pending` bounds the proposals and linearizable reads in progress: each
+/// holds a permit from its start to its answer, and one that finds none is
+/// refused with [`NodeError::Busy`]. Together with the bounded event and
+/// apply queues, this keeps memory flat under any load.
 #[derive(Clone)]
 pub struct Node {
     id: NodeId,
     events: mpsc::Sender<Event>,
-    apply: mpsc::UnboundedSender<ApplyTask>,
+    apply: mpsc::Sender<ApplyTask>,
+    pending: Arc<Semaphore>,
+    #[cfg(test)]
+    max_pending: usize,
     network: Arc<dyn PeerNetwork>,
     status: watch::Receiver<NodeStatus>,
     stale: Arc<StaleReader>,
@@ -186,7 +200,7 @@ impl Node {
         let writer = LogWriter::spawn(store)?;
 
         let machine: SharedMachine<S> = Arc::new(std::sync::Mutex::new(machine));
-        let (apply_sender, apply_tasks) = mpsc::unbounded_channel();
+        let (apply_sender, apply_tasks) = mpsc::channel(APPLY_QUEUE);
         let (apply_events_sender, apply_events) = mpsc::unbounded_channel();
         let initial_applied = machine
             .lock()
@@ -227,6 +241,9 @@ impl Node {
             id: options.id,
             events: events_sender,
             apply: apply_sender,
+            pending: Arc::new(Semaphore::new(options.max_pending_requests.max(1))),
+            #[cfg(test)]
+            max_pending: options.max_pending_requests.max(1),
             network,
             status,
             stale,
@@ -294,9 +311,10 @@ impl Node {
     /// is applied here or on the leader. A follower forwards to the leader;
     /// without a leader it retries until the request timeout.
     pub async fn propose(&self, command: Vec<u8>) -> ApplyResult {
+        let _pending = self.admit()?;
         let deadline = Instant::now() + self.timeout;
         loop {
-            let outcome = match self.propose_local(command.clone()).await {
+            let outcome = match self.propose_here(command.clone(), deadline).await {
                 Err(NodeError::NotLeader {
                     leader: Some(leader),
                 }) if leader != self.id => self.forward_propose(leader, &command, deadline).await,
@@ -314,10 +332,49 @@ impl Node {
 
     /// Proposes `command` on this node only (no forwarding): what a leader
     /// does for a follower's forwarded proposal.
+    /// Refused with [`NodeError::Busy`] when the node has too many requests
+    /// in progress, and [`NodeError::Unavailable`] when the entry is not
+    /// applied within the request timeout.
     pub async fn propose_local(&self, command: Vec<u8>) -> ApplyResult {
+        let _pending = self.admit()?;
+        self.propose_here(command, Instant::now() + self.timeout)
+            .await
+    }
+
+    /// How many requests are in progress now (a closure, so a test can
+    /// poll it while the node is in use).
+    #[cfg(test)]
+    pub(crate) fn pending_requests(&self) -> impl Fn() -> usize {
+        let (pending, limit) = (self.pending.clone(), self.max_pending);
+        move || limit - pending.available_permits()
+    }
+
+    /// How many more tasks the apply queue takes before its sender waits.
+    #[cfg(test)]
+    pub(crate) fn apply_queue_room(&self) -> impl Fn() -> usize {
+        let apply = self.apply.clone();
+        move || apply.capacity()
+    }
+
+    /// A permit for one request in progress, or [`NodeError::Busy`].
+    fn admit(&self) -> Result<OwnedSemaphorePermit, NodeError> {
+        self.pending
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| NodeError::Busy)
+    }
+
+    async fn propose_here(&self, command: Vec<u8>, deadline: Instant) -> ApplyResult {
         let (reply, response) = oneshot::channel();
-        self.send_event(Event::Propose { command, reply }).await?;
-        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+        let sent =
+            tokio::time::timeout_at(deadline, self.send_event(Event::Propose { command, reply }));
+        sent.await.map_err(|_| NodeError::Unavailable)??;
+        match tokio::time::timeout_at(deadline, response).await {
+            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+            // Not applied in time (no quorum, or the state machine is far
+            // behind): the caller may retry; its session dedups.
+            Err(_) => Err(NodeError::Unavailable),
+        }
     }
 
     async fn forward_propose(
@@ -339,28 +396,47 @@ impl Node {
     }
 
     /// Answers `query` from the state machine with the given consistency.
+    ///
+    /// A linearizable read is refused with [`NodeError::Busy`] when the node
+    /// has too many requests in progress, and fails with
+    /// [`NodeError::Unavailable`] if it is not answered within the request
+    /// timeout, so no reader waits forever.
     pub async fn read(&self, query: Vec<u8>, consistency: ReadConsistency) -> ApplyResult {
         if consistency == ReadConsistency::Stale {
             return (self.stale)(&query);
         }
-        let index = self.read_index().await?;
+        let _pending = self.admit()?;
+        let deadline = Instant::now() + self.timeout;
+        let index = self.read_index_within(deadline).await?;
         let (reply, response) = oneshot::channel();
-        self.apply
-            .send(ApplyTask::ReadAt {
-                index,
-                query,
-                reply,
-            })
-            .map_err(|_| NodeError::ShuttingDown)?;
-        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+        let task = ApplyTask::ReadAt {
+            index,
+            query,
+            reply,
+        };
+        match tokio::time::timeout_at(deadline, self.apply.send(task)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(NodeError::ShuttingDown),
+            Err(_) => return Err(NodeError::Unavailable),
+        }
+        match tokio::time::timeout_at(deadline, response).await {
+            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+            Err(_) => Err(NodeError::Unavailable),
+        }
     }
 
     /// The index a linearizable read must wait for, confirmed by a quorum
     /// (asking the leader when this node is a follower).
+    /// Refused with [`NodeError::Busy`] when the node has too many requests
+    /// in progress.
     pub async fn read_index(&self) -> Result<LogIndex, NodeError> {
-        let deadline = Instant::now() + self.timeout;
+        let _pending = self.admit()?;
+        self.read_index_within(Instant::now() + self.timeout).await
+    }
+
+    async fn read_index_within(&self, deadline: Instant) -> Result<LogIndex, NodeError> {
         loop {
-            let outcome = match self.read_index_local().await {
+            let outcome = match self.read_index_here(deadline).await {
                 Err(NodeError::NotLeader {
                     leader: Some(leader),
                 }) if leader != self.id => {
@@ -385,10 +461,22 @@ impl Node {
     }
 
     /// Runs a ReadIndex round on this node only (leader only).
+    /// Busy and timed out like [`Node::read_index`].
     pub async fn read_index_local(&self) -> Result<LogIndex, NodeError> {
+        let _pending = self.admit()?;
+        self.read_index_here(Instant::now() + self.timeout).await
+    }
+
+    async fn read_index_here(&self, deadline: Instant) -> Result<LogIndex, NodeError> {
         let (reply, response) = oneshot::channel();
-        self.send_event(Event::ReadIndex { reply }).await?;
-        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+        let sent = tokio::time::timeout_at(deadline, self.send_event(Event::ReadIndex { reply }));
+        sent.await.map_err(|_| NodeError::Unavailable)??;
+        // The driver forgets a read whose caller has gone (see its tick), so
+        // giving up here leaves nothing behind.
+        match tokio::time::timeout_at(deadline, response).await {
+            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+            Err(_) => Err(NodeError::Unavailable),
+        }
     }
 
     /// Serves a request from another node (already authenticated as a node

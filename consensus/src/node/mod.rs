@@ -32,6 +32,8 @@
 //! [`preflight`], `startup.rs` and SPEC §13).
 
 mod apply;
+#[cfg(test)]
+mod backpressure_tests;
 mod driver;
 mod error;
 mod handle;
@@ -52,6 +54,11 @@ pub use startup::{preflight, StartError};
 
 use crate::raft::NodeId;
 use std::path::PathBuf;
+
+/// The default of [`NodeOptions::max_pending_requests`]: well above what
+/// the request path can bring at once (1 024 queued transport requests,
+/// plus the ones being handled), so that it refuses only a backlog.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 8192;
 use std::time::Duration;
 
 /// How to run one node.
@@ -81,6 +88,10 @@ pub struct NodeOptions {
     /// How long a proposal or read may wait for a leader before failing
     /// with [`NodeError::Unavailable`].
     pub request_timeout: Duration,
+    /// Most proposals and linearizable reads this node accepts at once;
+    /// beyond it they are refused at once with [`NodeError::Busy`] instead
+    /// of queueing ([`DEFAULT_MAX_PENDING_REQUESTS`] by default).
+    pub max_pending_requests: usize,
     /// Seed of the core's randomness (election timeouts).
     pub seed: u64,
 }

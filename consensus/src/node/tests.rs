@@ -100,6 +100,7 @@ fn options(id: u64, raft_dir: &Path, join: bool) -> NodeOptions {
         election_max: Duration::from_millis(60),
         snapshot_every: 10_000,
         request_timeout: Duration::from_secs(5),
+        max_pending_requests: super::DEFAULT_MAX_PENDING_REQUESTS,
         seed: 7,
     }
 }

@@ -1,6 +1,8 @@
 //! The node's transport: one quinn endpoint that listens for peers and
 //! clients and dials peers.
 
+use super::admission::{Admission, PeerAddresses};
+use super::budget::RequestBudgets;
 use super::inbound::{run_accept_loop, InboundContext, Trust};
 use super::peer::{run_sender, Backoff, PeerLink, SenderContext};
 use super::quic::{client_config, endpoint_config, node_of, server_config, QuicParameters};
@@ -60,6 +62,8 @@ struct PeerHandle<M> {
 ///   [`Transport::send`] is a non-blocking `try_send` and a slow peer never
 ///   slows the others or the caller. A std mutex: it is never held across
 ///   an await.
+/// - `peer_addresses`: where the peers are, shared with the accept loop,
+///   which keeps handshake slots for connections from those addresses.
 /// - `dropped`: messages dropped because a queue was full, for metrics.
 /// - `trust`: the node ids allowed to connect, watched by every inbound
 ///   connection so that one from a node that stops being trusted is closed
@@ -73,6 +77,7 @@ pub struct Transport<M, Req, Resp> {
     config: Arc<TransportConfig>,
     endpoint: quinn::Endpoint,
     peers: Mutex<BTreeMap<NodeId, PeerHandle<M>>>,
+    peer_addresses: PeerAddresses,
     dropped: Arc<AtomicU64>,
     trust: watch::Sender<Trust>,
     shutdown: watch::Sender<bool>,
@@ -121,15 +126,13 @@ where
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let (task_guard, tasks_done) = mpsc::channel(1);
         let (trust, trust_receiver) = watch::channel(None);
+        let peer_addresses = PeerAddresses::default();
         let context = Arc::new(InboundContext {
             config: config.clone(),
             peer_messages: peer_sender,
             requests: request_sender,
-            request_budget: Arc::new(tokio::sync::Semaphore::new(
-                config
-                    .max_request_bytes_in_flight
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            budgets: RequestBudgets::new(&config),
+            admission: Admission::new(&config, peer_addresses.clone()),
             trust: trust_receiver,
             shutdown: shutdown_receiver,
             _task_guard: task_guard.clone(),
@@ -139,6 +142,7 @@ where
             config: config.clone(),
             endpoint,
             peers: Mutex::new(BTreeMap::new()),
+            peer_addresses,
             dropped: Arc::new(AtomicU64::new(0)),
             trust,
             shutdown,
@@ -182,6 +186,10 @@ where
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let Some(guard) = guard else { return };
+        self.peer_addresses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, address.address);
         let link = Arc::new(PeerLink::new(id, address, self.endpoint.clone()));
         let (queue, receiver) = mpsc::channel(self.config.peer_queue.max(1));
         let context = SenderContext {
@@ -203,6 +211,10 @@ where
     /// stream and ends.
     pub fn remove_peer(&self, id: NodeId) {
         self.lock_peers().remove(&id);
+        self.peer_addresses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
     }
 
     /// The address of a known peer.

@@ -6,6 +6,8 @@
 //! and holds a clone of the task guard so that shutdown can wait for all of
 //! them (the mini-redis pattern).
 
+use super::admission::{Admission, Admit};
+use super::budget::{BudgetError, RequestBudgets, Reservation};
 use super::codec::{encode_frame, read_frame, read_frame_body, read_frame_length, FrameError};
 use super::quic::{connection_identity, node_of};
 use super::request::{InboundRequest, RequestOrigin, Responder};
@@ -16,9 +18,9 @@ use certs::Identity;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 /// What the inbound tasks share.
 pub(crate) struct InboundContext<M, Req, Resp> {
@@ -28,9 +30,10 @@ pub(crate) struct InboundContext<M, Req, Resp> {
     pub(crate) peer_messages: mpsc::Sender<(NodeId, M)>,
     /// Requests for the application; bounded for the same reason.
     pub(crate) requests: mpsc::Sender<InboundRequest<Req, Resp>>,
-    /// Bytes of requests in flight (see
-    /// [`TransportConfig::max_request_bytes_in_flight`]).
-    pub(crate) request_budget: Arc<Semaphore>,
+    /// Bytes of requests in flight, by kind of caller and by identity.
+    pub(crate) budgets: RequestBudgets,
+    /// Handshake and connection slots.
+    pub(crate) admission: Admission,
     /// Which node identities may connect (see [`Trust`]).
     pub(crate) trust: watch::Receiver<Trust>,
     /// Flips to `true` when the transport shuts down.
@@ -78,9 +81,9 @@ fn frame_error_code(error: &FrameError) -> u32 {
     }
 }
 
-/// Accepts connections until shutdown. The semaphore bounds how many are
-/// served at once; beyond it a connection is refused before its handshake,
-/// so a flood costs no TLS work.
+/// Accepts connections until shutdown, deciding for each arrival at once
+/// (see [`Admission`]): a QUIC Retry when handshakes pile up, a refusal
+/// before any TLS work when no slot is left, or a handshake on its own task.
 pub(crate) async fn run_accept_loop<M, Req, Resp>(
     endpoint: quinn::Endpoint,
     context: Arc<InboundContext<M, Req, Resp>>,
@@ -89,17 +92,71 @@ pub(crate) async fn run_accept_loop<M, Req, Resp>(
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(context.config.max_connections));
     let mut shutdown = context.shutdown.clone();
     while let Some(Some(incoming)) = unless_shutdown(&mut shutdown, endpoint.accept()).await {
-        match limit.clone().try_acquire_owned() {
-            Ok(permit) => {
+        let remote = incoming.remote_address();
+        match context
+            .admission
+            .admit(remote, incoming.remote_address_validated())
+        {
+            Admit::Handshake(permit) => {
                 tokio::spawn(serve_connection(incoming, context.clone(), permit));
             }
-            Err(_) => {
-                tracing::warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            Admit::Retry => {
+                tracing::debug!(%remote, "asking for address validation (QUIC Retry)");
+                // `retry` fails only for a packet that already carries a
+                // Retry token, which `admit` never sends here.
+                if let Err(error) = incoming.retry() {
+                    error.into_incoming().ignore();
+                }
+            }
+            Admit::Refuse(reason) => {
+                tracing::warn!(%remote, reason, "refusing a connection");
                 incoming.refuse();
             }
+        }
+    }
+}
+
+/// Runs the handshake of `incoming` within the handshake timeout, holding
+/// `handshake` only until then, and returns the connection with its
+/// identity.
+async fn handshake(
+    incoming: quinn::Incoming,
+    config: &TransportConfig,
+    handshake: OwnedSemaphorePermit,
+) -> Option<(quinn::Connection, Identity)> {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(error) => {
+            tracing::warn!(%remote, %error, "handshake refused");
+            return None;
+        }
+    };
+    // Dropping a handshake that timed out closes it: its slot goes back.
+    let finished = tokio::time::timeout(config.handshake_timeout, connecting).await;
+    drop(handshake);
+    let connection = match finished {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::warn!(%remote, %error, "handshake refused");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "handshake not finished in time; dropped");
+            return None;
+        }
+    };
+    match connection_identity(&connection) {
+        Ok(identity) => Some((connection, identity)),
+        Err(reason) => {
+            tracing::warn!(%remote, %reason, "closing a connection without a usable identity");
+            connection.close(
+                quinn::VarInt::from_u32(codes::BAD_IDENTITY),
+                b"bad identity",
+            );
+            None
         }
     }
 }
@@ -107,7 +164,7 @@ pub(crate) async fn run_accept_loop<M, Req, Resp>(
 async fn serve_connection<M, Req, Resp>(
     incoming: quinn::Incoming,
     context: Arc<InboundContext<M, Req, Resp>>,
-    _permit: OwnedSemaphorePermit,
+    handshake_slot: OwnedSemaphorePermit,
 ) where
     M: DeserializeOwned + Send + 'static,
     Req: DeserializeOwned + Send + 'static,
@@ -115,30 +172,25 @@ async fn serve_connection<M, Req, Resp>(
 {
     let remote = incoming.remote_address();
     let mut shutdown = context.shutdown.clone();
-    let connection = match unless_shutdown(&mut shutdown, incoming.into_future()).await {
-        Some(Ok(connection)) => connection,
-        Some(Err(error)) => {
-            tracing::warn!(%remote, %error, "handshake refused");
-            return;
-        }
-        None => return,
+    let shaken = handshake(incoming, &context.config, handshake_slot);
+    let Some(Some((connection, identity))) = unless_shutdown(&mut shutdown, shaken).await else {
+        return;
     };
-    let identity = match connection_identity(&connection) {
-        Ok(identity) => Arc::new(identity),
-        Err(reason) => {
-            tracing::warn!(%remote, %reason, "closing a connection without a usable identity");
-            connection.close(
-                quinn::VarInt::from_u32(codes::BAD_IDENTITY),
-                b"bad identity",
-            );
-            return;
-        }
-    };
+    let identity = Arc::new(identity);
     let mut trust = context.trust.clone();
     if !trusted(&identity, &trust.borrow_and_update()) {
         refuse_stranger(&connection, remote, &identity);
         return;
     }
+    // Held for the life of the connection.
+    let Some(_slot) = context.admission.connection_slot(&identity) else {
+        tracing::warn!(%remote, %identity, "connection limit reached; closing");
+        connection.close(
+            quinn::VarInt::from_u32(codes::BUSY),
+            b"connection limit reached",
+        );
+        return;
+    };
     tracing::debug!(%remote, %identity, "connection accepted");
     loop {
         tokio::select! {
@@ -299,20 +351,21 @@ fn authorize_request(identity: &Identity, hello: Hello) -> Result<RequestOrigin,
 
 /// Reads and authorizes a request. Nodes may send requests up to the peer
 /// frame limit, everyone else up to the client one, and nobody more than
-/// the whole request budget. Each read has the read timeout; waiting for
-/// budget does not, since that wait is the node's doing, not the caller's.
+/// its budget (see [`RequestBudgets`]). Each read has the read timeout, and
+/// waiting for budget has the budget wait: past it the request is refused
+/// as busy rather than left waiting.
 async fn accept_request<Req: DeserializeOwned>(
     config: &TransportConfig,
-    budget: &Arc<Semaphore>,
+    budgets: &RequestBudgets,
     identity: &Identity,
     receive: &mut quinn::RecvStream,
-) -> Result<(RequestOrigin, Req, OwnedSemaphorePermit), Refusal> {
+) -> Result<(RequestOrigin, Req, Reservation), Refusal> {
     let origin = authorize_request(identity, read_hello(receive, config).await?)?;
     let frame_limit = match node_of(identity) {
         Some(_) => config.max_peer_frame,
         None => config.max_client_frame,
     };
-    let limit = frame_limit.min(config.max_request_bytes_in_flight);
+    let limit = frame_limit.min(budgets.limit(identity));
     let length = within(config, "request", read_frame_length(receive, limit))
         .await?
         .ok_or_else(|| {
@@ -321,16 +374,15 @@ async fn accept_request<Req: DeserializeOwned>(
                 "stream ended before the request".into(),
             )
         })?;
-    // `length` is at most the frame limit, a u32 on the wire.
-    let permits =
-        u32::try_from(length).map_err(|_| (codes::FRAME_TOO_LARGE, "request too large".into()))?;
-    let permit = budget
-        .clone()
-        .acquire_many_owned(permits)
+    let reservation = budgets
+        .reserve(identity, length)
         .await
-        .map_err(|_| (codes::NO_RESPONSE, "shutting down".into()))?;
+        .map_err(|error| match error {
+            BudgetError::Busy => (codes::BUSY, error.to_string()),
+            BudgetError::TooLarge { .. } => (codes::FRAME_TOO_LARGE, error.to_string()),
+        })?;
     let request = within(config, "request", read_frame_body(receive, length)).await?;
-    Ok((origin, request, permit))
+    Ok((origin, request, reservation))
 }
 
 async fn serve_request_stream<M, Req, Resp>(
@@ -345,17 +397,12 @@ async fn serve_request_stream<M, Req, Resp>(
     let mut shutdown = context.shutdown.clone();
     let accepted = unless_shutdown(
         &mut shutdown,
-        accept_request::<Req>(
-            &context.config,
-            &context.request_budget,
-            &identity,
-            &mut receive,
-        ),
+        accept_request::<Req>(&context.config, &context.budgets, &identity, &mut receive),
     )
     .await;
-    // The permit is held until this function returns: after the response
-    // is written or the request is abandoned.
-    let (origin, request, _permit) = match accepted {
+    // The reservation is held until this function returns: after the
+    // response is written or the request is abandoned.
+    let (origin, request, _reservation) = match accepted {
         Some(Ok(accepted)) => accepted,
         Some(Err((code, reason))) => {
             tracing::warn!(caller = %identity, %reason, "refusing a request stream");

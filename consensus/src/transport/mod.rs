@@ -58,6 +58,8 @@
 //! # }
 //! ```
 
+mod admission;
+mod budget;
 mod client;
 pub mod codec;
 mod endpoint;
@@ -156,13 +158,41 @@ pub struct TransportConfig {
     pub inbound_queue: usize,
     /// Capacity of [`Inbox::requests`]; when full, request streams wait.
     pub request_queue: usize,
-    /// Total bytes of inbound request frames being read, queued or handled
-    /// at once. A request holds its share from its length prefix until its
-    /// response is sent; beyond the budget, new requests wait. No request
-    /// larger than this is accepted.
+    /// Total bytes of inbound requests from clients and admins being read,
+    /// queued or handled at once. A request holds its share from its length
+    /// prefix until its response is sent; beyond the budget, new requests
+    /// wait (at most `budget_wait`). No request larger than this is
+    /// accepted.
     pub max_request_bytes_in_flight: usize,
-    /// Most simultaneous inbound connections; more are refused.
+    /// The same budget for requests from node certificates (2PC votes,
+    /// forwarded proposals, ReadIndex), kept apart so that clients cannot
+    /// starve them.
+    pub max_node_request_bytes_in_flight: usize,
+    /// The share of `max_request_bytes_in_flight` one client or admin
+    /// identity may hold, however many connections and streams it opens.
+    pub max_request_bytes_per_identity: usize,
+    /// How long a request may wait for its share of a budget before it is
+    /// refused with [`codes::BUSY`].
+    pub budget_wait: std::time::Duration,
+    /// Most simultaneous established connections of clients and admins
+    /// (nodes may use them too); more are closed with [`codes::BUSY`].
     pub max_connections: usize,
+    /// Established connections only node identities may use, so that
+    /// clients can never take the slots of the peers.
+    pub reserved_node_connections: usize,
+    /// Most handshakes in progress at once, peers' reserve included. A
+    /// handshake holds its slot only until it completes or
+    /// `handshake_timeout` passes.
+    pub max_handshakes: usize,
+    /// Handshake slots kept for connections from the address of a
+    /// configured peer (whose address was validated by a QUIC Retry).
+    pub reserved_peer_handshakes: usize,
+    /// Beyond this many handshakes in progress, a new connection must
+    /// prove its source address with a QUIC Retry before it gets a slot.
+    /// Connections from the address of a configured peer always do.
+    pub retry_above: usize,
+    /// How long a handshake may take before it is dropped.
+    pub handshake_timeout: std::time::Duration,
     /// Most simultaneous request streams per connection.
     pub max_streams_per_connection: u32,
     /// First delay before redialling a peer; doubles up to `backoff_max`.
@@ -180,9 +210,12 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 64 MiB of
-    /// requests in flight, 1024-message peer queues, 256 connections,
-    /// backoff 50 ms to 2 s, 10 s timeouts.
+    /// Defaults: 16 MiB peer frames, 1 MiB client frames, 64 MiB of client
+    /// requests in flight (8 MiB per identity) and 64 MiB of node requests,
+    /// a 2 s wait for budget, 1024-message peer queues, 1024 client
+    /// connections plus 64 kept for nodes, 64 handshakes in progress (8
+    /// kept for peers, Retry beyond 16, 3 s each), backoff 50 ms to 2 s,
+    /// 10 s read and idle timeouts. docs/transport.md explains the numbers.
     pub fn new(node_id: NodeId, listen: SocketAddr) -> Self {
         TransportConfig {
             node_id,
@@ -194,7 +227,15 @@ impl TransportConfig {
             inbound_queue: 4096,
             request_queue: 1024,
             max_request_bytes_in_flight: 64 << 20,
+            max_node_request_bytes_in_flight: 64 << 20,
+            max_request_bytes_per_identity: 8 << 20,
+            budget_wait: Duration::from_secs(2),
             max_connections: 1024,
+            reserved_node_connections: 64,
+            max_handshakes: 64,
+            reserved_peer_handshakes: 8,
+            retry_above: 16,
+            handshake_timeout: Duration::from_secs(3),
             max_streams_per_connection: 128,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
@@ -225,6 +266,9 @@ pub mod codes {
     pub const BAD_IDENTITY: u32 = 5;
     /// The stream did not deliver its hello or request in time.
     pub const TIMEOUT: u32 = 6;
+    /// The node is at a limit (connections, its request budget or the
+    /// caller's share of it): nothing was done; retry later.
+    pub const BUSY: u32 = 7;
 }
 
 /// Why a transport operation failed.
@@ -283,6 +327,10 @@ pub enum TransportError {
     /// The connection was lost.
     #[error("connection lost: {0}")]
     ConnectionLost(#[from] quinn::ConnectionError),
+    /// The node is at a limit and refused the request or connection
+    /// without doing anything ([`codes::BUSY`]); retry later.
+    #[error("the node is busy (too many requests or connections); retry later")]
+    Busy,
     /// The other side refused the stream (see [`codes`]).
     #[error("stream refused by the peer with code {0}")]
     Refused(u64),

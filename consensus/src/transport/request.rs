@@ -98,7 +98,7 @@ where
     Req: Serialize,
     Resp: DeserializeOwned,
 {
-    let (mut send, mut receive) = connection.open_bi().await?;
+    let (mut send, mut receive) = connection.open_bi().await.map_err(connection_lost)?;
     write_frame(&mut send, hello, HELLO_LIMIT).await?;
     write_frame(&mut send, request, limits.request)
         .await
@@ -113,18 +113,56 @@ where
     }
 }
 
+/// A refusal with `code`: [`TransportError::Busy`] for
+/// [`codes::BUSY`](super::codes::BUSY), so callers can tell "retry later"
+/// from a refusal that will not change.
+fn refused(code: u64) -> TransportError {
+    if code == u64::from(super::codes::BUSY) {
+        TransportError::Busy
+    } else {
+        TransportError::Refused(code)
+    }
+}
+
+/// A lost connection; [`TransportError::Busy`] when the node closed it
+/// because it had no connection slot left.
+fn connection_lost(error: quinn::ConnectionError) -> TransportError {
+    match &error {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(super::codes::BUSY) =>
+        {
+            TransportError::Busy
+        }
+        _ => TransportError::ConnectionLost(error),
+    }
+}
+
 /// Turns a stream reset or STOP_SENDING from the other side into
-/// [`TransportError::Refused`] with its code; other errors pass through.
+/// [`TransportError::Refused`] with its code (or [`TransportError::Busy`]),
+/// and a connection the node closed as busy into
+/// [`TransportError::Busy`]; other errors pass through.
 fn refusal(error: FrameError) -> TransportError {
     if let FrameError::Io(io) = &error {
         if let Some(inner) = io.get_ref() {
             if let Some(quinn::ReadError::Reset(code)) = inner.downcast_ref::<quinn::ReadError>() {
-                return TransportError::Refused(code.into_inner());
+                return refused(code.into_inner());
             }
             if let Some(quinn::WriteError::Stopped(code)) =
                 inner.downcast_ref::<quinn::WriteError>()
             {
-                return TransportError::Refused(code.into_inner());
+                return refused(code.into_inner());
+            }
+            let lost = match inner.downcast_ref::<quinn::WriteError>() {
+                Some(quinn::WriteError::ConnectionLost(lost)) => Some(lost),
+                _ => match inner.downcast_ref::<quinn::ReadError>() {
+                    Some(quinn::ReadError::ConnectionLost(lost)) => Some(lost),
+                    _ => None,
+                },
+            };
+            if let Some(lost) = lost {
+                if let TransportError::Busy = connection_lost(lost.clone()) {
+                    return TransportError::Busy;
+                }
             }
         }
     }

@@ -242,6 +242,12 @@ pub(crate) fn node_error(error: NodeError) -> VaultError {
         NodeError::NotLeader { .. } | NodeError::Unavailable => VaultError::Unavailable(
             "no leader or quorum within the timeout; the cluster is unavailable".into(),
         ),
+        // Exit code 6 like "unavailable": nothing was done, and the same
+        // request may succeed later or on another node (the client tries
+        // the others first).
+        NodeError::Busy => VaultError::Unavailable(
+            "the node is busy: too many requests in progress; retry later".into(),
+        ),
         NodeError::Refused(reason) => VaultError::Conflict(reason),
         NodeError::NotMember(node) => {
             VaultError::NotFound(format!("{node} is not a member of the cluster"))
@@ -275,4 +281,19 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node at its limit of requests in progress says so, with the exit
+    /// code of "unavailable" (SPEC §8: 6), not as an internal error.
+    #[test]
+    fn a_busy_node_is_reported_as_busy_with_exit_code_6() {
+        let error = node_error(NodeError::Busy);
+        assert!(matches!(&error, VaultError::Unavailable(_)), "{error:?}");
+        assert_eq!(error.exit_code(), 6);
+        assert!(error.to_string().contains("busy"), "{error}");
+    }
 }

@@ -2,6 +2,7 @@
 //! from the `certs` crate. Ports are chosen by the OS (port 0). Timeouts
 //! are hang guards only; no test asserts on timing.
 
+mod flood;
 mod measure;
 mod peers;
 mod refusals;

@@ -113,13 +113,15 @@ async fn connections_beyond_the_limit_are_refused() {
     let pki = Pki::new();
     let mut settings = config(1);
     settings.max_connections = 1;
+    settings.reserved_node_connections = 0;
     let (node1, inbox1) = start(&pki, settings).await;
     let _server = serve_echo(inbox1.requests);
     let alice = client(&pki.client("alice"), &node1).await;
     let _: TestResponse = guard(alice.request(&TestRequest::Echo("first".into())))
         .await
         .unwrap();
-    // alice's connection holds the only permit until it closes.
+    // alice's connection holds the only slot until it closes: bob is
+    // refused before his handshake.
     let bob = guard(Client::connect(&pki.client("bob"), &address_of(&node1))).await;
     assert!(
         matches!(&bob, Err(TransportError::Connect { reason, .. }) if reason.contains("refused")),
@@ -130,6 +132,33 @@ async fn connections_beyond_the_limit_are_refused() {
         .unwrap();
     assert_eq!(response.text, "still");
     guard(node1.shutdown()).await;
+}
+
+/// The slots kept for nodes are no use to a client: once the shared slots
+/// are taken, a client's connection is closed as busy after its handshake
+/// (only then is its identity known), and a node still gets in.
+#[tokio::test]
+async fn clients_cannot_take_the_connection_slots_kept_for_nodes() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.max_connections = 1;
+    settings.reserved_node_connections = 1;
+    let (node1, inbox1) = start(&pki, settings).await;
+    let _server = serve_echo(inbox1.requests);
+    let (node2, _inbox2) = start(&pki, config(2)).await;
+    connect_pair(&node1, &node2);
+    let alice = client(&pki.client("alice"), &node1).await;
+    let _: TestResponse = guard(alice.request(&TestRequest::Echo("first".into())))
+        .await
+        .unwrap();
+    let bob = client(&pki.client("bob"), &node1).await;
+    let refused: Result<TestResponse, _> =
+        guard(bob.request(&TestRequest::Echo("bob".into()))).await;
+    assert!(matches!(refused, Err(TransportError::Busy)), "{refused:?}");
+    let vote = guard(node2.request(NodeId(1), &TestRequest::Echo("vote".into()))).await;
+    assert_eq!(vote.unwrap().calling_node, Some(NodeId(2)));
+    guard(node1.shutdown()).await;
+    guard(node2.shutdown()).await;
 }
 
 #[tokio::test]
