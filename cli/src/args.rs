@@ -46,8 +46,10 @@ pub enum Command {
     List,
     /// Let another client identity read one of your secrets.
     Share(ShareArgs),
-    /// Take back another identity's read access.
+    /// Take back another identity's read access and re-key the secret.
     Unshare(ShareArgs),
+    /// Show your identity, whether it is an admin, and your key's fingerprint.
+    Whoami,
     /// Delete a secret on every node (two-phase commit).
     Delete(DeleteArgs),
     /// Show every node's role, term and progress.
@@ -200,14 +202,15 @@ pub enum CertsCommand {
 pub struct AddSecretArgs {
     /// The secret's name.
     pub name: String,
-    /// User name stored with the secret.
-    #[arg(long)]
+    /// User name stored with the secret (`-`: read it from standard input,
+    /// or a hidden prompt on a terminal).
+    #[arg(long, allow_hyphen_values = true)]
     pub username: Option<String>,
-    /// URL stored with the secret.
-    #[arg(long)]
+    /// URL stored with the secret (`-`: standard input or a prompt).
+    #[arg(long, allow_hyphen_values = true)]
     pub url: Option<String>,
-    /// Free-form note.
-    #[arg(long)]
+    /// Free-form note (`-`: standard input or a prompt).
+    #[arg(long, allow_hyphen_values = true)]
     pub note: Option<String>,
     /// Read the password from standard input (otherwise a hidden prompt, or none).
     #[arg(long)]
@@ -231,6 +234,10 @@ pub struct GetSecretArgs {
     /// Read a secret another identity shared with you.
     #[arg(long)]
     pub owner: Option<String>,
+    /// Accept this new fingerprint for the owner's key, which changed since
+    /// it was pinned (check it with the owner first).
+    #[arg(long, value_name = "FINGERPRINT", requires = "owner")]
+    pub accept_key: Option<String>,
 }
 
 /// `share` / `unshare` flags.
@@ -241,6 +248,10 @@ pub struct ShareArgs {
     /// The client identity to share with (its name).
     #[arg(long = "with")]
     pub with: String,
+    /// Accept this new fingerprint for a grantee's key, which changed since
+    /// it was pinned (check it with the grantee first).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub accept_key: Option<String>,
 }
 
 /// `delete` flags.

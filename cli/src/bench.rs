@@ -171,6 +171,7 @@ fn request_for(
             name: secret_name(run_id, task, sequence),
             sealed: SealedSecret((0..size).map(|_| rand::random::<u8>()).collect()),
             update: false,
+            version: 1,
         },
         // Reads cycle over the secrets `prepare` wrote.
         Operation::Get => Request::GetSecret {

@@ -1,21 +1,21 @@
-//! The client subcommands: add-secret, get-secret, list, share, unshare,
-//! delete, status, transfer-leader. Each prints text, or one JSON document
-//! with `--json` (shapes of SPEC §8).
+//! The client subcommands: add-secret, get-secret, list, delete, status,
+//! transfer-leader (share and unshare: `share_cmd.rs`). Each prints text,
+//! or one JSON document with `--json` (shapes of SPEC §8).
 
-use crate::args::{AddSecretArgs, GetSecretArgs, ShareArgs};
+use crate::args::{AddSecretArgs, GetSecretArgs};
 use crate::config::client::ClientConfig;
 use crate::exit::Failure;
+use crate::identity::{crypto_failure, pinned_key, unlock};
 use anyhow::{Context, Result};
 use certs::{Credentials, Identity};
 use consensus::raft::NodeId;
 use consensus::transport::PeerAddress;
 use serde_json::json;
-use std::io::{IsTerminal, Read};
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use vault::client::VaultClient;
-use vault::crypto::{Keyring, Passphrase, SecretFields};
-use vault::protocol::{Reply, Request, Response, WrappedKey};
+use vault::crypto::{check_reply, Asked};
+use vault::protocol::{Reply, Request, Response, SecretRecord};
 
 /// What every client command needs: the cluster connection and who we are.
 pub struct Session {
@@ -29,6 +29,8 @@ pub struct Session {
     pub json: bool,
     /// `--passphrase-file`.
     pub passphrase_file: Option<PathBuf>,
+    /// The pin file of this configuration (`crate::pins`).
+    pub pins: PathBuf,
 }
 
 impl Session {
@@ -41,6 +43,7 @@ impl Session {
     ) -> Result<Self> {
         let path = config.map_or_else(|| PathBuf::from("client.toml"), Path::to_path_buf);
         let config = crate::config::client::load(&path)?;
+        let pins = crate::pins::path_for(&path);
         let credentials = Credentials::load(&config.ca, &config.cert, &config.key)
             .context("cannot load the client certificate")?;
         let owner = match credentials.identity() {
@@ -59,45 +62,39 @@ impl Session {
             config,
             json,
             passphrase_file,
+            pins,
         })
     }
 
-    /// Derives this identity's keys from the passphrase.
-    fn keyring(&self) -> Result<Keyring> {
-        let passphrase = read_passphrase(self.passphrase_file.as_deref())?;
-        Keyring::derive(&self.owner, &passphrase, self.config.kdf)
-            .context("cannot derive keys from the passphrase")
-    }
-
-    async fn call(&self, request: Request) -> Result<Response> {
+    /// Sends `request`; an error reply becomes a [`Failure`].
+    pub async fn call(&self, request: Request) -> Result<Response> {
         reply_to_result(self.client.call(request).await)
     }
 
-    /// Publishes our X25519 public key if the cluster does not have it, so
-    /// that others can share secrets with us.
-    async fn ensure_key_published(&self, keyring: &Keyring) -> Result<()> {
-        let published = self
-            .client
-            .call(Request::PublicKey {
-                identity: self.owner.clone(),
-            })
-            .await;
-        match published {
-            Ok(Response::PublicKey { public_key, .. }) if public_key == keyring.public_key() => {
-                Ok(())
-            }
-            _ => {
-                self.call(Request::PublishKey {
-                    public_key: keyring.public_key(),
-                })
-                .await?;
-                Ok(())
-            }
-        }
+    /// Reads a secret of `owner` (ourselves or someone who shared it) and
+    /// refuses it unless it is the record asked for (SPEC §4).
+    pub async fn read_secret(&self, owner: &str, name: &str, stale: bool) -> Result<SecretRecord> {
+        let request = Request::GetSecret {
+            owner: (owner != self.owner).then(|| owner.to_string()),
+            name: name.to_string(),
+            stale,
+        };
+        let Response::Secret(record) = self.call(request).await? else {
+            anyhow::bail!("unexpected answer to get-secret");
+        };
+        let asked = Asked {
+            owner,
+            name,
+            version: None,
+            reader: &self.owner,
+        };
+        check_reply(&asked, &record).map_err(crypto_failure)?;
+        Ok(record)
     }
 }
 
-fn reply_to_result(reply: Reply) -> Result<Response> {
+/// An error reply as a [`Failure`] with the exit code of SPEC §8.
+pub fn reply_to_result(reply: Reply) -> Result<Response> {
     reply.map_err(|error| anyhow::Error::new(Failure::from(error)))
 }
 
@@ -131,71 +128,34 @@ pub fn peer_address(text: &str) -> Result<PeerAddress> {
     })
 }
 
-fn read_passphrase(file: Option<&Path>) -> Result<Passphrase> {
-    let text = if let Ok(value) = std::env::var("VAULT_PASSPHRASE") {
-        value
-    } else if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
-        text.trim_end_matches(['\n', '\r']).to_string()
-    } else if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Passphrase: ").context("cannot read the passphrase")?
-    } else {
-        anyhow::bail!(
-            "no passphrase: set VAULT_PASSPHRASE, pass --passphrase-file, or run on a terminal"
-        );
-    };
-    let passphrase = Passphrase::new(text);
-    anyhow::ensure!(!passphrase.is_empty(), "the passphrase is empty");
-    Ok(passphrase)
-}
-
-/// `add-secret`.
+/// `add-secret`: the passphrase is checked (and a new identity's record
+/// published) before anything is sealed; an update is sealed as the next
+/// version of the record the node returned, after checking it is ours.
 pub async fn add_secret(session: &Session, args: &AddSecretArgs) -> Result<()> {
     vault::validate::validate_name(&args.name).map_err(Failure::from)?;
-    let password = if args.password_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the password from stdin")?;
-        Some(text.trim_end_matches(['\n', '\r']).to_string())
-    } else if std::io::stdin().is_terminal() {
-        Some(rpassword::prompt_password(format!(
-            "Password for {}: ",
-            args.name
-        ))?)
-    } else {
-        None
-    };
-    let keyring = session.keyring()?;
-    let fields = SecretFields {
-        username: args.username.clone(),
-        password,
-        url: args.url.clone(),
-        note: args.note.clone(),
-    };
-    let sealed = if args.update {
+    let fields = crate::fields_input::read_fields(args)?;
+    let keyring = unlock(session, false).await?;
+    let (sealed, version) = if args.update {
         // Keep the data key so existing shares stay valid.
-        match session
-            .call(Request::GetSecret {
-                owner: None,
-                name: args.name.clone(),
-                stale: false,
-            })
-            .await?
-        {
-            Response::Secret(previous) => keyring.reseal(&args.name, &previous.sealed, &fields)?,
-            other => anyhow::bail!("unexpected answer to get-secret: {other:?}"),
-        }
+        let previous = session
+            .read_secret(&session.owner, &args.name, false)
+            .await?;
+        let sealed = keyring.reseal(&previous, &fields).map_err(crypto_failure)?;
+        (sealed, previous.version + 1)
     } else {
-        keyring.seal(&args.name, &fields)?
+        (
+            keyring
+                .seal(&args.name, 1, &fields)
+                .map_err(crypto_failure)?,
+            1,
+        )
     };
-    session.ensure_key_published(&keyring).await?;
     let response = session
         .call(Request::AddSecret {
             name: args.name.clone(),
             sealed,
             update: args.update,
+            version,
         })
         .await?;
     let Response::Added { version } = response else {
@@ -209,30 +169,28 @@ pub async fn add_secret(session: &Session, args: &AddSecretArgs) -> Result<()> {
     Ok(())
 }
 
-/// `get-secret`.
+/// `get-secret`: our passphrase is checked first; the record must be the
+/// one asked for, and a shared one must open under the owner's pinned key.
 pub async fn get_secret(session: &Session, args: &GetSecretArgs) -> Result<()> {
-    let response = session
-        .call(Request::GetSecret {
-            owner: args.owner.as_deref().map(qualify_identity),
-            name: args.name.clone(),
-            stale: args.stale,
-        })
-        .await?;
-    let Response::Secret(record) = response else {
-        anyhow::bail!("unexpected answer to get-secret: {response:?}");
+    let keyring = unlock(session, args.stale).await?;
+    let owner = args
+        .owner
+        .as_deref()
+        .map_or_else(|| session.owner.clone(), qualify_identity);
+    let record = session.read_secret(&owner, &args.name, args.stale).await?;
+    let owner_key = if owner == session.owner {
+        None
+    } else {
+        let accept = args.accept_key.as_deref();
+        Some(pinned_key(session, &owner, accept, args.stale).await?.0)
     };
-    let keyring = session.keyring()?;
-    // Reading is also when a new identity makes itself reachable for
-    // shares; best effort, and never for a --stale read, which must work
-    // without a quorum.
-    if !args.stale {
-        let _ = session.ensure_key_published(&keyring).await;
-    }
-    let fields = keyring.open(&record).map_err(|_| {
-        Failure::new(
+    let fields = keyring.open(&record, owner_key).map_err(|error| match error {
+        vault::crypto::CryptoError::Decrypt => Failure::new(
             1,
-            "cannot decrypt the secret: wrong passphrase, or the data was tampered with",
+            "cannot decrypt the secret: the stored data was altered, or is not the secret asked for",
         )
+        .into(),
+        other => crypto_failure(other),
     })?;
     if let Some(field) = &args.field {
         let value = match field.as_str() {
@@ -306,75 +264,8 @@ pub async fn list(session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// `share` and `unshare`.
-pub async fn share(session: &Session, args: &ShareArgs, grant: bool) -> Result<()> {
-    let grantee = qualify_identity(&args.with);
-    if !grant {
-        session
-            .call(Request::Unshare {
-                name: args.name.clone(),
-                with: grantee.clone(),
-            })
-            .await?;
-        return print_done(
-            session,
-            &format!("{} no longer shared with {grantee}", args.name),
-        );
-    }
-    let lookup = session
-        .client
-        .call(Request::PublicKey {
-            identity: grantee.clone(),
-        })
-        .await;
-    let lookup = match lookup {
-        Err(vault::protocol::VaultError::NotFound(_)) => {
-            return Err(Failure::new(
-                3,
-                format!(
-                    "{grantee} has not published a public key yet: they must run add-secret or get-secret once with their passphrase"
-                ),
-            )
-            .into())
-        }
-        other => reply_to_result(other)?,
-    };
-    let Response::PublicKey { public_key, .. } = lookup else {
-        anyhow::bail!("unexpected answer to a public key lookup");
-    };
-    let Response::Secret(record) = session
-        .call(Request::GetSecret {
-            owner: None,
-            name: args.name.clone(),
-            stale: false,
-        })
-        .await?
-    else {
-        anyhow::bail!("unexpected answer to get-secret");
-    };
-    let keyring = session.keyring()?;
-    let wrapped: WrappedKey = keyring.share(&args.name, &record.sealed, &grantee, public_key)?;
-    session
-        .call(Request::Share {
-            name: args.name.clone(),
-            with: grantee.clone(),
-            wrapped_key: wrapped,
-        })
-        .await?;
-    print_done(session, &format!("{} shared with {grantee}", args.name))
-}
-
-fn print_done(session: &Session, message: &str) -> Result<()> {
-    if session.json {
-        println!("{}", json!({ "ok": true, "message": message }));
-    } else {
-        println!("{message}");
-    }
-    Ok(())
-}
-
 /// `bob` means the client identity `client:bob`; `admin:ops` stays as is.
-fn qualify_identity(name: &str) -> String {
+pub fn qualify_identity(name: &str) -> String {
     if name.contains(':') {
         name.to_string()
     } else {

@@ -11,8 +11,12 @@ mod cluster_init;
 mod cluster_up;
 mod config;
 mod exit;
+mod fields_input;
+mod identity;
 mod member_cmd;
 mod node_cmd;
+mod pins;
+mod share_cmd;
 
 use anyhow::Result;
 use args::{Cli, ClusterCommand, Command};
@@ -86,8 +90,9 @@ fn run_client(cli: Cli) -> Result<()> {
             Command::AddSecret(args) => client_cmd::add_secret(&session, args).await,
             Command::GetSecret(args) => client_cmd::get_secret(&session, args).await,
             Command::List => client_cmd::list(&session).await,
-            Command::Share(args) => client_cmd::share(&session, args, true).await,
-            Command::Unshare(args) => client_cmd::share(&session, args, false).await,
+            Command::Share(args) => share_cmd::share(&session, args).await,
+            Command::Unshare(args) => share_cmd::unshare(&session, args).await,
+            Command::Whoami => identity::whoami(&session).await,
             Command::Delete(args) => client_cmd::delete(&session, &args.name).await,
             Command::Status => client_cmd::status(&session).await,
             Command::TransferLeader(args) => {

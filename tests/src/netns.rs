@@ -373,7 +373,7 @@ impl HostCluster {
         for node in nodes {
             text.push_str(&format!("node{node} = {:?}\n", self.node_address(*node)));
         }
-        text.push_str("\n[kdf]\nmemory_kib = 1024\niterations = 1\n");
+        text.push_str("\n[kdf]\nmemory_kib = 8192\niterations = 1\n");
         let path = self.dir.path().join(file_name);
         std::fs::write(&path, text).expect("write client config");
         path

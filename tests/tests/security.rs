@@ -151,7 +151,7 @@ fn a_wrong_passphrase_cannot_decrypt() {
     );
     assert_eq!(result.code, 1, "{result:?}");
     let stdout = &result.stdout;
-    assert!(stdout.contains("cannot decrypt"), "{stdout}");
+    assert!(stdout.contains("wrong passphrase"), "{stdout}");
     assert!(!stdout.contains("\"pw\""), "{stdout}");
 }
 

@@ -14,7 +14,7 @@ use vault::store::VaultStateMachine;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let passphrase = Passphrase::new("correct horse battery staple".into());
-    let keyring = Keyring::derive("client:bench", &passphrase, KdfParams::RECOMMENDED)?;
+    let keyring = Keyring::create("client:bench", &passphrase, KdfParams::RECOMMENDED)?;
     println!(
         "argon2id key derivation (64 MiB, 3 passes): {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut fields = SecretFields::default();
     fields.password = Some("x".repeat(200));
     let started = Instant::now();
-    let sealed = keyring.seal("sample", &fields)?;
+    let sealed = keyring.seal("sample", 1, &fields)?;
     println!(
         "seal one secret: {:.1} us, {} bytes of ciphertext",
         started.elapsed().as_secs_f64() * 1e6,
@@ -49,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         name: format!("secret-{i}"),
                         sealed: sealed.clone(),
                         update: false,
+                        version: 1,
                     },
                 })
             })

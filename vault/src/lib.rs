@@ -29,13 +29,14 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // On the client: derive the keys once, seal the fields.
 //! # let params = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
-//! let keyring = Keyring::derive("client:alice", &Passphrase::new("correct horse".into()), params)?;
+//! // First use: a random salt; keyring.record() is what gets published.
+//! let keyring = Keyring::create("client:alice", &Passphrase::new("correct horse".into()), params)?;
 //! let mut fields = SecretFields::default();
 //! fields.password = Some("hunter2".into());
 //! let mut session = ClientSession::start();
 //! let request = ClientRequest {
 //!     session: Some(session.next_request()),
-//!     request: Request::AddSecret { name: "mail".into(), sealed: keyring.seal("mail", &fields)?, update: false },
+//!     request: Request::AddSecret { name: "mail".into(), sealed: keyring.seal("mail", 1, &fields)?, update: false, version: 1 },
 //! };
 //!
 //! // On the node: the certificate says who is asking; plan() validates.
@@ -60,7 +61,10 @@
 //! let Ok(Response::Secret(record)) = decode::<Reply>(&machine.query(&query)?)? else {
 //!     panic!("alice can read her own secret");
 //! };
-//! assert_eq!(keyring.open(&record)?.password.as_deref(), Some("hunter2"));
+//! // Never believe a node: is this the record asked for?
+//! let asked = vault::crypto::Asked { owner: "client:alice", name: "mail", version: None, reader: "client:alice" };
+//! vault::crypto::check_reply(&asked, &record)?;
+//! assert_eq!(keyring.open(&record, None)?.password.as_deref(), Some("hunter2"));
 //! # Ok(())
 //! # }
 //! ```

@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use std::path::Path;
 use vault::conformance::{run_all, Subject};
 use vault::protocol::{
-    encode, ClientSession, Decision, Operation, SealedSecret, VaultCommand, VaultQuery, WrappedKey,
+    encode, ClientSession, Decision, IdentityRecord, Operation, SealedSecret, VaultCommand,
+    VaultQuery, WrappedKey,
 };
 use vault::store::{StoreError, VaultStateMachine};
 
@@ -32,11 +33,13 @@ impl Vault {
                 name: name.into(),
                 sealed: SealedSecret(vec![i as u8; 8]),
                 update: false,
+                version: 1,
             },
             2 | 3 => Operation::Put {
                 name: name.into(),
                 sealed: SealedSecret(vec![i as u8; 5]),
                 update: true,
+                version: (i % 4) as u64 + 1,
             },
             4 => Operation::Share {
                 name: name.into(),
@@ -46,9 +49,18 @@ impl Vault {
             5 => Operation::Unshare {
                 name: name.into(),
                 grantee: OWNERS[(i + 1) % OWNERS.len()].into(),
+                sealed: SealedSecret(vec![i as u8; 6]),
+                version: (i % 3) as u64 + 2,
+                grants: Vec::new(),
             },
             6 => Operation::PublishKey {
-                public_key: [i as u8; 32],
+                record: IdentityRecord {
+                    public_key: [i as u8; 32],
+                    salt: [i as u8; 16],
+                    kdf: vault::crypto::KdfParams::MINIMUM,
+                    key_check: [i as u8; 32],
+                },
+                replace: i % 4 == 2,
             },
             7 => Operation::Decide {
                 tx: format!("tx{}", i % 4),

@@ -19,9 +19,8 @@ pub struct ClientFile {
     pub cert: PathBuf,
     /// The client's private key (PEM, mode 0600).
     pub key: PathBuf,
-    /// Argon2id cost of deriving keys from the passphrase. Every client of
-    /// one identity must use the same values, or the same passphrase yields
-    /// other keys and old secrets no longer open.
+    /// Argon2id cost a new identity is created with (at least 8 MiB and one
+    /// pass). An existing identity uses the cost published in its record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kdf: Option<KdfSection>,
     /// Seconds a command may wait for the cluster before exit code 6.
@@ -82,5 +81,15 @@ pub fn load(path: &Path) -> Result<ClientConfig> {
             None => vault::crypto::KdfParams::RECOMMENDED,
         },
         timeout: std::time::Duration::from_secs(file.timeout_secs.unwrap_or(10)),
+    })
+    .and_then(|config: ClientConfig| {
+        // A new identity is created with this cost; below the floor the
+        // passphrase would be too cheap to guess (and other clients,
+        // which refuse such a cost, could not unlock it).
+        config
+            .kdf
+            .check(vault::crypto::KdfParams::MINIMUM)
+            .with_context(|| format!("invalid [kdf] in {}", path.display()))?;
+        Ok(config)
     })
 }

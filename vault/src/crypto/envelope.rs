@@ -3,10 +3,11 @@
 //! (data key wrapped for another identity's X25519 key).
 //!
 //! Both are versioned postcard enums; every AEAD call binds its purpose and
-//! the owner and name (and grantee) as associated data.
+//! the owner, name and version (a share: owner, name and grantee) as
+//! associated data.
 
 use super::{derive_key, CryptoError, Key, SecretFields};
-use crate::protocol::{SealedSecret, SecretRecord, WrappedKey};
+use crate::protocol::{SealedSecret, WrappedKey};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::rngs::OsRng;
@@ -32,7 +33,9 @@ enum SealedEnvelope {
     },
 }
 
-/// A data key wrapped for a grantee.
+/// A data key wrapped for a grantee. The wrapping key comes from two
+/// X25519 agreements: the sender's one-time key with the grantee's, and the
+/// owner's static key with the grantee's (authenticating the owner).
 #[derive(Serialize, Deserialize)]
 enum ShareEnvelope {
     V1 {
@@ -46,10 +49,34 @@ enum ShareEnvelope {
     },
 }
 
-/// Who a share is for.
-pub(crate) struct Recipient<'a> {
-    pub(crate) identity: &'a str,
-    pub(crate) public: PublicKey,
+/// Where a sealed secret belongs: its owner, name and version, all bound
+/// into the associated data.
+pub(crate) struct Place<'a> {
+    owner: &'a str,
+    name: &'a str,
+    version: String,
+}
+
+impl<'a> Place<'a> {
+    pub(crate) fn new(owner: &'a str, name: &'a str, version: u64) -> Self {
+        Place {
+            owner,
+            name,
+            version: version.to_string(),
+        }
+    }
+
+    fn associated_data(&self, purpose: &str) -> Vec<u8> {
+        associated_data(purpose, &[self.owner, self.name, &self.version])
+    }
+}
+
+/// Who a share is from and for, with their public keys.
+pub(crate) struct Parties<'a> {
+    pub(crate) owner: &'a str,
+    pub(crate) owner_public: PublicKey,
+    pub(crate) grantee: &'a str,
+    pub(crate) grantee_public: PublicKey,
 }
 
 pub(crate) fn random_key() -> Key {
@@ -135,12 +162,12 @@ fn serialize_fields(fields: &SecretFields) -> Result<Zeroizing<Vec<u8>>, CryptoE
     Ok(buffer)
 }
 
-/// Encrypts `fields` under `data_key` and wraps `data_key` under `master`.
+/// Encrypts `fields` under `data_key` and wraps `data_key` under `master`,
+/// both bound to `place`.
 pub(crate) fn seal(
     master: &Key,
     data_key: &Key,
-    owner: &str,
-    name: &str,
+    place: &Place<'_>,
     fields: &SecretFields,
 ) -> Result<SealedSecret, CryptoError> {
     let plaintext = serialize_fields(fields)?;
@@ -152,24 +179,23 @@ pub(crate) fn seal(
             master,
             &key_nonce,
             data_key.as_ref(),
-            &associated_data("data-key", &[owner, name]),
+            &place.associated_data("data-key"),
         )?,
         nonce,
         ciphertext: encrypt(
             data_key,
             &nonce,
             &plaintext,
-            &associated_data("fields", &[owner, name]),
+            &place.associated_data("fields"),
         )?,
     };
     Ok(SealedSecret(crate::protocol::encode(&envelope)))
 }
 
-/// Unwraps the data key of the owner's own secret.
+/// Unwraps the data key of the owner's own secret at `place`.
 pub(crate) fn own_data_key(
     master: &Key,
-    owner: &str,
-    name: &str,
+    place: &Place<'_>,
     sealed: &SealedSecret,
 ) -> Result<Key, CryptoError> {
     let SealedEnvelope::V1 {
@@ -177,15 +203,14 @@ pub(crate) fn own_data_key(
         wrapped_data_key,
         ..
     } = parse_sealed(sealed)?;
-    let aad = associated_data("data-key", &[owner, name]);
+    let aad = place.associated_data("data-key");
     into_key(decrypt(master, &key_nonce, &wrapped_data_key, &aad)?)
 }
 
-/// Decrypts the fields with an already unwrapped data key.
+/// Decrypts the fields at `place` with an already unwrapped data key.
 pub(crate) fn open_fields(
     data_key: &Key,
-    owner: &str,
-    name: &str,
+    place: &Place<'_>,
     sealed: &SealedSecret,
 ) -> Result<SecretFields, CryptoError> {
     let SealedEnvelope::V1 {
@@ -195,40 +220,51 @@ pub(crate) fn open_fields(
         data_key,
         &nonce,
         &ciphertext,
-        &associated_data("fields", &[owner, name]),
+        &place.associated_data("fields"),
     )?;
     crate::protocol::decode(&plaintext).map_err(|_| CryptoError::Malformed)
 }
 
-/// The key both sides of a share agree on: KDF over the X25519 point and
-/// both public keys (binding the key to this exact exchange).
+/// The key both sides of a share agree on: KDF over the ephemeral and the
+/// static X25519 points and all three public keys. Without the owner's (or
+/// the grantee's) static secret key the second point is unknown, so no one
+/// else can make a share that opens as the owner's.
 fn share_key(
-    point: &x25519_dalek::SharedSecret,
+    ephemeral_point: &x25519_dalek::SharedSecret,
+    static_point: &x25519_dalek::SharedSecret,
     ephemeral: &PublicKey,
-    recipient: &PublicKey,
+    parties: &Parties<'_>,
 ) -> Key {
     derive_key(
-        point.as_bytes(),
-        &[b"share", ephemeral.as_bytes(), recipient.as_bytes()],
+        ephemeral_point.as_bytes(),
+        &[
+            b"share",
+            static_point.as_bytes(),
+            ephemeral.as_bytes(),
+            parties.owner_public.as_bytes(),
+            parties.grantee_public.as_bytes(),
+        ],
     )
 }
 
-/// Wraps `data_key` of `owner`'s secret `name` for `recipient`.
+/// Wraps `data_key` of the owner's secret `name` for the grantee; `owner`
+/// is the owner's static secret key.
 pub(crate) fn wrap_share(
     data_key: &Key,
-    owner: &str,
+    owner: &StaticSecret,
+    parties: &Parties<'_>,
     name: &str,
-    recipient: &Recipient<'_>,
 ) -> Result<WrappedKey, CryptoError> {
     let ephemeral = EphemeralSecret::random_from_rng(OsRng);
     let ephemeral_public = PublicKey::from(&ephemeral);
-    let point = ephemeral.diffie_hellman(&recipient.public);
-    if !point.was_contributory() {
-        return Err(CryptoError::BadPublicKey(recipient.identity.to_string()));
+    let ephemeral_point = ephemeral.diffie_hellman(&parties.grantee_public);
+    let static_point = owner.diffie_hellman(&parties.grantee_public);
+    if !ephemeral_point.was_contributory() || !static_point.was_contributory() {
+        return Err(CryptoError::BadPublicKey(parties.grantee.to_string()));
     }
-    let key = share_key(&point, &ephemeral_public, &recipient.public);
+    let key = share_key(&ephemeral_point, &static_point, &ephemeral_public, parties);
     let nonce = random_nonce();
-    let aad = associated_data("share", &[owner, name, recipient.identity]);
+    let aad = associated_data("share", &[parties.owner, name, parties.grantee]);
     let envelope = ShareEnvelope::V1 {
         ephemeral_public: *ephemeral_public.as_bytes(),
         nonce,
@@ -237,12 +273,12 @@ pub(crate) fn wrap_share(
     Ok(WrappedKey(crate::protocol::encode(&envelope)))
 }
 
-/// Unwraps the data key of a secret shared with `me`.
+/// Unwraps the data key of the owner's secret `name` shared with the
+/// grantee; `grantee` is the grantee's static secret key.
 pub(crate) fn unwrap_share(
-    exchange: &StaticSecret,
-    public: &PublicKey,
-    record: &SecretRecord,
-    me: &str,
+    grantee: &StaticSecret,
+    parties: &Parties<'_>,
+    name: &str,
     wrapped: &WrappedKey,
 ) -> Result<Key, CryptoError> {
     let ShareEnvelope::V1 {
@@ -251,11 +287,12 @@ pub(crate) fn unwrap_share(
         wrapped_data_key,
     } = crate::protocol::decode(&wrapped.0).map_err(|_| CryptoError::Malformed)?;
     let ephemeral_public = PublicKey::from(ephemeral_public);
-    let point = exchange.diffie_hellman(&ephemeral_public);
-    if !point.was_contributory() {
+    let ephemeral_point = grantee.diffie_hellman(&ephemeral_public);
+    let static_point = grantee.diffie_hellman(&parties.owner_public);
+    if !ephemeral_point.was_contributory() || !static_point.was_contributory() {
         return Err(CryptoError::Decrypt);
     }
-    let key = share_key(&point, &ephemeral_public, public);
-    let aad = associated_data("share", &[&record.owner, &record.name, me]);
+    let key = share_key(&ephemeral_point, &static_point, &ephemeral_public, parties);
+    let aad = associated_data("share", &[parties.owner, name, parties.grantee]);
     into_key(decrypt(&key, &nonce, &wrapped_data_key, &aad)?)
 }

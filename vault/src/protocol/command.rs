@@ -2,7 +2,8 @@
 //! turns a client request into one of them.
 
 use super::{
-    ClientRequest, ClientSession, Decision, Request, SealedSecret, VaultError, WrappedKey,
+    ClientRequest, ClientSession, Decision, Grant, IdentityRecord, Request, SealedSecret,
+    VaultError, WrappedKey,
 };
 use crate::validate::{validate_ciphertext, validate_identity, validate_name};
 use consensus::raft::NodeId;
@@ -47,6 +48,9 @@ pub enum Operation {
         sealed: SealedSecret,
         /// Replace an existing secret instead of failing.
         update: bool,
+        /// The version the envelope is sealed as; any other outcome is
+        /// refused as a conflict.
+        version: u64,
     },
     /// `share`: record (or replace) a grant to `grantee`.
     Share {
@@ -57,17 +61,26 @@ pub enum Operation {
         /// The data key wrapped for the grantee.
         wrapped_key: WrappedKey,
     },
-    /// `unshare`: remove a grant.
+    /// `unshare`: remove a grant, store the next version under a new data
+    /// key and replace every other grant with one for the new key.
     Unshare {
         /// The owner's secret.
         name: String,
         /// Whose grant to remove.
         grantee: String,
+        /// The next version, under a new data key.
+        sealed: SealedSecret,
+        /// Its version (current + 1).
+        version: u64,
+        /// The other grantees' new wrapped keys (exactly the other grants).
+        grants: Vec<Grant>,
     },
-    /// Record the owner's X25519 public key.
+    /// Record the owner's identity record (first use, or `replace`).
     PublishKey {
-        /// The key.
-        public_key: [u8; 32],
+        /// The record.
+        record: IdentityRecord,
+        /// Replace a different record already published.
+        replace: bool,
     },
     /// The coordinator's durable decision for a two-phase-commit delete of
     /// the owner's secret `name` at `version` (SPEC §6). The first decision
@@ -109,10 +122,17 @@ pub enum VaultQuery {
         /// The authenticated reader.
         caller: String,
     },
-    /// An identity's published public key.
+    /// An identity's published record.
     PublicKey {
-        /// Whose key.
+        /// Whose record.
         identity: String,
+    },
+    /// The grantees of one of the caller's secrets.
+    Grants {
+        /// The authenticated owner.
+        caller: String,
+        /// The secret's name.
+        name: String,
     },
 }
 
@@ -181,6 +201,7 @@ fn operation(identity: &str, request: Request) -> Result<Operation, VaultError> 
             name,
             sealed,
             update,
+            version,
         } => {
             validate_name(&name)?;
             validate_ciphertext(&sealed.0)?;
@@ -188,6 +209,7 @@ fn operation(identity: &str, request: Request) -> Result<Operation, VaultError> 
                 name,
                 sealed,
                 update,
+                version,
             })
         }
         Request::Share {
@@ -204,15 +226,26 @@ fn operation(identity: &str, request: Request) -> Result<Operation, VaultError> 
                 wrapped_key,
             })
         }
-        Request::Unshare { name, with } => {
+        Request::Unshare {
+            name,
+            with,
+            sealed,
+            version,
+            grants,
+        } => {
             validate_name(&name)?;
             validate_grantee(identity, &with)?;
+            validate_ciphertext(&sealed.0)?;
+            validate_grants(identity, &with, &grants)?;
             Ok(Operation::Unshare {
                 name,
                 grantee: with,
+                sealed,
+                version,
+                grants,
             })
         }
-        Request::PublishKey { public_key } => Ok(Operation::PublishKey { public_key }),
+        Request::PublishKey { record, replace } => Ok(Operation::PublishKey { record, replace }),
         _ => Err(VaultError::Internal("this request is not a write".into())),
     }
 }
@@ -236,9 +269,16 @@ fn read_plan(identity: &str, request: Request) -> Result<Plan, VaultError> {
             )
         }
         Request::List { stale } => (VaultQuery::List { caller }, stale),
-        Request::PublicKey { identity: whose } => {
+        Request::PublicKey {
+            identity: whose,
+            stale,
+        } => {
             validate_identity(&whose)?;
-            (VaultQuery::PublicKey { identity: whose }, false)
+            (VaultQuery::PublicKey { identity: whose }, stale)
+        }
+        Request::Grants { name } => {
+            validate_name(&name)?;
+            (VaultQuery::Grants { caller, name }, false)
         }
         _ => return Err(VaultError::Internal("this request is not a read".into())),
     };
@@ -271,6 +311,27 @@ pub fn decision_command(
             participants: participants.to_vec(),
         },
     })
+}
+
+/// The grants carried by an unshare: valid, distinct, not the owner, not
+/// the grantee being removed, and each wrapped key within the size limit.
+pub(crate) fn validate_grants(
+    owner: &str,
+    removed: &str,
+    grants: &[Grant],
+) -> Result<(), VaultError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for grant in grants {
+        validate_grantee(owner, &grant.grantee)?;
+        validate_ciphertext(&grant.wrapped_key.0)?;
+        if grant.grantee == removed || !seen.insert(grant.grantee.as_str()) {
+            return Err(VaultError::Invalid(format!(
+                "the grants of an unshare list {} twice or keep the grantee removed",
+                grant.grantee
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A grantee is another valid identity: sharing with yourself means nothing.

@@ -14,10 +14,10 @@
 mod command;
 mod error;
 
-pub(crate) use command::validate_grantee;
 pub use command::{
     decision_command, plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT,
 };
+pub(crate) use command::{validate_grantee, validate_grants};
 pub use error::VaultError;
 
 use consensus::raft::{LogIndex, NodeId, Term};
@@ -46,6 +46,32 @@ impl fmt::Debug for WrappedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WrappedKey({} bytes)", self.0.len())
     }
+}
+
+/// What an identity publishes so that others can share with it and so that
+/// its own clients can recognise a wrong passphrase (SPEC §4). Built by
+/// [`crate::crypto::Keyring::record`]; nodes store it as given and never
+/// need to understand it. Nothing in it is secret: the key-check value
+/// tells no more about the passphrase than the public key already does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// The X25519 public key shares are wrapped for.
+    pub public_key: [u8; 32],
+    /// The random Argon2id salt, drawn on the identity's first use.
+    pub salt: [u8; 16],
+    /// The Argon2id cost the keys are derived with.
+    pub kdf: crate::crypto::KdfParams,
+    /// `KDF(root, "key-check")`: matches only for the right passphrase.
+    pub key_check: [u8; 32],
+}
+
+/// One grant of a secret: the data key wrapped for `grantee`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who may read the secret, e.g. `client:bob`.
+    pub grantee: String,
+    /// The secret's data key wrapped for the grantee's public key.
+    pub wrapped_key: WrappedKey,
 }
 
 /// Identifies one client request for exactly-once execution (SPEC §3): a
@@ -99,6 +125,11 @@ pub enum Request {
         sealed: SealedSecret,
         /// Replace an existing secret (version + 1) instead of failing.
         update: bool,
+        /// The version `sealed` is sealed as (its associated data binds
+        /// it): 1 for a new secret, the current version + 1 for an update.
+        /// Any other is refused as a conflict, so two updates racing from
+        /// the same version cannot store one under the wrong number.
+        version: u64,
     },
     /// Reads one secret of the caller, or of `owner` if it was shared with
     /// the caller.
@@ -124,22 +155,43 @@ pub enum Request {
         /// The secret's data key wrapped for the grantee's public key.
         wrapped_key: WrappedKey,
     },
-    /// Withdraws a grant made by [`Request::Share`].
+    /// Withdraws a grant made by [`Request::Share`] and re-keys the
+    /// secret in the same log entry: `sealed` is the next version under a
+    /// new data key, and `grants` re-wrap it for every remaining grantee.
     Unshare {
         /// The caller's secret.
         name: String,
         /// The grantee's identity.
         with: String,
+        /// The next version, sealed under a fresh data key.
+        sealed: SealedSecret,
+        /// Its version: the current one + 1, or the request is a conflict.
+        version: u64,
+        /// The new data key for every other grantee; the set must be
+        /// exactly the secret's other grantees, or the request is a
+        /// conflict (a grant made meanwhile would be left with the old key).
+        grants: Vec<Grant>,
     },
-    /// Publishes the caller's X25519 public key so others can share with it.
+    /// Publishes the caller's identity record so others can share with it.
     PublishKey {
-        /// The public key derived from the caller's passphrase.
-        public_key: [u8; 32],
+        /// The record built from the caller's passphrase.
+        record: IdentityRecord,
+        /// Replace a different record already published (a new passphrase;
+        /// secrets sealed under the old one no longer open). Without it a
+        /// different record is refused as already existing.
+        replace: bool,
     },
-    /// Reads the public key another identity published.
+    /// Reads the identity record another identity (or the caller) published.
     PublicKey {
-        /// Whose key, e.g. `client:bob`.
+        /// Whose record, e.g. `client:bob`.
         identity: String,
+        /// Serve from this node's state without a ReadIndex round.
+        stale: bool,
+    },
+    /// Lists the identities one of the caller's secrets is shared with.
+    Grants {
+        /// The caller's secret.
+        name: String,
     },
     /// Deletes one of the caller's secrets through two-phase commit (§6).
     Delete {
@@ -208,12 +260,19 @@ pub enum Response {
     Unshared,
     /// The caller's public key was recorded.
     KeyPublished,
-    /// The public key of `identity`.
+    /// The identity record `identity` published.
     PublicKey {
-        /// Whose key.
+        /// Whose record.
         identity: String,
-        /// The X25519 public key.
-        public_key: [u8; 32],
+        /// The record as published.
+        record: IdentityRecord,
+    },
+    /// Who one of the caller's secrets is shared with.
+    Grants {
+        /// The secret.
+        name: String,
+        /// Its grantees, sorted.
+        grantees: Vec<String>,
     },
     /// The decision in force for a two-phase-commit transaction: the one
     /// just applied, or the earlier one that won.

@@ -11,6 +11,7 @@ fn add(name: &str, bytes: usize) -> ClientRequest {
             name: name.into(),
             sealed: SealedSecret(vec![1; bytes]),
             update: false,
+            version: 1,
         },
     }
 }
@@ -136,7 +137,7 @@ proptest! {
                            update in any::<bool>(), client_id in any::<u64>(), seq in any::<u64>()) {
         let request = ClientRequest {
             session: Some(ClientSession { client_id, seq }),
-            request: Request::AddSecret { name, sealed: SealedSecret(sealed), update },
+            request: Request::AddSecret { name, sealed: SealedSecret(sealed), update, version: seq },
         };
         prop_assert_eq!(decode::<ClientRequest>(&encode(&request)).ok(), Some(request));
     }
@@ -147,7 +148,7 @@ proptest! {
             session: Some(ClientSession { client_id: 1, seq: 2 }),
             owner: "client:alice".into(),
             proposed_at_ms: 99,
-            op: Operation::Put { name: "name".into(), sealed: SealedSecret(vec![5; 8]), update: true },
+            op: Operation::Put { name: "name".into(), sealed: SealedSecret(vec![5; 8]), update: true, version: 2 },
         };
         let bytes = encode(&command);
         let cut = cut.min(bytes.len() - 1);

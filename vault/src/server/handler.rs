@@ -265,6 +265,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Unshare { .. } => "Unshare",
         Request::PublishKey { .. } => "PublishKey",
         Request::PublicKey { .. } => "PublicKey",
+        Request::Grants { .. } => "Grants",
         Request::Delete { .. } => "Delete",
         Request::Status => "Status",
         Request::TransferLeader { .. } => "TransferLeader",

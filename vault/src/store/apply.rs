@@ -5,8 +5,8 @@
 
 use super::schema::{from_sql, to_sql};
 use crate::protocol::{
-    decode, encode, ClientSession, Decision, Operation, Reply, Response, SealedSecret,
-    VaultCommand, VaultError, WrappedKey,
+    decode, encode, ClientSession, Decision, Grant, IdentityRecord, Operation, Reply, Response,
+    SealedSecret, VaultCommand, VaultError, WrappedKey,
 };
 use crate::validate::{validate_ciphertext, validate_identity, validate_name};
 use consensus::raft::NodeId;
@@ -163,14 +163,21 @@ impl Context<'_, '_> {
                 name,
                 sealed,
                 update,
-            } => self.put(&name, &sealed, update),
+                version,
+            } => self.put(&name, &sealed, update, version),
             Operation::Share {
                 name,
                 grantee,
                 wrapped_key,
             } => self.share(&name, &grantee, &wrapped_key),
-            Operation::Unshare { name, grantee } => self.unshare(&name, &grantee),
-            Operation::PublishKey { public_key } => self.publish_key(&public_key),
+            Operation::Unshare {
+                name,
+                grantee,
+                sealed,
+                version,
+                grants,
+            } => self.unshare(&name, &grantee, &sealed, version, &grants),
+            Operation::PublishKey { record, replace } => self.publish_key(&record, replace),
             Operation::Decide {
                 tx,
                 name,
@@ -193,11 +200,25 @@ impl Context<'_, '_> {
         Ok(version.map(from_sql))
     }
 
-    fn put(&self, name: &str, sealed: &SealedSecret, update: bool) -> rusqlite::Result<Reply> {
+    /// Stores `sealed` as version `sealed_as` of `name`: refused as a
+    /// conflict unless that is the version the put makes (1 for a new
+    /// secret, current + 1 for an update), because the envelope's
+    /// associated data binds the version and would not open under another.
+    fn put(
+        &self,
+        name: &str,
+        sealed: &SealedSecret,
+        update: bool,
+        sealed_as: u64,
+    ) -> rusqlite::Result<Reply> {
         if let Err(error) = validate_name(name).and(validate_ciphertext(&sealed.0)) {
             return Ok(Err(error));
         }
-        match (self.version(name)?, update) {
+        let current = self.version(name)?;
+        if let Some(error) = version_conflict(name, current, update, sealed_as) {
+            return Ok(Err(error));
+        }
+        match (current, update) {
             (None, false) => {
                 self.transaction
                     .prepare_cached(
@@ -256,27 +277,96 @@ impl Context<'_, '_> {
         Ok(Ok(Response::Shared))
     }
 
-    fn unshare(&self, name: &str, grantee: &str) -> rusqlite::Result<Reply> {
-        let removed = self
-            .transaction
-            .prepare_cached("DELETE FROM shares WHERE owner = ?1 AND name = ?2 AND grantee = ?3")?
-            .execute(params![self.owner, name, grantee])?;
-        if removed == 0 {
+    /// The grantees of the owner's secret `name`, sorted.
+    fn grantees(&self, name: &str) -> rusqlite::Result<Vec<String>> {
+        let mut statement = self.transaction.prepare_cached(
+            "SELECT grantee FROM shares WHERE owner = ?1 AND name = ?2 ORDER BY grantee",
+        )?;
+        let rows = statement.query_map(params![self.owner, name], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Removes the grant to `grantee` and re-keys the secret: the next
+    /// version under a new data key, and new wrapped keys for exactly the
+    /// other grantees. All or nothing, in this one entry, so no grantee is
+    /// ever left holding a key that does not open the current version.
+    fn unshare(
+        &self,
+        name: &str,
+        grantee: &str,
+        sealed: &SealedSecret,
+        sealed_as: u64,
+        grants: &[Grant],
+    ) -> rusqlite::Result<Reply> {
+        let checks = validate_name(name)
+            .and(crate::protocol::validate_grantee(self.owner, grantee))
+            .and(validate_ciphertext(&sealed.0))
+            .and(crate::protocol::validate_grants(
+                self.owner, grantee, grants,
+            ));
+        if let Err(error) = checks {
+            return Ok(Err(error));
+        }
+        let mut others = self.grantees(name)?;
+        let Some(position) = others.iter().position(|other| other == grantee) else {
             return Ok(Err(VaultError::NotFound(format!(
                 "your secret {name:?} is not shared with {grantee}"
             ))));
+        };
+        others.remove(position);
+        let mut given: Vec<&str> = grants.iter().map(|grant| grant.grantee.as_str()).collect();
+        given.sort_unstable();
+        if given != others {
+            return Ok(Err(VaultError::Conflict(format!(
+                "the grants of {name:?} changed while it was being re-keyed; run unshare again"
+            ))));
+        }
+        match self.put(name, sealed, true, sealed_as)? {
+            Ok(_) => {}
+            error => return Ok(error),
+        }
+        self.transaction
+            .prepare_cached("DELETE FROM shares WHERE owner = ?1 AND name = ?2 AND grantee = ?3")?
+            .execute(params![self.owner, name, grantee])?;
+        for grant in grants {
+            self.transaction
+                .prepare_cached(
+                    "UPDATE shares SET wrapped_key = ?4 WHERE owner = ?1 AND name = ?2 AND grantee = ?3",
+                )?
+                .execute(params![self.owner, name, grant.grantee, grant.wrapped_key.0])?;
         }
         Ok(Ok(Response::Unshared))
     }
 
-    fn publish_key(&self, public_key: &[u8; 32]) -> rusqlite::Result<Reply> {
+    /// Records the owner's identity record. The first one wins: a
+    /// different record replaces it only with `replace` (asked for by the
+    /// owner's own certificate), so a client that derived keys from a
+    /// mistyped passphrase, or two first uses racing, cannot overwrite the
+    /// keys everything is already sealed and shared under.
+    fn publish_key(&self, record: &IdentityRecord, replace: bool) -> rusqlite::Result<Reply> {
+        let bytes = encode(record);
+        let existing: Option<Vec<u8>> = self
+            .transaction
+            .prepare_cached("SELECT record FROM public_keys WHERE identity = ?1")?
+            .query_row([self.owner], |row| row.get(0))
+            .optional()?;
+        match existing {
+            Some(existing) if existing == bytes => return Ok(Ok(Response::KeyPublished)),
+            Some(_) if !replace => {
+                return Ok(Err(VaultError::AlreadyExists(format!(
+                    "{} has already published a different identity record",
+                    self.owner
+                ))))
+            }
+            _ => {}
+        }
         self.transaction
             .prepare_cached(
-                "INSERT INTO public_keys (identity, public_key, updated) VALUES (?1, ?2, ?3)
-             ON CONFLICT (identity) DO UPDATE SET public_key = excluded.public_key,
+                "INSERT INTO public_keys (identity, record, updated) VALUES (?1, ?2, ?3)
+             ON CONFLICT (identity) DO UPDATE SET record = excluded.record,
                  updated = excluded.updated",
             )?
-            .execute(params![self.owner, public_key.as_slice(), self.now])?;
+            .execute(params![self.owner, bytes, self.now])?;
         Ok(Ok(Response::KeyPublished))
     }
 
@@ -360,6 +450,26 @@ impl Context<'_, '_> {
             deleted,
         }))
     }
+}
+
+/// Why a put sealed as version `sealed_as` cannot be stored, if it cannot.
+fn version_conflict(
+    name: &str,
+    current: Option<u64>,
+    update: bool,
+    sealed_as: u64,
+) -> Option<VaultError> {
+    let expected = match (current, update) {
+        (None, false) => 1,
+        (Some(version), true) => version.saturating_add(1),
+        // Refused below with their own messages.
+        _ => return None,
+    };
+    (sealed_as != expected).then(|| {
+        VaultError::Conflict(format!(
+            "{name:?} was sealed as version {sealed_as} but would be stored as version {expected}: it changed meanwhile; try again"
+        ))
+    })
 }
 
 fn not_found(name: &str) -> VaultError {

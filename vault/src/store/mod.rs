@@ -274,6 +274,8 @@ pub(crate) fn write_transaction(
 }
 
 #[cfg(test)]
+mod identity_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod twopc_tests;

@@ -4,8 +4,8 @@
 
 use super::schema::from_sql;
 use crate::protocol::{
-    decode, Reply, Response, SealedSecret, SecretRecord, SecretSummary, VaultError, VaultQuery,
-    WrappedKey,
+    decode, IdentityRecord, Reply, Response, SealedSecret, SecretRecord, SecretSummary, VaultError,
+    VaultQuery, WrappedKey,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -27,6 +27,7 @@ pub(crate) fn run(connection: &Connection, bytes: &[u8]) -> rusqlite::Result<Rep
         },
         VaultQuery::List { caller } => list(connection, &caller),
         VaultQuery::PublicKey { identity } => public_key(connection, &identity),
+        VaultQuery::Grants { caller, name } => grants(connection, &caller, &name),
     }
 }
 
@@ -94,20 +95,41 @@ fn list(connection: &Connection, caller: &str) -> rusqlite::Result<Reply> {
 }
 
 fn public_key(connection: &Connection, identity: &str) -> rusqlite::Result<Reply> {
-    let key: Option<Vec<u8>> = connection
-        .prepare_cached("SELECT public_key FROM public_keys WHERE identity = ?1")?
+    let bytes: Option<Vec<u8>> = connection
+        .prepare_cached("SELECT record FROM public_keys WHERE identity = ?1")?
         .query_row([identity], |row| row.get(0))
         .optional()?;
-    Ok(match key.map(<[u8; 32]>::try_from) {
-        Some(Ok(public_key)) => Ok(Response::PublicKey {
+    Ok(match bytes.map(|bytes| decode::<IdentityRecord>(&bytes)) {
+        Some(Ok(record)) => Ok(Response::PublicKey {
             identity: identity.to_string(),
-            public_key,
+            record,
         }),
         Some(Err(_)) => Err(VaultError::Internal(format!(
-            "the stored public key of {identity} is damaged"
+            "the stored identity record of {identity} is damaged"
         ))),
         None => Err(VaultError::NotFound(format!(
             "{identity} has not published a public key yet"
         ))),
     })
+}
+
+/// Only the owner learns who a secret is shared with; a name it does not
+/// have is "not found".
+fn grants(connection: &Connection, caller: &str, name: &str) -> rusqlite::Result<Reply> {
+    let exists = connection
+        .prepare_cached("SELECT 1 FROM secrets WHERE owner = ?1 AND name = ?2")?
+        .exists(params![caller, name])?;
+    if !exists {
+        return Ok(Err(VaultError::NotFound(format!(
+            "you have no secret named {name:?}"
+        ))));
+    }
+    let mut statement = connection.prepare_cached(
+        "SELECT grantee FROM shares WHERE owner = ?1 AND name = ?2 ORDER BY grantee",
+    )?;
+    let rows = statement.query_map(params![caller, name], |row| row.get(0))?;
+    Ok(Ok(Response::Grants {
+        name: name.to_string(),
+        grantees: rows.collect::<Result<_, _>>()?,
+    }))
 }

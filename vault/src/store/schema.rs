@@ -9,7 +9,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// Bumped when the layout changes incompatibly; a database with another
 /// value is refused instead of misread.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Version 2: `public_keys` holds whole identity records (public key,
+/// random salt, KDF cost, key-check value) instead of bare public keys.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Page cache per connection, in KiB (64 MiB: the whole database of a
 /// vault with a hundred thousand secrets).
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS shares (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS public_keys (
     identity   TEXT PRIMARY KEY,
-    public_key BLOB NOT NULL,
+    record     BLOB NOT NULL,
     updated    INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (

@@ -78,7 +78,7 @@ pub(crate) fn take(transaction: &Connection, applied_index: u64) -> rusqlite::Re
         )?,
         public_keys: rows(
             transaction,
-            "SELECT identity, public_key, updated FROM public_keys ORDER BY identity",
+            "SELECT identity, record, updated FROM public_keys ORDER BY identity",
             |row| Ok((row.get(0)?, blob(row, 1)?, row.get(2)?)),
         )?,
         sessions: rows(
@@ -169,10 +169,10 @@ pub(crate) fn restore(
             params![owner, name, grantee, wrapped_key.as_slice()],
         )?;
     }
-    for (identity, public_key, updated) in &tables.public_keys {
+    for (identity, record, updated) in &tables.public_keys {
         transaction.execute(
-            "INSERT INTO public_keys (identity, public_key, updated) VALUES (?1, ?2, ?3)",
-            params![identity, public_key.as_slice(), updated],
+            "INSERT INTO public_keys (identity, record, updated) VALUES (?1, ?2, ?3)",
+            params![identity, record.as_slice(), updated],
         )?;
     }
     for (owner, client_id, last_seq, response, last_index) in &tables.sessions {

@@ -47,16 +47,22 @@ impl Fixture {
         self.apply_bytes(&encode(&command))
     }
 
+    /// Puts as the client does: sealed as the version the put makes.
     pub(super) fn put(&mut self, owner: &str, name: &str, byte: u8, update: bool) -> Reply {
+        let version = match (update, self.version(owner, name)) {
+            (true, Some(current)) => current + 1,
+            _ => 1,
+        };
         let op = Operation::Put {
             name: name.into(),
             sealed: SealedSecret(vec![byte; 4]),
             update,
+            version,
         };
         self.run(owner, None, op)
     }
 
-    fn ask(&self, query: VaultQuery) -> Reply {
+    pub(super) fn ask(&self, query: VaultQuery) -> Reply {
         let bytes = self.machine.query(&encode(&query)).expect("query");
         decode(&bytes).expect("reply decodes")
     }
@@ -79,7 +85,7 @@ impl Fixture {
 
 pub(super) const ALICE: &str = "client:alice";
 pub(super) const BOB: &str = "client:bob";
-const CAROL: &str = "client:carol";
+pub(super) const CAROL: &str = "client:carol";
 
 #[test]
 fn database_is_in_wal_mode() {
@@ -173,6 +179,9 @@ fn only_owner_and_grantees_read() {
     let unshare = Operation::Unshare {
         name: "wifi".into(),
         grantee: BOB.into(),
+        sealed: SealedSecret(vec![2; 4]),
+        version: 2,
+        grants: Vec::new(),
     };
     assert_eq!(
         fixture.run(ALICE, None, unshare.clone()),
@@ -225,29 +234,30 @@ fn list_shows_only_the_callers_secrets_in_name_order() {
 #[test]
 fn a_retried_command_applies_once() {
     let mut fixture = Fixture::new();
-    let put = |byte| Operation::Put {
+    let put = |byte, version| Operation::Put {
         name: "a".into(),
         sealed: SealedSecret(vec![byte; 4]),
         update: true,
+        version,
     };
     fixture.put(ALICE, "a", 0, false).expect("added");
-    let first = fixture.run(ALICE, Some((42, 1)), put(1));
+    let first = fixture.run(ALICE, Some((42, 1)), put(1, 2));
     assert_eq!(first, Ok(Response::Added { version: 2 }));
     // The retry carries the same sequence number: same answer, no new version.
-    assert_eq!(fixture.run(ALICE, Some((42, 1)), put(1)), first);
+    assert_eq!(fixture.run(ALICE, Some((42, 1)), put(1, 2)), first);
     assert_eq!(fixture.version(ALICE, "a"), Some(2));
     assert_eq!(
-        fixture.run(ALICE, Some((42, 2)), put(2)),
+        fixture.run(ALICE, Some((42, 2)), put(2, 3)),
         Ok(Response::Added { version: 3 })
     );
     assert!(matches!(
-        fixture.run(ALICE, Some((42, 1)), put(1)),
+        fixture.run(ALICE, Some((42, 1)), put(1, 2)),
         Err(VaultError::Conflict(_))
     ));
     // The same client id under another identity is another session.
     fixture.put(BOB, "a", 0, false).expect("added");
     assert_eq!(
-        fixture.run(BOB, Some((42, 1)), put(1)),
+        fixture.run(BOB, Some((42, 1)), put(1, 2)),
         Ok(Response::Added { version: 2 })
     );
     assert_eq!(fixture.version(ALICE, "a"), Some(3));
@@ -260,6 +270,7 @@ fn a_failed_command_is_remembered_too() {
         name: "a".into(),
         sealed: SealedSecret(vec![1]),
         update: true,
+        version: 2,
     };
     let first = fixture.run(ALICE, Some((7, 1)), update_missing.clone());
     assert!(matches!(first, Err(VaultError::NotFound(_))));
@@ -288,35 +299,13 @@ fn garbage_and_invalid_commands_are_refused_but_applied() {
         name: "big".into(),
         sealed: SealedSecret(vec![0; crate::validate::MAX_CIPHERTEXT_BYTES + 1]),
         update: false,
+        version: 1,
     };
     assert!(matches!(
         fixture.run(ALICE, None, huge),
         Err(VaultError::Invalid(_))
     ));
     assert_eq!(fixture.machine.applied_index(), 4);
-}
-
-#[test]
-fn public_keys_are_published_and_read() {
-    let mut fixture = Fixture::new();
-    let query = VaultQuery::PublicKey {
-        identity: BOB.into(),
-    };
-    assert!(matches!(
-        fixture.ask(query.clone()),
-        Err(VaultError::NotFound(_))
-    ));
-    let publish = Operation::PublishKey {
-        public_key: [5; 32],
-    };
-    assert_eq!(fixture.run(BOB, None, publish), Ok(Response::KeyPublished));
-    assert_eq!(
-        fixture.ask(query),
-        Ok(Response::PublicKey {
-            identity: BOB.into(),
-            public_key: [5; 32]
-        })
-    );
 }
 
 #[test]
@@ -355,6 +344,7 @@ fn idle_sessions_are_forgotten_at_sweep_points() {
         name: name.into(),
         sealed: SealedSecret(vec![1]),
         update: false,
+        version: 1,
     };
     fixture.run(ALICE, Some((1, 1)), put("old")).expect("added");
     let point = (SESSION_RETENTION / SESSION_SWEEP_EVERY + 2) * SESSION_SWEEP_EVERY;

@@ -164,6 +164,7 @@ mod tests {
                         name: name.to_string(),
                         sealed: SealedSecret(vec![7; 16]),
                         update: false,
+                        version: 1,
                     },
                 })
             })
