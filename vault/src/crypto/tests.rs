@@ -236,14 +236,21 @@ fn shares_open_for_the_grantee_only() {
 fn a_share_not_made_by_the_owner_is_refused() {
     let alice = keyring("client:alice", "a-pass");
     let bob = keyring("client:bob", "b-pass");
-    // Mallory (a node, say) knows bob's public key and makes a secret of
-    // her own look like alice's: seals it as "client:alice" with a data key
-    // she wraps for bob. She cannot do the static exchange as alice.
+    // Mallory (a node, say) knows alice's and bob's public keys and makes a
+    // secret of her own look like alice's: sealed as "client:alice", its
+    // data key wrapped for bob naming alice's public key as the owner's.
+    // She cannot do the static exchange as alice.
     let mallory = keyring("client:alice", "not alice's passphrase");
     let forged = own(&mallory, "wifi");
-    let wrapped = mallory
-        .share(&forged, "client:bob", bob.public_key())
-        .expect("share");
+    let data_key = mallory.own_data_key(&forged).expect("her own data key");
+    let parties = envelope::Parties {
+        owner: "client:alice",
+        owner_public: alice.public,
+        grantee: "client:bob",
+        grantee_public: bob.public,
+    };
+    let wrapped =
+        envelope::wrap_share(&data_key, &mallory.exchange, &parties, "wifi").expect("wrap");
     let served = SecretRecord {
         wrapped_key: Some(wrapped),
         ..forged
@@ -252,9 +259,17 @@ fn a_share_not_made_by_the_owner_is_refused() {
         bob.open(&served, Some(alice.public_key())),
         Err(CryptoError::Decrypt)
     );
-    // Served with mallory's key as "alice's" it would open: that is what
-    // pinning alice's key on first use prevents (the CLI's pin file).
-    assert!(bob.open(&served, Some(mallory.public_key())).is_ok());
+    // The real owner's share of the same kind opens.
+    let real = own(&alice, "wifi");
+    let shared = SecretRecord {
+        wrapped_key: Some(
+            alice
+                .share(&real, "client:bob", bob.public_key())
+                .expect("share"),
+        ),
+        ..real
+    };
+    assert!(bob.open(&shared, Some(alice.public_key())).is_ok());
 }
 
 #[test]
