@@ -7,6 +7,7 @@
 
 mod apply;
 mod decisions;
+mod pruning;
 mod query;
 mod schema;
 mod snapshot;
@@ -273,6 +274,10 @@ pub(crate) fn write_transaction(
     connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+#[cfg(test)]
+mod delete_session_tests;
+#[cfg(test)]
+mod pruning_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Fixture {
         self.run(owner, None, op)
     }
 
-    fn ask(&self, query: VaultQuery) -> Reply {
+    pub(super) fn ask(&self, query: VaultQuery) -> Reply {
         let bytes = self.machine.query(&encode(&query)).expect("query");
         decode(&bytes).expect("reply decodes")
     }
