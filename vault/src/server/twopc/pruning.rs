@@ -10,13 +10,21 @@ use consensus::node::{MemberStatus, NodeStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The shortest pruning period. The rule assumes that no decision entry is
+/// proposed again a period after the first one reached every member: a
+/// node retries a proposal for its request timeout (5 s), so the period
+/// must be longer. The 2PC simulation finds a transaction decided twice
+/// when re-proposals outlast the period.
+const LEAST_PERIOD: Duration = Duration::from_secs(30);
+
 impl TwoPc {
-    /// Every pruning period (twice the decision timeout), on the leader:
+    /// Every pruning period (twice the decision timeout, at least
+    /// [`LEAST_PERIOD`]), on the leader:
     /// proposes a prune through the mark measured one period before, if a
     /// decision is recorded at or below it, and measures the next mark.
     /// Runs until the task is aborted.
     pub(crate) async fn pruning_loop(self: Arc<Self>) {
-        let period = (self.options.decision_timeout * 2).max(Duration::from_millis(100));
+        let period = (self.options.decision_timeout * 2).max(LEAST_PERIOD);
         let mut measured = None;
         loop {
             tokio::time::sleep(period).await;
