@@ -102,7 +102,25 @@ impl VaultClient {
             client_id: self.client_id,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
         });
-        let request = ClientRequest { session, request };
+        self.send(ClientRequest { session, request }, avoid).await
+    }
+
+    /// Sends `request` under `session`, taken from an earlier attempt of the
+    /// same request (perhaps made through another `VaultClient`, or by a
+    /// process that crashed and kept its session), with the retries of
+    /// [`VaultClient::call`]. A write the cluster already executed is not
+    /// executed again: the answer is the first attempt's.
+    pub async fn call_in_session(&self, request: Request, session: ClientSession) -> Reply {
+        let request = ClientRequest {
+            session: Some(session),
+            request,
+        };
+        self.send(request, None).await
+    }
+
+    /// Sends `request` to the cluster, retrying on other nodes until the
+    /// timeout, asking `avoid` only if it is the only node configured.
+    async fn send(&self, request: ClientRequest, avoid: Option<NodeId>) -> Reply {
         let deadline = Instant::now() + self.timeout;
         let mut last_error = VaultError::Unavailable("no node could be reached".into());
         // A node that refused our certificate says more than a later node

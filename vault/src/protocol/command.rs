@@ -103,6 +103,15 @@ pub enum Operation {
         /// Not checked for an abort.
         participants: Vec<NodeId>,
     },
+    /// The leader's pruning of settled two-phase-commit state (see
+    /// `vault/src/store/pruning.rs` for the rule): forgets the decisions
+    /// recorded at or below log index `through`, which every member held
+    /// in its log a pruning period before. Proposed by nodes only; its
+    /// `owner` is empty and not checked.
+    Prune {
+        /// The highest log index whose decisions go.
+        through: u64,
+    },
 }
 
 /// A read-only question for `StateMachine::query` (postcard-encoded).
@@ -133,6 +142,15 @@ pub enum VaultQuery {
         caller: String,
         /// The secret's name.
         name: String,
+    },
+    /// What the state machine remembers of `caller`'s session `client_id`
+    /// (answered with [`super::Response::Session`]). Sessions are keyed by
+    /// owner, so a caller only ever sees its own.
+    Session {
+        /// The authenticated caller, the session's owner.
+        caller: String,
+        /// The session's client id.
+        client_id: u64,
     },
 }
 
@@ -290,7 +308,14 @@ fn read_plan(identity: &str, request: Request) -> Result<Plan, VaultError> {
 
 /// The command bytes that make a two-phase-commit decision durable: the
 /// coordinator proposes them for `owner`'s secret `name` at `version`.
+///
+/// `session` is the client's session of the `delete` that started the
+/// transaction (none for a recovery abort): the state machine stores the
+/// decision as that request's answer, so a retry of the delete gets it
+/// instead of running a second transaction.
+#[allow(clippy::too_many_arguments)]
 pub fn decision_command(
+    session: Option<ClientSession>,
     owner: &str,
     tx: &str,
     name: &str,
@@ -300,7 +325,7 @@ pub fn decision_command(
     now_ms: u64,
 ) -> Vec<u8> {
     super::encode(&VaultCommand::V1 {
-        session: None,
+        session,
         owner: owner.to_string(),
         proposed_at_ms: now_ms,
         op: Operation::Decide {
@@ -332,6 +357,17 @@ pub(crate) fn validate_grants(
         }
     }
     Ok(())
+}
+
+/// The command bytes of the leader's prune of two-phase-commit decisions
+/// recorded at or below log index `through`.
+pub fn prune_command(through: u64, now_ms: u64) -> Vec<u8> {
+    super::encode(&VaultCommand::V1 {
+        session: None,
+        owner: String::new(),
+        proposed_at_ms: now_ms,
+        op: Operation::Prune { through },
+    })
 }
 
 /// A grantee is another valid identity: sharing with yourself means nothing.

@@ -15,7 +15,8 @@ mod command;
 mod error;
 
 pub use command::{
-    decision_command, plan, Operation, Plan, VaultCommand, VaultQuery, COMMAND_FORMAT,
+    decision_command, plan, prune_command, Operation, Plan, VaultCommand, VaultQuery,
+    COMMAND_FORMAT,
 };
 pub(crate) use command::{validate_grantee, validate_grants};
 pub use error::VaultError;
@@ -304,6 +305,27 @@ pub enum Response {
         /// The removed member.
         id: NodeId,
     },
+    /// Decisions recorded at or below log index `through` were forgotten.
+    Pruned {
+        /// The pruning horizon now.
+        through: u64,
+        /// How many decisions this entry removed.
+        decisions: u64,
+    },
+    /// What the state machine remembers of one client session
+    /// ([`VaultQuery::Session`]); `None` if it remembers nothing.
+    Session(Option<SessionRecord>),
+}
+
+/// The last request a client session executed and the answer it got: how a
+/// retried delete, which the node runs outside the log until its decision,
+/// learns that its first attempt already has an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The sequence number of the last request executed in the session.
+    pub seq: u64,
+    /// Its answer, as first given.
+    pub reply: Box<Reply>,
 }
 
 /// One member of the cluster, as `member list` shows it (SPEC §8).

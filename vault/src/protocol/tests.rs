@@ -168,6 +168,7 @@ fn sessions_number_requests_from_one() {
 #[test]
 fn decision_commands_decode_as_decide() {
     let bytes = decision_command(
+        None,
         "client:alice",
         "tx-1",
         "mail",

@@ -113,7 +113,17 @@ async fn twopc_request(twopc: &TwoPc, from: NodeId, request: TwoPcRequest) -> Tw
             owner,
             name,
             version,
-        } => twopc.resolve(tx, owner, name, version).await,
+            applied_index,
+        } => {
+            let question = super::twopc::Question {
+                tx,
+                owner,
+                name,
+                version,
+                applied_index,
+            };
+            twopc.resolve(question).await
+        }
     }
 }
 
@@ -168,7 +178,9 @@ async fn client_request(
             }
             Err(error) => Err(node_error(error)),
         },
-        Plan::Runtime(Request::Delete { name }) => twopc.delete(&owner, &name).await,
+        Plan::Runtime(Request::Delete { name }) => {
+            twopc.delete(&owner, &name, request.session).await
+        }
         Plan::Runtime(
             member_request @ (Request::MemberList
             | Request::MemberAdd { .. }

@@ -129,6 +129,7 @@ pub async fn run(
         options.twopc,
     )?;
     let recovery = tokio::spawn(twopc.clone().recovery_loop());
+    let pruning = tokio::spawn(twopc.clone().pruning_loop());
     let addresses = Arc::new(
         options
             .peers
@@ -161,6 +162,7 @@ pub async fn run(
     };
     request_loop.abort();
     recovery.abort();
+    pruning.abort();
     node.shutdown().await;
     let result = match outcome {
         Some(result) => result,

@@ -68,6 +68,10 @@ pub enum TwoPcRequest {
         name: String,
         /// The version voted on.
         version: u64,
+        /// How far the asking participant has applied the log: the leader
+        /// proposes no abort for an asker below its pruning horizon, whose
+        /// decision may be waiting in its own log (`store/pruning.rs`).
+        applied_index: u64,
     },
 }
 

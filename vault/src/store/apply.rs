@@ -46,9 +46,28 @@ pub(crate) fn apply_command(
         ));
         return Ok(encode(&reply));
     };
+    let mut op = op;
+    let mut store_reply = session.is_some();
+    let mut answered_before = None;
     if let Some(session) = session {
-        if let Some(stored) = replay(transaction, &owner, session)? {
-            return Ok(stored);
+        match &mut op {
+            Operation::Decide { tx, decision, .. } => {
+                match replay_decision(transaction, &owner, session, tx)? {
+                    DecisionReplay::Fresh => {}
+                    DecisionReplay::Repeat(stored) => return Ok(stored),
+                    DecisionReplay::AnsweredBefore(stored) => {
+                        *decision = Decision::Abort;
+                        store_reply = false;
+                        answered_before = Some(stored);
+                    }
+                    DecisionReplay::Superseded => store_reply = false,
+                }
+            }
+            _ => {
+                if let Some(stored) = replay(transaction, &owner, session)? {
+                    return Ok(stored);
+                }
+            }
         }
     }
     let context = Context {
@@ -58,12 +77,17 @@ pub(crate) fn apply_command(
         now: to_sql(proposed_at_ms),
         members,
     };
-    let reply = match validate_identity(&owner) {
-        Ok(()) => context.run(op, decided)?,
-        Err(error) => Err(error),
+    let reply = match (op, validate_identity(&owner)) {
+        // Proposed by a node, not on behalf of a client: no owner.
+        (Operation::Prune { through }, _) => context.prune(through)?,
+        (op, Ok(())) => context.run(op, decided)?,
+        (_, Err(error)) => Err(error),
     };
+    if let Some(stored) = answered_before {
+        return Ok(stored);
+    }
     let response = encode(&reply);
-    if let Some(session) = session {
+    if let (Some(session), true) = (session, store_reply) {
         transaction
             .prepare_cached(
                 "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
@@ -145,6 +169,60 @@ fn replay(
     }
 }
 
+/// How a decision entry carrying the session of the `delete` that started
+/// its transaction relates to what that session already answered.
+enum DecisionReplay {
+    /// The session has not answered this request: apply the decision and
+    /// store its reply as the request's answer.
+    Fresh,
+    /// The same transaction's decision already answered it: return that
+    /// answer, change nothing.
+    Repeat(Vec<u8>),
+    /// Another transaction (a retry of the same delete on another node, or
+    /// the first attempt) already answered it: this transaction is applied
+    /// as an abort, so one request never deletes through two transactions
+    /// nor gets two different outcomes, and the coordinator is given the
+    /// stored answer.
+    AnsweredBefore(Vec<u8>),
+    /// The client has moved on to later requests: apply the decision as
+    /// usual (participants wait for it) but leave the session alone.
+    Superseded,
+}
+
+/// Where the decision of `tx`, for request `session`, stands (see
+/// [`DecisionReplay`]).
+fn replay_decision(
+    transaction: &Transaction<'_>,
+    owner: &str,
+    session: ClientSession,
+    tx: &str,
+) -> rusqlite::Result<DecisionReplay> {
+    let stored: Option<(i64, Vec<u8>)> = transaction
+        .prepare_cached(
+            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
+        )?
+        .query_row(params![owner, to_sql(session.client_id)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((last_seq, last_response)) = stored else {
+        return Ok(DecisionReplay::Fresh);
+    };
+    let last_seq = from_sql(last_seq);
+    if session.seq > last_seq {
+        return Ok(DecisionReplay::Fresh);
+    }
+    if session.seq < last_seq {
+        return Ok(DecisionReplay::Superseded);
+    }
+    match decode::<Reply>(&last_response) {
+        Ok(Ok(Response::Decided { tx: answered, .. })) if answered == tx => {
+            Ok(DecisionReplay::Repeat(last_response))
+        }
+        _ => Ok(DecisionReplay::AnsweredBefore(last_response)),
+    }
+}
+
 /// What every operation needs: where to write, who asks, and when.
 struct Context<'a, 'c> {
     transaction: &'a Transaction<'c>,
@@ -188,7 +266,16 @@ impl Context<'_, '_> {
                 let decision = self.unless_members_changed(&tx, decision, &participants);
                 self.decide(&tx, &name, version, decision, decided)
             }
+            Operation::Prune { through } => self.prune(through),
         }
+    }
+
+    /// Forgets the decisions recorded at or below `through` (the rule is in
+    /// `store/pruning.rs`).
+    fn prune(&self, through: u64) -> rusqlite::Result<Reply> {
+        let decisions = super::pruning::prune(self.transaction, through)?;
+        let through = super::pruning::pruned_through(self.transaction)?;
+        Ok(Ok(Response::Pruned { through, decisions }))
     }
 
     fn version(&self, name: &str) -> rusqlite::Result<Option<u64>> {

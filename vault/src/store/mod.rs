@@ -7,6 +7,7 @@
 
 mod apply;
 mod decisions;
+mod pruning;
 mod query;
 mod schema;
 mod snapshot;
@@ -275,6 +276,10 @@ pub(crate) fn write_transaction(
 
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod delete_session_tests;
+#[cfg(test)]
+mod pruning_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use super::schema::from_sql;
 use crate::protocol::{
-    decode, IdentityRecord, Reply, Response, SealedSecret, SecretRecord, SecretSummary, VaultError,
+    decode, IdentityRecord, Reply, Response, SealedSecret, SecretRecord, SecretSummary,
+    SessionRecord, VaultError,
     VaultQuery, WrappedKey,
 };
 use rusqlite::{params, Connection, OptionalExtension};
@@ -28,6 +29,34 @@ pub(crate) fn run(connection: &Connection, bytes: &[u8]) -> rusqlite::Result<Rep
         VaultQuery::List { caller } => list(connection, &caller),
         VaultQuery::PublicKey { identity } => public_key(connection, &identity),
         VaultQuery::Grants { caller, name } => grants(connection, &caller, &name),
+        VaultQuery::Session { caller, client_id } => session(connection, &caller, client_id),
+    }
+}
+
+/// The caller's own session `client_id`: its last sequence number and the
+/// answer stored for it. A stored answer that does not decode (it was
+/// written by this build's apply, so it should) reads as an internal error
+/// rather than as "nothing remembered", which could make a retry run twice.
+fn session(connection: &Connection, caller: &str, client_id: u64) -> rusqlite::Result<Reply> {
+    let row: Option<(i64, Vec<u8>)> = connection
+        .prepare_cached(
+            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
+        )?
+        .query_row(params![caller, super::schema::to_sql(client_id)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((seq, reply)) = row else {
+        return Ok(Ok(Response::Session(None)));
+    };
+    match decode::<Reply>(&reply) {
+        Ok(reply) => Ok(Ok(Response::Session(Some(SessionRecord {
+            seq: from_sql(seq),
+            reply: Box::new(reply),
+        })))),
+        Err(error) => Ok(Err(VaultError::Internal(format!(
+            "the stored answer of a client session does not decode: {error}"
+        )))),
     }
 }
 

@@ -202,6 +202,7 @@ pub(crate) fn restore(
             });
         }
     }
+    super::pruning::after_restore(transaction, index)?;
     set_applied_index(transaction, index)?;
     Ok(settled)
 }

@@ -247,6 +247,18 @@ impl VaultStateMachine {
         Ok(machine)
     }
 
+    /// This node's pruning horizon: decisions recorded at or below this log
+    /// index may be gone (see `store/pruning.rs`).
+    pub fn pruned_through(&self) -> Result<u64, StoreError> {
+        Ok(super::pruning::pruned_through(&self.connection)?)
+    }
+
+    /// The lowest log index at which a decision is still recorded: what a
+    /// leader's prune would remove first.
+    pub fn oldest_decision(&self) -> Result<Option<u64>, StoreError> {
+        Ok(super::pruning::oldest_decision(&self.connection)?)
+    }
+
     /// The decision this node has applied for `tx`, if any (the first one
     /// in the log).
     pub fn decision(&self, tx: &str) -> Result<Option<Decision>, StoreError> {
@@ -294,6 +306,13 @@ impl PrepareBatch<'_> {
                 to_sql(now_ms)
             ])?;
         Ok(PrepareOutcome::Prepared)
+    }
+
+    /// This node's pruning horizon (see `store/pruning.rs`): a vote whose
+    /// coordinator read the log below it must be refused, because the
+    /// transaction's decision may already be pruned here.
+    pub fn pruned_through(&self) -> Result<u64, StoreError> {
+        Ok(super::pruning::pruned_through(&self.transaction)?)
     }
 
     /// Makes every prepare of the batch durable at once.

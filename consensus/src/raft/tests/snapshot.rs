@@ -114,6 +114,34 @@ fn leader_keeps_a_window_of_chunks_in_flight() {
     assert_eq!(status.match_index, 3);
 }
 
+/// The leader does not copy the snapshot for each chunk: every chunk's
+/// bytes are a view into the one buffer the leader holds (pointer
+/// equality), across windows and the resend after a loss.
+#[test]
+fn chunks_are_slices_of_the_leaders_one_snapshot_buffer() {
+    let (mut core, _, first) = streaming_leader();
+    let held = core.log.snapshot().map(|snapshot| snapshot.data.clone());
+    let held = held.expect("the leader holds its snapshot");
+    core.step(from_3(answer(2, false, false)));
+    let more = core.ready().messages;
+    core.step(from_3(answer(2, true, false)));
+    let resent = core.ready().messages;
+    let sent = snapshot_chunks([first, more, resent].concat());
+    assert!(sent.len() >= 5, "{sent:?}");
+    for message in sent {
+        let MessageBody::InstallSnapshot(chunk) = message.body else {
+            unreachable!("filtered to InstallSnapshot");
+        };
+        let offset = chunk.offset as usize;
+        let expected = held[offset..].as_ptr();
+        assert_eq!(
+            chunk.data.as_ptr(),
+            expected,
+            "the chunk at {offset} is a copy, not a slice of the held snapshot"
+        );
+    }
+}
+
 // Reference: Raft §7 — a lost chunk: the follower reports the gap at the
 // first chunk behind it, the leader goes back once and resends from there;
 // the reports of the same gap by the chunks after it change nothing.

@@ -79,6 +79,9 @@ pub(crate) struct TwoPcApp {
     crashing: BTreeSet<NodeId>,
     /// Numbers transaction ids.
     next_tx: u64,
+    /// The leaders' pruning: each leader's mark from its last turn, and
+    /// when the next turn comes.
+    pub(crate) pruning: super::pruning::Pruning,
 }
 
 impl TwoPcApp {
@@ -114,6 +117,7 @@ impl TwoPcApp {
             stats: Stats::default(),
             crashing: BTreeSet::new(),
             next_tx: 1,
+            pruning: super::pruning::Pruning::default(),
         }
     }
 
@@ -194,7 +198,7 @@ impl TwoPcApp {
         for applied in &effects.commands {
             let named = match &applied.command {
                 VaultCommand::Decide { participants, .. } => participants.as_slice(),
-                VaultCommand::Add { .. } => &[],
+                VaultCommand::Add { .. } | VaultCommand::Prune { .. } => &[],
             };
             let first = self.oracle.on_effect(
                 applied.node,
@@ -220,6 +224,12 @@ impl TwoPcApp {
                         applied.index, applied.members
                     ),
                 );
+            }
+            if let Effect::Pruned { txs, .. } = &applied.output {
+                let participant = self.participants.entry(applied.node).or_default();
+                for tx in txs {
+                    participant.table.forget_settled(tx);
+                }
             }
             let settled = match &applied.output {
                 Effect::Decided { tx, decision, .. } => Some((tx, *decision)),
@@ -291,8 +301,20 @@ impl TwoPcApp {
                 TwoPcMessage::Voted { tx, vote } => self.on_voted(world, to, from, &tx, vote)?,
                 TwoPcMessage::Decide { tx, .. } => self.on_decide(world, to, from, tx),
                 TwoPcMessage::Acked { tx } => self.on_acked(world, to, from, &tx)?,
-                TwoPcMessage::Resolve { tx, name, version } => {
-                    self.on_resolve(world, to, &tx, &name, version)
+                TwoPcMessage::Resolve {
+                    tx,
+                    name,
+                    version,
+                    applied_index,
+                } => {
+                    let question = super::recovery::Question {
+                        asker: from,
+                        tx,
+                        name,
+                        version,
+                        applied_index,
+                    };
+                    self.on_resolve(world, to, &question)?
                 }
             }
         }
@@ -338,6 +360,7 @@ impl Application for TwoPcApp {
         self.serve_waiting(&mut world);
         self.drive_coordinators(&mut world)?;
         self.recover(&mut world);
+        self.prune(&mut world);
         self.clients_act(&mut world)?;
         Ok(self.nemesis.take_requests())
     }
@@ -364,6 +387,7 @@ impl Application for TwoPcApp {
             }
             participant.crash();
         }
+        self.pruning.forget(node);
         if self.coordinators.remove(&node).is_some() {
             self.clients.coordinator_lost(node);
         }

@@ -15,6 +15,13 @@
 //!   vault): a member that joined while the votes were out had no say, and
 //!   one that left could not acknowledge.
 //!
+//! - `Prune`: the leader's prune of settled 2PC state (`vault/src/store/
+//!   pruning.rs`): the decisions recorded at or below `through` are
+//!   forgotten, and `through` becomes the pruning horizon. Unlike the
+//!   vault, which keeps the horizon node-local and raises it to a restored
+//!   snapshot's index, the model carries it in the snapshot: the same
+//!   horizon on every replica, so the final checks can compare states.
+//!
 //! Apply reads nothing but the command, the replicated state and the
 //! membership in force at the command's index (which the node tells the
 //! model through [`SimMachine::membership_changed`], as the runtime tells
@@ -85,6 +92,11 @@ pub(crate) enum VaultCommand {
         /// abort, which is not checked.
         participants: Vec<NodeId>,
     },
+    /// The leader's prune of the decisions recorded at or below `through`.
+    Prune {
+        /// The highest log index whose decisions go.
+        through: LogIndex,
+    },
 }
 
 impl VaultCommand {
@@ -125,6 +137,13 @@ pub(crate) enum Effect {
         /// not the members in force.
         members_changed: bool,
     },
+    /// Decisions recorded at or below `through` were forgotten.
+    Pruned {
+        /// The horizon now.
+        through: LogIndex,
+        /// The transactions whose decisions went, in id order.
+        txs: Vec<String>,
+    },
     /// A later decision for an already decided transaction: no effect.
     AlreadyDecided {
         /// The transaction.
@@ -140,8 +159,10 @@ pub(crate) struct VaultModel {
     /// name -> version.
     secrets: BTreeMap<String, u64>,
     /// tx -> its first logged decision (as applied: a commit turned into
-    /// an abort is recorded as the abort).
-    decisions: BTreeMap<String, Decision>,
+    /// an abort is recorded as the abort) and the index it was recorded at.
+    decisions: BTreeMap<String, (Decision, LogIndex)>,
+    /// Decisions recorded at or below this index may have been pruned.
+    pruned_through: LogIndex,
     /// client -> last applied sequence.
     sessions: BTreeMap<u64, u64>,
     applied_index: LogIndex,
@@ -158,8 +179,9 @@ pub(crate) struct VaultModel {
 struct Image {
     applied_index: LogIndex,
     secrets: Vec<(String, u64)>,
-    decisions: Vec<(String, Decision)>,
+    decisions: Vec<(String, (Decision, LogIndex))>,
     sessions: Vec<(u64, u64)>,
+    pruned_through: LogIndex,
 }
 
 impl VaultModel {
@@ -170,7 +192,39 @@ impl VaultModel {
 
     /// The decision this node has applied for `tx` (the first in the log).
     pub(crate) fn decision(&self, tx: &str) -> Option<Decision> {
-        self.decisions.get(tx).copied()
+        self.decisions.get(tx).map(|(decision, _)| *decision)
+    }
+
+    /// The pruning horizon: decisions recorded at or below it may be gone.
+    pub(crate) fn pruned_through(&self) -> LogIndex {
+        self.pruned_through
+    }
+
+    /// How many decisions this node still records.
+    pub(crate) fn live_decisions(&self) -> usize {
+        self.decisions.len()
+    }
+
+    /// The lowest index at which a decision is still recorded.
+    pub(crate) fn oldest_decision(&self) -> Option<LogIndex> {
+        self.decisions.values().map(|(_, index)| *index).min()
+    }
+
+    fn prune(&mut self, through: LogIndex) -> Effect {
+        let txs: Vec<String> = self
+            .decisions
+            .iter()
+            .filter(|(_, (_, index))| *index <= through)
+            .map(|(tx, _)| tx.clone())
+            .collect();
+        for tx in &txs {
+            self.decisions.remove(tx);
+        }
+        self.pruned_through = self.pruned_through.max(through);
+        Effect::Pruned {
+            through: self.pruned_through,
+            txs,
+        }
     }
 
     fn add(&mut self, name: &str, update: bool) -> Effect {
@@ -191,6 +245,7 @@ impl VaultModel {
 
     fn decide(
         &mut self,
+        index: LogIndex,
         tx: &str,
         name: &str,
         version: u64,
@@ -198,11 +253,11 @@ impl VaultModel {
         participants: &[NodeId],
     ) -> Effect {
         let decision = self.unless_members_changed(proposed, participants);
-        if let Some(first) = self.decisions.get(tx).copied() {
+        if let Some((first, _)) = self.decisions.get(tx).copied() {
             let tx = tx.to_string();
             return Effect::AlreadyDecided { tx, first };
         }
-        self.decisions.insert(tx.to_string(), decision);
+        self.decisions.insert(tx.to_string(), (decision, index));
         let deleted = decision == Decision::Commit && self.secrets.get(name) == Some(&version);
         if deleted {
             self.secrets.remove(name);
@@ -269,7 +324,8 @@ impl SimMachine for VaultModel {
                 version,
                 decision,
                 participants,
-            } => self.decide(tx, name, *version, *decision, participants),
+            } => self.decide(index, tx, name, *version, *decision, participants),
+            VaultCommand::Prune { through } => self.prune(*through),
         }
     }
 
@@ -292,6 +348,7 @@ impl SimMachine for VaultModel {
             secrets: self.secrets.clone().into_iter().collect(),
             decisions: self.decisions.clone().into_iter().collect(),
             sessions: self.sessions.clone().into_iter().collect(),
+            pruned_through: self.pruned_through,
         };
         postcard::to_allocvec(&image).unwrap_or_default()
     }
@@ -303,6 +360,7 @@ impl SimMachine for VaultModel {
             decisions: image.decisions.into_iter().collect(),
             sessions: image.sessions.into_iter().collect(),
             applied_index: image.applied_index,
+            pruned_through: image.pruned_through,
             members: None,
         })
     }

@@ -51,6 +51,9 @@ pub(crate) enum TwoPcMessage {
         name: String,
         /// The version it voted on.
         version: u64,
+        /// How far the asker has applied the log (the leader proposes no
+        /// abort for an asker below its pruning horizon).
+        applied_index: u64,
     },
 }
 

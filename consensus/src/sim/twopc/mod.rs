@@ -24,6 +24,7 @@ mod messages;
 mod nemesis;
 mod oracle;
 mod participant;
+mod pruning;
 mod recovery;
 mod run;
 mod voting;
@@ -45,6 +46,16 @@ pub(crate) const DECISION_TIMEOUT: u64 = 400;
 /// Steps between two recovery passes of a participant (half the decision
 /// timeout, as in the vault).
 pub(crate) const RECOVERY_PERIOD: u64 = DECISION_TIMEOUT / 2;
+
+/// Steps between two pruning turns of a leader, which proposes a prune
+/// through the mark it measured one turn earlier (`pruning.rs`). The rule
+/// assumes that no decision entry is proposed again a period after the
+/// first one was everywhere: the vault's period (at least 30 s) outlasts a
+/// node's proposal retries (5 s), and this one outlasts a coordinator's
+/// re-proposals (up to [`MAX_PROPOSALS`] every [`PROPOSAL_TIMEOUT`]). With
+/// a period of one recovery period, the simulation finds a coordinator's
+/// re-proposal landing after the prune (a transaction decided twice).
+pub(crate) const PRUNE_PERIOD: u64 = (MAX_PROPOSALS as u64 + 1) * PROPOSAL_TIMEOUT;
 
 /// Steps a coordinator waits for its proposed decision to be applied
 /// before proposing it again.

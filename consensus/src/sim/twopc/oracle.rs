@@ -29,6 +29,13 @@
 //! life receives the decision with the rest of the state (see
 //! docs/simulation.md, "Wiped disks and 2PC").
 //!
+//! - **a transaction is decided once**: no second first decision for a
+//!   transaction whose decision was pruned (a late entry or a recovery
+//!   abort landing after the prune); and **a participant in doubt always
+//!   finds its decision** (`recovery.rs`): a leader never lacks, because
+//!   it pruned it, the decision of a transaction a participant holds
+//!   prepared after applying past that decision's entry.
+//!
 //! Checked once the system settled (`final_checks`): identical applied
 //! states on every member (atomicity: a secret is deleted everywhere or
 //! nowhere) and no prepared row left on any member (no lock held forever).
@@ -227,6 +234,15 @@ impl Oracle {
                 return Err(violation("an abort leaves the secret untouched", detail));
             }
             if let Some(record) = self.txs.get_mut(tx) {
+                if let Some((first, at)) = record.decision {
+                    return Err(violation(
+                        "a transaction is decided once (no decision is pruned while needed)",
+                        format!(
+                            "{tx} was decided {first} at index {at}, and again {decision} at \
+                             index {index}: its first decision had been pruned"
+                        ),
+                    ));
+                }
                 record.decision = Some((*decision, index));
             }
             if *members_changed {
@@ -365,6 +381,11 @@ impl Oracle {
     pub(crate) fn logged(&self, tx: &str) -> Option<Decision> {
         let record = self.txs.get(tx)?;
         record.decision.map(|(decision, _)| decision)
+    }
+
+    /// The first decision in the log for `tx` and its index.
+    pub(crate) fn logged_at(&self, tx: &str) -> Option<(Decision, LogIndex)> {
+        self.txs.get(tx)?.decision
     }
 }
 

@@ -10,7 +10,7 @@
 //! durable (SPEC §6.1).
 
 use super::machine::VaultModel;
-use crate::raft::NodeId;
+use crate::raft::{LogIndex, NodeId};
 use crate::twopc::participant::Prepared;
 use crate::twopc::{Decision, PrepareOutcome, ResourceManager, VotePolicy, VoteRequest};
 use std::collections::{BTreeMap, VecDeque};
@@ -154,10 +154,36 @@ impl ParticipantTable {
         }
     }
 
+    /// A prune applied: the settled row of `tx` goes with its decision (in
+    /// the vault, in the same SQLite transaction); a row still prepared
+    /// stays.
+    pub(crate) fn forget_settled(&mut self, tx: &str) {
+        if self
+            .durable
+            .get(tx)
+            .is_some_and(|row| row.state != RowState::Prepared)
+        {
+            self.durable.remove(tx);
+        }
+        self.pending
+            .retain(|(id, row)| id != tx || row.state == RowState::Prepared);
+    }
+
     /// Settles every row whose transaction `machine` has decided: after a
     /// restart or a snapshot install, the decisions arrive as state rather
-    /// than as applied entries.
+    /// than as applied entries. Settled rows whose decision the restored
+    /// state no longer holds (pruned) are forgotten, as the vault's restore
+    /// does.
     pub(crate) fn settle_decided(&mut self, machine: &VaultModel) {
+        let forgotten: Vec<String> = self
+            .visible()
+            .into_iter()
+            .filter(|(tx, row)| row.state != RowState::Prepared && machine.decision(tx).is_none())
+            .map(|(tx, _)| tx.to_string())
+            .collect();
+        for tx in forgotten {
+            self.forget_settled(&tx);
+        }
         let decided: Vec<(String, Decision)> = self
             .visible()
             .into_iter()
@@ -183,6 +209,9 @@ pub(crate) struct SimResource<'a> {
     pub(crate) table: &'a mut ParticipantTable,
     /// The node's applied vault state.
     pub(crate) machine: &'a VaultModel,
+    /// The coordinator's read index: a vote read below the pruning horizon
+    /// is refused, as its decision may already be pruned here.
+    pub(crate) read_index: LogIndex,
 }
 
 impl ResourceManager for SimResource<'_> {
@@ -194,6 +223,13 @@ impl ResourceManager for SimResource<'_> {
         now_ms: u64,
     ) -> Result<PrepareOutcome, Infallible> {
         let tx = &request.tx;
+        let horizon = self.machine.pruned_through();
+        if self.read_index < horizon {
+            return Ok(refused(format!(
+                "the vote read the log at index {}, below the pruning horizon {horizon}",
+                self.read_index
+            )));
+        }
         if self.machine.decision(tx).is_some() {
             return Ok(refused(format!("transaction {tx} is already decided")));
         }
@@ -323,6 +359,7 @@ mod tests {
         let mut resource = SimResource {
             table: &mut table,
             machine: &machine,
+            read_index: 0,
         };
         let policy = VotePolicy::Commit;
         assert_eq!(
@@ -350,6 +387,7 @@ mod tests {
         let mut resource = SimResource {
             table: &mut table,
             machine: &machine,
+            read_index: 0,
         };
         assert_eq!(
             resource.prepare(&request("t1", 1), 5),
@@ -371,6 +409,7 @@ mod tests {
         let mut resource = SimResource {
             table: &mut table,
             machine: &machine,
+            read_index: 0,
         };
         let again = resource.prepare(&request("t1", 1), 9);
         assert!(matches!(again, Ok(PrepareOutcome::Refused(_))));

@@ -13,9 +13,12 @@
 use super::app::TwoPcApp;
 use super::machine::{VaultCommand, VaultModel};
 use super::messages::TwoPcMessage;
+use super::oracle::violation;
 use super::{DECISION_TIMEOUT, RECOVERY_PERIOD};
 use crate::raft::{NodeId, Role};
 use crate::sim::application::World;
+use crate::sim::invariants::Violation;
+use crate::sim::node::SimMachine;
 use crate::twopc::participant::{self, Resolution};
 use crate::twopc::Decision;
 
@@ -69,27 +72,45 @@ impl TwoPcApp {
             );
             return;
         };
+        let applied_index = world
+            .nodes
+            .get(&id)
+            .map_or(0, |node| node.machine.applied_index());
         let message = TwoPcMessage::Resolve {
             tx: tx.to_string(),
             name: row.name,
             version: row.version,
+            applied_index,
         };
         self.send(world, id, leader, message);
     }
 
     /// A recovery question reached node `at`: if it leads, it answers from
     /// its applied state or proposes GLOBAL_ABORT (the planted bug
-    /// `recovery_proposes_commit` proposes GLOBAL_COMMIT).
+    /// `recovery_proposes_commit` proposes GLOBAL_COMMIT); not for an asker
+    /// below its pruning horizon, which must apply its own log first.
+    ///
+    /// Checked here: a participant in doubt always finds its decision.
+    /// If the log decided `tx` at an index the asker has applied (so its
+    /// own log cannot settle it) and the leader no longer has it, the
+    /// decision was pruned while a participant still needed it.
     pub(crate) fn on_resolve(
         &mut self,
         world: &mut World<'_, VaultModel>,
         at: NodeId,
-        tx: &str,
-        name: &str,
-        version: u64,
-    ) {
+        question: &Question,
+    ) -> Result<(), Violation> {
+        let Question {
+            asker,
+            tx,
+            name,
+            version,
+            applied_index,
+        } = question;
+        let (tx, name, version, applied_index) =
+            (tx.as_str(), name.as_str(), *version, *applied_index);
         let Some(node) = world.nodes.get(&at) else {
-            return;
+            return Ok(());
         };
         let leads = node.core.as_ref().is_some_and(|c| c.role() == Role::Leader);
         if !leads {
@@ -97,9 +118,34 @@ impl TwoPcApp {
                 world.now,
                 format_args!("Node {at} is not the leader: tx {tx} stays unresolved for now"),
             );
-            return;
+            return Ok(());
         }
-        match participant::resolve(node.machine.decision(tx)) {
+        let known = node.machine.decision(tx);
+        if let (None, Some((decision, index))) = (known, self.oracle.logged_at(tx)) {
+            if index <= applied_index && index <= node.machine.applied_index() {
+                return Err(violation(
+                    "a participant in doubt always finds its decision",
+                    format!(
+                        "Node {asker} holds tx {tx} prepared and asks Node {at} (leader), which \
+                         pruned its {decision} (index {index}, horizon {}); Node {asker} applied \
+                         through {applied_index}, so its own log cannot settle it either",
+                        node.machine.pruned_through()
+                    ),
+                ));
+            }
+        }
+        let horizon = node.machine.pruned_through();
+        if known.is_none() && applied_index < horizon {
+            world.trace.line(
+                world.now,
+                format_args!(
+                    "Node {at} (leader): Node {asker} applied through {applied_index}, below the \
+                     pruning horizon {horizon}; tx {tx} waits for its own log"
+                ),
+            );
+            return Ok(());
+        }
+        match participant::resolve(known) {
             Resolution::Decided(decision) => world.trace.line(
                 world.now,
                 format_args!("Node {at} (leader): the log decides tx {tx} {decision}"),
@@ -133,5 +179,20 @@ impl TwoPcApp {
                 self.propose(world, at, &command);
             }
         }
+        Ok(())
     }
+}
+
+/// A participant's recovery question, as the leader receives it.
+pub(crate) struct Question {
+    /// The participant holding `tx` prepared.
+    pub(crate) asker: NodeId,
+    /// The transaction.
+    pub(crate) tx: String,
+    /// The secret it locks.
+    pub(crate) name: String,
+    /// The version it voted on.
+    pub(crate) version: u64,
+    /// How far the asker has applied the log.
+    pub(crate) applied_index: u64,
 }

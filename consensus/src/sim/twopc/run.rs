@@ -84,6 +84,10 @@ pub(crate) struct RunReport {
     pub(crate) wipes: u64,
     /// Voters' disks replaced without their removal first.
     pub(crate) lost_disks: u64,
+    /// Prunes of decisions proposed by leaders.
+    pub(crate) prunes: u64,
+    /// The most decisions any node held at once.
+    pub(crate) most_live_decisions: usize,
     /// How often each crash point fired.
     pub(crate) fired: FiredCounts,
     /// A digest of the decisions and the final state: equal digests mean
@@ -411,6 +415,8 @@ impl Run {
             readded_member_commits: app.oracle.readded_member_commits,
             wipes: app.stats.wipes,
             lost_disks: self.cluster.lost_disks.len() as u64,
+            prunes: app.pruning.proposed,
+            most_live_decisions: app.pruning.most_live,
             fired: app.nemesis.fired.clone(),
             fingerprint,
         }
@@ -440,6 +446,8 @@ impl Totals {
         total.readded_member_commits += report.readded_member_commits;
         total.wipes += report.wipes;
         total.lost_disks += report.lost_disks;
+        total.prunes += report.prunes;
+        total.most_live_decisions = total.most_live_decisions.max(report.most_live_decisions);
         for (point, count) in &report.fired {
             *total.fired.entry(*point).or_insert(0) += count;
         }
@@ -496,6 +504,10 @@ pub(crate) fn run_part(part: u64, parts: u64) {
         total.lost_disks,
         total.wiped_prepare_commits,
         total.readded_member_commits
+    );
+    println!(
+        "  pruning: {} prunes proposed; at most {} decisions held by one node at once",
+        total.prunes, total.most_live_decisions
     );
     for point in CrashPoint::ALL {
         let fired = total.fired.get(&point).copied().unwrap_or(0);

@@ -20,7 +20,7 @@ const MAX_SEEDS_MEMBERSHIP: u64 = 1000;
 const FIRST_SEED: u64 = 1_000_000;
 
 /// Runs seeds until one fails; the violation must be of the property named
-/// `caught_by` (another one would mean the bug broke something unexpected,
+/// `caught_by`, or of one of several separated by `|` (another one would mean the bug broke something unexpected,
 /// or the harness reports false alarms). Prints and returns how many seeds
 /// it took.
 fn seeds_to_find(test: &str, name: &str, caught_by: &str, bugs: TwoPcBugs) -> u64 {
@@ -47,7 +47,9 @@ fn seeds_to_find_within(
         if let Err(failure) = run_seed(options) {
             println!("planted 2PC bug `{name}` found after {tried} seed(s): {failure}");
             assert!(
-                failure.invariant.contains(caught_by),
+                caught_by
+                    .split('|')
+                    .any(|property| failure.invariant.contains(property)),
                 "expected a violation of `{caught_by}`, got: {failure}"
             );
             println!(
@@ -117,7 +119,9 @@ fn finds_locks_a_snapshot_install_does_not_release() {
     seeds_to_find(
         "finds_locks_a_snapshot_install_does_not_release",
         "a snapshot install does not settle the rows it decides",
-        "no lock is held forever",
+        // A row left prepared either outlives the run or, once its
+        // decision is pruned, finds nothing when it asks the leader.
+        "no lock is held forever|a participant in doubt always finds its decision",
         bugs,
     );
 }

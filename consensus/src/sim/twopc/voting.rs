@@ -88,7 +88,7 @@ impl TwoPcApp {
             if !self.is_alive(world, id) {
                 return;
             }
-            self.cast_vote(world, id, wait.from, &wait.request);
+            self.cast_vote(world, id, wait.from, &wait.request, wait.read_index);
         }
     }
 
@@ -99,6 +99,7 @@ impl TwoPcApp {
         id: NodeId,
         coordinator: NodeId,
         request: &VoteRequest,
+        read_index: u64,
     ) {
         let (Some(node), Some(participant)) =
             (world.nodes.get(&id), self.participants.get_mut(&id))
@@ -109,6 +110,7 @@ impl TwoPcApp {
         let mut resource = SimResource {
             table: &mut participant.table,
             machine: &node.machine,
+            read_index,
         };
         let vote = match participant::vote(policy, &mut resource, request, world.now) {
             Ok(vote) => vote,

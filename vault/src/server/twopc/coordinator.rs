@@ -4,8 +4,8 @@
 use super::participant::{consensus_decision, vault_decision};
 use super::{millis, wall_clock_ms, TwoPc};
 use crate::protocol::{
-    decision_command, decode, encode, Decision, DeleteReport, Reply, Response, VaultError,
-    VaultQuery, Vote,
+    decision_command, decode, encode, ClientSession, Decision, DeleteReport, Reply, Response,
+    VaultError, VaultQuery, Vote,
 };
 use crate::server::wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 use consensus::node::ReadConsistency;
@@ -27,8 +27,37 @@ enum Event {
 impl TwoPc {
     /// Deletes `owner`'s secret `name` by two-phase commit with this node as
     /// coordinator, and reports the transaction to the client.
-    pub(crate) async fn delete(self: &Arc<Self>, owner: &str, name: &str) -> Reply {
-        let version = self.version_to_delete(owner, name).await?;
+    ///
+    /// Exactly once per client request: the decision entry carries the
+    /// client's `session`, and the state machine keeps it as the request's
+    /// answer. A retry (after "unavailable", on this node or another) first
+    /// looks that answer up and, if there is one, reports that transaction
+    /// again instead of starting a new one; a retry that races the first
+    /// attempt runs its own transaction, whose decision the state machine
+    /// applies as an abort if the first attempt's decision answered the
+    /// request first, and the retry then reports the first attempt's
+    /// outcome. So a delete that committed is never answered "not found" or
+    /// "aborted".
+    pub(crate) async fn delete(
+        self: &Arc<Self>,
+        owner: &str,
+        name: &str,
+        session: Option<ClientSession>,
+    ) -> Reply {
+        if let Some(answer) = self.answered(owner, session).await? {
+            return self.report_answer(owner, name, answer).await;
+        }
+        let version = match self.version_to_delete(owner, name).await {
+            // Gone: perhaps deleted by this request's first attempt, whose
+            // decision was applied after the lookup above.
+            Err(VaultError::NotFound(message)) => {
+                return match self.answered(owner, session).await? {
+                    Some(answer) => self.report_answer(owner, name, answer).await,
+                    None => Err(VaultError::NotFound(message)),
+                };
+            }
+            outcome => outcome?,
+        };
         // Participants apply through this index before they vote, so that
         // they judge the version this node just read. The applied index
         // read after the read covers every entry the read saw, and it is
@@ -63,6 +92,7 @@ impl TwoPc {
         let (events, mut inbox) = mpsc::unbounded_channel();
         let mut pending = VecDeque::from(outputs);
         let mut deleted = false;
+        let mut answered_before = None;
         loop {
             while let Some(output) = pending.pop_front() {
                 match output {
@@ -71,8 +101,9 @@ impl TwoPc {
                     }
                     CoordinatorOutput::ProposeDecision(decision) => {
                         let decision = self.unless_membership_changed(&tx, &participants, decision);
-                        let (logged, did_delete) = self
+                        let logged = self
                             .log_decision(
+                                session,
                                 owner,
                                 &tx,
                                 name,
@@ -82,7 +113,9 @@ impl TwoPc {
                             )
                             .await
                             .map_err(|error| undecided(&tx, error))?;
-                        deleted = did_delete;
+                        deleted = logged.deleted;
+                        answered_before = logged.answered_before;
+                        let logged = logged.decision;
                         // Printed only now: `log_decision` returns once the
                         // entry is committed and applied (by the leader, if
                         // this node forwarded it), so a crash after this line
@@ -99,6 +132,12 @@ impl TwoPc {
                         self.send_decide(to, &tx, vault_decision(decision), events.clone());
                     }
                     CoordinatorOutput::Finished(report) => {
+                        if let Some(answer) = answered_before {
+                            // This transaction was applied as an abort (its
+                            // decides released the locks); the request's
+                            // answer is the earlier attempt's.
+                            return self.report_answer(owner, name, answer).await;
+                        }
                         return self.conclude(report, owner, name, deleted).await;
                     }
                 }
@@ -303,19 +342,122 @@ impl TwoPc {
         }
     }
 
+    /// The answer the state machine holds for the client's request
+    /// `session`, if it already has one: the stored reply for that sequence
+    /// number, or a conflict if the client has moved past it. Read
+    /// linearizably, so an answer committed before this call is seen.
+    async fn answered(
+        &self,
+        owner: &str,
+        session: Option<ClientSession>,
+    ) -> Result<Option<Reply>, VaultError> {
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        let query = encode(&VaultQuery::Session {
+            caller: owner.to_string(),
+            client_id: session.client_id,
+        });
+        let bytes = self
+            .node
+            .read(query, ReadConsistency::Linearizable)
+            .await
+            .map_err(super::super::handler::node_error)?;
+        let record = match decode::<Reply>(&bytes) {
+            Ok(Ok(Response::Session(record))) => record,
+            Ok(Ok(other)) => {
+                return Err(VaultError::Internal(format!(
+                    "unexpected answer to a session read: {other:?}"
+                )))
+            }
+            Ok(Err(error)) => return Err(error),
+            Err(error) => {
+                return Err(VaultError::Internal(format!(
+                    "undecodable state machine reply: {error}"
+                )))
+            }
+        };
+        Ok(match record {
+            Some(record) if record.seq == session.seq => Some(*record.reply),
+            Some(record) if record.seq > session.seq => Some(Err(VaultError::Conflict(format!(
+                "request {} of this client was superseded by request {} and was not applied",
+                session.seq, record.seq
+            )))),
+            _ => None,
+        })
+    }
+
+    /// The client's answer to a delete whose request was already answered
+    /// by a logged decision: that transaction's report, with the
+    /// participants' acknowledgements asked for again (each answers once
+    /// it applied the decision). A commit means every participant voted
+    /// commit; an abort's individual votes are not in the log and are left
+    /// out. Any other stored answer (a client that reused a sequence
+    /// number) is returned as it was.
+    async fn report_answer(self: &Arc<Self>, owner: &str, name: &str, answer: Reply) -> Reply {
+        let Ok(Response::Decided {
+            tx,
+            decision,
+            deleted,
+        }) = answer
+        else {
+            return answer;
+        };
+        tracing::info!(
+            "Node {} answers a retried delete with the logged decision of tx {tx}",
+            self.node.id()
+        );
+        let participants = self.participants();
+        let (events, mut inbox) = mpsc::unbounded_channel();
+        for to in &participants {
+            self.send_decide(*to, &tx, decision, events.clone());
+        }
+        drop(events);
+        let deadline = Instant::now() + self.options.vote_timeout;
+        let mut acked = Vec::new();
+        while acked.len() < participants.len() {
+            match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                Ok(Some(Event::Acked(from))) => acked.push(from),
+                Ok(Some(Event::Voted(..))) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        acked.sort();
+        acked.dedup();
+        let decision = consensus_decision(decision);
+        let votes = match decision {
+            consensus::twopc::Decision::Commit => participants
+                .iter()
+                .map(|node| (*node, consensus::twopc::Vote::Commit))
+                .collect(),
+            consensus::twopc::Decision::Abort => Default::default(),
+        };
+        let report = TransactionReport {
+            tx,
+            decision,
+            votes,
+            acked,
+        };
+        self.conclude(report, owner, name, deleted).await
+    }
+
     /// Makes `decision` durable through Raft and returns the decision the
-    /// log holds for `tx` (the first one wins) and whether this entry
-    /// deleted the secret.
+    /// log holds for `tx` (the first one wins), whether this entry deleted
+    /// the secret, and, for a delete whose request `session` another
+    /// transaction already answered, that answer.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn log_decision(
         &self,
+        session: Option<ClientSession>,
         owner: &str,
         tx: &str,
         name: &str,
         version: u64,
         decision: Decision,
         participants: &[NodeId],
-    ) -> Result<(Decision, bool), VaultError> {
+    ) -> Result<LoggedDecision, VaultError> {
         let command = decision_command(
+            session,
             owner,
             tx,
             name,
@@ -331,8 +473,21 @@ impl TwoPc {
             .map_err(super::super::handler::node_error)?;
         match decode::<Reply>(&bytes) {
             Ok(Ok(Response::Decided {
-                decision, deleted, ..
-            })) => Ok((decision, deleted)),
+                tx: logged,
+                decision,
+                deleted,
+            })) if logged == tx => Ok(LoggedDecision {
+                decision,
+                deleted,
+                answered_before: None,
+            }),
+            // Another transaction answered this request first: the state
+            // machine applied this one as an abort.
+            Ok(answer) if session.is_some() => Ok(LoggedDecision {
+                decision: Decision::Abort,
+                deleted: false,
+                answered_before: Some(answer),
+            }),
             Ok(Ok(other)) => Err(VaultError::Internal(format!(
                 "unexpected answer to a decision: {other:?}"
             ))),
@@ -386,6 +541,16 @@ impl TwoPc {
             acked: report.acked,
         }))
     }
+}
+
+/// What logging a decision came to.
+pub(super) struct LoggedDecision {
+    /// The decision the log holds for the transaction.
+    pub(super) decision: Decision,
+    /// Whether this entry deleted the secret.
+    pub(super) deleted: bool,
+    /// The answer another transaction gave the same client request first.
+    pub(super) answered_before: Option<Reply>,
 }
 
 /// The coordinator could not log a decision: the outcome is unknown to it,

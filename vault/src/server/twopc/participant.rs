@@ -26,7 +26,7 @@ impl TwoPc {
         let wait_until = Instant::now() + self.options.vote_timeout / 2;
         self.apply_through(read_index).await;
         let tx = request.tx.clone();
-        let vote = self.vote_wait_die(request, wait_until).await;
+        let vote = self.vote_wait_die(request, read_index, wait_until).await;
         let me = self.node.id();
         match &vote {
             consensus::twopc::Vote::Commit => {
@@ -61,6 +61,7 @@ impl TwoPc {
     async fn vote_wait_die(
         &self,
         request: VoteRequest,
+        read_index: u64,
         wait_until: Instant,
     ) -> consensus::twopc::Vote {
         let me = self.node.id();
@@ -70,7 +71,10 @@ impl TwoPc {
             // attempt and the wait still wakes it.
             let seen = self.node.applied_index();
             let may_wait = Instant::now() < wait_until;
-            let attempt = self.prepares.attempt(request.clone(), may_wait).await;
+            let attempt = self
+                .prepares
+                .attempt(request.clone(), read_index, may_wait)
+                .await;
             match attempt {
                 Ok(VoteAttempt::Voted(vote)) => return vote,
                 Ok(VoteAttempt::Wait { holder }) => {
@@ -147,24 +151,39 @@ impl TwoPc {
 
     /// The leader's answer to a participant left prepared: the decision the
     /// log holds, proposing GLOBAL_ABORT first if this node knows none.
-    pub(crate) async fn resolve(
-        &self,
-        tx: String,
-        owner: String,
-        name: String,
-        version: u64,
-    ) -> TwoPcReply {
+    ///
+    /// An asker that has not applied the log through this node's pruning
+    /// horizon is told to catch up instead: its decision may be one this
+    /// node already pruned, which it will find in its own log (every member
+    /// held it there before it was pruned), and an abort proposed now would
+    /// contradict it.
+    pub(crate) async fn resolve(&self, question: super::Question) -> TwoPcReply {
+        let super::Question {
+            tx,
+            owner,
+            name,
+            version,
+            applied_index,
+        } = question;
         if !self.node.is_leader() {
             return TwoPcReply::Failed(format!("{} is not the leader", self.node.id()));
         }
         let logged = {
             let tx = tx.clone();
-            self.with_store(move |store| store.decision(&tx)).await
+            self.with_store(move |store| Ok((store.decision(&tx)?, store.pruned_through()?)))
+                .await
         };
-        let logged = match logged {
+        let (logged, pruned_through) = match logged {
             Ok(logged) => logged,
             Err(error) => return TwoPcReply::Failed(error.to_string()),
         };
+        if logged.is_none() && applied_index < pruned_through {
+            return TwoPcReply::Failed(format!(
+                "tx {tx}: the asker applied the log through index {applied_index} only; \
+                 decisions through {pruned_through} are pruned here, so it must apply its \
+                 own log first"
+            ));
+        }
         match participant::resolve(logged.map(consensus_decision)) {
             Resolution::Decided(decision) => TwoPcReply::Resolved {
                 decision: vault_decision(decision),
@@ -175,10 +194,12 @@ impl TwoPc {
                     self.node.id()
                 );
                 match self
-                    .log_decision(&owner, &tx, &name, version, Decision::Abort, &[])
+                    .log_decision(None, &owner, &tx, &name, version, Decision::Abort, &[])
                     .await
                 {
-                    Ok((decision, _)) => TwoPcReply::Resolved { decision },
+                    Ok(logged) => TwoPcReply::Resolved {
+                        decision: logged.decision,
+                    },
                     Err(error) => TwoPcReply::Failed(error.to_string()),
                 }
             }

@@ -12,7 +12,7 @@ use crate::protocol::VaultError;
 use crate::store::VaultStateMachine;
 use consensus::raft::NodeId;
 use consensus::twopc::participant;
-use consensus::twopc::{VoteAttempt, VotePolicy, VoteRequest};
+use consensus::twopc::{Vote, VoteAttempt, VotePolicy, VoteRequest};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -24,6 +24,9 @@ const MOST_PER_BATCH: usize = 256;
 /// One queued vote attempt and where its outcome goes.
 struct Job {
     request: VoteRequest,
+    /// The coordinator's read index: a vote read below this node's pruning
+    /// horizon is refused (`store/pruning.rs`).
+    read_index: u64,
     may_wait: bool,
     outcome: oneshot::Sender<Result<VoteAttempt, String>>,
 }
@@ -53,11 +56,13 @@ impl PrepareQueue {
     pub(super) async fn attempt(
         &self,
         request: VoteRequest,
+        read_index: u64,
         may_wait: bool,
     ) -> Result<VoteAttempt, VaultError> {
         let (outcome, answer) = oneshot::channel();
         let job = Job {
             request,
+            read_index,
             may_wait,
             outcome,
         };
@@ -110,6 +115,14 @@ fn attempt_all(
     let attempts: Vec<Result<VoteAttempt, String>> = jobs
         .iter()
         .map(|job| {
+            let horizon = batch.pruned_through().map_err(|error| error.to_string())?;
+            if job.read_index < horizon {
+                return Ok(VoteAttempt::Voted(Vote::Abort(format!(
+                    "the vote read the log at index {}, below index {horizon} through which \
+                     this node pruned decided transactions",
+                    job.read_index
+                ))));
+            }
             participant::vote_wait_die(policy, &mut batch, &job.request, now_ms, job.may_wait)
                 .map_err(|error| error.to_string())
         })
@@ -125,7 +138,6 @@ mod tests {
     use super::*;
     use crate::protocol::{encode, Operation, SealedSecret, VaultCommand};
     use consensus::state_machine::{CommittedCommand, StateMachine};
-    use consensus::twopc::Vote;
 
     const ALICE: &str = "client:alice";
 
@@ -142,6 +154,7 @@ mod tests {
         let (outcome, answer) = oneshot::channel();
         let job = Job {
             request,
+            read_index: 0,
             may_wait: false,
             outcome,
         };
@@ -214,20 +227,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_vote_read_below_the_pruning_horizon_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("vault.db");
+        drop(store_with(dir.path(), &["a"]));
+        let mut machine = VaultStateMachine::open(&path).expect("open");
+        let prune = crate::protocol::prune_command(1, 5);
+        let committed = CommittedCommand {
+            index: 2,
+            term: 1,
+            command: &prune,
+        };
+        machine.apply(&[committed]).expect("apply");
+        let mut store = VaultStateMachine::open_participant(&path).expect("participant");
+        let mut stale = job(request("t1", "a")).0;
+        stale.read_index = 0;
+        let mut fresh = job(request("t2", "a")).0;
+        fresh.read_index = 1;
+        let outcomes = attempt_all(&mut store, VotePolicy::Commit, &[stale, fresh], 5);
+        assert!(
+            matches!(&outcomes[0], Ok(VoteAttempt::Voted(Vote::Abort(reason))) if reason.contains("pruned")),
+            "{:?}",
+            outcomes[0]
+        );
+        assert_eq!(outcomes[1], Ok(VoteAttempt::Voted(Vote::Commit)));
+    }
+
     #[tokio::test]
     async fn the_queue_answers_every_attempt() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Arc::new(Mutex::new(store_with(dir.path(), &["a", "b", "c"])));
         let queue = PrepareQueue::start(NodeId(1), store, VotePolicy::Commit).expect("thread");
         let attempts = tokio::join!(
-            queue.attempt(request("tx-a", "a"), false),
-            queue.attempt(request("tx-b", "b"), false),
-            queue.attempt(request("tx-c", "c"), false),
+            queue.attempt(request("tx-a", "a"), 0, false),
+            queue.attempt(request("tx-b", "b"), 0, false),
+            queue.attempt(request("tx-c", "c"), 0, false),
         );
         for attempt in [attempts.0, attempts.1, attempts.2] {
             assert_eq!(attempt, Ok(VoteAttempt::Voted(Vote::Commit)));
         }
-        let refused = queue.attempt(request("tx-d", "missing"), false).await;
+        let refused = queue.attempt(request("tx-d", "missing"), 0, false).await;
         assert!(
             matches!(refused, Ok(VoteAttempt::Voted(Vote::Abort(_)))),
             "{refused:?}"

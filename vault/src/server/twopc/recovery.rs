@@ -56,22 +56,24 @@ impl TwoPc {
                 "Phase Participant-Recovery of Node {me} asks Node {leader} to resolve tx {}",
                 entry.tx
             );
+            let question = super::Question {
+                tx: entry.tx.clone(),
+                owner: entry.owner.clone(),
+                name: entry.name.clone(),
+                version: entry.version,
+                applied_index: self.node.applied_index(),
+            };
             let reply = if leader == me {
-                self.resolve(
-                    entry.tx.clone(),
-                    entry.owner.clone(),
-                    entry.name.clone(),
-                    entry.version,
-                )
-                .await
+                self.resolve(question).await
             } else {
                 self.call(
                     leader,
                     TwoPcRequest::Resolve {
-                        tx: entry.tx.clone(),
-                        owner: entry.owner.clone(),
-                        name: entry.name.clone(),
-                        version: entry.version,
+                        tx: question.tx,
+                        owner: question.owner,
+                        name: question.name,
+                        version: question.version,
+                        applied_index: question.applied_index,
                     },
                     self.options.decision_timeout,
                 )
