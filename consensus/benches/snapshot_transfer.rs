@@ -146,6 +146,7 @@ fn options(id: u64, raft_dir: &Path) -> NodeOptions {
         snapshot_every: 10,
         request_timeout: Duration::from_secs(5),
         seed: id,
+        min_free_bytes: 0,
     }
 }
 

@@ -125,11 +125,16 @@ impl<S: StateMachine> ApplyWorker<S> {
             while let Some(task) = next.take() {
                 match task {
                     ApplyTask::Entries(entries) => batch.extend(entries),
-                    restore @ ApplyTask::Restore { .. } => {
+                    ApplyTask::Restore { meta, data } => {
                         if !self.apply_batch(&mut batch) {
                             return;
                         }
-                        self.handle(restore);
+                        // A failed restore leaves the old state in place:
+                        // applying the entries after the snapshot on top of
+                        // it would make this replica diverge for good.
+                        if !self.restore(&meta, &data) {
+                            return;
+                        }
                     }
                     register => self.handle(register),
                 }
@@ -157,8 +162,9 @@ impl<S: StateMachine> ApplyWorker<S> {
                 self.reads.entry(index).or_default().push((query, reply));
                 self.serve_reads();
             }
-            ApplyTask::Restore { meta, data } => self.restore(&meta, &data),
-            ApplyTask::Entries(_) => unreachable!("entries are batched by run()"),
+            ApplyTask::Entries(_) | ApplyTask::Restore { .. } => {
+                unreachable!("entries and restores are handled by run()")
+            }
         }
     }
 
@@ -284,7 +290,11 @@ impl<S: StateMachine> ApplyWorker<S> {
         }
     }
 
-    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) {
+    /// Replaces the state with a snapshot; false when that failed, and the
+    /// worker must stop: the machine holds neither the old state plus the
+    /// entries the snapshot covers nor the snapshot's state, so nothing may
+    /// be applied to it or read from it again.
+    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> bool {
         let started = std::time::Instant::now();
         let outcome = self.lock_machine().restore(meta.last_index, data);
         match outcome {
@@ -308,11 +318,18 @@ impl<S: StateMachine> ApplyWorker<S> {
                 let _ = self.events.send(ApplyEvent::Applied(meta.last_index));
                 self.applied.send_replace(meta.last_index);
                 self.serve_reads();
+                true
             }
             Err(error) => {
-                let message = format!("restoring snapshot at {}: {error}", meta.last_index);
+                let message = format!(
+                    "restoring the snapshot at index {} failed, the state machine stops applying \
+                     and the node stops: {error}",
+                    meta.last_index
+                );
                 tracing::error!("{message}");
-                let _ = self.events.send(ApplyEvent::Failed(message));
+                let _ = self.events.send(ApplyEvent::Failed(message.clone()));
+                self.fail_all(NodeError::StateMachine(message));
+                false
             }
         }
     }

@@ -8,6 +8,7 @@
 //! AppendEntries per follower.
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
+use super::disk::DiskGuard;
 use super::handle::NodeStatus;
 use super::snapshot_log::IncomingSnapshotLog;
 use super::{NodeError, PeerNetwork};
@@ -86,6 +87,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// When the snapshot arriving from the leader started, for the rate in
     /// its progress lines.
     incoming_snapshot: IncomingSnapshotLog,
+    /// Whether the disk takes new writes (free-space reserve, writer
+    /// failures); see `disk.rs`.
+    disk: DiskGuard,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -96,6 +100,7 @@ impl<N: PeerNetwork> Driver<N> {
         apply: mpsc::UnboundedSender<ApplyTask>,
         status: watch::Sender<NodeStatus>,
         tick: Duration,
+        disk: DiskGuard,
     ) -> Self {
         let (persisted_sender, persisted) = mpsc::unbounded_channel();
         Driver {
@@ -114,6 +119,7 @@ impl<N: PeerNetwork> Driver<N> {
             status_published: None,
             announced: None,
             incoming_snapshot: IncomingSnapshotLog::default(),
+            disk,
         }
     }
 
@@ -140,6 +146,7 @@ impl<N: PeerNetwork> Driver<N> {
                     Some(event) => self.on_event(event, &mut proposals),
                 },
                 _ = ticker.tick() => {
+                    self.disk.check(self.core.id(), &self.writer.health());
                     self.core.tick();
                     self.promote_caught_up_learners();
                 }
@@ -310,6 +317,15 @@ impl<N: PeerNetwork> Driver<N> {
     /// Appends every queued proposal as one batch.
     fn propose(&mut self, proposals: Vec<(Vec<u8>, oneshot::Sender<ApplyResult>)>) {
         if proposals.is_empty() {
+            return;
+        }
+        // A node that cannot write refuses at once rather than letting the
+        // client wait for a commit that needs its disk.
+        if let Some(reason) = self.disk.refusal(&self.writer.health()) {
+            let refusal = NodeError::DiskFull(format!("node {}: {reason}", self.core.id()));
+            for (_, reply) in proposals {
+                let _ = reply.send(Err(refusal.clone()));
+            }
             return;
         }
         let (commands, replies): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
@@ -524,7 +540,10 @@ impl<N: PeerNetwork> Driver<N> {
             return;
         }
         self.status_published = Some(now);
-        let status = NodeStatus::from_core(&self.core.status());
+        let mut status = NodeStatus::from_core(&self.core.status());
+        let health = self.writer.health();
+        status.writes_refused = self.disk.refusal(&health);
+        status.disk_failures = health.failures;
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             if changed {

@@ -36,6 +36,11 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// The node cannot write its log (the disk is full or refuses writes)
+    /// and refuses new writes until it can; reads are still served. It
+    /// carries on by itself once space is back.
+    #[error("the node cannot write to its disk, writes are refused: {0}")]
+    DiskFull(String),
 }
 
 impl NodeError {

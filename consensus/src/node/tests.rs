@@ -101,6 +101,7 @@ fn options(id: u64, raft_dir: &Path, join: bool) -> NodeOptions {
         snapshot_every: 10_000,
         request_timeout: Duration::from_secs(5),
         seed: 7,
+        min_free_bytes: 0,
     }
 }
 

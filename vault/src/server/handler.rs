@@ -243,6 +243,7 @@ pub(crate) fn node_error(error: NodeError) -> VaultError {
             "no leader or quorum within the timeout; the cluster is unavailable".into(),
         ),
         NodeError::Refused(reason) => VaultError::Conflict(reason),
+        disk @ NodeError::DiskFull(_) => VaultError::Unavailable(disk.to_string()),
         NodeError::NotMember(node) => {
             VaultError::NotFound(format!("{node} is not a member of the cluster"))
         }
