@@ -10,6 +10,8 @@
 //!   the leader when this node follows, votes, snapshots and SQLite.
 //! - **The log writer is holding a failed write** ([`WriterHealth`]): the
 //!   disk already refused; it is retried until it succeeds.
+//! - **The state machine's disk is full** (SQLITE_FULL, reported by the
+//!   apply worker, which retries the batch until it applies).
 //!
 //! Each change of state is logged once (not once per refused request), and
 //! the reason is in the node's status.
@@ -26,6 +28,8 @@ pub(crate) struct DiskGuard {
     /// Whether the last look at the writer saw it failing, so that the
     /// change is logged once.
     writer_failing: bool,
+    /// Set while the state machine cannot write (SQLITE_FULL): why.
+    state_machine: Option<String>,
 }
 
 impl DiskGuard {
@@ -37,6 +41,7 @@ impl DiskGuard {
             min_free_bytes,
             low: None,
             writer_failing: false,
+            state_machine: None,
         }
     }
 
@@ -83,9 +88,19 @@ impl DiskGuard {
         }
     }
 
+    /// The apply worker reports that the state machine's disk is full
+    /// (`Some`) or writes again (`None`); it logs both itself.
+    pub(crate) fn state_machine_full(&mut self, reason: Option<String>) {
+        self.state_machine = reason;
+    }
+
     /// Why new writes are refused now, if they are.
     pub(crate) fn refusal(&self, writer: &WriterHealth) -> Option<String> {
-        writer.failing.clone().or_else(|| self.low.clone())
+        writer
+            .failing
+            .clone()
+            .or_else(|| self.state_machine.clone())
+            .or_else(|| self.low.clone())
     }
 }
 

@@ -398,6 +398,7 @@ impl<N: PeerNetwork> Driver<N> {
             ApplyEvent::Applied(index) => self.core.applied(index),
             ApplyEvent::SnapshotTaken { index, data } => self.snapshot_taken(index, data).await,
             ApplyEvent::Failed(message) => self.failed = Some(message),
+            ApplyEvent::DiskFull(reason) => self.disk.state_machine_full(reason),
         }
     }
 

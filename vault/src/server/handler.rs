@@ -226,6 +226,7 @@ fn local_status(node: &Node, transport: &VaultTransport) -> NodeStatus {
         commit_index: status.commit_index,
         applied_index: status.applied_index,
         reachable: true,
+        writes_refused: status.writes_refused,
     }
 }
 

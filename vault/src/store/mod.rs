@@ -142,6 +142,16 @@ impl std::fmt::Debug for VaultStateMachine {
 impl StateMachine for VaultStateMachine {
     type Error = StoreError;
 
+    /// SQLITE_FULL: the transaction was rolled back, so the runtime may
+    /// retry the batch once space is back.
+    fn is_disk_full(error: &StoreError) -> bool {
+        matches!(
+            error,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+
     fn applied_index(&self) -> LogIndex {
         self.applied_index
     }
