@@ -336,6 +336,14 @@ pub async fn status(session: &Session) -> Result<()> {
             text("applied_index")
         );
     }
+    for node in &nodes {
+        if let serde_json::Value::String(reason) = &node["writes_refused"] {
+            println!(
+                "{} refuses writes: {reason}",
+                node["id"].as_str().unwrap_or("?")
+            );
+        }
+    }
     Ok(())
 }
 
@@ -357,6 +365,7 @@ fn status_row(
                 "commit_index": node.commit_index,
                 "applied_index": node.applied_index,
                 "reachable": true,
+                "writes_refused": node.writes_refused,
             }))
         }
         Ok(_) => Err(format!("{id} gave no status")),

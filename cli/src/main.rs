@@ -10,6 +10,7 @@ mod cluster_add_node;
 mod cluster_init;
 mod cluster_up;
 mod config;
+mod data_dir;
 mod exit;
 mod fields_input;
 mod identity;
@@ -24,6 +25,9 @@ use clap::Parser;
 use std::path::PathBuf;
 
 fn main() {
+    // Before anything is written: keys, node directories, logs and
+    // databases are for the owner only (SPEC §9 "Files").
+    data_dir::restrict_new_files();
     let cli = Cli::parse();
     let json = cli.json;
     if let Err(error) = run(cli) {

@@ -21,6 +21,9 @@ pub fn run(config: &Path) -> Result<()> {
     let options = server_options(&config)?;
     consensus::node::preflight(&options.node).map_err(|error| start_failure(&config, error))?;
     create_data_dir(&config.data_dir)?;
+    // Held until `run` returns; the kernel releases it if the process dies.
+    let _lock = crate::data_dir::DataDirLock::acquire(&config.data_dir)?;
+    crate::data_dir::tighten(&config.data_dir)?;
     tracing::info!(
         "Node {} two-phase commit policy: vote {:?}, vote timeout {} ms, decision timeout {} ms",
         config.id,
@@ -90,6 +93,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         request_timeout: Duration::from_secs(5),
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: rand::random(),
+        min_free_bytes: config.raft.min_free_mb.saturating_mul(1 << 20),
     };
     Ok(ServerOptions {
         node,

@@ -147,6 +147,7 @@ fn options(id: u64, raft_dir: &Path) -> NodeOptions {
         request_timeout: Duration::from_secs(5),
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: id,
+        min_free_bytes: 0,
     }
 }
 

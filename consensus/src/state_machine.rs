@@ -43,6 +43,16 @@ pub trait StateMachine: Send + 'static {
     /// in the response bytes, not here.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// Whether `error` only means the disk is full (or over quota) and
+    /// nothing of the failed call took effect (its transaction rolled
+    /// back). The runtime then retries the same batch, with back-off and
+    /// without holding the state, until the disk takes it, instead of
+    /// stopping the node. The default: no error is.
+    fn is_disk_full(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// The index of the last entry whose effects are durable.
     fn applied_index(&self) -> LogIndex;
 

@@ -17,6 +17,7 @@ mod files;
 mod members;
 pub mod netns;
 mod process;
+pub mod tmpfs;
 pub mod twopc;
 mod writer;
 

@@ -51,6 +51,9 @@ pub struct RaftSection {
     pub election_max_ms: u64,
     /// Take a snapshot and compact the log after this many applied entries.
     pub snapshot_every: u64,
+    /// Refuse new writes while the data directory's file system has less
+    /// than this many MiB free (0: no reserve). See docs/storage.md.
+    pub min_free_mb: u64,
 }
 
 impl Default for RaftSection {
@@ -60,6 +63,7 @@ impl Default for RaftSection {
             election_min_ms: 500,
             election_max_ms: 1000,
             snapshot_every: 10_000,
+            min_free_mb: 64,
         }
     }
 }
@@ -199,6 +203,9 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     if let Some(value) = number("VAULT_RAFT_SNAPSHOT_EVERY")? {
         file.raft.snapshot_every = value;
+    }
+    if let Some(value) = number("VAULT_RAFT_MIN_FREE_MB")? {
+        file.raft.min_free_mb = value;
     }
     if let Some(value) = env("VAULT_VOTE") {
         file.twopc.vote = match value.as_str() {

@@ -56,6 +56,25 @@ pub(crate) enum ApplyEvent {
     SnapshotTaken { index: LogIndex, data: Vec<u8> },
     /// The state machine failed: the node must stop.
     Failed(String),
+    /// The state machine's disk is full (`Some(why)`: applying waits and
+    /// retries) or takes writes again (`None`).
+    DiskFull(Option<String>),
+}
+
+/// Why applying a batch failed, and whether only because the disk is full
+/// (then nothing of it took effect and it is retried).
+struct ApplyFailure {
+    message: String,
+    disk_full: bool,
+}
+
+impl ApplyFailure {
+    fn of<S: StateMachine>(error: S::Error) -> Self {
+        ApplyFailure {
+            disk_full: S::is_disk_full(&error),
+            message: error.to_string(),
+        }
+    }
 }
 
 /// A query waiting for the state machine to reach its read index.
@@ -125,11 +144,16 @@ impl<S: StateMachine> ApplyWorker<S> {
             while let Some(task) = next.take() {
                 match task {
                     ApplyTask::Entries(entries) => batch.extend(entries),
-                    restore @ ApplyTask::Restore { .. } => {
+                    ApplyTask::Restore { meta, data } => {
                         if !self.apply_batch(&mut batch) {
                             return;
                         }
-                        self.handle(restore);
+                        // A failed restore leaves the old state in place:
+                        // applying the entries after the snapshot on top of
+                        // it would make this replica diverge for good.
+                        if !self.restore(&meta, &data) {
+                            return;
+                        }
                     }
                     register => self.handle(register),
                 }
@@ -157,18 +181,20 @@ impl<S: StateMachine> ApplyWorker<S> {
                 self.reads.entry(index).or_default().push((query, reply));
                 self.serve_reads();
             }
-            ApplyTask::Restore { meta, data } => self.restore(&meta, &data),
-            ApplyTask::Entries(_) => unreachable!("entries are batched by run()"),
+            ApplyTask::Entries(_) | ApplyTask::Restore { .. } => {
+                unreachable!("entries and restores are handled by run()")
+            }
         }
     }
 
     /// Applies `batch` (and empties it); false when the machine failed.
+    /// A full disk is not a failure: the batch is retried until it applies.
     fn apply_batch(&mut self, batch: &mut Vec<Entry>) -> bool {
         let Some(last) = batch.last() else {
             return true;
         };
         let last_index = last.index;
-        let outcome = self.apply_entries(batch);
+        let outcome = self.apply_until_the_disk_takes_it(batch);
         batch.clear();
         match outcome {
             Ok(()) => {
@@ -187,7 +213,47 @@ impl<S: StateMachine> ApplyWorker<S> {
         }
     }
 
-    fn apply_entries(&mut self, batch: &[Entry]) -> Result<(), String> {
+    /// Applies `batch`; while the state machine says its disk is full,
+    /// waits (not holding the state, so stale reads go on) and tries again:
+    /// the entries are committed and must be applied, in order, and the
+    /// failed attempt left nothing behind. Logged once, and on recovery.
+    fn apply_until_the_disk_takes_it(&mut self, batch: &[Entry]) -> Result<(), String> {
+        let mut delay = std::time::Duration::from_millis(10);
+        let mut attempts = 0u32;
+        loop {
+            match self.apply_entries(batch) {
+                Err(ApplyFailure {
+                    disk_full: true,
+                    message,
+                }) => {
+                    if attempts == 0 {
+                        let _ = self.events.send(ApplyEvent::DiskFull(Some(format!(
+                            "the state machine's disk is full ({message})"
+                        ))));
+                        tracing::error!(
+                            "the state machine cannot write, its disk is full ({message}); \
+                             applying waits and retries by itself until space is back"
+                        );
+                    }
+                    attempts += 1;
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(ApplyFailure { message, .. }) => return Err(message),
+                Ok(()) => {
+                    if attempts > 0 {
+                        let _ = self.events.send(ApplyEvent::DiskFull(None));
+                        tracing::info!(
+                            "the state machine writes again after {attempts} attempts; applying resumes and this node accepts writes again"
+                        );
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, batch: &[Entry]) -> Result<(), ApplyFailure> {
         let commands: Vec<CommittedCommand<'_>> = batch
             .iter()
             .filter_map(|entry| match &entry.payload {
@@ -215,7 +281,7 @@ impl<S: StateMachine> ApplyWorker<S> {
                 responses.extend(
                     machine
                         .apply(&commands[run_start..run_end])
-                        .map_err(|error| error.to_string())?,
+                        .map_err(ApplyFailure::of::<S>)?,
                 );
             }
             run_start = run_end;
@@ -227,14 +293,12 @@ impl<S: StateMachine> ApplyWorker<S> {
             responses.extend(
                 machine
                     .apply(&commands[run_start..])
-                    .map_err(|error| error.to_string())?,
+                    .map_err(ApplyFailure::of::<S>)?,
             );
         }
         if let Some(last) = batch.last() {
             if machine.applied_index() < last.index {
-                machine
-                    .skip_to(last.index)
-                    .map_err(|error| error.to_string())?;
+                machine.skip_to(last.index).map_err(ApplyFailure::of::<S>)?;
             }
         }
         drop(machine);
@@ -284,7 +348,11 @@ impl<S: StateMachine> ApplyWorker<S> {
         }
     }
 
-    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) {
+    /// Replaces the state with a snapshot; false when that failed, and the
+    /// worker must stop: the machine holds neither the old state plus the
+    /// entries the snapshot covers nor the snapshot's state, so nothing may
+    /// be applied to it or read from it again.
+    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> bool {
         let started = std::time::Instant::now();
         let outcome = self.lock_machine().restore(meta.last_index, data);
         match outcome {
@@ -308,11 +376,18 @@ impl<S: StateMachine> ApplyWorker<S> {
                 let _ = self.events.send(ApplyEvent::Applied(meta.last_index));
                 self.applied.send_replace(meta.last_index);
                 self.serve_reads();
+                true
             }
             Err(error) => {
-                let message = format!("restoring snapshot at {}: {error}", meta.last_index);
+                let message = format!(
+                    "restoring the snapshot at index {} failed, the state machine stops applying \
+                     and the node stops: {error}",
+                    meta.last_index
+                );
                 tracing::error!("{message}");
-                let _ = self.events.send(ApplyEvent::Failed(message));
+                let _ = self.events.send(ApplyEvent::Failed(message.clone()));
+                self.fail_all(NodeError::StateMachine(message));
+                false
             }
         }
     }

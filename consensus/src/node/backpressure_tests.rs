@@ -101,6 +101,7 @@ fn options(raft_dir: &Path, max_pending_requests: usize) -> NodeOptions {
         request_timeout: Duration::from_secs(5),
         seed: 7,
         max_pending_requests,
+        min_free_bytes: 0,
     }
 }
 

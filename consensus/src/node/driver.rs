@@ -8,6 +8,7 @@
 //! AppendEntries per follower.
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
+use super::disk::DiskGuard;
 use super::handle::NodeStatus;
 use super::snapshot_log::IncomingSnapshotLog;
 use super::{NodeError, PeerNetwork};
@@ -88,6 +89,9 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// When the snapshot arriving from the leader started, for the rate in
     /// its progress lines.
     incoming_snapshot: IncomingSnapshotLog,
+    /// Whether the disk takes new writes (free-space reserve, writer
+    /// failures); see `disk.rs`.
+    disk: DiskGuard,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -98,6 +102,7 @@ impl<N: PeerNetwork> Driver<N> {
         apply: mpsc::Sender<ApplyTask>,
         status: watch::Sender<NodeStatus>,
         tick: Duration,
+        disk: DiskGuard,
     ) -> Self {
         let (persisted_sender, persisted) = mpsc::unbounded_channel();
         Driver {
@@ -116,6 +121,7 @@ impl<N: PeerNetwork> Driver<N> {
             status_published: None,
             announced: None,
             incoming_snapshot: IncomingSnapshotLog::default(),
+            disk,
         }
     }
 
@@ -142,6 +148,7 @@ impl<N: PeerNetwork> Driver<N> {
                     Some(event) => self.on_event(event, &mut proposals),
                 },
                 _ = ticker.tick() => {
+                    self.disk.check(self.core.id(), &self.writer.health());
                     self.core.tick();
                     self.promote_caught_up_learners();
                     self.forget_abandoned_reads();
@@ -315,6 +322,15 @@ impl<N: PeerNetwork> Driver<N> {
         if proposals.is_empty() {
             return;
         }
+        // A node that cannot write refuses at once rather than letting the
+        // client wait for a commit that needs its disk.
+        if let Some(reason) = self.disk.refusal(&self.writer.health()) {
+            let refusal = NodeError::DiskFull(format!("node {}: {reason}", self.core.id()));
+            for (_, reply) in proposals {
+                let _ = reply.send(Err(refusal.clone()));
+            }
+            return;
+        }
         let (commands, replies): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
         match self.core.propose(commands) {
             Ok(indices) => {
@@ -395,6 +411,7 @@ impl<N: PeerNetwork> Driver<N> {
             ApplyEvent::Applied(index) => self.core.applied(index),
             ApplyEvent::SnapshotTaken { index, data } => self.snapshot_taken(index, data).await,
             ApplyEvent::Failed(message) => self.failed = Some(message),
+            ApplyEvent::DiskFull(reason) => self.disk.state_machine_full(reason),
         }
     }
 
@@ -542,7 +559,10 @@ impl<N: PeerNetwork> Driver<N> {
             return;
         }
         self.status_published = Some(now);
-        let status = NodeStatus::from_core(&self.core.status());
+        let mut status = NodeStatus::from_core(&self.core.status());
+        let health = self.writer.health();
+        status.writes_refused = self.disk.refusal(&health);
+        status.disk_failures = health.failures;
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             if changed {

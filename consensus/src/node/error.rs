@@ -41,6 +41,11 @@ pub enum NodeError {
     /// nothing was done. Retry later, or on another node.
     #[error("the node is busy: too many requests in progress; retry later")]
     Busy,
+    /// The node cannot write its log (the disk is full or refuses writes)
+    /// and refuses new writes until it can; reads are still served. It
+    /// carries on by itself once space is back.
+    #[error("the node cannot write to its disk, writes are refused: {0}")]
+    DiskFull(String),
 }
 
 impl NodeError {

@@ -60,6 +60,15 @@ pub struct NodeStatus {
     pub members: Vec<MemberStatus>,
     /// The log index of the membership entry in force (0 for none yet).
     pub membership_index: LogIndex,
+    /// Set while the node refuses new writes because of its disk (free
+    /// space below the reserve, or a log write failing and being retried):
+    /// why. Cleared by itself once the disk takes writes again.
+    #[serde(default)]
+    pub writes_refused: Option<String>,
+    /// How many log writes have failed (and been retried) since the node
+    /// started: a counter to scrape.
+    #[serde(default)]
+    pub disk_failures: u64,
 }
 
 /// One member as a node sees it, for `member list`.
@@ -138,6 +147,8 @@ impl NodeStatus {
             last_log_index: status.last_log_index,
             voters: status.membership.voters.iter().copied().collect(),
             learners: status.membership.learners.iter().copied().collect(),
+            writes_refused: None,
+            disk_failures: 0,
         }
     }
 }
@@ -227,9 +238,19 @@ impl Node {
             apply_sender.clone(),
             status_sender,
             options.tick(),
+            super::disk::DiskGuard::new(options.raft_dir.clone(), options.min_free_bytes),
         );
         let task = tokio::spawn(driver.run(events, apply_events));
+        let worker_alive = applied.clone();
         let stale: Arc<StaleReader> = Arc::new(move |query: &[u8]| {
+            // The apply worker drops its end when it stops, on a failed
+            // apply or restore: the state left behind may be neither the
+            // old one nor the new one, so it is not served.
+            if worker_alive.has_changed().is_err() {
+                return Err(NodeError::StateMachine(
+                    "the state machine stopped after a failure; this node serves no reads".into(),
+                ));
+            }
             let machine = machine
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -34,11 +34,14 @@
 mod apply;
 #[cfg(test)]
 mod backpressure_tests;
+mod disk;
 mod driver;
 mod error;
 mod handle;
 mod initialize;
 mod network;
+#[cfg(test)]
+mod restore_failure_tests;
 mod snapshot_log;
 mod startup;
 #[cfg(test)]
@@ -94,6 +97,12 @@ pub struct NodeOptions {
     pub max_pending_requests: usize,
     /// Seed of the core's randomness (election timeouts).
     pub seed: u64,
+    /// Free space to keep on the file system of `raft_dir`: below it the
+    /// node refuses new writes ([`NodeError::DiskFull`]) and keeps the
+    /// space for entries already proposed, the leader's entries, votes and
+    /// snapshots. 0 turns the check off (a write that fails on a full disk
+    /// is still held and retried, never lost or acknowledged).
+    pub min_free_bytes: u64,
 }
 
 impl NodeOptions {

@@ -102,6 +102,7 @@ fn options(id: u64, raft_dir: &Path, join: bool) -> NodeOptions {
         request_timeout: Duration::from_secs(5),
         max_pending_requests: super::DEFAULT_MAX_PENDING_REQUESTS,
         seed: 7,
+        min_free_bytes: 0,
     }
 }
 

@@ -4,7 +4,7 @@ use super::record::{self, RecordRef};
 use super::recovery::{self, SegmentInfo};
 use super::tail::Tail;
 use super::{segment, snapshot_file, LogStore, Recovered, Snapshot, StorageError, WriteBatch};
-use crate::raft::types::{HardState, NodeId, Term};
+use crate::raft::types::{HardState, LogIndex, NodeId, Term};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,9 @@ impl Default for FileStoreOptions {
 /// interleaved, so one `fdatasync` covers a whole batch) plus the newest
 /// snapshot in its own file. See `docs/storage.md` for the format.
 ///
-/// One `FileStore` per directory: nothing locks the directory against a
-/// second process, so the node's configuration must give each node its own.
+/// One `FileStore` per directory: the store itself takes no lock; the
+/// application holds one on its data directory for the node's life
+/// (`vault-cli node run` refuses a second process).
 pub struct FileStore {
     dir: PathBuf,
     options: FileStoreOptions,
@@ -55,6 +56,26 @@ pub struct FileStore {
     synced_vote: (Term, Option<NodeId>),
     /// How many times the active segment was synced, for tests.
     syncs: u64,
+    /// The durability point: the segment (by sequence number) and its length
+    /// as of the last successful sync. [`FileStore::repair`] goes back to it.
+    synced: (u64, u64),
+    /// Whether an `fdatasync` of the active segment failed: its page cache
+    /// can then no longer be trusted, so repair rewrites the durable prefix
+    /// into a new file instead of syncing that one again (fsyncgate).
+    sync_failed: bool,
+    /// A failure to inject into the next append or sync, for tests.
+    #[cfg(test)]
+    pub(crate) inject: Option<InjectedFault>,
+}
+
+/// A failure [`FileStore`] tests make the next write suffer.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InjectedFault {
+    /// The next append writes half its bytes, then fails with `ENOSPC`.
+    AppendDiskFull,
+    /// The next `fdatasync` fails with `EIO` (after the bytes were written).
+    SyncFails,
 }
 
 impl FileStore {
@@ -67,6 +88,15 @@ impl FileStore {
     ) -> Result<(FileStore, Recovered), StorageError> {
         let dir = dir.as_ref().to_path_buf();
         let recovered = recovery::recover(&dir)?;
+        FileStore::from_recovered(dir, options, recovered)
+    }
+
+    /// The store over what recovery found.
+    fn from_recovered(
+        dir: PathBuf,
+        options: FileStoreOptions,
+        recovered: recovery::RecoveredFiles,
+    ) -> Result<(FileStore, Recovered), StorageError> {
         let mut segments = recovered.segments;
         let active = open_active(&dir, &mut segments, &recovered.hard_state)?;
         let log = Tail {
@@ -78,6 +108,9 @@ impl FileStore {
             Some((snapshot, path)) => (Some(snapshot), Some(path)),
             None => (None, None),
         };
+        let synced = segments
+            .last()
+            .map_or((0, 0), |active| (active.sequence, active.len));
         let mut store = FileStore {
             dir,
             options,
@@ -90,6 +123,10 @@ impl FileStore {
             buffer: Vec::new(),
             synced_vote: (recovered.hard_state.term, recovered.hard_state.vote),
             syncs: 0,
+            synced,
+            sync_failed: false,
+            #[cfg(test)]
+            inject: None,
         };
         store.remove_obsolete_files();
         let recovered = Recovered {
@@ -228,13 +265,76 @@ impl FileStore {
             return Ok(());
         }
         self.append(len)?;
-        let Some(active) = self.segments.last() else {
+        let Some((sequence, len)) = self
+            .segments
+            .last()
+            .map(|active| (active.sequence, active.len))
+        else {
             return Ok(()); // never taken: `open` guarantees an active segment
         };
         self.syncs += 1;
-        self.active.sync_data().map_err(|error| {
-            StorageError::io(format!("fdatasync of {}", active.path.display()), error)
-        })
+        if let Err(error) = self.sync_active() {
+            self.sync_failed = true;
+            let path = self.dir.join(segment::file_name(sequence));
+            return Err(StorageError::io(
+                format!("fdatasync of {}", path.display()),
+                error,
+            ));
+        }
+        self.synced = (sequence, len);
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.inject == Some(InjectedFault::SyncFails) {
+            self.inject = None;
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.active.sync_data()
+    }
+
+    /// Brings the store back to its durability point after a failed write,
+    /// so that it takes writes again; returns the index its snapshot covers
+    /// (batches retried after a repair may be partly covered by it).
+    ///
+    /// Everything after the last successful sync is dropped: it was never
+    /// acknowledged. Segments started since are removed. The active
+    /// segment is cut back to its synced length, except after a failed
+    /// `fdatasync`: then the kernel may have dropped pages it still shows
+    /// as written, and a later sync of the same file could report success
+    /// for data that is not on disk, so the durable prefix is copied into
+    /// a new file that replaces it (written, synced, renamed, directory
+    /// synced) and the old file is never synced again. The in-memory view
+    /// is then rebuilt from the files, as at open. A repair that fails
+    /// (the disk is still full) leaves the store refusing writes; it may be
+    /// tried again.
+    pub fn repair(&mut self) -> Result<LogIndex, StorageError> {
+        if self.poisoned.is_none() {
+            return Ok(self.log.base_index);
+        }
+        let (sequence, len) = self.synced;
+        for (later, path) in segment::list(&self.dir)? {
+            if later > sequence {
+                std::fs::remove_file(&path).map_err(|error| {
+                    StorageError::io(format!("removing {}", path.display()), error)
+                })?;
+            }
+        }
+        if self.sync_failed {
+            segment::rewrite_prefix(&self.dir, sequence, len)?;
+        } else {
+            segment::truncate(&self.dir.join(segment::file_name(sequence)), len)?;
+        }
+        let recovered = recovery::recover(&self.dir)?;
+        let (store, _) =
+            FileStore::from_recovered(self.dir.clone(), self.options.clone(), recovered)?;
+        *self = store;
+        tracing::info!(
+            dir = %self.dir.display(),
+            "the Raft log was repaired to its last durable state and takes writes again"
+        );
+        Ok(self.log.base_index)
     }
 
     /// How many times the active segment was synced since opening.
@@ -252,6 +352,15 @@ impl FileStore {
         let Some(active) = self.segments.last_mut() else {
             return Ok(()); // never taken: `open` guarantees an active segment
         };
+        #[cfg(test)]
+        if self.inject == Some(InjectedFault::AppendDiskFull) {
+            self.inject = None;
+            let _ = self.active.write_all(&self.buffer[..len / 2]);
+            return Err(StorageError::io(
+                format!("appending to {}", active.path.display()),
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
         self.active
             .write_all(&self.buffer[..len])
             .map_err(|error| {
@@ -273,6 +382,8 @@ impl FileStore {
             len,
         });
         self.active = file;
+        // `create` synced the new segment and the directory.
+        self.synced = (sequence, len);
         Ok(())
     }
 
@@ -345,11 +456,15 @@ impl LogStore for FileStore {
         match self.write_group(batches) {
             Ok(results) => results,
             Err(error) => {
-                tracing::error!(%error, "log write failed; the store refuses writes until reopened");
+                tracing::error!(%error, "log write failed; the store refuses writes until repaired");
                 self.poisoned = Some(error.to_string());
                 batches.iter().map(|_| Err(error.clone())).collect()
             }
         }
+    }
+
+    fn repair(&mut self) -> Result<LogIndex, StorageError> {
+        FileStore::repair(self)
     }
 
     fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {

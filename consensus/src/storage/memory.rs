@@ -2,7 +2,7 @@
 
 use super::tail::Tail;
 use super::{LogStore, Recovered, Snapshot, StorageError, WriteBatch};
-use crate::raft::types::{Entry, HardState};
+use crate::raft::types::{Entry, HardState, LogIndex};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The "disk" of memory stores: what a [`MemStore`] made durable outlives the
@@ -86,5 +86,10 @@ impl LogStore for MemStore {
 
     fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
         Ok(self.disk.lock().snapshot.clone())
+    }
+
+    /// Memory never fails a write, so there is nothing to repair.
+    fn repair(&mut self) -> Result<LogIndex, StorageError> {
+        Ok(self.disk.lock().log.base_index)
     }
 }

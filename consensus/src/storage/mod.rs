@@ -38,7 +38,7 @@
 
 pub mod conformance;
 mod error;
-mod file_store;
+pub(crate) mod file_store;
 mod memory;
 mod record;
 mod recovery;
@@ -52,9 +52,9 @@ mod writer;
 pub use error::StorageError;
 pub use file_store::{FileStore, FileStoreOptions};
 pub use memory::{MemDisk, MemStore};
-pub use writer::{Durable, LogWriter, WriterStats};
+pub use writer::{Durable, LogWriter, WriterHealth, WriterStats};
 
-use crate::raft::types::{Entry, HardState, SnapshotMeta};
+use crate::raft::types::{Entry, HardState, LogIndex, SnapshotMeta};
 
 /// A snapshot of the state machine together with what it covers.
 #[derive(Clone, PartialEq, Eq)]
@@ -148,9 +148,10 @@ impl WriteBatch {
 /// - **Snapshots compact.** After a snapshot at index `i` is saved, entries up
 ///   to `i` are never returned again, and entries after `i` are kept only if
 ///   the stored entry at `i` had the snapshot's term.
-/// - **Failure stops writes.** After an I/O error the outcome of that call is
-///   unknown; the store returns errors for every later write, and reopening
-///   recovers the durable state.
+/// - **Failure stops writes until repaired.** After an I/O error the outcome
+///   of that call is unknown; the store returns errors for every later write
+///   until [`repair`](Self::repair) succeeds, which brings it back to what
+///   was durable before the failure (reopening does the same).
 pub trait LogStore: Send + 'static {
     /// Writes each batch in order and reports one result per batch, sharing a
     /// single durability point among all that were accepted (group commit).
@@ -168,4 +169,11 @@ pub trait LogStore: Send + 'static {
 
     /// Reads the latest durable snapshot, for sending it to a lagging follower.
     fn snapshot(&self) -> Result<Option<Snapshot>, StorageError>;
+
+    /// After an I/O failure, returns the store to its last durable state
+    /// (nothing unacknowledged kept, nothing acknowledged lost) so that it
+    /// takes writes again; returns the last index its snapshot covers (0
+    /// without one). Fails, and may be called again, while the disk still
+    /// refuses. Does nothing on a store that has not failed.
+    fn repair(&mut self) -> Result<LogIndex, StorageError>;
 }

@@ -17,7 +17,6 @@ use super::segment::{self, Scan};
 use super::tail::Tail;
 use super::{snapshot_file, Snapshot, StorageError};
 use crate::raft::types::{Entry, HardState, LogIndex, SnapshotMeta, Term};
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 /// One segment that survived recovery.
@@ -153,13 +152,20 @@ impl Replay {
 
 /// Opens (creating if needed) `dir` and recovers its durable state.
 pub(crate) fn recover(dir: &Path) -> Result<RecoveredFiles, StorageError> {
-    std::fs::create_dir_all(dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, segment::DIR_MODE);
+    builder
+        .create(dir)
         .map_err(|error| StorageError::io(format!("creating {}", dir.display()), error))?;
     let snapshot_file::Listing {
         snapshots,
         leftovers,
     } = snapshot_file::list(dir)?;
     for leftover in leftovers {
+        remove(&leftover)?;
+    }
+    for leftover in segment::rewrite_leftovers(dir)? {
         remove(&leftover)?;
     }
     let snapshot = match snapshots.last() {
@@ -217,8 +223,21 @@ fn replay_segment(
         offset,
         reason,
     })?;
-    let Scan { valid_len, damage } = scan;
+    let Scan {
+        valid_len,
+        damage,
+        valid_after,
+    } = scan;
     if let Some((offset, reason)) = damage {
+        if let Some(next) = valid_after {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                offset,
+                reason: format!(
+                    "{reason}, but a valid record follows at offset {next}: damage inside the log, not a torn tail"
+                ),
+            });
+        }
         if !is_last {
             return Err(StorageError::Corrupt {
                 path: path.to_path_buf(),
@@ -233,7 +252,7 @@ fn replay_segment(
             dropped_bytes = bytes.len() as u64 - valid_len,
             "cutting a torn or corrupt tail off the write-ahead log"
         );
-        truncate(path, valid_len)?;
+        segment::truncate(path, valid_len)?;
     }
     if records == 0 {
         return if is_last {
@@ -252,14 +271,6 @@ fn replay_segment(
         max_entry_index,
         len: valid_len,
     }))
-}
-
-fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|file| file.set_len(len).and_then(|()| file.sync_all()))
-        .map_err(|error| StorageError::io(format!("truncating {}", path.display()), error))
 }
 
 fn remove(path: &Path) -> Result<(), StorageError> {

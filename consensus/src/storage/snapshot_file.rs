@@ -10,6 +10,7 @@ use super::{Snapshot, StorageError};
 use crate::raft::types::{LogIndex, SnapshotMeta};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RAFTSNP1";
@@ -84,6 +85,7 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, StorageE
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(super::segment::FILE_MODE)
         .open(&temp)
         .map_err(|error| StorageError::io(context(), error))?;
     let written = file

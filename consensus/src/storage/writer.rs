@@ -8,9 +8,10 @@
 use super::{LogStore, Snapshot, StorageError, WriteBatch};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Batches waiting for the writer beyond this make `submit` wait: the
@@ -49,7 +50,31 @@ pub struct WriterStats {
 struct Counters {
     batches: AtomicU64,
     groups: AtomicU64,
+    /// Groups whose write failed (each then retried until it succeeded).
+    failures: AtomicU64,
+    /// Set while a failed group is held and retried.
+    failing: AtomicBool,
+    /// Why, while `failing`.
+    reason: Mutex<Option<String>>,
+    /// Set by [`LogWriter::close`], so that a retry loop gives up.
+    closing: AtomicBool,
 }
+
+/// Whether the log writer can write, for the node's status and its
+/// refusal of new proposals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// While the disk refuses: why (the operating system's error). The
+    /// batches of the failed group are held, unacknowledged, and retried.
+    pub failing: Option<String>,
+    /// How many groups have failed since the writer started.
+    pub failures: u64,
+}
+
+/// How long the writer waits before its first retry of a failed group;
+/// the wait doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(10);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// A cloneable handle to a [`LogStore`] running on its own thread.
 ///
@@ -129,12 +154,30 @@ impl LogWriter {
     /// [`StorageError::WriterStopped`]. Returns once the store is closed, so
     /// the directory may be reopened right after.
     pub async fn close(self) -> Result<(), StorageError> {
+        self.counters.closing.store(true, Ordering::SeqCst);
         let (done, receiver) = oneshot::channel();
         self.requests
             .send(Request::Close { done })
             .await
             .map_err(|_| StorageError::WriterStopped)?;
         receiver.await.map_err(|_| StorageError::WriterStopped)
+    }
+
+    /// Whether the writer is holding a failed group (the disk refuses
+    /// writes), and how often that happened.
+    pub fn health(&self) -> WriterHealth {
+        WriterHealth {
+            failing: if self.counters.failing.load(Ordering::SeqCst) {
+                Some(
+                    lock(&self.counters.reason)
+                        .clone()
+                        .unwrap_or_else(|| "the log cannot be written".into()),
+                )
+            } else {
+                None
+            },
+            failures: self.counters.failures.load(Ordering::Relaxed),
+        }
     }
 
     /// What the writer has done so far.
@@ -188,7 +231,10 @@ fn write_group<S: LogStore>(
     if batches.is_empty() {
         return;
     }
-    let results = store.write_each(batches);
+    let mut results = store.write_each(batches);
+    if let Some(error) = io_failure(&results) {
+        results = retry(store, batches, counters, error);
+    }
     counters
         .batches
         .fetch_add(batches.len() as u64, Ordering::Relaxed);
@@ -198,4 +244,93 @@ fn write_group<S: LogStore>(
         // A submitter that dropped its `Durable` no longer wants the answer.
         let _ = done.send(result);
     }
+}
+
+/// The first I/O failure among `results` (not a rejected batch, which is
+/// the caller's bug and final).
+fn io_failure(results: &[Result<(), StorageError>]) -> Option<StorageError> {
+    results.iter().find_map(|result| match result {
+        Err(error) if !error.is_rejected_batch() => Some(error.clone()),
+        _ => None,
+    })
+}
+
+/// Holds a group whose write failed and retries it until the disk takes it
+/// (or the writer closes): repair the store to its durable state, then
+/// write the whole group again. Nothing of the group was acknowledged, so
+/// nothing promised is lost, and the requests queued behind it wait: order
+/// is kept. The failure is logged once, and once more on recovery.
+fn retry<S: LogStore>(
+    store: &mut S,
+    batches: &mut [WriteBatch],
+    counters: &Counters,
+    error: StorageError,
+) -> Vec<Result<(), StorageError>> {
+    let cause = if error.is_disk_full() {
+        "the disk is full"
+    } else {
+        "the disk refused a write"
+    };
+    tracing::error!(
+        "cannot write the Raft log ({cause}): {error}; this node refuses new writes and \
+         retries by itself until the disk takes writes again"
+    );
+    *lock(&counters.reason) = Some(format!("{cause}: {error}"));
+    counters.failing.store(true, Ordering::SeqCst);
+    counters.failures.fetch_add(1, Ordering::Relaxed);
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut attempts = 0u64;
+    let results = loop {
+        if counters.closing.load(Ordering::SeqCst) {
+            break batches.iter().map(|_| Err(error.clone())).collect();
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+        attempts += 1;
+        let base = match store.repair() {
+            Ok(base) => base,
+            Err(repair_error) => {
+                tracing::debug!("repairing the Raft log failed, will retry: {repair_error}");
+                continue;
+            }
+        };
+        for batch in batches.iter_mut() {
+            trim_to_snapshot(batch, base);
+        }
+        let results = store.write_each(batches);
+        match io_failure(&results) {
+            Some(again) => tracing::debug!("retrying the Raft log write failed: {again}"),
+            None => {
+                tracing::info!(
+                    "the Raft log takes writes again after {attempts} attempts; \
+                     this node accepts writes again"
+                );
+                break results;
+            }
+        }
+    };
+    counters.failing.store(false, Ordering::SeqCst);
+    *lock(&counters.reason) = None;
+    results
+}
+
+/// Drops what a snapshot at `base` already covers from a batch written
+/// again after a repair: part of the failed group (a snapshot and the
+/// batches before it) may have become durable before the failure.
+fn trim_to_snapshot(batch: &mut WriteBatch, base: crate::raft::types::LogIndex) {
+    if batch
+        .snapshot
+        .as_ref()
+        .is_some_and(|snapshot| snapshot.meta.last_index <= base)
+    {
+        batch.snapshot = None;
+    }
+    batch.entries.retain(|entry| entry.index > base);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only a string is kept under the lock; a panic cannot leave it torn.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

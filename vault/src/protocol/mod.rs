@@ -430,6 +430,9 @@ pub struct NodeStatus {
     pub applied_index: LogIndex,
     /// Whether it answered.
     pub reachable: bool,
+    /// Set while the node refuses writes because of its disk (full, or a
+    /// log write failing and retried): why. Reads are still served.
+    pub writes_refused: Option<String>,
 }
 
 /// Why bytes did not decode into a protocol value.

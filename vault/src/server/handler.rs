@@ -238,6 +238,7 @@ fn local_status(node: &Node, transport: &VaultTransport) -> NodeStatus {
         commit_index: status.commit_index,
         applied_index: status.applied_index,
         reachable: true,
+        writes_refused: status.writes_refused,
     }
 }
 
@@ -261,6 +262,7 @@ pub(crate) fn node_error(error: NodeError) -> VaultError {
             "the node is busy: too many requests in progress; retry later".into(),
         ),
         NodeError::Refused(reason) => VaultError::Conflict(reason),
+        disk @ NodeError::DiskFull(_) => VaultError::Unavailable(disk.to_string()),
         NodeError::NotMember(node) => {
             VaultError::NotFound(format!("{node} is not a member of the cluster"))
         }

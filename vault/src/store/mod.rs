@@ -143,6 +143,16 @@ impl std::fmt::Debug for VaultStateMachine {
 impl StateMachine for VaultStateMachine {
     type Error = StoreError;
 
+    /// SQLITE_FULL: the transaction was rolled back, so the runtime may
+    /// retry the batch once space is back.
+    fn is_disk_full(error: &StoreError) -> bool {
+        matches!(
+            error,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+
     fn applied_index(&self) -> LogIndex {
         self.applied_index
     }
@@ -275,9 +285,9 @@ pub(crate) fn write_transaction(
 }
 
 #[cfg(test)]
-mod identity_tests;
-#[cfg(test)]
 mod delete_session_tests;
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod pruning_tests;
 #[cfg(test)]

@@ -5,8 +5,7 @@
 use super::schema::from_sql;
 use crate::protocol::{
     decode, IdentityRecord, Reply, Response, SealedSecret, SecretRecord, SecretSummary,
-    SessionRecord, VaultError,
-    VaultQuery, WrappedKey,
+    SessionRecord, VaultError, VaultQuery, WrappedKey,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 

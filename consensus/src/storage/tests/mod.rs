@@ -2,6 +2,7 @@
 //! checked by the [`super::conformance`] suite, run here for both stores.
 
 mod crash;
+mod disk_failure;
 mod model;
 mod recovery;
 mod torn_tail;
@@ -30,6 +31,22 @@ impl StoreFactory for FileFactory {
 
     fn open(&mut self) -> Result<(FileStore, Recovered), StorageError> {
         FileStore::open(self.dir.path(), self.options.clone())
+    }
+}
+
+/// Polls `check` until it gives a value, for at most a minute (a bound
+/// against hangs, not a timing assertion).
+pub(crate) async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

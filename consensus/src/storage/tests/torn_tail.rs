@@ -187,3 +187,54 @@ fn a_snapshot_removes_the_segments_and_snapshots_it_covers() {
     assert_eq!(recovered.entries, entries(9..=10, 1));
     assert_eq!(recovered.snapshot.map(|s| s.meta.last_index), Some(8));
 }
+
+/// Offsets where each record of `bytes` (a segment) starts.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut offset = crate::storage::segment::MAGIC.len();
+    while let crate::storage::record::Decoded::Record { len, .. } =
+        crate::storage::record::decode(&bytes[offset..])
+    {
+        starts.push(offset);
+        offset += len;
+    }
+    starts
+}
+
+/// Damage before the last valid record of the last segment is not a torn
+/// tail: valid records follow it, so cutting would drop acknowledged entries.
+/// Opening refuses and names the file and the offset of the damaged record.
+#[test]
+fn damage_before_the_last_record_of_the_last_segment_refuses_to_start() {
+    let (bytes, last_start) = written_log();
+    let starts = record_starts(&bytes);
+    for offset in 0..last_start {
+        let mut damaged = bytes.clone();
+        damaged[offset] ^= 0x5a;
+        let mut factory = FileFactory::new(1 << 20);
+        let path = factory.dir.path().join("00000000000000000001.wal");
+        std::fs::write(&path, &damaged).expect("write");
+        let expected_offset = starts
+            .iter()
+            .rev()
+            .find(|&&start| start <= offset)
+            .map_or(0, |&start| start as u64);
+        match factory.open() {
+            Err(StorageError::Corrupt {
+                path: found,
+                offset: found_offset,
+                reason,
+            }) => {
+                assert_eq!(found, path, "byte {offset}");
+                assert_eq!(found_offset, expected_offset, "byte {offset}: {reason}");
+            }
+            Err(other) => panic!("byte {offset}: expected corruption, got {other}"),
+            Ok(_) => panic!("byte {offset} flipped before the last record was accepted"),
+        }
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            damaged,
+            "a refused segment is left untouched for the operator"
+        );
+    }
+}
