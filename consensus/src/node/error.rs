@@ -23,7 +23,8 @@ pub enum NodeError {
     /// The state machine failed; the node stops applying.
     #[error("state machine failure: {0}")]
     StateMachine(String),
-    /// The durable log failed (disk full, I/O error); the node stops.
+    /// The durable log failed for good (the writer stopped); the node stops.
+    /// A full disk is [`NodeError::DiskFull`] instead.
     #[error("storage failure: {0}")]
     Storage(String),
     /// The request was refused by Raft for a reason given in the text

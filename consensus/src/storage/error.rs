@@ -14,8 +14,10 @@ use std::sync::Arc;
 ///   broke the [`LogStore`](super::LogStore) contract. Nothing of that batch was
 ///   written and the store stays usable; this is a bug in the caller.
 /// - **I/O failures** ([`Io`](Self::Io), [`Poisoned`](Self::Poisoned)): the disk said no
-///   (full disk, failed fsync, ...). The store refuses further writes; the node
-///   must stop and be restarted, which recovers from what is durable.
+///   (full disk, failed fsync, ...). The store refuses further writes until
+///   [`LogStore::repair`](super::LogStore::repair) returns it to its last
+///   durable state; the [`LogWriter`](super::LogWriter) holds the failed
+///   group and retries it, so the node goes on without acknowledging it.
 /// - **Corruption found at start** ([`Corrupt`](Self::Corrupt)): the store refuses to
 ///   open rather than silently lose acknowledged data.
 ///
@@ -33,9 +35,9 @@ pub enum StorageError {
         source: Arc<io::Error>,
     },
     /// A previous I/O failure left the on-disk state uncertain, so the store
-    /// takes no more writes. Restart the node: recovery keeps everything that
-    /// was acknowledged.
-    #[error("storage is unusable after an earlier I/O failure ({0}); restart the node to recover")]
+    /// takes no more writes until it is repaired (or reopened): both keep
+    /// everything that was acknowledged.
+    #[error("storage takes no writes after an earlier I/O failure ({0}) until it is repaired")]
     Poisoned(String),
     /// Durable data is damaged somewhere other than a torn tail; refusing to
     /// start is the only way not to lose acknowledged entries silently.
