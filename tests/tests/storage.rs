@@ -99,7 +99,12 @@ fn full_disk(test: &str, reserve_mib: u32, reason: &str, logged_once: &str, line
     // Refused at once, every time, while the disk stays full.
     let again = add(&cluster, "still-full", "pw");
     assert_ne!(again.code, 0);
-    assert!(again.stderr.contains(DISK_REFUSAL), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(DISK_REFUSAL),
+        "{}\n{}",
+        again.stderr,
+        cluster.log_tails(30)
+    );
 
     for name in &acknowledged {
         let expected = format!("pw-{name}");

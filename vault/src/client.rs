@@ -126,6 +126,9 @@ impl VaultClient {
         // A node that refused our certificate says more than a later node
         // that merely ran out of time: that is the error to report.
         let mut refusal = None;
+        // Likewise a node's own reason for refusing (no leader, a full disk)
+        // says more than the deadline cutting the last attempt short.
+        let mut answered = None;
         let count = self.nodes.len().max(1);
         let mut attempt = 0usize;
         while Instant::now() < deadline {
@@ -135,7 +138,16 @@ impl VaultClient {
                 continue;
             }
             match self.call_index(index, &request, deadline).await {
-                Ok(Err(error @ VaultError::Unavailable(_))) | Err(error) => {
+                Ok(Err(error @ VaultError::Unavailable(_))) => {
+                    if refusal.is_none() && is_certificate_refusal(&error) {
+                        refusal = Some(error.clone());
+                    }
+                    answered = Some(error.clone());
+                    last_error = error;
+                    attempt += 1;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(error) => {
                     if refusal.is_none() && is_certificate_refusal(&error) {
                         refusal = Some(error.clone());
                     }
@@ -149,7 +161,7 @@ impl VaultClient {
                 }
             }
         }
-        Err(match refusal.unwrap_or(last_error) {
+        Err(match refusal.or(answered).unwrap_or(last_error) {
             VaultError::Unavailable(message) => VaultError::Unavailable(message),
             other => VaultError::Unavailable(format!("cluster unavailable: {other}")),
         })

@@ -24,6 +24,9 @@ pub(crate) const APPLY_QUEUE: usize = 1024;
 
 /// Pause before retrying a request that found no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How often a linearizable read waiting for the state machine checks
+/// whether the node is stuck on a full disk (see `read_reply_within`).
+const STUCK_READ_CHECK: Duration = Duration::from_millis(500);
 
 /// How a read is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,9 +443,39 @@ impl Node {
             Ok(Err(_)) => return Err(NodeError::ShuttingDown),
             Err(_) => return Err(NodeError::Unavailable),
         }
-        match tokio::time::timeout_at(deadline, response).await {
-            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown)),
-            Err(_) => Err(NodeError::Unavailable),
+        self.read_reply_within(response, deadline).await
+    }
+
+    /// Waits for a linearizable read's answer from the apply worker. A
+    /// state machine that cannot write (SQLite's disk is full) cannot apply
+    /// up to the read index, so such a read would only time out: while the
+    /// node refuses writes and its applied index stands still, the read is
+    /// refused at once with [`NodeError::DiskFull`] instead, the same clear
+    /// error a write gets.
+    async fn read_reply_within(
+        &self,
+        mut response: oneshot::Receiver<ApplyResult>,
+        deadline: Instant,
+    ) -> ApplyResult {
+        let mut last_applied = self.applied_index();
+        loop {
+            let check = (Instant::now() + STUCK_READ_CHECK).min(deadline);
+            match tokio::time::timeout_at(check, &mut response).await {
+                Ok(outcome) => return outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+                Err(_) if Instant::now() >= deadline => return Err(NodeError::Unavailable),
+                Err(_) => {
+                    let applied = self.applied_index();
+                    let refused = self.status.borrow().writes_refused.clone();
+                    if let (true, Some(reason)) = (applied == last_applied, refused) {
+                        return Err(NodeError::DiskFull(format!(
+                            "node {}: {reason}; reads that need the latest state wait for it \
+                             (stale reads are served)",
+                            self.id
+                        )));
+                    }
+                    last_applied = applied;
+                }
+            }
         }
     }
 
