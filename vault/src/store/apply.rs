@@ -144,18 +144,10 @@ fn replay(
     owner: &str,
     session: ClientSession,
 ) -> rusqlite::Result<Option<Vec<u8>>> {
-    let stored: Option<(i64, Vec<u8>)> = transaction
-        .prepare_cached(
-            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
-        )?
-        .query_row(params![owner, to_sql(session.client_id)], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
+    let stored = stored_session(transaction, owner, session.client_id)?;
     let Some((last_seq, last_response)) = stored else {
         return Ok(None);
     };
-    let last_seq = from_sql(last_seq);
     if session.seq == last_seq {
         Ok(Some(last_response))
     } else if session.seq < last_seq {
@@ -167,6 +159,25 @@ fn replay(
     } else {
         Ok(None)
     }
+}
+
+/// The last sequence number and stored answer of `owner`'s session
+/// `client_id`, if it has one. Shared by the replay of writes, of 2PC
+/// decisions and by the session query.
+pub(crate) fn stored_session(
+    connection: &rusqlite::Connection,
+    owner: &str,
+    client_id: u64,
+) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+    let stored: Option<(i64, Vec<u8>)> = connection
+        .prepare_cached(
+            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
+        )?
+        .query_row(params![owner, to_sql(client_id)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    Ok(stored.map(|(seq, response)| (from_sql(seq), response)))
 }
 
 /// How a decision entry carrying the session of the `delete` that started
@@ -197,18 +208,10 @@ fn replay_decision(
     session: ClientSession,
     tx: &str,
 ) -> rusqlite::Result<DecisionReplay> {
-    let stored: Option<(i64, Vec<u8>)> = transaction
-        .prepare_cached(
-            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
-        )?
-        .query_row(params![owner, to_sql(session.client_id)], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
+    let stored = stored_session(transaction, owner, session.client_id)?;
     let Some((last_seq, last_response)) = stored else {
         return Ok(DecisionReplay::Fresh);
     };
-    let last_seq = from_sql(last_seq);
     if session.seq > last_seq {
         return Ok(DecisionReplay::Fresh);
     }

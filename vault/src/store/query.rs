@@ -37,20 +37,12 @@ pub(crate) fn run(connection: &Connection, bytes: &[u8]) -> rusqlite::Result<Rep
 /// written by this build's apply, so it should) reads as an internal error
 /// rather than as "nothing remembered", which could make a retry run twice.
 fn session(connection: &Connection, caller: &str, client_id: u64) -> rusqlite::Result<Reply> {
-    let row: Option<(i64, Vec<u8>)> = connection
-        .prepare_cached(
-            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
-        )?
-        .query_row(params![caller, super::schema::to_sql(client_id)], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    let Some((seq, reply)) = row else {
+    let Some((seq, reply)) = super::apply::stored_session(connection, caller, client_id)? else {
         return Ok(Ok(Response::Session(None)));
     };
     match decode::<Reply>(&reply) {
         Ok(reply) => Ok(Ok(Response::Session(Some(SessionRecord {
-            seq: from_sql(seq),
+            seq,
             reply: Box::new(reply),
         })))),
         Err(error) => Ok(Err(VaultError::Internal(format!(
