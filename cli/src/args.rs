@@ -8,12 +8,13 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "vault-cli", version, about, long_about = None)]
 pub struct Cli {
-    /// Client configuration file (default: $VAULT_CONFIG, then ./client.toml).
-    /// Given before the subcommand; `node run` has its own --config.
-    #[arg(long, env = "VAULT_CONFIG")]
+    /// Configuration file, before or after the subcommand: the client's
+    /// (default: $VAULT_CONFIG, then ./client.toml), or for `node run` the
+    /// node's node.toml.
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Print one JSON document instead of text.
+    /// Print one JSON document instead of text (before or after the subcommand).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -61,6 +62,17 @@ pub enum Command {
     /// List, add and remove cluster members (admin only).
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Print a shell completion script for vault-cli.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (vault-cli.1 and one per subcommand) to DIR.
+    Man {
+        /// Directory to write the pages to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `vault-cli member ...` (SPEC §13).
@@ -148,12 +160,9 @@ pub struct ClusterUpArgs {
 /// `vault-cli node ...`
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Run a node until SIGINT or SIGTERM.
-    Run {
-        /// The node's node.toml.
-        #[arg(long)]
-        config: PathBuf,
-    },
+    /// Run a node until SIGINT or SIGTERM; `--config DIR/nodeK/node.toml`
+    /// names its configuration.
+    Run,
 }
 
 /// `vault-cli certs ...`
@@ -287,4 +296,48 @@ pub struct BenchArgs {
     /// Operation to measure: add (add-secret), get (linearizable read), delete.
     #[arg(long, default_value = "add")]
     pub op: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|error| panic!("{args:?}: {error}"))
+    }
+
+    #[test]
+    fn config_and_json_are_accepted_before_and_after_the_subcommand() {
+        for args in [
+            &["vault-cli", "--config", "c.toml", "--json", "list"][..],
+            &["vault-cli", "list", "--config", "c.toml", "--json"][..],
+            &["vault-cli", "--json", "list", "--config", "c.toml"][..],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("c.toml")));
+            assert!(cli.json, "{args:?}");
+            assert!(matches!(cli.command, Command::List), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn node_run_takes_its_node_config_before_or_after() {
+        for args in [
+            &["vault-cli", "node", "run", "--config", "n/node.toml"][..],
+            &["vault-cli", "--config", "n/node.toml", "node", "run"][..],
+        ] {
+            let cli = parse(args);
+            assert_eq!(
+                cli.config.as_deref(),
+                Some(std::path::Path::new("n/node.toml"))
+            );
+            assert!(matches!(cli.command, Command::Node(NodeCommand::Run)));
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -34,14 +34,19 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads the client configuration (`--config`, `$VAULT_CONFIG`, or
-    /// `./client.toml`) and prepares a client; nothing is dialled yet.
+    /// Loads the client configuration (`--config` before or after the
+    /// subcommand, else `$VAULT_CONFIG`, else `./client.toml`) and prepares a client; nothing is dialled yet.
     pub fn load(
         config: Option<&Path>,
         json: bool,
         passphrase_file: Option<PathBuf>,
     ) -> Result<Self> {
-        let path = config.map_or_else(|| PathBuf::from("client.toml"), Path::to_path_buf);
+        let path = match config {
+            Some(path) => path.to_path_buf(),
+            None => std::env::var_os("VAULT_CONFIG")
+                .filter(|value| !value.is_empty())
+                .map_or_else(|| PathBuf::from("client.toml"), PathBuf::from),
+        };
         let config = crate::config::client::load(&path)?;
         let pins = crate::pins::path_for(&path);
         let credentials = Credentials::load(&config.ca, &config.cert, &config.key)

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// Exit code for a usage error (as clap's own).
+pub const USAGE: i32 = 2;
+
 /// Exit code for "the 2PC transaction aborted".
 pub const ABORTED: i32 = 5;
 

@@ -11,6 +11,7 @@ mod cluster_init;
 mod cluster_up;
 mod config;
 mod data_dir;
+mod docs_cmd;
 mod exit;
 mod fields_input;
 mod identity;
@@ -74,7 +75,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args),
         Command::Cluster(ClusterCommand::AddNode(args)) => cluster_add_node::run(args),
         Command::Certs(command) => certs_cmd::run(command),
-        Command::Node(args::NodeCommand::Run { config }) => node_cmd::run(config),
+        Command::Node(args::NodeCommand::Run) => match &cli.config {
+            Some(config) => node_cmd::run(config),
+            None => Err(exit::Failure::new(
+                exit::USAGE,
+                "node run needs --config DIR/nodeK/node.toml (cluster init writes one per node)",
+            )
+            .into()),
+        },
+        Command::Completions { shell } => {
+            docs_cmd::completions(*shell);
+            Ok(())
+        }
+        Command::Man { out } => docs_cmd::man_pages(out),
         _ => run_client(cli),
     }
 }
@@ -104,7 +117,11 @@ fn run_client(cli: Cli) -> Result<()> {
             }
             Command::Bench(args) => bench::run(&session, args).await,
             Command::Member(command) => member_cmd::run(&session, command).await,
-            Command::Cluster(_) | Command::Node(_) | Command::Certs(_) => {
+            Command::Cluster(_)
+            | Command::Node(_)
+            | Command::Certs(_)
+            | Command::Completions { .. }
+            | Command::Man { .. } => {
                 unreachable!("handled before a client is set up")
             }
         };

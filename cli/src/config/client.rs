@@ -57,8 +57,18 @@ pub struct ClientConfig {
 
 /// Reads a client config, resolving relative paths against its directory.
 pub fn load(path: &Path) -> Result<ClientConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read client config {}", path.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "there is no client config at {}: name one with --config FILE or \
+             VAULT_CONFIG=FILE (`vault-cli cluster init --dir DIR` writes DIR/client.toml)",
+            path.display()
+        ),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("cannot read client config {}", path.display()))
+        }
+    };
     let file: ClientFile = toml::from_str(&text)
         .with_context(|| format!("invalid client config {}", path.display()))?;
     anyhow::ensure!(
