@@ -18,8 +18,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Read the passphrase from this file instead of $VAULT_PASSPHRASE or a prompt.
-    #[arg(long, global = true)]
+    /// Read the passphrase from this file instead of $VAULT_PASSPHRASE or a
+    /// prompt. Also accepted after the subcommands that use a passphrase.
+    #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
     /// What to do.
@@ -43,14 +44,20 @@ pub enum Command {
     AddSecret(AddSecretArgs),
     /// Read a secret and decrypt it.
     GetSecret(GetSecretArgs),
-    /// List your secrets.
-    List,
+    /// List your secrets, or with --shared those shared with you.
+    List(ListArgs),
+    /// List the versions kept of a secret.
+    History(HistoryArgs),
+    /// Store the secrets of a password-manager export (csv or Bitwarden json).
+    Import(ImportArgs),
+    /// Write every secret of yours, decrypted, as csv or json.
+    Export(ExportArgs),
     /// Let another client identity read one of your secrets.
     Share(ShareArgs),
     /// Take back another identity's read access and re-key the secret.
     Unshare(ShareArgs),
     /// Show your identity, whether it is an admin, and your key's fingerprint.
-    Whoami,
+    Whoami(PassphraseArgs),
     /// Delete a secret on every node (two-phase commit).
     Delete(DeleteArgs),
     /// Show every node's role, term and progress.
@@ -222,11 +229,24 @@ pub struct AddSecretArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub note: Option<String>,
     /// Read the password from standard input (otherwise a hidden prompt, or none).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "generate")]
     pub password_stdin: bool,
+    /// Make the password here from the operating system's randomness
+    /// (printed once after it is stored).
+    #[arg(long)]
+    pub generate: bool,
+    /// Length of a generated password.
+    #[arg(long, default_value_t = 24, requires = "generate")]
+    pub length: usize,
+    /// Letters and digits only in a generated password.
+    #[arg(long, requires = "generate")]
+    pub no_symbols: bool,
     /// Replace an existing secret (its version goes up by one).
     #[arg(long)]
     pub update: bool,
+    /// The passphrase source.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 /// `get-secret` flags.
@@ -247,6 +267,85 @@ pub struct GetSecretArgs {
     /// it was pinned (check it with the owner first).
     #[arg(long, value_name = "FINGERPRINT", requires = "owner")]
     pub accept_key: Option<String>,
+    /// Read this older version (see `history NAME`) instead of the current one.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    /// The passphrase source.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
+/// `--passphrase-file` after a subcommand that uses the passphrase.
+#[derive(Debug, Args, Default)]
+pub struct PassphraseArgs {
+    /// Read the passphrase from this file instead of $VAULT_PASSPHRASE or a prompt.
+    #[arg(long = "passphrase-file", id = "passphrase_file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// `list` flags.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List the secrets others shared with you (owner, name, version).
+    #[arg(long)]
+    pub shared: bool,
+}
+
+/// `history` flags.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The secret's name.
+    pub name: String,
+    /// A secret another identity shared with you (NAME means client:NAME;
+    /// write admin:NAME for an admin identity).
+    #[arg(long)]
+    pub owner: Option<String>,
+}
+
+/// The file formats of `import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// Columns name,url,username,password,note, with a header line.
+    Csv,
+    /// A Bitwarden unencrypted JSON export (login items).
+    BitwardenJson,
+}
+
+/// The file formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Columns name,url,username,password,note, with a header line.
+    Csv,
+    /// `{"secrets":[{"name","username","password","url","note","version"}]}`.
+    Json,
+}
+
+/// `import` flags.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to read.
+    pub file: PathBuf,
+    /// Its format.
+    #[arg(long, value_enum)]
+    pub format: ImportFormat,
+    /// The passphrase source.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
+/// `export` flags.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The format to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here (created with mode 0600, never overwritten) instead of
+    /// standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The passphrase source.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 /// `share` / `unshare` flags.
@@ -261,6 +360,9 @@ pub struct ShareArgs {
     /// it was pinned (check it with the grantee first).
     #[arg(long, value_name = "FINGERPRINT")]
     pub accept_key: Option<String>,
+    /// The passphrase source.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 /// `delete` flags.
@@ -316,7 +418,7 @@ mod tests {
             let cli = parse(args);
             assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("c.toml")));
             assert!(cli.json, "{args:?}");
-            assert!(matches!(cli.command, Command::List), "{args:?}");
+            assert!(matches!(cli.command, Command::List(_)), "{args:?}");
         }
     }
 

@@ -48,11 +48,12 @@ impl AddNodePlan {
     pub fn parse(dir: PathBuf, id: &str, addr: &str) -> Result<Self> {
         let id: NodeId = id.parse().map_err(|_| {
             Failure::new(
-                2,
+                crate::exit::ExitCode::Usage,
                 format!("--id {id:?} is not a node id such as node4 or 4"),
             )
         })?;
-        let (host, port) = split_host_port(addr).map_err(|error| Failure::new(2, error))?;
+        let (host, port) = split_host_port(addr)
+            .map_err(|error| Failure::new(crate::exit::ExitCode::Usage, error))?;
         Ok(AddNodePlan {
             dir,
             id,
@@ -132,7 +133,7 @@ pub fn add_node(plan: &AddNodePlan) -> Result<AddedNode> {
             node_dir.display(),
             node_dir.display()
         );
-        return Err(Failure::new(4, sentence).into());
+        return Err(Failure::new(crate::exit::ExitCode::Conflict, sentence).into());
     }
     let ca_dir = plan.dir.join("ca");
     if !ca_dir.join("ca.key").is_file() {
@@ -154,11 +155,11 @@ pub fn add_node(plan: &AddNodePlan) -> Result<AddedNode> {
              choose another id",
             plan.dir.display()
         );
-        return Err(Failure::new(4, sentence).into());
+        return Err(Failure::new(crate::exit::ExitCode::Conflict, sentence).into());
     }
     if let Some((other, _)) = peers.iter().find(|(_, taken)| **taken == address) {
         let sentence = format!("{other} already uses {address}; give {id} another address or port");
-        return Err(Failure::new(4, sentence).into());
+        return Err(Failure::new(crate::exit::ExitCode::Conflict, sentence).into());
     }
     peers.insert(id.clone(), address.clone());
 

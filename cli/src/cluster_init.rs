@@ -23,7 +23,7 @@
 //! that forgot what it promised.
 
 use crate::config::client::ClientFile;
-use crate::config::node::{NodeFile, RaftSection, TwoPcSection};
+use crate::config::node::{NodeFile, RaftSection, TwoPcSection, VaultSection};
 use anyhow::{bail, Context, Result};
 use certs::{CertificateAuthority, Identity};
 use consensus::raft::NodeId;
@@ -159,6 +159,7 @@ pub(crate) fn write_node_directory(
         peers: node.peers.clone(),
         raft: RaftSection::default(),
         twopc: TwoPcSection::default(),
+        vault: VaultSection::default(),
     };
     let path = node_dir.join("node.toml");
     std::fs::write(&path, toml::to_string_pretty(&file)?)?;

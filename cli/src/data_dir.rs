@@ -61,7 +61,7 @@ impl DataDirLock {
             let error = std::io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 anyhow::bail!(crate::exit::Failure::new(
-                    1,
+                    crate::exit::ExitCode::Failure,
                     format!(
                         "data directory {} is in use by another process (it holds {}); \
                          stop that node first, or give this one its own data directory",

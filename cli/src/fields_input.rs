@@ -29,7 +29,7 @@ pub fn read_fields(args: &AddSecretArgs) -> Result<SecretFields> {
         + usize::from(args.password_stdin);
     if from_input > 1 && !terminal {
         return Err(Failure::new(
-            2,
+            crate::exit::ExitCode::Usage,
             "only one of --password-stdin, --username -, --url - and --note - can read standard input",
         )
         .into());
@@ -46,9 +46,10 @@ pub fn read_fields(args: &AddSecretArgs) -> Result<SecretFields> {
     };
     let password = if args.password_stdin {
         Some(read_stdin("password")?)
-    } else if terminal {
+    } else if terminal && !args.generate {
+        let hint = if args.update { " (empty: keep it)" } else { "" };
         Some(rpassword::prompt_password(format!(
-            "Password for {}: ",
+            "Password for {}{hint}: ",
             args.name
         ))?)
     } else {

@@ -3,11 +3,10 @@
 //! use), looking up another identity's key through the pin file, and
 //! `whoami`.
 
-use crate::client_cmd::{reply_to_result, Session};
 use crate::exit::Failure;
 use crate::pins::{Pinned, Pins};
+use crate::session::{reply_to_result, Session};
 use anyhow::{Context, Result};
-use serde_json::json;
 use std::io::IsTerminal;
 use std::path::Path;
 use vault::crypto::{fingerprint, CryptoError, KdfParams, Keyring, Passphrase};
@@ -16,7 +15,7 @@ use vault::protocol::{IdentityRecord, Request, Response, VaultError};
 /// The one sentence and exit code for a crypto error: a wrong passphrase
 /// is said as such (SPEC §4), everything else is a refusal with exit 1.
 pub fn crypto_failure(error: CryptoError) -> anyhow::Error {
-    Failure::new(1, error.to_string()).into()
+    Failure::new(crate::exit::ExitCode::Failure, error.to_string()).into()
 }
 
 /// Reads the passphrase from `$VAULT_PASSPHRASE`, `--passphrase-file` or a
@@ -27,7 +26,7 @@ pub fn read_passphrase(file: Option<&Path>) -> Result<Passphrase> {
     let text = match (from_environment, file) {
         (Some(_), Some(_)) => {
             return Err(Failure::new(
-                2,
+                crate::exit::ExitCode::Usage,
                 "both VAULT_PASSPHRASE and --passphrase-file are given: use one",
             )
             .into())
@@ -117,7 +116,7 @@ pub async fn pinned_key(
 ) -> Result<([u8; 32], String)> {
     let record = published(session, identity, stale).await?.ok_or_else(|| {
         Failure::new(
-            3,
+            crate::exit::ExitCode::NotFound,
             format!(
                 "{identity} has not published a public key yet: they must run a command with their passphrase once (e.g. vault-cli whoami)"
             ),
@@ -131,24 +130,4 @@ pub async fn pinned_key(
         Pinned::Same => {}
     }
     Ok((record.public_key, shown))
-}
-
-/// `whoami`: our identity, whether it is an admin, and the fingerprint of
-/// our public key, derived here and checked against what is published (so
-/// a node cannot make us read out a key that is not ours).
-pub async fn whoami(session: &Session) -> Result<()> {
-    let keyring = unlock(session, false).await?;
-    let shown = fingerprint(&keyring.public_key());
-    let admin = session.owner.starts_with("admin:");
-    if session.json {
-        println!(
-            "{}",
-            json!({ "identity": session.owner, "admin": admin, "fingerprint": shown })
-        );
-    } else {
-        println!("identity:    {}", session.owner);
-        println!("admin:       {}", if admin { "yes" } else { "no" });
-        println!("fingerprint: {shown}");
-    }
-    Ok(())
 }

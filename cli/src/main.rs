@@ -3,22 +3,23 @@
 //! `args.rs`. Each subcommand lives in its own module.
 
 mod args;
-mod bench;
 mod certs_cmd;
-mod client_cmd;
 mod cluster_add_node;
 mod cluster_init;
 mod cluster_up;
+mod commands;
 mod config;
 mod data_dir;
 mod docs_cmd;
 mod exit;
 mod fields_input;
+mod generate;
 mod identity;
-mod member_cmd;
 mod node_cmd;
 mod pins;
-mod share_cmd;
+mod progress;
+mod render;
+mod session;
 
 use anyhow::Result;
 use args::{Cli, ClusterCommand, Command};
@@ -78,7 +79,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Node(args::NodeCommand::Run) => match &cli.config {
             Some(config) => node_cmd::run(config),
             None => Err(exit::Failure::new(
-                exit::USAGE,
+                exit::ExitCode::Usage,
                 "node run needs --config DIR/nodeK/node.toml (cluster init writes one per node)",
             )
             .into()),
@@ -98,25 +99,25 @@ fn run_client(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let session = client_cmd::Session::load(
-            cli.config.as_deref(),
-            cli.json,
-            cli.passphrase_file.clone(),
-        )?;
+        let session =
+            session::Session::load(cli.config.as_deref(), cli.json, passphrase_file(&cli))?;
         let outcome = match &cli.command {
-            Command::AddSecret(args) => client_cmd::add_secret(&session, args).await,
-            Command::GetSecret(args) => client_cmd::get_secret(&session, args).await,
-            Command::List => client_cmd::list(&session).await,
-            Command::Share(args) => share_cmd::share(&session, args).await,
-            Command::Unshare(args) => share_cmd::unshare(&session, args).await,
-            Command::Whoami => identity::whoami(&session).await,
-            Command::Delete(args) => client_cmd::delete(&session, &args.name).await,
-            Command::Status => client_cmd::status(&session).await,
+            Command::AddSecret(args) => commands::add_secret::run(&session, args).await,
+            Command::GetSecret(args) => commands::get_secret::run(&session, args).await,
+            Command::List(args) => commands::list::run(&session, args).await,
+            Command::History(args) => commands::history::run(&session, args).await,
+            Command::Import(args) => commands::import::run(&session, args).await,
+            Command::Export(args) => commands::export::run(&session, args).await,
+            Command::Share(args) => commands::share::share(&session, args).await,
+            Command::Unshare(args) => commands::share::unshare(&session, args).await,
+            Command::Whoami(_) => commands::whoami::run(&session).await,
+            Command::Delete(args) => commands::delete::run(&session, &args.name).await,
+            Command::Status => commands::status::run(&session).await,
             Command::TransferLeader(args) => {
-                client_cmd::transfer_leader(&session, args.to.as_deref()).await
+                commands::transfer_leader::run(&session, args.to.as_deref()).await
             }
-            Command::Bench(args) => bench::run(&session, args).await,
-            Command::Member(command) => member_cmd::run(&session, command).await,
+            Command::Bench(args) => commands::bench::run(&session, args).await,
+            Command::Member(command) => commands::member::run(&session, command).await,
             Command::Cluster(_)
             | Command::Node(_)
             | Command::Certs(_)
@@ -128,6 +129,20 @@ fn run_client(cli: Cli) -> Result<()> {
         session.client.close().await;
         outcome
     })
+}
+
+/// `--passphrase-file` after the subcommand, else before it.
+fn passphrase_file(cli: &Cli) -> Option<PathBuf> {
+    let after = match &cli.command {
+        Command::AddSecret(args) => &args.passphrase,
+        Command::GetSecret(args) => &args.passphrase,
+        Command::Share(args) | Command::Unshare(args) => &args.passphrase,
+        Command::Whoami(args) => args,
+        Command::Import(args) => &args.passphrase,
+        Command::Export(args) => &args.passphrase,
+        _ => return cli.passphrase_file.clone(),
+    };
+    after.file.clone().or_else(|| cli.passphrase_file.clone())
 }
 
 fn cluster_up(args: &args::ClusterUpArgs) -> Result<()> {

@@ -1,8 +1,8 @@
 //! `node run`: one vault node in the foreground until SIGINT or SIGTERM.
 
-use crate::client_cmd::peer_address;
 use crate::config::node::{NodeConfig, VotePolicy};
 use crate::exit::Failure;
+use crate::session::peer_address;
 use anyhow::{Context, Result};
 use consensus::node::{NodeOptions, StartError};
 use std::path::Path;
@@ -52,7 +52,7 @@ pub fn run(config: &Path) -> Result<()> {
 fn start_failure(config: &NodeConfig, error: StartError) -> anyhow::Error {
     match error {
         StartError::NoState { .. } => Failure::new(
-            1,
+            crate::exit::ExitCode::Failure,
             format!(
                 "data directory {} holds no Raft state: this node lost its data or was never \
                  initialised; remove it from the cluster (`vault-cli member remove {id}`) and add \
@@ -111,6 +111,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
             vote_timeout: Duration::from_millis(config.twopc.vote_timeout_ms),
             decision_timeout: Duration::from_millis(config.twopc.decision_timeout_ms),
         },
+        max_versions: config.vault.max_versions,
     })
 }
 

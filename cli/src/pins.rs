@@ -94,7 +94,7 @@ impl Pins {
                     .is_some_and(|accepted| vault::crypto::same_fingerprint(accepted, fingerprint))
                 {
                     return Err(Failure::new(
-                        4,
+                        crate::exit::ExitCode::Conflict,
                         format!(
                             "the public key of {identity} changed: pinned {pinned}, the cluster now says {fingerprint}; \
                              check the new fingerprint with {identity} (vault-cli whoami) and run again with --accept-key {fingerprint}"

@@ -37,6 +37,27 @@ pub struct NodeFile {
     /// Two-phase commit participant policy and timeouts.
     #[serde(default)]
     pub twopc: TwoPcSection,
+    /// What the vault keeps.
+    #[serde(default)]
+    pub vault: VaultSection,
+}
+
+/// `[vault]` of `node.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSection {
+    /// How many versions of each secret are kept, the current one included
+    /// (at least 1). Give every node the same value: it shapes the
+    /// replicated history.
+    pub max_versions: u32,
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        VaultSection {
+            max_versions: vault::store::DEFAULT_MAX_VERSIONS,
+        }
+    }
 }
 
 /// `[raft]` of `node.toml`.
@@ -124,6 +145,8 @@ pub struct NodeConfig {
     pub raft: RaftSection,
     /// `[twopc]`.
     pub twopc: TwoPcSection,
+    /// `[vault]`.
+    pub vault: VaultSection,
 }
 
 impl NodeConfig {
@@ -220,6 +243,10 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if let Some(value) = number("VAULT_TWOPC_DECISION_TIMEOUT_MS")? {
         file.twopc.decision_timeout_ms = value;
     }
+    if let Some(value) = number("VAULT_MAX_VERSIONS")? {
+        file.vault.max_versions = u32::try_from(value)
+            .with_context(|| format!("VAULT_MAX_VERSIONS {value} is too large"))?;
+    }
     Ok(())
 }
 
@@ -260,6 +287,9 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
     if raft.election_max_ms <= raft.election_min_ms {
         bail!("[raft] election_max_ms must be greater than election_min_ms");
     }
+    if file.vault.max_versions == 0 {
+        bail!("[vault] max_versions must be at least 1 (the current version)");
+    }
     Ok(NodeConfig {
         id,
         listen,
@@ -271,6 +301,7 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
         peers,
         raft,
         twopc: file.twopc,
+        vault: file.vault,
     })
 }
 
@@ -293,6 +324,7 @@ mod tests {
                 .collect(),
             raft: RaftSection::default(),
             twopc: TwoPcSection::default(),
+            vault: VaultSection::default(),
         }
     }
 

@@ -131,6 +131,31 @@ pub enum VaultQuery {
         /// The authenticated reader.
         caller: String,
     },
+    /// Version `version` of one secret readable by `caller`.
+    Version {
+        /// The authenticated reader.
+        caller: String,
+        /// Whose secret; `None` is the caller's own.
+        owner: Option<String>,
+        /// The secret's name.
+        name: String,
+        /// The version asked for.
+        version: u64,
+    },
+    /// The versions kept of one secret readable by `caller`.
+    History {
+        /// The authenticated reader.
+        caller: String,
+        /// Whose secret; `None` is the caller's own.
+        owner: Option<String>,
+        /// The secret's name.
+        name: String,
+    },
+    /// The secrets shared with `caller`.
+    Shared {
+        /// The authenticated reader.
+        caller: String,
+    },
     /// An identity's published record.
     PublicKey {
         /// Whose record.
@@ -287,6 +312,41 @@ fn read_plan(identity: &str, request: Request) -> Result<Plan, VaultError> {
             )
         }
         Request::List { stale } => (VaultQuery::List { caller }, stale),
+        Request::GetVersion {
+            owner,
+            name,
+            version,
+            stale,
+        } => {
+            validate_name(&name)?;
+            if let Some(owner) = &owner {
+                validate_identity(owner)?;
+            }
+            (
+                VaultQuery::Version {
+                    caller,
+                    owner,
+                    name,
+                    version,
+                },
+                stale,
+            )
+        }
+        Request::History { owner, name, stale } => {
+            validate_name(&name)?;
+            if let Some(owner) = &owner {
+                validate_identity(owner)?;
+            }
+            (
+                VaultQuery::History {
+                    caller,
+                    owner,
+                    name,
+                },
+                stale,
+            )
+        }
+        Request::ListShared { stale } => (VaultQuery::Shared { caller }, stale),
         Request::PublicKey {
             identity: whose,
             stale,

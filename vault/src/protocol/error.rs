@@ -1,10 +1,10 @@
-//! The one error type a client can receive from a node, and its exit code.
+//! The one error type a client can receive from a node.
 
 use serde::{Deserialize, Serialize};
 
 /// Why a vault request did not succeed, as sent from a node to a client.
 ///
-/// Each variant maps to one exit code of SPEC §8 ([`VaultError::exit_code`]).
+/// Each variant is one exit code of SPEC §8 at the CLI (`vault-cli`'s `exit.rs`).
 /// Every message is one sentence meant for a person; it may name a secret
 /// (names are not secret, they are stored in plain text) but never contains
 /// ciphertext, key material, a passphrase or a field value.
@@ -39,40 +39,4 @@ pub enum VaultError {
     /// Anything else went wrong on the node. Exit code 1.
     #[error("{0}")]
     Internal(String),
-}
-
-impl VaultError {
-    /// The process exit code of SPEC §8 that `vault-cli` uses for this error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            VaultError::NotFound(_) => 3,
-            VaultError::AlreadyExists(_) | VaultError::Conflict(_) => 4,
-            VaultError::Aborted(_) => 5,
-            VaultError::Unavailable(_) => 6,
-            VaultError::PermissionDenied(_) => 7,
-            VaultError::Invalid(_) | VaultError::Internal(_) => 1,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_spec() {
-        let cases = [
-            (VaultError::NotFound(String::new()), 3),
-            (VaultError::AlreadyExists(String::new()), 4),
-            (VaultError::Conflict(String::new()), 4),
-            (VaultError::Aborted(String::new()), 5),
-            (VaultError::Unavailable(String::new()), 6),
-            (VaultError::PermissionDenied(String::new()), 7),
-            (VaultError::Invalid(String::new()), 1),
-            (VaultError::Internal(String::new()), 1),
-        ];
-        for (error, code) in cases {
-            assert_eq!(error.exit_code(), code, "{error:?}");
-        }
-    }
 }

@@ -147,6 +147,32 @@ pub enum Request {
         /// Serve from this node's state without a ReadIndex round.
         stale: bool,
     },
+    /// Reads version `version` of a secret (the current one or one still
+    /// kept, SPEC §5), of the caller or of `owner` if shared with the caller.
+    GetVersion {
+        /// Whose secret; `None` means the caller's own.
+        owner: Option<String>,
+        /// The secret's name.
+        name: String,
+        /// The version asked for.
+        version: u64,
+        /// Serve from this node's state without a ReadIndex round.
+        stale: bool,
+    },
+    /// Lists the versions kept of a secret, oldest first.
+    History {
+        /// Whose secret; `None` means the caller's own.
+        owner: Option<String>,
+        /// The secret's name.
+        name: String,
+        /// Serve from this node's state without a ReadIndex round.
+        stale: bool,
+    },
+    /// Lists the secrets other identities shared with the caller.
+    ListShared {
+        /// Serve from this node's state without a ReadIndex round.
+        stale: bool,
+    },
     /// Grants `with` read access to the caller's secret `name`.
     Share {
         /// The caller's secret.
@@ -255,6 +281,15 @@ pub enum Response {
     Secret(SecretRecord),
     /// The caller's secrets, sorted by name.
     Secrets(Vec<SecretSummary>),
+    /// The secrets shared with the caller, sorted by owner and name.
+    SharedSecrets(Vec<SharedSummary>),
+    /// The versions kept of one secret, oldest first (the current one last).
+    History {
+        /// The secret.
+        name: String,
+        /// Its versions.
+        versions: Vec<VersionSummary>,
+    },
     /// The grant was recorded (or replaced).
     Shared,
     /// The grant was removed.
@@ -372,6 +407,27 @@ pub struct SecretSummary {
     pub version: u64,
 }
 
+/// One line of `list --shared`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedSummary {
+    /// Who owns the secret, e.g. `client:alice`.
+    pub owner: String,
+    /// The secret's name.
+    pub name: String,
+    /// Its current version.
+    pub version: u64,
+}
+
+/// One version of a secret in its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    /// The version number.
+    pub version: u64,
+    /// When it was stored, in milliseconds since the Unix epoch (the
+    /// proposing node's clock).
+    pub updated_ms: i64,
+}
+
 /// A participant's vote in a two-phase-commit delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Vote {
@@ -399,6 +455,9 @@ pub struct DeleteReport {
     pub decision: Decision,
     /// Each participant's vote.
     pub votes: BTreeMap<NodeId, Vote>,
+    /// Why each participant that voted abort did: its own reason, or that
+    /// it did not answer in time or could not be reached.
+    pub reasons: BTreeMap<NodeId, String>,
     /// Participants that acknowledged the decision.
     pub acked: Vec<NodeId>,
 }

@@ -54,6 +54,9 @@ pub struct ServerOptions {
     pub key: PathBuf,
     /// Two-phase-commit policy and timeouts (`[twopc]`).
     pub twopc: TwoPcOptions,
+    /// How many versions of each secret are kept, the current one included
+    /// (`[vault] max_versions`; the same on every node).
+    pub max_versions: u32,
 }
 
 /// Why a node could not start or stopped abnormally.
@@ -106,6 +109,7 @@ pub async fn run(
     let transport = Arc::new(transport);
     let mut machine = VaultStateMachine::open(&options.database)?;
     machine.log_decisions_as(&options.node.id.to_string());
+    machine.keep_versions(options.max_versions);
     let applied_decisions = AppliedDecisions::new();
     machine.publish_decisions_to(applied_decisions.clone());
     let participant_store = VaultStateMachine::open_participant(&options.database)?;

@@ -32,6 +32,7 @@ pub(crate) fn apply_command(
     index: u64,
     bytes: &[u8],
     members: Option<&BTreeSet<NodeId>>,
+    max_versions: u32,
     decided: &mut Vec<FirstDecision>,
 ) -> rusqlite::Result<Vec<u8>> {
     let Ok(VaultCommand::V1 {
@@ -76,6 +77,7 @@ pub(crate) fn apply_command(
         index,
         now: to_sql(proposed_at_ms),
         members,
+        max_versions,
     };
     let reply = match (op, validate_identity(&owner)) {
         // Proposed by a node, not on behalf of a client: no owner.
@@ -235,6 +237,9 @@ struct Context<'a, 'c> {
     /// The members of the configuration in force at `index`, when the
     /// runtime told the store (see `StateMachine::membership_changed`).
     members: Option<&'a BTreeSet<NodeId>>,
+    /// How many versions of a secret are kept, the current one included
+    /// (at least 1).
+    max_versions: u32,
 }
 
 impl Context<'_, '_> {
@@ -325,6 +330,7 @@ impl Context<'_, '_> {
                 "a secret named {name:?} already exists; use --update to replace it"
             )))),
             (Some(version), true) => {
+                self.keep_previous_version(name, version)?;
                 let version = version.saturating_add(1);
                 self.transaction
                     .prepare_cached(
@@ -341,6 +347,31 @@ impl Context<'_, '_> {
                 Ok(Ok(Response::Added { version }))
             }
         }
+    }
+
+    /// Moves the current version `current` of `name` into
+    /// `secret_versions` before it is replaced, and forgets the versions
+    /// that fall out of the last `max_versions` once `current + 1` is stored.
+    fn keep_previous_version(&self, name: &str, current: u64) -> rusqlite::Result<()> {
+        let keep_old = u64::from(self.max_versions.max(1)) - 1;
+        if keep_old > 0 {
+            self.transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO secret_versions (owner, name, version, ciphertext, updated)
+                     SELECT owner, name, version, ciphertext, updated FROM secrets
+                     WHERE owner = ?1 AND name = ?2",
+                )?
+                .execute(params![self.owner, name])?;
+        }
+        // After the put the versions kept are current + 1 (in `secrets`)
+        // and the `keep_old` before it: everything at or below this goes.
+        let forget_through = (current + 1).saturating_sub(keep_old + 1);
+        self.transaction
+            .prepare_cached(
+                "DELETE FROM secret_versions WHERE owner = ?1 AND name = ?2 AND version <= ?3",
+            )?
+            .execute(params![self.owner, name, to_sql(forget_through)])?;
+        Ok(())
     }
 
     fn share(
@@ -526,6 +557,10 @@ impl Context<'_, '_> {
             if deleted {
                 self.transaction
                     .prepare_cached("DELETE FROM shares WHERE owner = ?1 AND name = ?2")?
+                    .execute(params![self.owner, name])?;
+                // A delete removes every version (SPEC §5).
+                self.transaction
+                    .prepare_cached("DELETE FROM secret_versions WHERE owner = ?1 AND name = ?2")?
                     .execute(params![self.owner, name])?;
             }
         }

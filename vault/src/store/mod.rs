@@ -14,6 +14,7 @@ mod snapshot;
 mod twopc;
 
 pub use decisions::AppliedDecisions;
+pub use schema::DEFAULT_MAX_VERSIONS;
 pub use snapshot::SnapshotError;
 pub use twopc::{ParticipantState, PrepareBatch, PrepareOutcome, PreparedTransaction};
 
@@ -75,6 +76,8 @@ pub struct VaultStateMachine {
     /// the runtime said (`membership_changed`): 2PC commits are checked
     /// against it.
     members: Option<BTreeSet<NodeId>>,
+    /// How many versions of each secret are kept, the current one included.
+    max_versions: u32,
 }
 
 impl VaultStateMachine {
@@ -93,7 +96,16 @@ impl VaultStateMachine {
             published: None,
             full_sync: false,
             members: None,
+            max_versions: schema::DEFAULT_MAX_VERSIONS,
         })
+    }
+
+    /// Keeps the last `max_versions` versions of each secret (at least 1:
+    /// the current one). Every replica must be given the same value, as
+    /// `cluster init` does through `[vault] max_versions`, or their
+    /// histories differ (the current versions never do).
+    pub fn keep_versions(&mut self, max_versions: u32) {
+        self.max_versions = max_versions.max(1);
     }
 
     /// Makes this store log, as node `node`'s 2PC participant, each
@@ -173,6 +185,7 @@ impl StateMachine for VaultStateMachine {
                 command.index,
                 command.command,
                 self.members.as_ref(),
+                self.max_versions,
                 &mut decided,
             )?);
             applied = command.index;
@@ -294,3 +307,5 @@ mod pruning_tests;
 mod tests;
 #[cfg(test)]
 mod twopc_tests;
+#[cfg(test)]
+mod versions_tests;

@@ -1,7 +1,8 @@
 //! The SQLite schema of SPEC §5 and the connection settings.
 //!
 //! Replicated tables (identical on every node at the same applied index, and
-//! carried by snapshots): `meta`, `secrets`, `shares`, `public_keys`,
+//! carried by snapshots): `meta`, `secrets` (the current version of each
+//! secret), `secret_versions` (older versions), `shares`, `public_keys`,
 //! `sessions`, `twopc_decisions`. Node-local table (this node's own votes,
 //! never in a snapshot): `twopc_participant`.
 
@@ -11,7 +12,16 @@ use rusqlite::{Connection, OptionalExtension};
 /// value is refused instead of misread.
 /// Version 2: `public_keys` holds whole identity records (public key,
 /// random salt, KDF cost, key-check value) instead of bare public keys.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// Version 3: `secret_versions` keeps the older versions of each secret; a
+/// version-2 database is upgraded in place (the table is added, empty).
+pub(crate) const SCHEMA_VERSION: i64 = 3;
+
+/// The oldest layout this build upgrades instead of refusing.
+const UPGRADABLE_FROM: i64 = 2;
+
+/// How many versions of a secret are kept by default, the current one
+/// included (SPEC §5, `[vault] max_versions`).
+pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 
 /// Page cache per connection, in KiB (64 MiB: the whole database of a
 /// vault with a hundred thousand secrets).
@@ -30,6 +40,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     created    INTEGER NOT NULL,
     updated    INTEGER NOT NULL,
     PRIMARY KEY (owner, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS secret_versions (
+    owner      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated    INTEGER NOT NULL,
+    PRIMARY KEY (owner, name, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS shares (
     owner       TEXT NOT NULL,
@@ -65,6 +83,7 @@ CREATE TABLE IF NOT EXISTS twopc_participant (
     created INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_age ON sessions (last_index);
+CREATE INDEX IF NOT EXISTS shares_grantee ON shares (grantee);
 CREATE INDEX IF NOT EXISTS twopc_participant_lock ON twopc_participant (owner, name, state);
 ";
 
@@ -113,6 +132,13 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), SchemaError> {
             )?;
         }
         Some(SCHEMA_VERSION) => {}
+        // The tables above already added what the newer layout has.
+        Some(old) if (UPGRADABLE_FROM..SCHEMA_VERSION).contains(&old) => {
+            connection.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION],
+            )?;
+        }
         Some(other) => return Err(SchemaError::Version(other)),
     }
     Ok(())

@@ -37,9 +37,39 @@ pub enum SnapshotError {
     },
 }
 
+/// Variants are never reordered: a snapshot written by an older build (a
+/// learner catching up from an older leader, a backup) still decodes.
 #[derive(Serialize, Deserialize)]
 enum SnapshotFile {
-    V1(Tables),
+    /// Before versions were kept: read as tables with no old versions.
+    V1(TablesV1),
+    /// With `secret_versions`.
+    V2(Tables),
+}
+
+/// The tables of a [`SnapshotFile::V1`].
+#[derive(Serialize, Deserialize)]
+struct TablesV1 {
+    applied_index: u64,
+    secrets: Vec<(String, String, u64, ByteBuf, i64, i64)>,
+    shares: Vec<(String, String, String, ByteBuf)>,
+    public_keys: Vec<(String, ByteBuf, i64)>,
+    sessions: Vec<(String, u64, u64, ByteBuf, u64)>,
+    decisions: Vec<(String, i64, u64)>,
+}
+
+impl From<TablesV1> for Tables {
+    fn from(v1: TablesV1) -> Self {
+        Tables {
+            applied_index: v1.applied_index,
+            secrets: v1.secrets,
+            versions: Vec::new(),
+            shares: v1.shares,
+            public_keys: v1.public_keys,
+            sessions: v1.sessions,
+            decisions: v1.decisions,
+        }
+    }
 }
 
 /// Blob columns are [`ByteBuf`]s: postcard writes them as a length and the
@@ -50,6 +80,8 @@ enum SnapshotFile {
 struct Tables {
     applied_index: u64,
     secrets: Vec<(String, String, u64, ByteBuf, i64, i64)>,
+    /// Older versions: owner, name, version, ciphertext, updated.
+    versions: Vec<(String, String, u64, ByteBuf, i64)>,
     shares: Vec<(String, String, String, ByteBuf)>,
     public_keys: Vec<(String, ByteBuf, i64)>,
     sessions: Vec<(String, u64, u64, ByteBuf, u64)>,
@@ -70,6 +102,11 @@ pub(crate) fn take(transaction: &Connection, applied_index: u64) -> rusqlite::Re
             transaction,
             "SELECT owner, name, version, ciphertext, created, updated FROM secrets ORDER BY owner, name",
             |row| Ok((row.get(0)?, row.get(1)?, from_sql(row.get(2)?), blob(row, 3)?, row.get(4)?, row.get(5)?)),
+        )?,
+        versions: rows(
+            transaction,
+            "SELECT owner, name, version, ciphertext, updated FROM secret_versions ORDER BY owner, name, version",
+            |row| Ok((row.get(0)?, row.get(1)?, from_sql(row.get(2)?), blob(row, 3)?, row.get(4)?)),
         )?,
         shares: rows(
             transaction,
@@ -94,7 +131,7 @@ pub(crate) fn take(transaction: &Connection, applied_index: u64) -> rusqlite::Re
     };
     let mut bytes = MAGIC.to_vec();
     // Serialising owned rows into a Vec cannot fail (see protocol::encode).
-    bytes.extend(postcard::to_stdvec(&SnapshotFile::V1(tables)).unwrap_or_default());
+    bytes.extend(postcard::to_stdvec(&SnapshotFile::V2(tables)).unwrap_or_default());
     let checksum = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&checksum.to_le_bytes());
     Ok(bytes)
@@ -121,7 +158,11 @@ fn parse(data: &[u8], expected_index: u64) -> Result<Tables, SnapshotError> {
     if crc32c::crc32c(framed) != u32::from_le_bytes(stored) {
         return Err(SnapshotError::Checksum);
     }
-    let (SnapshotFile::V1(tables), rest) = postcard::take_from_bytes(&framed[MAGIC.len()..])?;
+    let (file, rest) = postcard::take_from_bytes::<SnapshotFile>(&framed[MAGIC.len()..])?;
+    let tables = match file {
+        SnapshotFile::V1(v1) => Tables::from(v1),
+        SnapshotFile::V2(tables) => tables,
+    };
     if !rest.is_empty() {
         return Err(SnapshotError::Decode(
             postcard::Error::DeserializeBadEncoding,
@@ -146,7 +187,7 @@ pub(crate) fn restore(
 ) -> Result<Vec<FirstDecision>, super::StoreError> {
     let tables = parse(data, index)?;
     transaction.execute_batch(
-        "DELETE FROM secrets; DELETE FROM shares; DELETE FROM public_keys;
+        "DELETE FROM secrets; DELETE FROM secret_versions; DELETE FROM shares; DELETE FROM public_keys;
          DELETE FROM sessions; DELETE FROM twopc_decisions;",
     )?;
     for (owner, name, version, ciphertext, created, updated) in &tables.secrets {
@@ -159,6 +200,19 @@ pub(crate) fn restore(
                 to_sql(*version),
                 ciphertext.as_slice(),
                 created,
+                updated
+            ],
+        )?;
+    }
+    for (owner, name, version, ciphertext, updated) in &tables.versions {
+        transaction.execute(
+            "INSERT INTO secret_versions (owner, name, version, ciphertext, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                owner,
+                name,
+                to_sql(*version),
+                ciphertext.as_slice(),
                 updated
             ],
         )?;

@@ -534,10 +534,19 @@ impl TwoPc {
                 (*node, vote)
             })
             .collect();
+        let reasons = report
+            .votes
+            .iter()
+            .filter_map(|(node, vote)| match vote {
+                consensus::twopc::Vote::Abort(reason) => Some((*node, reason.clone())),
+                consensus::twopc::Vote::Commit => None,
+            })
+            .collect();
         Ok(Response::Deleted(DeleteReport {
             tx: report.tx,
             decision,
             votes,
+            reasons,
             acked: report.acked,
         }))
     }

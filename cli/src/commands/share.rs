@@ -4,9 +4,9 @@
 //! grantee's key opens no later version.
 
 use crate::args::ShareArgs;
-use crate::client_cmd::{qualify_identity, Session};
 use crate::exit::Failure;
 use crate::identity::{crypto_failure, pinned_key, unlock};
+use crate::session::{qualify_identity, Session};
 use anyhow::Result;
 use serde_json::json;
 use vault::protocol::{Grant, Request, Response, SecretRecord};
@@ -18,7 +18,7 @@ pub async fn share(session: &Session, args: &ShareArgs) -> Result<()> {
     let (public_key, fingerprint) =
         pinned_key(session, &grantee, args.accept_key.as_deref(), false).await?;
     let record = session
-        .read_secret(&session.owner, &args.name, false)
+        .read_secret(&session.owner, &args.name, None, false)
         .await?;
     let wrapped_key = keyring
         .share(&record, &grantee, public_key)
@@ -52,7 +52,7 @@ pub async fn unshare(session: &Session, args: &ShareArgs) -> Result<()> {
     let grantee = qualify_identity(&args.with);
     let keyring = unlock(session, false).await?;
     let current = session
-        .read_secret(&session.owner, &args.name, false)
+        .read_secret(&session.owner, &args.name, None, false)
         .await?;
     let Response::Grants { name, grantees } = session
         .call(Request::Grants {
@@ -69,7 +69,7 @@ pub async fn unshare(session: &Session, args: &ShareArgs) -> Result<()> {
     }
     if !grantees.contains(&grantee) {
         return Err(Failure::new(
-            3,
+            crate::exit::ExitCode::NotFound,
             format!("your secret {:?} is not shared with {grantee}", args.name),
         )
         .into());

@@ -10,8 +10,8 @@
 //! an HDR histogram.
 
 use crate::args::BenchArgs;
-use crate::client_cmd::Session;
 use crate::exit::Failure;
+use crate::session::Session;
 use anyhow::{Context as _, Result};
 use certs::Credentials;
 use hdrhistogram::Histogram;
@@ -37,9 +37,11 @@ pub async fn run(session: &Session, args: &BenchArgs) -> Result<()> {
         "get" | "get-secret" => Operation::Get,
         "delete" => Operation::Delete,
         other => {
-            return Err(
-                Failure::new(2, format!("unknown --op {other:?}: use add, get or delete")).into(),
+            return Err(Failure::new(
+                crate::exit::ExitCode::Usage,
+                format!("unknown --op {other:?}: use add, get or delete"),
             )
+            .into())
         }
     };
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
@@ -262,13 +264,20 @@ fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = text
         .find(|character: char| !character.is_ascii_digit())
         .map_or((text, "s"), |split| text.split_at(split));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| Failure::new(2, format!("bad duration {text:?}: use e.g. 10s or 500ms")))?;
+    let value: u64 = number.parse().map_err(|_| {
+        Failure::new(
+            crate::exit::ExitCode::Usage,
+            format!("bad duration {text:?}: use e.g. 10s or 500ms"),
+        )
+    })?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(Failure::new(2, format!("bad duration {text:?}: use e.g. 10s or 500ms")).into()),
+        _ => Err(Failure::new(
+            crate::exit::ExitCode::Usage,
+            format!("bad duration {text:?}: use e.g. 10s or 500ms"),
+        )
+        .into()),
     }
 }

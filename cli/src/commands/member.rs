@@ -2,9 +2,9 @@
 //! requests the leader serves (a follower forwards them).
 
 use crate::args::MemberCommand;
-use crate::client_cmd::Session;
 use crate::cluster_add_node::split_host_port;
 use crate::exit::Failure;
+use crate::session::Session;
 use anyhow::Result;
 use consensus::raft::NodeId;
 use serde_json::json;
@@ -20,7 +20,8 @@ pub async fn run(session: &Session, command: &MemberCommand) -> Result<()> {
             // `cluster add-node` and as a malformed id is here; the node's
             // own check would answer it as a refusal, which exits 4
             // ("conflict").
-            split_host_port(addr).map_err(|error| Failure::new(2, error))?;
+            split_host_port(addr)
+                .map_err(|error| Failure::new(crate::exit::ExitCode::Usage, error))?;
             add(session, id, addr).await
         }
         MemberCommand::Remove { id } => remove(session, parse_id(id)?).await,
@@ -29,7 +30,7 @@ pub async fn run(session: &Session, command: &MemberCommand) -> Result<()> {
 
 fn parse_id(text: &str) -> Result<NodeId> {
     text.parse::<NodeId>()
-        .map_err(|error| Failure::new(2, error.to_string()).into())
+        .map_err(|error| Failure::new(crate::exit::ExitCode::Usage, error.to_string()).into())
 }
 
 async fn call(session: &Session, request: Request, avoid: Option<NodeId>) -> Result<Response> {

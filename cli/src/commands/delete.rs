@@ -1,0 +1,79 @@
+//! `delete NAME`: a two-phase commit across every node (SPEC §6); the
+//! node reached coordinates it.
+
+use crate::exit::{ExitCode, Failure};
+use crate::session::Session;
+use anyhow::Result;
+use serde_json::json;
+use vault::protocol::{Decision, Request, Response, Vote};
+
+/// Prints `{"tx","decision","votes","reasons","acked"}` (also on an abort,
+/// as the one `--json` document) and exits 5 when the transaction aborted,
+/// naming each participant that voted abort and why.
+pub async fn run(session: &Session, name: &str) -> Result<()> {
+    vault::validate::validate_name(name).map_err(Failure::from)?;
+    let response = session
+        .call(Request::Delete {
+            name: name.to_string(),
+        })
+        .await?;
+    let Response::Deleted(report) = response else {
+        anyhow::bail!("unexpected answer to delete: {response:?}");
+    };
+    let decision = match report.decision {
+        Decision::Commit => "commit",
+        Decision::Abort => "abort",
+    };
+    let vote_text = |vote: &Vote| match vote {
+        Vote::Commit => "commit",
+        Vote::Abort => "abort",
+    };
+    let votes: serde_json::Map<String, serde_json::Value> = report
+        .votes
+        .iter()
+        .map(|(node, vote)| (node.to_string(), json!(vote_text(vote))))
+        .collect();
+    let reasons: serde_json::Map<String, serde_json::Value> = report
+        .reasons
+        .iter()
+        .map(|(node, reason)| (node.to_string(), json!(reason)))
+        .collect();
+    let acked: Vec<String> = report.acked.iter().map(ToString::to_string).collect();
+    crate::render::print(
+        session.json,
+        json!({ "tx": report.tx, "decision": decision, "votes": votes, "reasons": reasons, "acked": acked }),
+        || {
+            let mut text = format!("transaction {}: {}\n", report.tx, decision.to_uppercase());
+            for (node, vote) in &report.votes {
+                match report.reasons.get(node) {
+                    Some(reason) => {
+                        text.push_str(&format!("  {node} voted {}: {reason}\n", vote_text(vote)))
+                    }
+                    None => text.push_str(&format!("  {node} voted {}\n", vote_text(vote))),
+                }
+            }
+            text.push_str(&format!("  acknowledged by: {}\n", acked.join(", ")));
+            text
+        },
+    );
+    if report.decision == Decision::Abort {
+        let why: Vec<String> = report
+            .reasons
+            .iter()
+            .map(|(node, reason)| format!("{node}: {reason}"))
+            .collect();
+        let why = if why.is_empty() {
+            "not every node voted to commit".to_string()
+        } else {
+            why.join("; ")
+        };
+        // The report above is the one `--json` document; the error sentence
+        // goes to stderr only.
+        return Err(Failure::after_json(
+            ExitCode::Aborted,
+            format!("deleting {name} aborted: {why}"),
+        )
+        .into());
+    }
+    Ok(())
+}
