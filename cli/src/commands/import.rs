@@ -10,16 +10,11 @@ use crate::exit::{ExitCode, Failure};
 use crate::identity::{crypto_failure, unlock};
 use crate::session::Session;
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeSet;
 use vault::crypto::SecretFields;
 use vault::protocol::{Request, Response, VaultError};
-
-/// Secrets stored at once: enough to hide round trips, few enough not to
-/// crowd the cluster.
-const IN_FLIGHT: usize = 8;
 
 /// Reads, checks and stores; prints `{"imported","skipped"}`.
 pub async fn run(session: &Session, args: &ImportArgs) -> Result<()> {
@@ -33,44 +28,21 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<()> {
     check(&entries)?;
     let keyring = unlock(session, false).await?;
     let progress = crate::progress::bar(session.json, entries.len() as u64, "importing");
-    let mut outcomes = futures::stream::iter(entries.iter().map(|(name, fields)| {
-        let keyring = &keyring;
-        let progress = &progress;
-        async move {
-            let sealed = keyring.seal(name, 1, fields).map_err(crypto_failure)?;
-            let outcome = session
-                .client
-                .call(Request::AddSecret {
-                    name: name.clone(),
-                    sealed,
-                    update: false,
-                    version: 1,
-                })
-                .await;
-            progress.inc(1);
-            match outcome {
-                Ok(Response::Added { .. }) => Ok((name.clone(), true)),
-                Err(VaultError::AlreadyExists(_)) => Ok((name.clone(), false)),
-                Ok(other) => Err(anyhow::anyhow!(
-                    "unexpected answer to add-secret: {other:?}"
-                )),
-                Err(error) => Err(anyhow::Error::new(Failure::from(error))
-                    .context(format!("storing {name} failed"))),
-            }
-        }
-    }))
-    .buffer_unordered(IN_FLIGHT);
+    // One at a time: a client session numbers its writes, and a later one
+    // supersedes an earlier one still in flight (exactly-once, SPEC §5).
     let mut imported = 0usize;
     let mut skipped = Vec::new();
     let mut failure = None;
-    while let Some(outcome) = outcomes.next().await {
-        match outcome {
-            Ok((_, true)) => imported += 1,
-            Ok((name, false)) => skipped.push(name),
+    for (name, fields) in &entries {
+        match store(session, &keyring, name, fields).await {
+            Ok(true) => imported += 1,
+            Ok(false) => skipped.push(name.clone()),
             Err(error) => {
-                failure.get_or_insert(error);
+                failure = Some(error);
+                break;
             }
         }
+        progress.inc(1);
     }
     progress.finish_and_clear();
     skipped.sort();
@@ -95,6 +67,34 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<()> {
         },
     );
     Ok(())
+}
+
+/// Seals `fields` as version 1 of `name` and stores it: `Ok(false)` if a
+/// secret of that name already exists (it is left as it is).
+async fn store(
+    session: &Session,
+    keyring: &vault::crypto::Keyring,
+    name: &str,
+    fields: &SecretFields,
+) -> Result<bool> {
+    let sealed = keyring.seal(name, 1, fields).map_err(crypto_failure)?;
+    let outcome = session
+        .client
+        .call(Request::AddSecret {
+            name: name.to_string(),
+            sealed,
+            update: false,
+            version: 1,
+        })
+        .await;
+    match outcome {
+        Ok(Response::Added { .. }) => Ok(true),
+        Err(VaultError::AlreadyExists(_)) => Ok(false),
+        Ok(other) => Err(anyhow::anyhow!("unexpected answer to add-secret: {other:?}")),
+        Err(error) => {
+            Err(anyhow::Error::new(Failure::from(error)).context(format!("storing {name} failed")))
+        }
+    }
 }
 
 /// Every name valid and given once.
