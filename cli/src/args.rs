@@ -123,7 +123,7 @@ pub struct ClusterInitArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Number of nodes (default 5, or the number of --hosts).
-    #[arg(long)]
+    #[arg(long, value_parser = node_count)]
     pub nodes: Option<usize>,
     /// Every node listens on this host, node k on base-port + k - 1.
     #[arg(long, conflicts_with = "hosts")]
@@ -134,6 +134,20 @@ pub struct ClusterInitArgs {
     /// First port.
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
+}
+
+/// The most nodes one `cluster init` makes: Raft clusters are 3 to 7
+/// voters; more is a typo, not a cluster.
+pub const MAX_NODES: usize = 99;
+
+/// `--nodes N` with N from 1 to [`MAX_NODES`] (clap reports anything else
+/// as a usage error, exit 2).
+fn node_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count @ 1..=MAX_NODES) => Ok(count),
+        Ok(count) => Err(format!("a cluster has 1 to {MAX_NODES} nodes, not {count}")),
+        Err(_) => Err(format!("{text:?} is not a number of nodes")),
+    }
 }
 
 /// `cluster add-node` flags.
@@ -157,7 +171,7 @@ pub struct ClusterUpArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Number of nodes when the directory is initialised here.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = node_count)]
     pub nodes: usize,
     /// First port when the directory is initialised here.
     #[arg(long, default_value_t = 7001)]
@@ -434,6 +448,45 @@ mod tests {
                 Some(std::path::Path::new("n/node.toml"))
             );
             assert!(matches!(cli.command, Command::Node(NodeCommand::Run)));
+        }
+    }
+
+    #[test]
+    fn a_node_count_of_zero_or_too_many_is_a_usage_error() {
+        for count in ["0", "100", "x"] {
+            let error = Cli::try_parse_from([
+                "vault-cli",
+                "cluster",
+                "init",
+                "--dir",
+                "d",
+                "--nodes",
+                count,
+            ])
+            .expect_err(count);
+            assert_eq!(error.exit_code(), 2, "{count}: {error}");
+        }
+        parse(&["vault-cli", "cluster", "init", "--dir", "d", "--nodes", "3"]);
+    }
+
+    #[test]
+    fn passphrase_file_goes_before_or_after_the_commands_that_use_it_only() {
+        let before = parse(&["vault-cli", "--passphrase-file", "p", "whoami"]);
+        assert_eq!(
+            before.passphrase_file.as_deref(),
+            Some(std::path::Path::new("p"))
+        );
+        let after = parse(&["vault-cli", "whoami", "--passphrase-file", "p"]);
+        let Command::Whoami(args) = after.command else {
+            panic!("not whoami");
+        };
+        assert_eq!(args.file.as_deref(), Some(std::path::Path::new("p")));
+        for args in [
+            &["vault-cli", "node", "run", "--passphrase-file", "p"][..],
+            &["vault-cli", "status", "--passphrase-file", "p"][..],
+        ] {
+            let error = Cli::try_parse_from(args).expect_err("offered where it does nothing");
+            assert_eq!(error.exit_code(), 2, "{args:?}");
         }
     }
 

@@ -55,12 +55,15 @@ fn run(cli: Cli) -> Result<()> {
                     args.base_port,
                 )?
             } else {
-                if let Some(nodes) = args.nodes {
-                    anyhow::ensure!(
-                        nodes == args.hosts.len(),
-                        "--nodes {nodes} does not match the {} hosts given",
-                        args.hosts.len()
-                    );
+                if let Some(nodes) = args.nodes.filter(|nodes| *nodes != args.hosts.len()) {
+                    return Err(exit::Failure::new(
+                        exit::ExitCode::Usage,
+                        format!(
+                            "--nodes {nodes} does not match the {} hosts given",
+                            args.hosts.len()
+                        ),
+                    )
+                    .into());
                 }
                 cluster_init::InitPlan::multi_host(args.dir.clone(), &args.hosts, args.base_port)
             };
@@ -175,11 +178,25 @@ fn cluster_up(args: &args::ClusterUpArgs) -> Result<()> {
         args.dir.display()
     );
     println!("client config: {}", client_config.display());
-    println!("try, in another terminal:");
-    println!("  export VAULT_CONFIG={}", client_config.display());
-    println!("  echo s3cret | vault-cli add-secret github --username me --password-stdin");
-    println!("  vault-cli get-secret github");
-    println!("  vault-cli status");
+    // The exact commands, runnable as printed: vault-cli may not be on PATH.
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.canonicalize().ok())
+        .map_or_else(
+            || "vault-cli".to_string(),
+            |path| path.display().to_string(),
+        );
+    let config = client_config
+        .canonicalize()
+        .unwrap_or_else(|_| client_config.clone());
+    println!("ready once a leader is elected (a second or two); in another terminal:");
+    println!("  export VAULT_CONFIG={}", config.display());
+    println!(
+        "  export VAULT_PASSPHRASE='choose a passphrase'   # or leave it unset to be prompted"
+    );
+    println!("  echo s3cret | {me} add-secret github --username me --password-stdin");
+    println!("  {me} get-secret github");
+    println!("  {me} status");
     println!("Ctrl-C stops every node.");
     cluster_up::run_nodes(&args.dir, &configs)
 }

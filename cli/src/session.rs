@@ -154,3 +154,10 @@ pub fn qualify_identity(name: &str) -> String {
         format!("client:{name}")
     }
 }
+
+/// Refuses an invalid secret name before anything is sent, as a usage
+/// error (exit 2): the rules of SPEC §5, checked again by every node.
+pub fn check_name(name: &str) -> Result<()> {
+    vault::validate::validate_name(name)
+        .map_err(|error| Failure::new(crate::exit::ExitCode::Usage, error.to_string()).into())
+}

@@ -43,9 +43,14 @@ fn updates_keep_fields_and_every_kept_version_reads_back() {
     )
     .expect_ok();
     assert_eq!(updated.json()["version"], 2, "{updated:?}");
-    let current = after(&admin, &["get-secret", "mail"], None).expect_ok().json();
+    let current = after(&admin, &["get-secret", "mail"], None)
+        .expect_ok()
+        .json();
     assert_eq!(current["password"], "second");
-    assert_eq!(current["username"], "alice", "--update dropped a field: {current}");
+    assert_eq!(
+        current["username"], "alice",
+        "--update dropped a field: {current}"
+    );
     assert_eq!(current["url"], "https://mail.example");
     assert_eq!(current["note"], "recovery codes in the safe");
     assert_eq!(current["version"], 2);
@@ -77,7 +82,14 @@ fn generated_passwords_are_stored_and_a_missing_password_is_warned_about() {
     let admin = cluster.client_config();
     let made = after(
         &admin,
-        &["add-secret", "bank", "--generate", "--length", "32", "--no-symbols"],
+        &[
+            "add-secret",
+            "bank",
+            "--generate",
+            "--length",
+            "32",
+            "--no-symbols",
+        ],
         None,
     )
     .expect_ok();
@@ -86,7 +98,10 @@ fn generated_passwords_are_stored_and_a_missing_password_is_warned_about() {
         .expect("the generated password is printed once")
         .to_string();
     assert_eq!(password.len(), 32);
-    assert!(password.bytes().all(|byte| byte.is_ascii_alphanumeric()), "{password}");
+    assert!(
+        password.bytes().all(|byte| byte.is_ascii_alphanumeric()),
+        "{password}"
+    );
     let stored = after(&admin, &["get-secret", "bank", "--field", "password"], None)
         .expect_ok()
         .json();
@@ -111,7 +126,13 @@ fn export_then_import_moves_every_secret_and_list_shared_shows_shares() {
     for (name, password) in [("mail", "p,w\"1"), ("bank", "two\nlines")] {
         after(
             &admin,
-            &["add-secret", name, "--username", "admin", "--password-stdin"],
+            &[
+                "add-secret",
+                name,
+                "--username",
+                "admin",
+                "--password-stdin",
+            ],
             Some(password),
         )
         .expect_ok();
@@ -130,17 +151,32 @@ fn export_then_import_moves_every_secret_and_list_shared_shows_shares() {
     for format in ["csv", "json"] {
         let file = dir.path().join(format!("export.{format}"));
         let file_arg = file.to_string_lossy().to_string();
-        after(&admin, &["export", "--format", format, "--out", &file_arg], None).expect_ok();
-        let mode = std::fs::metadata(&file).expect("written").permissions().mode() & 0o777;
+        after(
+            &admin,
+            &["export", "--format", format, "--out", &file_arg],
+            None,
+        )
+        .expect_ok();
+        let mode = std::fs::metadata(&file)
+            .expect("written")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{format} export is mode {mode:o}");
-        let again = after(&admin, &["export", "--format", format, "--out", &file_arg], None);
+        let again = after(
+            &admin,
+            &["export", "--format", format, "--out", &file_arg],
+            None,
+        );
         assert_eq!(again.code, 4, "an export replaced a file: {again:?}");
     }
     let csv = dir.path().join("export.csv");
     let csv_arg = csv.to_string_lossy().to_string();
     let imported = after(&bob, &["import", &csv_arg, "--format", "csv"], None).expect_ok();
     assert_eq!(imported.json()["imported"], 2, "{imported:?}");
-    let read = after(&bob, &["get-secret", "bank"], None).expect_ok().json();
+    let read = after(&bob, &["get-secret", "bank"], None)
+        .expect_ok()
+        .json();
     assert_eq!(read["password"], "two\nlines");
     assert_eq!(read["username"], "admin");
     // Running it again stores nothing new and replaces nothing.

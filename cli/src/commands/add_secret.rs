@@ -2,7 +2,6 @@
 //! secret, or with `--update` as the next version (SPEC §5).
 
 use crate::args::AddSecretArgs;
-use crate::exit::Failure;
 use crate::identity::{crypto_failure, unlock};
 use crate::session::Session;
 use anyhow::Result;
@@ -15,7 +14,7 @@ use vault::protocol::{Request, Response};
 /// is ours, keeps every field not given (like `vault kv patch`), and is
 /// sealed as the next version under the same data key, so shares stay valid.
 pub async fn run(session: &Session, args: &AddSecretArgs) -> Result<()> {
-    vault::validate::validate_name(&args.name).map_err(Failure::from)?;
+    crate::session::check_name(&args.name)?;
     let mut given = crate::fields_input::read_fields(args)?;
     if args.generate {
         given.password = Some(crate::generate::password(args.length, !args.no_symbols)?);

@@ -11,7 +11,7 @@ use vault::protocol::{Decision, Request, Response, Vote};
 /// as the one `--json` document) and exits 5 when the transaction aborted,
 /// naming each participant that voted abort and why.
 pub async fn run(session: &Session, name: &str) -> Result<()> {
-    vault::validate::validate_name(name).map_err(Failure::from)?;
+    crate::session::check_name(name)?;
     let response = session
         .call(Request::Delete {
             name: name.to_string(),

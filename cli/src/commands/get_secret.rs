@@ -14,6 +14,7 @@ use vault::protocol::SecretRecord;
 /// (owner, name, version), and a shared one must open under the owner's
 /// pinned key.
 pub async fn run(session: &Session, args: &GetSecretArgs) -> Result<()> {
+    crate::session::check_name(&args.name)?;
     let field = args.field.as_deref().map(field_index).transpose()?;
     let keyring = unlock(session, args.stale).await?;
     let owner = args

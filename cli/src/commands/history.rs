@@ -10,7 +10,7 @@ use vault::protocol::{Request, Response};
 /// Prints `{"name","versions":[{"version","updated"}]}`, `updated` as an
 /// RFC 3339 time in UTC.
 pub async fn run(session: &Session, args: &HistoryArgs) -> Result<()> {
-    vault::validate::validate_name(&args.name).map_err(crate::exit::Failure::from)?;
+    crate::session::check_name(&args.name)?;
     let owner = args
         .owner
         .as_deref()

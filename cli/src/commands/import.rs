@@ -90,7 +90,9 @@ async fn store(
     match outcome {
         Ok(Response::Added { .. }) => Ok(true),
         Err(VaultError::AlreadyExists(_)) => Ok(false),
-        Ok(other) => Err(anyhow::anyhow!("unexpected answer to add-secret: {other:?}")),
+        Ok(other) => Err(anyhow::anyhow!(
+            "unexpected answer to add-secret: {other:?}"
+        )),
         Err(error) => {
             Err(anyhow::Error::new(Failure::from(error)).context(format!("storing {name} failed")))
         }
