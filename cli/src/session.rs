@@ -8,11 +8,15 @@ use anyhow::{Context, Result};
 use certs::{Credentials, Identity};
 use consensus::raft::NodeId;
 use consensus::transport::PeerAddress;
+use std::io::IsTerminal;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use vault::client::VaultClient;
 use vault::crypto::{check_reply, Asked};
 use vault::protocol::{Reply, Request, Response, SecretRecord};
+
+/// How long a request runs before the user is told it is waiting.
+const WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What every client command needs: the cluster connection and who we are.
 pub struct Session {
@@ -68,9 +72,25 @@ impl Session {
         })
     }
 
-    /// Sends `request`; an error reply becomes a [`Failure`].
+    /// Sends `request`; an error reply becomes a [`Failure`]. When the
+    /// cluster takes long to answer (no leader yet, no quorum) a person at a
+    /// terminal is told it is waiting, once, on stderr.
     pub async fn call(&self, request: Request) -> Result<Response> {
-        reply_to_result(self.client.call(request).await)
+        let call = self.client.call(request);
+        tokio::pin!(call);
+        let reply = tokio::select! {
+            reply = &mut call => reply,
+            () = tokio::time::sleep(WAITING_AFTER) => {
+                if !self.json && std::io::stderr().is_terminal() {
+                    eprintln!(
+                        "waiting for the cluster (no leader or no quorum yet?); giving up after {} s",
+                        self.config.timeout.as_secs()
+                    );
+                }
+                call.await
+            }
+        };
+        reply_to_result(reply)
     }
 
     /// Reads a secret of `owner` (ourselves or someone who shared it), its

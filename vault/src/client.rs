@@ -254,12 +254,16 @@ impl VaultClient {
         Ok(client)
     }
 
-    /// Closes every connection politely.
+    /// Closes every connection politely, all at once: each close waits
+    /// out its connection's draining period, which in sequence added about
+    /// 85 ms per node to every command.
     pub async fn close(&self) {
         let connections = std::mem::take(&mut *self.connections.lock().await);
-        for client in connections.values() {
-            client.close().await;
+        let mut closing = tokio::task::JoinSet::new();
+        for client in connections.into_values() {
+            closing.spawn(async move { client.close().await });
         }
+        while closing.join_next().await.is_some() {}
     }
 }
 
