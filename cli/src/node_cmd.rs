@@ -5,6 +5,7 @@ use crate::exit::Failure;
 use crate::session::peer_address;
 use anyhow::{Context, Result};
 use consensus::node::{NodeOptions, StartError};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use vault::server::{ServerError, ServerOptions};
@@ -77,11 +78,23 @@ fn create_data_dir(dir: &Path) -> Result<()> {
 }
 
 fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
-    let peers = config
-        .peers
-        .iter()
-        .map(|(id, address)| Ok((*id, peer_address(address)?)))
-        .collect::<Result<_>>()?;
+    let mut peers = BTreeMap::new();
+    let mut unresolved_peers = BTreeMap::new();
+    for (id, address) in &config.peers {
+        match peer_address(address) {
+            Ok(resolved) => {
+                peers.insert(*id, resolved);
+            }
+            // A host that does not resolve yet (not up, its name not yet
+            // published) is resolved again in the background; a malformed
+            // address or our own is an error now.
+            Err(error) if *id != config.id && has_port(address) => {
+                tracing::warn!("peer {id} at {address} does not resolve yet: {error:#}");
+                unresolved_peers.insert(*id, address.clone());
+            }
+            Err(error) => return Err(error),
+        }
+    }
     let node = NodeOptions {
         id: config.id,
         raft_dir: config.raft_dir(),
@@ -100,6 +113,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         database: config.data_dir.join("vault.db"),
         listen: config.listen,
         peers,
+        unresolved_peers,
         ca: config.ca.clone(),
         cert: config.cert.clone(),
         key: config.key.clone(),
@@ -113,6 +127,14 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         },
         max_versions: config.vault.max_versions,
     })
+}
+
+/// Whether `address` ends in `:PORT`: then a lookup failure is about the
+/// host, which may appear later.
+fn has_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
 }
 
 /// Completes on the first SIGINT or SIGTERM.

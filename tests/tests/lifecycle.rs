@@ -166,3 +166,36 @@ fn leader_term(cluster: &TestCluster, leader: usize) -> u64 {
         (node["role"] == "leader").then(|| node["term"].as_u64())?
     })
 }
+
+/// A peer whose host name does not resolve at start-up (a host not up yet)
+/// is resolved again in the background; it stops neither node from
+/// starting, and the two that can reach each other form a quorum.
+#[test]
+fn a_peer_host_that_does_not_resolve_stops_no_one() {
+    let mut cluster = TestCluster::init(3);
+    // `.invalid` never resolves (RFC 6761).
+    let third = cluster.node_address(3);
+    let (_, port) = third.rsplit_once(':').expect("host:port");
+    let peers = format!(
+        "node1={},node2={},node3=node3.invalid:{port}",
+        cluster.node_address(1),
+        cluster.node_address(2),
+    );
+    for node in [1, 2] {
+        cluster.set_node_env(node, "VAULT_PEERS", &peers);
+        cluster.start_node(node);
+    }
+    cluster.eventually("a write commits on the two nodes that resolve", || {
+        let result =
+            cluster.cli_with_input(&["add-secret", "early", "--password-stdin"], Some("pw"));
+        (result.code == 0).then_some(())
+    });
+    for node in [1, 2] {
+        assert!(cluster.is_running(node), "node{node} stopped");
+        let log = cluster.node_log(node);
+        assert!(
+            log.contains("does not resolve yet"),
+            "node{node} did not say why node3 is missing:\n{log}"
+        );
+    }
+}

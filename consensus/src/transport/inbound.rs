@@ -316,6 +316,13 @@ async fn serve_peer_stream<M, Req, Resp>(
                 }
             }
             Some(Ok(None)) | None => return,
+            // The peer went away (it shut down, restarted, or the network
+            // dropped the connection): nothing was malformed, and the
+            // connection's own loss is reported where it is tracked.
+            Some(Err(FrameError::Io(error))) => {
+                tracing::debug!(peer = %identity, %error, "a peer stream ended with its connection");
+                return;
+            }
             Some(Err(error)) => {
                 tracing::warn!(peer = %identity, %error, "closing a peer stream after a bad frame");
                 let _ = receive.stop(quinn::VarInt::from_u32(frame_error_code(&error)));

@@ -12,6 +12,7 @@
 //! then stop accepting, let the driver flush its log, and close connections.
 
 mod handler;
+mod late_peers;
 mod members;
 mod network;
 mod twopc;
@@ -46,6 +47,10 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     /// Every member and how to reach it (this node included).
     pub peers: BTreeMap<NodeId, PeerAddress>,
+    /// Members whose configured `host:port` did not resolve at start (a host
+    /// that is not up yet): resolved again in the background with backoff
+    /// and dialled once they resolve, so one missing host stops nobody.
+    pub unresolved_peers: BTreeMap<NodeId, String>,
     /// Cluster CA certificate.
     pub ca: PathBuf,
     /// This node's certificate.
@@ -105,7 +110,13 @@ pub async fn run(
     let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
     // Trust follows membership (SPEC §13): until the Raft log names the
     // members, only the configured peers' certificates are let in.
-    transport.set_trusted_nodes(Some(config_peers.keys().copied().collect()));
+    transport.set_trusted_nodes(Some(
+        config_peers
+            .keys()
+            .chain(options.unresolved_peers.keys())
+            .copied()
+            .collect(),
+    ));
     let transport = Arc::new(transport);
     let mut machine = VaultStateMachine::open(&options.database)?;
     machine.log_decisions_as(&options.node.id.to_string());
@@ -134,6 +145,10 @@ pub async fn run(
     )?;
     let recovery = tokio::spawn(twopc.clone().recovery_loop());
     let pruning = tokio::spawn(twopc.clone().pruning_loop());
+    let late_peers = tokio::spawn(late_peers::resolve_later(
+        transport.clone(),
+        options.unresolved_peers.clone(),
+    ));
     let addresses = Arc::new(
         options
             .peers
@@ -148,6 +163,12 @@ pub async fn run(
                 };
                 (*id, text)
             })
+            .chain(
+                options
+                    .unresolved_peers
+                    .iter()
+                    .map(|(id, text)| (*id, text.clone())),
+            )
             .collect(),
     );
     let request_loop = tokio::spawn(handler::serve_requests(
@@ -167,6 +188,7 @@ pub async fn run(
     request_loop.abort();
     recovery.abort();
     pruning.abort();
+    late_peers.abort();
     node.shutdown().await;
     let result = match outcome {
         Some(result) => result,
