@@ -73,6 +73,7 @@ pub async fn run(session: &Session, args: &BenchArgs) -> Result<()> {
     let budget = args.ops.map(|ops| Arc::new(AtomicU64::new(ops)));
     let started = Instant::now();
     let deadline = started + duration;
+    let progress = show_progress(session.json, args.ops, budget.clone(), started, duration);
     let mut tasks = Vec::new();
     for (task, client) in clients.iter().enumerate() {
         let client = client.clone();
@@ -92,11 +93,52 @@ pub async fn run(session: &Session, args: &BenchArgs) -> Result<()> {
         errors += failed;
     }
     let seconds = started.elapsed().as_secs_f64();
+    progress.abort();
+    // Once aborted the task is dropped, and its bar cleared, before the
+    // figures are printed.
+    let _ = progress.await;
     // Each close waits out its connection's draining period (~3 round
     // trips); one after another that was most of a short run's time.
     futures::future::join_all(clients.iter().map(|client| client.close())).await;
     report(session.json, &histogram, seconds, errors);
     Ok(())
+}
+
+/// On a terminal (and without `--json`), a bar of operations started (with
+/// `--ops`) or of seconds elapsed, redrawn ten times a second off the
+/// workers' path; cleared before the figures are printed.
+fn show_progress(
+    json: bool,
+    ops: Option<u64>,
+    budget: Option<Arc<AtomicU64>>,
+    started: Instant,
+    duration: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (length, label) = match ops {
+        Some(ops) => (ops, "operations"),
+        None => (duration.as_secs().max(1), "seconds"),
+    };
+    let bar = crate::progress::bar(json, length, label);
+    tokio::spawn(async move {
+        let _clear = ClearOnDrop(bar.clone());
+        loop {
+            let position = match (&budget, ops) {
+                (Some(left), Some(ops)) => ops.saturating_sub(left.load(Ordering::Relaxed)),
+                _ => started.elapsed().as_secs(),
+            };
+            bar.set_position(position.min(length));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Clears a progress bar when its task ends or is aborted.
+struct ClearOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }
 
 fn report(json_output: bool, histogram: &Histogram<u64>, seconds: f64, errors: u64) {
