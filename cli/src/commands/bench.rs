@@ -154,14 +154,11 @@ fn report(json_output: bool, histogram: &Histogram<u64>, seconds: f64, errors: u
         "p99_ms": ms(histogram.value_at_quantile(0.99)),
         "max_ms": ms(histogram.max()),
     });
-    if json_output {
-        println!("{document}");
-    } else {
-        println!(
-            "{ops} ops in {seconds:.2} s: {ops_per_sec:.0} ops/s; latency ms p50 {} p90 {} p99 {} max {}",
-            document["p50_ms"], document["p90_ms"], document["p99_ms"], document["max_ms"]
-        );
-    }
+    let text = format!(
+        "{ops} ops in {seconds:.2} s: {ops_per_sec:.0} ops/s; latency ms p50 {} p90 {} p99 {} max {}",
+        document["p50_ms"], document["p90_ms"], document["p99_ms"], document["max_ms"]
+    );
+    crate::render::print(json_output, document, || text);
     if errors > 0 {
         eprintln!("{errors} operations failed and are not counted");
     }

@@ -54,43 +54,42 @@ async fn list(session: &Session) -> Result<()> {
     let Response::Members(members) = response else {
         anyhow::bail!("unexpected answer to member list: {response:?}");
     };
-    if session.json {
-        let members: Vec<_> = members
-            .iter()
-            .map(|member| {
-                json!({
-                    "id": member.id.to_string(),
-                    "addr": member.addr,
-                    "role": role(member),
-                    "leader": member.leader,
-                    "reachable": member.reachable,
-                    "match_index": member.match_index,
-                })
+    let rows: Vec<_> = members
+        .iter()
+        .map(|member| {
+            json!({
+                "id": member.id.to_string(),
+                "addr": member.addr,
+                "role": role(member),
+                "leader": member.leader,
+                "reachable": member.reachable,
+                "match_index": member.match_index,
             })
-            .collect();
-        println!("{}", json!({ "members": members }));
-        return Ok(());
-    }
-    println!(
-        "{:<8} {:<24} {:<8} {:<7} {:<10} {:>10}  PROGRESS",
-        "ID", "ADDRESS", "ROLE", "LEADER", "REACHABLE", "MATCH"
-    );
-    for member in &members {
-        let progress = match member.snapshot_bytes {
-            Some(bytes) => format!("receiving a snapshot: {:.1} MB", bytes as f64 / 1e6),
-            None if member.voter => String::new(),
-            None => "catching up; promoted to voter once caught up".to_string(),
-        };
-        println!(
-            "{:<8} {:<24} {:<8} {:<7} {:<10} {:>10}  {progress}",
-            member.id.to_string(),
-            member.addr,
-            role(member),
-            if member.leader { "yes" } else { "no" },
-            if member.reachable { "yes" } else { "no" },
-            member.match_index,
+        })
+        .collect();
+    crate::render::print(session.json, json!({ "members": rows }), || {
+        let mut text = format!(
+            "{:<8} {:<24} {:<8} {:<7} {:<10} {:>10}  PROGRESS\n",
+            "ID", "ADDRESS", "ROLE", "LEADER", "REACHABLE", "MATCH"
         );
-    }
+        for member in &members {
+            let progress = match member.snapshot_bytes {
+                Some(bytes) => format!("receiving a snapshot: {:.1} MB", bytes as f64 / 1e6),
+                None if member.voter => String::new(),
+                None => "catching up; promoted to voter once caught up".to_string(),
+            };
+            text.push_str(&format!(
+                "{:<8} {:<24} {:<8} {:<7} {:<10} {:>10}  {progress}\n",
+                member.id.to_string(),
+                member.addr,
+                role(member),
+                if member.leader { "yes" } else { "no" },
+                if member.reachable { "yes" } else { "no" },
+                member.match_index,
+            ));
+        }
+        text
+    });
     Ok(())
 }
 
@@ -103,21 +102,20 @@ async fn add(session: &Session, id: NodeId, addr: &str) -> Result<()> {
     let Response::MemberAdded(member) = response else {
         anyhow::bail!("unexpected answer to member add: {response:?}");
     };
-    if session.json {
-        println!(
-            "{}",
-            json!({ "id": member.id.to_string(), "addr": member.addr, "role": role(&member) })
-        );
-    } else {
-        println!(
-            "{} added at {} as a {}; start it with `vault-cli node run --config {}/node.toml` \
-             and it becomes a voter once it has caught up (see `vault-cli member list`)",
-            member.id,
-            member.addr,
-            role(&member),
-            member.id
-        );
-    }
+    crate::render::print(
+        session.json,
+        json!({ "id": member.id.to_string(), "addr": member.addr, "role": role(&member) }),
+        || {
+            format!(
+                "{} added at {} as a {}; start it with `vault-cli node run --config {}/node.toml` \
+                 and it becomes a voter once it has caught up (see `vault-cli member list`)",
+                member.id,
+                member.addr,
+                role(&member),
+                member.id
+            )
+        },
+    );
     Ok(())
 }
 
@@ -126,10 +124,8 @@ async fn remove(session: &Session, id: NodeId) -> Result<()> {
     let Response::MemberRemoved { id } = response else {
         anyhow::bail!("unexpected answer to member remove: {response:?}");
     };
-    if session.json {
-        println!("{}", json!({ "id": id.to_string() }));
-    } else {
-        println!("{id} removed from the cluster; its certificate is no longer accepted");
-    }
+    crate::render::print(session.json, json!({ "id": id.to_string() }), || {
+        format!("{id} removed from the cluster; its certificate is no longer accepted")
+    });
     Ok(())
 }

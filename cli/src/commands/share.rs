@@ -30,17 +30,16 @@ pub async fn share(session: &Session, args: &ShareArgs) -> Result<()> {
             wrapped_key,
         })
         .await?;
-    if session.json {
-        println!(
-            "{}",
-            json!({ "ok": true, "name": args.name, "with": grantee, "fingerprint": fingerprint })
-        );
-    } else {
-        println!(
-            "{} shared with {grantee} (key fingerprint {fingerprint})",
-            args.name
-        );
-    }
+    crate::render::print(
+        session.json,
+        json!({ "ok": true, "name": args.name, "with": grantee, "fingerprint": fingerprint }),
+        || {
+            format!(
+                "{} shared with {grantee} (key fingerprint {fingerprint})",
+                args.name
+            )
+        },
+    );
     Ok(())
 }
 
@@ -100,16 +99,15 @@ pub async fn unshare(session: &Session, args: &ShareArgs) -> Result<()> {
             grants,
         })
         .await?;
-    if session.json {
-        println!(
-            "{}",
-            json!({ "ok": true, "name": args.name, "version": next.version, "regranted": kept })
-        );
-    } else {
-        println!(
-            "{} no longer shared with {grantee}; re-keyed as version {} ({kept} other grant(s) re-wrapped)",
-            args.name, next.version
-        );
-    }
+    crate::render::print(
+        session.json,
+        json!({ "ok": true, "name": args.name, "version": next.version, "regranted": kept }),
+        || {
+            format!(
+                "{} no longer shared with {grantee}; re-keyed as version {} ({kept} other grant(s) re-wrapped)",
+                args.name, next.version
+            )
+        },
+    );
     Ok(())
 }
