@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 /// A replicated password vault: runs nodes, makes certificates, and is the client.
 #[derive(Debug, Parser)]
-#[command(name = "vault-cli", version, about, long_about = None)]
+#[command(
+    name = "vault-cli",
+    version,
+    about,
+    long_about = None,
+    after_help = "Start here: `vault-cli cluster up --dir demo` runs a local 5-node cluster; then\n  export VAULT_CONFIG=$PWD/demo/client.toml\n  vault-cli add-secret github --username me --generate\n  vault-cli get-secret github"
+)]
 pub struct Cli {
     /// Configuration file, before or after the subcommand: the client's
     /// (default: $VAULT_CONFIG, then ./client.toml), or for `node run` the
@@ -255,7 +261,8 @@ pub struct AddSecretArgs {
     /// Letters and digits only in a generated password.
     #[arg(long, requires = "generate")]
     pub no_symbols: bool,
-    /// Replace an existing secret (its version goes up by one).
+    /// Store the next version of an existing secret; the fields not given
+    /// are kept.
     #[arg(long)]
     pub update: bool,
     /// The passphrase source.
