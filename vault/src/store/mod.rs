@@ -14,7 +14,7 @@ mod snapshot;
 mod twopc;
 
 pub use decisions::AppliedDecisions;
-pub use snapshot::SnapshotError;
+pub use snapshot::{summarize as summarize_snapshot, SnapshotError, SnapshotSummary};
 pub use twopc::{ParticipantState, PrepareBatch, PrepareOutcome, PreparedTransaction};
 
 use consensus::raft::{LogIndex, Membership, NodeId};
