@@ -18,7 +18,9 @@ mod identity;
 mod member_cmd;
 mod node_cmd;
 mod pins;
+mod progress;
 mod share_cmd;
+mod snapshot_cmd;
 
 use anyhow::Result;
 use args::{Cli, ClusterCommand, Command};
@@ -88,6 +90,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out } => docs_cmd::man_pages(out),
+        Command::Snapshot(args::SnapshotCommand::Inspect { file }) => {
+            snapshot_cmd::inspect(file, cli.json)
+        }
+        Command::Snapshot(args::SnapshotCommand::Restore(args)) => {
+            snapshot_cmd::restore(args, cli.json)
+        }
         _ => run_client(cli),
     }
 }
@@ -117,7 +125,11 @@ fn run_client(cli: Cli) -> Result<()> {
             }
             Command::Bench(args) => bench::run(&session, args).await,
             Command::Member(command) => member_cmd::run(&session, command).await,
+            Command::Snapshot(args::SnapshotCommand::Save { file }) => {
+                snapshot_cmd::save(&session, file).await
+            }
             Command::Cluster(_)
+            | Command::Snapshot(_)
             | Command::Node(_)
             | Command::Certs(_)
             | Command::Completions { .. }
