@@ -75,6 +75,10 @@ pub enum Command {
     /// List, add and remove cluster members (admin only).
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Back up the replicated state, check a backup, restore one into a
+    /// new cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Print a shell completion script for vault-cli.
     Completions {
         /// The shell to complete in.
@@ -108,6 +112,52 @@ pub enum MemberCommand {
         /// The member's id, e.g. node3.
         id: String,
     },
+}
+
+/// `vault-cli snapshot ...` (SPEC §14).
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Write a consistent copy of the replicated state (ciphertext only) at
+    /// a committed index to FILE, atomically (admin only).
+    Save {
+        /// The backup file to write (replaced atomically if it exists).
+        file: PathBuf,
+    },
+    /// Verify a backup file completely and print what it holds.
+    Inspect {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Write a new cluster's directories (as `cluster init` does) with
+    /// every node seeded with the backup's state.
+    Restore(SnapshotRestoreArgs),
+}
+
+/// `snapshot restore` flags.
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// The backup file (verified completely before anything is written).
+    pub file: PathBuf,
+    /// Directory to create the new cluster in (missing or empty).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Number of nodes (default 3, or the number of --hosts).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Every node listens on this host, node k on base-port + k - 1.
+    #[arg(long, conflicts_with = "hosts")]
+    pub host: Option<String>,
+    /// One host per node; node k listens on the k-th host at the base port.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// First port.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+    /// Reuse the CA in this directory (ca.crt and ca.key, e.g. the old
+    /// cluster's DIR/ca), so existing client certificates keep working;
+    /// without it a fresh CA is made.
+    #[arg(long, value_name = "CA_DIR")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `vault-cli cluster ...`

@@ -21,11 +21,16 @@
 //! creates a cluster: it refuses a data directory without Raft state
 //! (SPEC §13), so a node that lost its data cannot come back as a voter
 //! that forgot what it promised.
+//!
+//! `snapshot restore` writes a cluster through the same [`init_with`]: the
+//! same layout, but the CA may be an existing one ([`CaSource::Existing`])
+//! and each node's Raft state is a backup's snapshot instead of entry 1.
 
 use crate::config::client::ClientFile;
 use crate::config::node::{NodeFile, RaftSection, TwoPcSection, VaultSection};
 use anyhow::{bail, Context, Result};
 use certs::{CertificateAuthority, Identity};
+use consensus::node::SeedSnapshot;
 use consensus::raft::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -57,21 +62,101 @@ impl InitPlan {
         let addresses = hosts.iter().map(|host| (host.clone(), base_port)).collect();
         InitPlan { dir, addresses }
     }
+
+    /// The plan for the `--nodes`, `--host`, `--hosts` and `--base-port`
+    /// flags of `cluster init` and `snapshot restore`: with hosts, one node
+    /// per host (`--nodes`, if given, must agree); otherwise `--nodes`
+    /// (default `default_nodes`) on one host (default 127.0.0.1).
+    pub fn from_flags(
+        dir: PathBuf,
+        nodes: Option<usize>,
+        host: Option<&str>,
+        hosts: &[String],
+        base_port: u16,
+        default_nodes: usize,
+    ) -> Result<Self> {
+        if hosts.is_empty() {
+            let host = host.unwrap_or("127.0.0.1");
+            return InitPlan::single_host(dir, nodes.unwrap_or(default_nodes), host, base_port);
+        }
+        if let Some(nodes) = nodes.filter(|nodes| *nodes != hosts.len()) {
+            return Err(crate::exit::Failure::new(
+                crate::exit::ExitCode::Usage,
+                format!(
+                    "--nodes {nodes} does not match the {} hosts given",
+                    hosts.len()
+                ),
+            )
+            .into());
+        }
+        Ok(InitPlan::multi_host(dir, hosts, base_port))
+    }
+}
+
+/// `cluster init`: writes the cluster directory the flags describe.
+pub fn run(args: &crate::args::ClusterInitArgs) -> Result<()> {
+    let plan = InitPlan::from_flags(
+        args.dir.clone(),
+        args.nodes,
+        args.host.as_deref(),
+        &args.hosts,
+        args.base_port,
+        5,
+    )?;
+    let configs = init(&plan)?;
+    println!(
+        "initialised a {}-node cluster in {}",
+        configs.len(),
+        plan.dir.display()
+    );
+    println!("client config: {}", plan.dir.join("client.toml").display());
+    Ok(())
+}
+
+/// Where a new cluster's CA comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum CaSource<'a> {
+    /// A fresh CA, as `cluster init` makes.
+    Generate,
+    /// The CA (`ca.crt`, `ca.key`) in this directory, copied into the new
+    /// cluster's `ca/`, so certificates it signed earlier (clients of the
+    /// cluster a backup came from) are trusted by the new nodes.
+    Existing(&'a Path),
 }
 
 /// Writes the whole cluster directory. Refuses a directory that already
 /// holds a cluster, so keys are never overwritten.
 pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
+    init_with(plan, CaSource::Generate, None, &|_, _| {})
+}
+
+/// [`init`] with the CA from `ca` and, with `seed`, every node's Raft
+/// state seeded with that snapshot (the backup's index and term, the new
+/// cluster's nodes as voters) instead of the founding entry; `progress`
+/// hears `(nodes written, nodes)` after each node. Returns the paths of
+/// the nodes' `node.toml`.
+pub fn init_with(
+    plan: &InitPlan,
+    ca: CaSource<'_>,
+    seed: Option<&SeedSnapshot>,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Vec<PathBuf>> {
     if plan.dir.join("client.toml").exists() || plan.dir.join("ca").exists() {
         bail!(
             "{} already holds a cluster; choose an empty directory",
             plan.dir.display()
         );
     }
+    // Loaded before anything is written: a CA that cannot be used leaves
+    // no half-made cluster behind.
+    let authority = match ca {
+        CaSource::Generate => CertificateAuthority::generate("vault cluster CA")?,
+        CaSource::Existing(dir) => CertificateAuthority::load(dir)
+            .with_context(|| format!("cannot use the CA in {}", dir.display()))?,
+    };
     let ca_dir = plan.dir.join("ca");
     std::fs::create_dir_all(&ca_dir)
         .with_context(|| format!("cannot create {}", ca_dir.display()))?;
-    let authority = CertificateAuthority::generate("vault cluster CA")?;
     authority.write(&ca_dir)?;
 
     let peers: BTreeMap<String, String> = plan
@@ -93,8 +178,9 @@ pub fn init(plan: &InitPlan) -> Result<Vec<PathBuf>> {
             join: false,
         };
         let config = write_node_directory(&authority, &node)?;
-        initialize_node(&config, id, &voters)?;
+        initialize_node(&config, id, &voters, seed)?;
         configs.push(config);
+        progress(configs.len() as u64, plan.addresses.len() as u64);
     }
     write_client(&plan.dir, &authority, &peers)?;
     Ok(configs)
@@ -166,11 +252,23 @@ pub(crate) fn write_node_directory(
     Ok(path)
 }
 
-/// Writes the founding Raft state of node `id` into the data directory
-/// named by its `node.toml` at `config`.
-fn initialize_node(config: &Path, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<()> {
+/// Writes the founding Raft state of node `id` (or, with `seed`, that
+/// snapshot) into the data directory named by its `node.toml` at `config`.
+fn initialize_node(
+    config: &Path,
+    id: NodeId,
+    voters: &BTreeSet<NodeId>,
+    seed: Option<&SeedSnapshot>,
+) -> Result<()> {
     let node = crate::config::node::load(config, &|_| None)?;
-    consensus::node::initialize(&node.raft_dir(), id, voters.clone()).with_context(|| {
+    let raft_dir = node.raft_dir();
+    let written = match seed {
+        None => consensus::node::initialize(&raft_dir, id, voters.clone()),
+        Some(seed) => {
+            consensus::node::initialize_from_snapshot(&raft_dir, id, voters.clone(), seed.clone())
+        }
+    };
+    written.with_context(|| {
         format!(
             "cannot write the initial Raft state of {id} in {}",
             node.data_dir.display()

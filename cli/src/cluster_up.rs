@@ -12,6 +12,61 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// `cluster up`: initialises `--dir` if it holds no cluster, prints the
+/// commands to try, and runs every node until Ctrl-C.
+pub fn run(args: &crate::args::ClusterUpArgs) -> Result<()> {
+    let client_config = args.dir.join("client.toml");
+    let configs: Vec<PathBuf> = if client_config.exists() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&args.dir)?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path().join("node.toml"))
+            .filter(|path| path.exists())
+            .collect();
+        found.sort();
+        found
+    } else {
+        let plan = crate::cluster_init::InitPlan::single_host(
+            args.dir.clone(),
+            args.nodes,
+            "127.0.0.1",
+            args.base_port,
+        )?;
+        crate::cluster_init::init(&plan)?
+    };
+    anyhow::ensure!(
+        !configs.is_empty(),
+        "no nodeK/node.toml under {}",
+        args.dir.display()
+    );
+    println!(
+        "starting {} nodes; logs in {}/nodeK/node.log",
+        configs.len(),
+        args.dir.display()
+    );
+    println!("client config: {}", client_config.display());
+    // The exact commands, runnable as printed: vault-cli may not be on PATH.
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.canonicalize().ok())
+        .map_or_else(
+            || "vault-cli".to_string(),
+            |path| path.display().to_string(),
+        );
+    let config = client_config
+        .canonicalize()
+        .unwrap_or_else(|_| client_config.clone());
+    println!("ready once a leader is elected (a second or two); in another terminal:");
+    println!("  export VAULT_CONFIG={}", config.display());
+    println!(
+        "  export VAULT_PASSPHRASE='choose a passphrase'   # or leave it unset to be prompted"
+    );
+    println!("  echo s3cret | {me} add-secret github --username me --password-stdin");
+    println!("  {me} get-secret github");
+    println!("  {me} status");
+    println!("Ctrl-C stops every node.");
+    run_nodes(&args.dir, &configs)
+}
+
 /// Set by the signal handler; polled by the supervisor loop.
 static STOP: AtomicBool = AtomicBool::new(false);
 

@@ -45,38 +45,8 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Cluster(ClusterCommand::Init(args)) => {
-            let plan = if args.hosts.is_empty() {
-                let host = args.host.as_deref().unwrap_or("127.0.0.1");
-                cluster_init::InitPlan::single_host(
-                    args.dir.clone(),
-                    args.nodes.unwrap_or(5),
-                    host,
-                    args.base_port,
-                )?
-            } else {
-                if let Some(nodes) = args.nodes.filter(|nodes| *nodes != args.hosts.len()) {
-                    return Err(exit::Failure::new(
-                        exit::ExitCode::Usage,
-                        format!(
-                            "--nodes {nodes} does not match the {} hosts given",
-                            args.hosts.len()
-                        ),
-                    )
-                    .into());
-                }
-                cluster_init::InitPlan::multi_host(args.dir.clone(), &args.hosts, args.base_port)
-            };
-            let configs = cluster_init::init(&plan)?;
-            println!(
-                "initialised a {}-node cluster in {}",
-                configs.len(),
-                plan.dir.display()
-            );
-            println!("client config: {}", plan.dir.join("client.toml").display());
-            Ok(())
-        }
-        Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args),
+        Command::Cluster(ClusterCommand::Init(args)) => cluster_init::run(args),
+        Command::Cluster(ClusterCommand::Up(args)) => cluster_up::run(args),
         Command::Cluster(ClusterCommand::AddNode(args)) => cluster_add_node::run(args),
         Command::Certs(command) => certs_cmd::run(command),
         Command::Node(args::NodeCommand::Run) => match &cli.config {
@@ -92,6 +62,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out } => docs_cmd::man_pages(out),
+        Command::Snapshot(args::SnapshotCommand::Inspect { file }) => {
+            commands::snapshot::inspect(file, cli.json)
+        }
+        Command::Snapshot(args::SnapshotCommand::Restore(args)) => {
+            commands::snapshot::restore(args, cli.json)
+        }
         _ => run_client(cli),
     }
 }
@@ -121,7 +97,11 @@ fn run_client(cli: Cli) -> Result<()> {
             }
             Command::Bench(args) => commands::bench::run(&session, args).await,
             Command::Member(command) => commands::member::run(&session, command).await,
+            Command::Snapshot(args::SnapshotCommand::Save { file }) => {
+                commands::snapshot::save(&session, file).await
+            }
             Command::Cluster(_)
+            | Command::Snapshot(_)
             | Command::Node(_)
             | Command::Certs(_)
             | Command::Completions { .. }
@@ -146,57 +126,4 @@ fn passphrase_file(cli: &Cli) -> Option<PathBuf> {
         _ => return cli.passphrase_file.clone(),
     };
     after.file.clone().or_else(|| cli.passphrase_file.clone())
-}
-
-fn cluster_up(args: &args::ClusterUpArgs) -> Result<()> {
-    let client_config = args.dir.join("client.toml");
-    let configs: Vec<PathBuf> = if client_config.exists() {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&args.dir)?
-            .filter_map(|entry| entry.ok())
-            .map(|entry| entry.path().join("node.toml"))
-            .filter(|path| path.exists())
-            .collect();
-        found.sort();
-        found
-    } else {
-        let plan = cluster_init::InitPlan::single_host(
-            args.dir.clone(),
-            args.nodes,
-            "127.0.0.1",
-            args.base_port,
-        )?;
-        cluster_init::init(&plan)?
-    };
-    anyhow::ensure!(
-        !configs.is_empty(),
-        "no nodeK/node.toml under {}",
-        args.dir.display()
-    );
-    println!(
-        "starting {} nodes; logs in {}/nodeK/node.log",
-        configs.len(),
-        args.dir.display()
-    );
-    println!("client config: {}", client_config.display());
-    // The exact commands, runnable as printed: vault-cli may not be on PATH.
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|path| path.canonicalize().ok())
-        .map_or_else(
-            || "vault-cli".to_string(),
-            |path| path.display().to_string(),
-        );
-    let config = client_config
-        .canonicalize()
-        .unwrap_or_else(|_| client_config.clone());
-    println!("ready once a leader is elected (a second or two); in another terminal:");
-    println!("  export VAULT_CONFIG={}", config.display());
-    println!(
-        "  export VAULT_PASSPHRASE='choose a passphrase'   # or leave it unset to be prompted"
-    );
-    println!("  echo s3cret | {me} add-secret github --username me --password-stdin");
-    println!("  {me} get-secret github");
-    println!("  {me} status");
-    println!("Ctrl-C stops every node.");
-    cluster_up::run_nodes(&args.dir, &configs)
 }

@@ -63,18 +63,48 @@ impl TestCluster {
 
     /// Initialises a cluster directory without starting any node.
     pub fn init(size: usize) -> Self {
+        Self::made_by(size, |dir, base| {
+            let mut command = Command::new(vault_cli());
+            command
+                .args(["cluster", "init", "--dir"])
+                .arg(dir)
+                .args(["--nodes", &size.to_string(), "--host", "127.0.0.1"])
+                .args(["--base-port", &base.to_string()]);
+            command
+        })
+    }
+
+    /// Makes a new cluster directory with `vault-cli snapshot restore
+    /// BACKUP` (reusing the CA in `ca` when given) on free loopback ports,
+    /// without starting any node.
+    pub fn restore(size: usize, backup: &Path, ca: Option<&Path>) -> Self {
+        Self::made_by(size, |dir, base| {
+            let mut command = Command::new(vault_cli());
+            command
+                .args(["snapshot", "restore"])
+                .arg(backup)
+                .arg("--dir")
+                .arg(dir)
+                .args(["--nodes", &size.to_string(), "--host", "127.0.0.1"])
+                .args(["--base-port", &base.to_string()]);
+            if let Some(ca) = ca {
+                command.arg("--ca").arg(ca);
+            }
+            command
+        })
+    }
+
+    /// A cluster directory written by the command `make(dir, base_port)`
+    /// returns, which must succeed, with node k on base_port + k - 1.
+    fn made_by(size: usize, make: impl FnOnce(&Path, u16) -> Command) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("vault-test-")
             .tempdir()
             .expect("temp dir");
         let base = free_port_range(size as u16);
-        let output = Command::new(vault_cli())
-            .args(["cluster", "init", "--dir"])
-            .arg(dir.path())
-            .args(["--nodes", &size.to_string(), "--host", "127.0.0.1"])
-            .args(["--base-port", &base.to_string()])
+        let output = make(dir.path(), base)
             .output()
-            .expect("run cluster init");
+            .expect("run the command that writes the cluster");
         CliResult::from_output(output).expect_ok();
         let cluster = TestCluster {
             dir,

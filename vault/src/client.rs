@@ -13,7 +13,7 @@
 //! number, so if the first attempt was applied after all, the state machine
 //! answers the retry from its session table instead of applying it twice.
 
-use crate::protocol::{ClientRequest, ClientSession, Reply, Request, VaultError};
+use crate::protocol::{ClientRequest, ClientSession, Reply, Request, Response, VaultError};
 use crate::server::{WireRequest, WireResponse};
 use certs::Credentials;
 use consensus::raft::NodeId;
@@ -33,6 +33,38 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// listed would take the whole request timeout and the others would never be
 /// tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The replicated state as one node streamed it for `snapshot save`
+/// ([`VaultClient::snapshot_save`]), not yet verified: the caller checks it
+/// (`backup::Backup::from_state`) before writing anything.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DownloadedSnapshot {
+    /// The node that sent it.
+    pub node: NodeId,
+    /// The committed log index the state is as of.
+    pub index: u64,
+    /// The term of the entry at `index`.
+    pub term: u64,
+    /// The state machine's snapshot bytes.
+    pub state: Vec<u8>,
+}
+
+impl std::fmt::Debug for DownloadedSnapshot {
+    /// Never shows the state.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadedSnapshot")
+            .field("node", &self.node)
+            .field("index", &self.index)
+            .field("term", &self.term)
+            .field("state_len", &self.state.len())
+            .finish()
+    }
+}
+
+/// The largest state a backup download accepts: far above any vault this
+/// software is meant for, and a bound on what a lying node can make the
+/// client allocate.
+pub const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
 
 /// A connection to a vault cluster on behalf of one client identity.
 pub struct VaultClient {
@@ -222,6 +254,159 @@ impl VaultClient {
         }
     }
 
+    /// Downloads a consistent copy of the replicated state (`snapshot
+    /// save`, admin only): the first node that answers takes a linearizable
+    /// snapshot and streams it. Nodes that cannot be reached or answer
+    /// "unavailable" are skipped until the client timeout, as for
+    /// [`VaultClient::call`]; any other refusal (permission denied) is the
+    /// answer. Once the download has started, each chunk must arrive
+    /// within the client timeout; `progress(received, total)` is called
+    /// after each. A stream that ends early, sends more than it announced
+    /// or sends anything but chunks is an error: a partial state is never
+    /// returned.
+    pub async fn snapshot_save(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<DownloadedSnapshot, VaultError> {
+        let deadline = Instant::now() + self.timeout;
+        let request = WireRequest::Client(ClientRequest {
+            session: None,
+            request: Request::SnapshotSave,
+        });
+        let count = self.nodes.len().max(1);
+        let mut last_error = VaultError::Unavailable("no node could be reached".into());
+        let mut attempt = 0usize;
+        while Instant::now() < deadline {
+            let index = (self.preferred.load(Ordering::Relaxed) + attempt) % count;
+            attempt += 1;
+            match self.start_download(index, &request, deadline).await {
+                Ok(Ok((node, mut stream, started))) => {
+                    return self
+                        .finish_download(node, &mut stream, started, &mut progress)
+                        .await;
+                }
+                Ok(Err(error @ VaultError::Unavailable(_))) | Err(error) => {
+                    last_error = error;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Ok(Err(refusal)) => return Err(refusal),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Asks node `index` for a snapshot and reads its first frame: `Err`
+    /// when the node could not be reached, `Ok(Err)` when it refused.
+    async fn start_download(
+        &self,
+        index: usize,
+        request: &WireRequest,
+        deadline: Instant,
+    ) -> Result<Result<(NodeId, SnapshotStream, (u64, u64, u64)), VaultError>, VaultError> {
+        let (id, address) = self
+            .nodes
+            .get(index)
+            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
+        let connect_deadline = deadline.min(Instant::now() + CONNECT_TIMEOUT);
+        let connection = tokio::time::timeout_at(connect_deadline, self.connection(*id, address))
+            .await
+            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
+        let unreachable = |error: consensus::transport::TransportError| {
+            VaultError::Unavailable(format!("{id}: {error}"))
+        };
+        let late = |_| VaultError::Unavailable(format!("{id} did not answer in time"));
+        let mut stream = tokio::time::timeout_at(deadline, connection.request_stream(request))
+            .await
+            .map_err(late)?
+            .map_err(unreachable)?;
+        let first = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(late)?;
+        let first = match first {
+            Ok(first) => first,
+            Err(error) => {
+                self.connections.lock().await.remove(id);
+                return Err(unreachable(error));
+            }
+        };
+        Ok(match first {
+            Some(WireResponse::Client(Ok(Response::SnapshotStarted { index, term, bytes }))) => {
+                Ok((*id, stream, (index, term, bytes)))
+            }
+            Some(WireResponse::Client(Err(error))) => Err(error),
+            Some(_) => Err(VaultError::Internal(format!(
+                "{id} answered a snapshot request with something else"
+            ))),
+            None => Err(VaultError::Unavailable(format!(
+                "{id} closed the stream without an answer"
+            ))),
+        })
+    }
+
+    /// Reads the chunks that follow [`Response::SnapshotStarted`].
+    async fn finish_download(
+        &self,
+        node: NodeId,
+        stream: &mut SnapshotStream,
+        (index, term, total): (u64, u64, u64),
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<DownloadedSnapshot, VaultError> {
+        if total > MAX_SNAPSHOT_BYTES {
+            return Err(VaultError::Internal(format!(
+                "{node} announced a snapshot of {total} bytes, more than the {MAX_SNAPSHOT_BYTES} a backup may hold"
+            )));
+        }
+        // Grown as bytes arrive, so an announced size costs nothing up front.
+        let mut state = Vec::with_capacity(total.min(64 << 20) as usize);
+        progress(0, total);
+        loop {
+            let frame = tokio::time::timeout(self.timeout, stream.next())
+                .await
+                .map_err(|_| {
+                    VaultError::Unavailable(format!(
+                        "{node} stopped sending the snapshot after {} of {total} bytes",
+                        state.len()
+                    ))
+                })?
+                .map_err(|error| {
+                    VaultError::Unavailable(format!(
+                        "the snapshot from {node} broke off after {} of {total} bytes: {error}",
+                        state.len()
+                    ))
+                })?;
+            match frame {
+                Some(WireResponse::Client(Ok(Response::SnapshotChunk(chunk)))) => {
+                    if state.len() as u64 + chunk.len() as u64 > total {
+                        return Err(VaultError::Internal(format!(
+                            "{node} sent more snapshot bytes than the {total} it announced"
+                        )));
+                    }
+                    state.extend_from_slice(&chunk);
+                    progress(state.len() as u64, total);
+                }
+                None if state.len() as u64 == total => {
+                    return Ok(DownloadedSnapshot {
+                        node,
+                        index,
+                        term,
+                        state,
+                    })
+                }
+                None => {
+                    return Err(VaultError::Unavailable(format!(
+                        "the snapshot from {node} ended after {} of {total} bytes",
+                        state.len()
+                    )))
+                }
+                Some(_) => {
+                    return Err(VaultError::Internal(format!(
+                        "{node} sent something other than snapshot chunks"
+                    )))
+                }
+            }
+        }
+    }
+
     /// Opens the connection to the preferred node now (handshake included),
     /// so that the first request does not pay for it: a benchmark connects
     /// every client before it starts the clock.
@@ -266,6 +451,9 @@ impl VaultClient {
         while closing.join_next().await.is_some() {}
     }
 }
+
+/// The frames of a streamed answer from a node.
+type SnapshotStream = consensus::transport::ResponseStream<WireResponse>;
 
 /// Whether a request changes state (and so needs a session for dedup).
 fn is_write(request: &Request) -> bool {

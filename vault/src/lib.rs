@@ -70,6 +70,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod client;
 pub mod conformance;
 pub mod crypto;

@@ -14,6 +14,7 @@ pub mod import;
 pub mod list;
 pub mod member;
 pub mod share;
+pub mod snapshot;
 pub mod status;
 pub mod transfer_leader;
 pub mod whoami;

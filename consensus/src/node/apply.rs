@@ -45,6 +45,21 @@ pub(crate) enum ApplyTask {
         query: Vec<u8>,
         reply: oneshot::Sender<ApplyResult>,
     },
+    /// Once everything up to `index` is applied, pin the state for a
+    /// backup and answer with the job that serialises it.
+    BackupAt {
+        index: LogIndex,
+        reply: oneshot::Sender<Result<PinnedBackup, NodeError>>,
+    },
+}
+
+/// The state machine's state pinned for a backup at `index` (term `term`):
+/// running `job` serialises exactly that state, whatever is applied
+/// meanwhile.
+pub(crate) struct PinnedBackup {
+    pub(crate) index: LogIndex,
+    pub(crate) term: Term,
+    pub(crate) job: Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>,
 }
 
 /// What the worker tells the driver.
@@ -77,8 +92,13 @@ impl ApplyFailure {
     }
 }
 
-/// A query waiting for the state machine to reach its read index.
-type PendingRead = (Vec<u8>, oneshot::Sender<ApplyResult>);
+/// What waits for the state machine to reach a read index.
+enum PendingRead {
+    /// A query and where its answer goes.
+    Query(Vec<u8>, oneshot::Sender<ApplyResult>),
+    /// A backup, pinned once the index is reached.
+    Backup(oneshot::Sender<Result<PinnedBackup, NodeError>>),
+}
 
 /// Shared read access for `--stale` queries, which bypass the task queue.
 pub(crate) type SharedMachine<S> = Arc<std::sync::Mutex<S>>;
@@ -102,6 +122,10 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     /// Set while a snapshot job runs on its own thread; it reports the size
     /// of what it produced (or its failure) here.
     snapshot_in_flight: Option<std::sync::mpsc::Receiver<Result<u64, String>>>,
+    /// The term of the entry at the applied index, which a backup records
+    /// next to its index (so a cluster restored from it starts its log
+    /// where this one stood).
+    applied_term: Term,
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
@@ -126,7 +150,15 @@ impl<S: StateMachine> ApplyWorker<S> {
             last_snapshot_bytes,
             bytes_since_snapshot: 0,
             snapshot_in_flight: None,
+            applied_term: 0,
         }
+    }
+
+    /// Sets the term of the entry at the state machine's applied index at
+    /// start; from then on the worker follows it as it applies.
+    pub(crate) fn starting_at_term(mut self, term: Term) -> Self {
+        self.applied_term = term;
+        self
     }
 
     /// Runs until the task channel closes, then fails every waiter.
@@ -178,7 +210,17 @@ impl<S: StateMachine> ApplyWorker<S> {
                 query,
                 reply,
             } => {
-                self.reads.entry(index).or_default().push((query, reply));
+                self.reads
+                    .entry(index)
+                    .or_default()
+                    .push(PendingRead::Query(query, reply));
+                self.serve_reads();
+            }
+            ApplyTask::BackupAt { index, reply } => {
+                self.reads
+                    .entry(index)
+                    .or_default()
+                    .push(PendingRead::Backup(reply));
                 self.serve_reads();
             }
             ApplyTask::Entries(_) | ApplyTask::Restore { .. } => {
@@ -193,11 +235,12 @@ impl<S: StateMachine> ApplyWorker<S> {
         let Some(last) = batch.last() else {
             return true;
         };
-        let last_index = last.index;
+        let (last_index, last_term) = (last.index, last.term);
         let outcome = self.apply_until_the_disk_takes_it(batch);
         batch.clear();
         match outcome {
             Ok(()) => {
+                self.applied_term = last_term;
                 let _ = self.events.send(ApplyEvent::Applied(last_index));
                 self.applied.send_replace(last_index);
                 self.serve_reads();
@@ -338,14 +381,37 @@ impl<S: StateMachine> ApplyWorker<S> {
             if *entry.key() > applied {
                 break;
             }
-            for (query, reply) in entry.remove() {
-                let outcome = self
-                    .lock_machine()
-                    .query(&query)
-                    .map_err(|error| NodeError::StateMachine(error.to_string()));
-                let _ = reply.send(outcome);
+            for pending in entry.remove() {
+                match pending {
+                    PendingRead::Query(query, reply) => {
+                        let outcome = self
+                            .lock_machine()
+                            .query(&query)
+                            .map_err(|error| NodeError::StateMachine(error.to_string()));
+                        let _ = reply.send(outcome);
+                    }
+                    PendingRead::Backup(reply) => {
+                        let _ = reply.send(self.pin_backup());
+                    }
+                }
             }
         }
+    }
+
+    /// Pins the state as of the applied index for a backup (the same
+    /// consistent view a Raft snapshot uses), leaving the serialising to
+    /// the caller's thread so applying goes on.
+    fn pin_backup(&self) -> Result<PinnedBackup, NodeError> {
+        let mut machine = self.lock_machine();
+        let index = machine.applied_index();
+        let job = machine
+            .begin_snapshot()
+            .map_err(|error| NodeError::StateMachine(error.to_string()))?;
+        Ok(PinnedBackup {
+            index,
+            term: self.applied_term,
+            job: Box::new(move || job().map_err(|error| error.to_string())),
+        })
     }
 
     /// Replaces the state with a snapshot; false when that failed, and the
@@ -366,6 +432,7 @@ impl<S: StateMachine> ApplyWorker<S> {
                     started.elapsed().as_secs_f64()
                 );
                 self.last_snapshot = meta.last_index;
+                self.applied_term = meta.last_term;
                 self.last_snapshot_bytes = data.len() as u64;
                 self.bytes_since_snapshot = 0;
                 // Proposals at or below the snapshot were decided elsewhere;
@@ -472,8 +539,15 @@ impl<S: StateMachine> ApplyWorker<S> {
             let _ = reply.send(Err(error.clone()));
         }
         for (_, readers) in std::mem::take(&mut self.reads) {
-            for (_, reply) in readers {
-                let _ = reply.send(Err(error.clone()));
+            for pending in readers {
+                match pending {
+                    PendingRead::Query(_, reply) => {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                    PendingRead::Backup(reply) => {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
             }
         }
     }

@@ -1,6 +1,6 @@
 //! [`Node`]: the cloneable handle the application and the transport use.
 
-use super::apply::{ApplyTask, ApplyWorker, SharedMachine};
+use super::apply::{ApplyTask, ApplyWorker, PinnedBackup, SharedMachine};
 use super::driver::{Driver, Event};
 use super::startup::{self, build_core, StartError};
 use super::{ApplyResult, NodeError, NodeOptions, NodeReply, NodeRequest, PeerNetwork};
@@ -156,6 +156,30 @@ impl NodeStatus {
     }
 }
 
+/// A copy of the state machine's whole state for a backup, as of a
+/// committed log index ([`Node::backup_snapshot`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackupSnapshot {
+    /// The log index the state is as of (everything through it applied).
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+    /// The state machine's serialised state (its own snapshot format).
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for BackupSnapshot {
+    /// Shows the size of the data, never the data: it is the application's
+    /// content.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupSnapshot")
+            .field("index", &self.index)
+            .field("term", &self.term)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
+}
+
 type StaleReader = dyn Fn(&[u8]) -> ApplyResult + Send + Sync;
 
 /// A running node. Cheap to clone; every clone talks to the same driver.
@@ -227,6 +251,13 @@ impl Node {
             applied_sender,
             options.snapshot_every,
             last_snapshot,
+        )
+        // The applied entry is in the log or is the snapshot's last one (it
+        // was durable before it was applied); a backup taken before any
+        // entry of this run is applied records its term.
+        .starting_at_term(
+            core.snapshot_meta(initial_applied)
+                .map_or(0, |meta| meta.last_term),
         );
         std::thread::Builder::new()
             .name(format!("apply-{}", options.id))
@@ -444,6 +475,41 @@ impl Node {
             Err(_) => return Err(NodeError::Unavailable),
         }
         self.read_reply_within(response, deadline).await
+    }
+
+    /// A consistent copy of the whole replicated state for a backup
+    /// (`snapshot save`): a linearizable ReadIndex round, then, once this
+    /// node has applied through that index, the state machine's snapshot of
+    /// its state at its applied index (at or past the read index, so the
+    /// copy holds every write acknowledged before the call). The state is
+    /// pinned on the apply thread and serialised on a blocking thread, so
+    /// applying goes on meanwhile.
+    ///
+    /// Refused with [`NodeError::Busy`] when the node has too many requests
+    /// in progress; [`NodeError::Unavailable`] when no leader confirms the
+    /// read index, or this node does not reach it, within the request
+    /// timeout.
+    pub async fn backup_snapshot(&self) -> Result<BackupSnapshot, NodeError> {
+        let _pending = self.admit()?;
+        let deadline = Instant::now() + self.timeout;
+        let index = self.read_index_within(deadline).await?;
+        let (reply, response) = oneshot::channel();
+        let task = ApplyTask::BackupAt { index, reply };
+        match tokio::time::timeout_at(deadline, self.apply.send(task)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(NodeError::ShuttingDown),
+            Err(_) => return Err(NodeError::Unavailable),
+        }
+        let pinned = match tokio::time::timeout_at(deadline, response).await {
+            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown))?,
+            Err(_) => return Err(NodeError::Unavailable),
+        };
+        let PinnedBackup { index, term, job } = pinned;
+        let data = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|error| NodeError::StateMachine(format!("snapshot thread failed: {error}")))?
+            .map_err(NodeError::StateMachine)?;
+        Ok(BackupSnapshot { index, term, data })
     }
 
     /// Waits for a linearizable read's answer from the apply worker. A

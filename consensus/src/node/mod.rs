@@ -50,8 +50,8 @@ pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
 pub use error::NodeError;
-pub use handle::{MemberStatus, Node, NodeStatus, ReadConsistency};
-pub use initialize::{initialize, InitializeError};
+pub use handle::{BackupSnapshot, MemberStatus, Node, NodeStatus, ReadConsistency};
+pub use initialize::{initialize, initialize_from_snapshot, InitializeError, SeedSnapshot};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
 pub use startup::{preflight, StartError};
 

@@ -2,7 +2,7 @@
 //! connection to one node, one stream per request.
 
 use super::quic::{client_config, dial, QuicParameters};
-use super::request::{round_trip, RequestLimits};
+use super::request::{open_request, round_trip, RequestLimits, ResponseStream};
 use super::wire::Hello;
 use super::{codes, PeerAddress, TransportError};
 use certs::{Credentials, Identity};
@@ -83,6 +83,22 @@ impl Client {
         Resp: DeserializeOwned,
     {
         round_trip(&self.connection, &Hello::Request, request, self.limits).await
+    }
+
+    /// Sends one request on a new stream and returns its answer as a
+    /// stream of frames, for requests the node answers with
+    /// [`Responder::respond_stream`](super::Responder::respond_stream).
+    /// Each frame is bounded by the response limit; the caller bounds the
+    /// number of frames and the wait.
+    pub async fn request_stream<Req, Resp>(
+        &self,
+        request: &Req,
+    ) -> Result<ResponseStream<Resp>, TransportError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        open_request(&self.connection, &Hello::Request, request, self.limits).await
     }
 
     /// If the node closed this connection because it refused the TLS

@@ -10,7 +10,7 @@ use super::admission::{Admission, Admit};
 use super::budget::{BudgetError, RequestBudgets, Reservation};
 use super::codec::{encode_frame, read_frame, read_frame_body, read_frame_length, FrameError};
 use super::quic::{connection_identity, node_of};
-use super::request::{InboundRequest, RequestOrigin, Responder};
+use super::request::{Answer, InboundRequest, RequestOrigin, Responder};
 use super::wire::{Hello, HELLO_LIMIT};
 use super::{codes, TransportConfig};
 use crate::raft::types::NodeId;
@@ -429,18 +429,14 @@ async fn serve_request_stream<M, Req, Resp>(
         Some(Ok(())) => unless_shutdown(&mut shutdown, response).await,
         _ => None,
     };
-    let Some(Ok(response)) = answered else {
+    let Some(Ok(answer)) = answered else {
         let _ = send.reset(quinn::VarInt::from_u32(codes::NO_RESPONSE));
         return;
     };
-    // Encoding first keeps `response` out of the await, so `Resp` need not
-    // be `Sync`.
-    let written = match encode_frame(&response, context.config.max_peer_frame) {
-        Ok(frame) => send
-            .write_all(&frame)
-            .await
-            .map_err(|error| FrameError::Io(error.into())),
-        Err(error) => Err(error),
+    let limit = context.config.max_peer_frame;
+    let written = match answer {
+        Answer::Single(response) => write_response(&mut send, response, limit).await,
+        Answer::Stream(frames) => write_streamed(&mut send, frames, limit, &mut shutdown).await,
     };
     match written {
         Ok(()) => {
@@ -449,6 +445,48 @@ async fn serve_request_stream<M, Req, Resp>(
         Err(error) => {
             tracing::warn!(caller = %identity, %error, "cannot send a response");
             let _ = send.reset(quinn::VarInt::from_u32(codes::NO_RESPONSE));
+        }
+    }
+}
+
+/// Writes one response frame.
+async fn write_response<Resp: Serialize>(
+    send: &mut quinn::SendStream,
+    response: Resp,
+    limit: usize,
+) -> Result<(), FrameError> {
+    // Encoding in a function of its own keeps `response` out of the await,
+    // so `Resp` need not be `Sync`.
+    let frame = encode(response, limit)?;
+    send.write_all(&frame)
+        .await
+        .map_err(|error| FrameError::Io(error.into()))
+}
+
+fn encode<Resp: Serialize>(response: Resp, limit: usize) -> Result<Vec<u8>, FrameError> {
+    encode_frame(&response, limit)
+}
+
+/// Writes the frames of a streamed answer as the application produces
+/// them, until it drops its sender. Shutdown cuts the answer short: the
+/// stream is then reset, so the caller sees an incomplete answer as an
+/// error, never as a shorter complete one. Returning drops `frames`, which
+/// tells a producer still sending that nobody reads any more.
+async fn write_streamed<Resp: Serialize>(
+    send: &mut quinn::SendStream,
+    mut frames: mpsc::Receiver<Resp>,
+    limit: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), FrameError> {
+    loop {
+        match unless_shutdown(shutdown, frames.recv()).await {
+            Some(Some(frame)) => write_response(send, frame, limit).await?,
+            Some(None) => return Ok(()),
+            None => {
+                return Err(FrameError::Io(std::io::Error::other(
+                    "the node is shutting down",
+                )))
+            }
         }
     }
 }

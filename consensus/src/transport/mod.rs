@@ -12,7 +12,10 @@
 //!   `(NodeId, M)` on [`Inbox::peer_messages`].
 //! - **Requests** (clients, forwarded client requests, node-to-node RPCs
 //!   such as 2PC): one bidirectional stream per request carrying a request
-//!   frame and a response frame. Inbound requests arrive on
+//!   frame and a response frame (or, for a streamed answer such as a
+//!   backup, response frames until the stream finishes:
+//!   [`Responder::respond_stream`], [`Client::request_stream`]). Inbound
+//!   requests arrive on
 //!   [`Inbox::requests`] with the verified [`RequestOrigin`] of the caller.
 //!   [`Client`] is the dialling side for clients.
 //!
@@ -75,7 +78,9 @@ mod tests;
 pub use client::Client;
 pub use codec::FrameError;
 pub use endpoint::{Inbox, SendError, Transport};
-pub use request::{InboundRequest, RequestOrigin, Responder};
+pub use request::{
+    InboundRequest, RequestOrigin, Responder, ResponseStream, StreamClosed, StreamResponder,
+};
 
 use crate::raft::types::NodeId;
 use std::collections::BTreeMap;

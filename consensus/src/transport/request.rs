@@ -1,5 +1,6 @@
 //! Requests: one bidirectional stream per request, a request frame up and a
-//! response frame down.
+//! response frame down, or, for a streamed answer, response frames down
+//! until the stream finishes (see [`Responder::respond_stream`]).
 
 use super::codec::{read_frame, write_frame, FrameError};
 use super::wire::{Hello, HELLO_LIMIT};
@@ -8,7 +9,12 @@ use crate::raft::types::NodeId;
 use certs::Identity;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+/// How many frames of a streamed answer may wait for the network: the
+/// producer waits when they do, so a slow reader costs the node at most
+/// this many frames of memory (plus QUIC's own send window).
+const STREAM_QUEUE: usize = 2;
 
 /// Who is asking, as verified by the transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,15 +65,25 @@ pub struct InboundRequest<Req, Resp> {
     pub responder: Responder<Resp>,
 }
 
+/// What the application answered: one frame, or frames from a channel.
+#[derive(Debug)]
+pub(crate) enum Answer<Resp> {
+    /// One response frame, then the stream finishes.
+    Single(Resp),
+    /// Response frames in order, as they arrive; the stream finishes once
+    /// the sending side ([`StreamResponder`]) is dropped.
+    Stream(mpsc::Receiver<Resp>),
+}
+
 /// Sends the response of one request back on its stream. Dropping it
 /// without answering resets the stream with [`super::codes::NO_RESPONSE`].
 #[derive(Debug)]
 pub struct Responder<Resp> {
-    sender: oneshot::Sender<Resp>,
+    sender: oneshot::Sender<Answer<Resp>>,
 }
 
 impl<Resp> Responder<Resp> {
-    pub(crate) fn new() -> (Self, oneshot::Receiver<Resp>) {
+    pub(crate) fn new() -> (Self, oneshot::Receiver<Answer<Resp>>) {
         let (sender, receiver) = oneshot::channel();
         (Responder { sender }, receiver)
     }
@@ -75,7 +91,39 @@ impl<Resp> Responder<Resp> {
     /// Answers the request. If the caller has gone away the response is
     /// discarded: there is nobody left to tell.
     pub fn respond(self, response: Resp) {
-        let _ = self.sender.send(response);
+        let _ = self.sender.send(Answer::Single(response));
+    }
+
+    /// Answers with several frames instead of one (a large result, such as
+    /// a backup, sent in chunks that each fit in a frame). Each frame sent
+    /// on the returned [`StreamResponder`] is written in order; the answer
+    /// ends, and the stream finishes cleanly, when it is dropped. At most a
+    /// couple of frames wait for the network at a time: sending waits for
+    /// the reader, so memory stays bounded however large the answer.
+    pub fn respond_stream(self) -> StreamResponder<Resp> {
+        let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+        let _ = self.sender.send(Answer::Stream(receiver));
+        StreamResponder { sender }
+    }
+}
+
+/// The sending side of a streamed answer ([`Responder::respond_stream`]).
+#[derive(Debug)]
+pub struct StreamResponder<Resp> {
+    sender: mpsc::Sender<Resp>,
+}
+
+/// The caller of a streamed answer went away (or the node is shutting
+/// down): nothing more will be read, so the producer should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the caller is no longer reading the answer")]
+pub struct StreamClosed;
+
+impl<Resp> StreamResponder<Resp> {
+    /// Queues the next frame of the answer, waiting while the frames
+    /// before it have not been written yet.
+    pub async fn send(&self, frame: Resp) -> Result<(), StreamClosed> {
+        self.sender.send(frame).await.map_err(|_| StreamClosed)
     }
 }
 
@@ -98,7 +146,23 @@ where
     Req: Serialize,
     Resp: DeserializeOwned,
 {
-    let (mut send, mut receive) = connection.open_bi().await.map_err(connection_lost)?;
+    let mut stream = open_request(connection, hello, request, limits).await?;
+    stream.next().await?.ok_or(TransportError::NoResponse)
+}
+
+/// Opens a bidirectional stream on `connection` and sends `hello` and
+/// `request`; the answer is read from the returned stream.
+pub(crate) async fn open_request<Req, Resp>(
+    connection: &quinn::Connection,
+    hello: &Hello,
+    request: &Req,
+    limits: RequestLimits,
+) -> Result<ResponseStream<Resp>, TransportError>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned,
+{
+    let (mut send, receive) = connection.open_bi().await.map_err(connection_lost)?;
     write_frame(&mut send, hello, HELLO_LIMIT).await?;
     write_frame(&mut send, request, limits.request)
         .await
@@ -106,10 +170,33 @@ where
     // The stream is ours alone; finishing cannot fail unless it was reset,
     // which the read below reports with its code.
     let _ = send.finish();
-    match read_frame(&mut receive, limits.response).await {
-        Ok(Some(response)) => Ok(response),
-        Ok(None) => Err(TransportError::NoResponse),
-        Err(error) => Err(refusal(error)),
+    Ok(ResponseStream {
+        receive,
+        limit: limits.response,
+        _response: std::marker::PhantomData,
+    })
+}
+
+/// The response frames of one request, read one at a time
+/// ([`Client::request_stream`](super::Client::request_stream)). Each frame
+/// is checked against the client's response limit before anything is
+/// allocated for it.
+#[derive(Debug)]
+pub struct ResponseStream<Resp> {
+    receive: quinn::RecvStream,
+    limit: usize,
+    _response: std::marker::PhantomData<fn() -> Resp>,
+}
+
+impl<Resp: DeserializeOwned> ResponseStream<Resp> {
+    /// The next frame, or `None` once the node finished the stream on a
+    /// frame boundary (the answer is complete). A stream reset by the node,
+    /// a lost connection or a frame cut short is an error: the answer is
+    /// incomplete.
+    pub async fn next(&mut self) -> Result<Option<Resp>, TransportError> {
+        read_frame(&mut self.receive, self.limit)
+            .await
+            .map_err(refusal)
     }
 }
 

@@ -232,7 +232,8 @@ pub fn plan(identity: &str, request: ClientRequest, now_ms: u64) -> Result<Plan,
         | Request::TransferLeader { .. }
         | Request::MemberList
         | Request::MemberAdd { .. }
-        | Request::MemberRemove { .. }) => Ok(Plan::Runtime(runtime)),
+        | Request::MemberRemove { .. }
+        | Request::SnapshotSave) => Ok(Plan::Runtime(runtime)),
         read => read_plan(identity, read),
     }
 }

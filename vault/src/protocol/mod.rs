@@ -249,6 +249,11 @@ pub enum Request {
         /// The member to remove.
         id: NodeId,
     },
+    /// A consistent copy of the whole replicated state at a committed index
+    /// (admin only, SPEC §14 `snapshot save`). Answered with several
+    /// frames: [`Response::SnapshotStarted`], then the state in
+    /// [`Response::SnapshotChunk`]s, then the end of the stream.
+    SnapshotSave,
 }
 
 impl Request {
@@ -261,6 +266,7 @@ impl Request {
                 | Request::MemberList
                 | Request::MemberAdd { .. }
                 | Request::MemberRemove { .. }
+                | Request::SnapshotSave
         )
     }
 }
@@ -350,6 +356,19 @@ pub enum Response {
     /// What the state machine remembers of one client session
     /// ([`VaultQuery::Session`]); `None` if it remembers nothing.
     Session(Option<SessionRecord>),
+    /// The first frame of the answer to [`Request::SnapshotSave`]: the
+    /// state that follows is as of log index `index` (term `term`) and is
+    /// `bytes` long.
+    SnapshotStarted {
+        /// The committed log index the state is as of.
+        index: LogIndex,
+        /// The term of the entry at `index`.
+        term: Term,
+        /// Length of the state, the sum of the chunks that follow.
+        bytes: u64,
+    },
+    /// The next piece of the state (at most 1 MiB), in order.
+    SnapshotChunk(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// The last request a client session executed and the answer it got: how a

@@ -55,6 +55,13 @@ pub(crate) async fn serve_requests(
                 request,
                 responder,
             } = inbound;
+            // The one request answered with a stream of frames.
+            if let WireRequest::Client(client) = &request {
+                if client.request == Request::SnapshotSave {
+                    super::backup::serve(&node, &origin, client.clone(), responder).await;
+                    return;
+                }
+            }
             let response = match request {
                 WireRequest::Node(request) => WireResponse::Node(match origin.node() {
                     Some(from) => peer_request(&node, &twopc, from, request).await,
@@ -129,7 +136,7 @@ async fn twopc_request(twopc: &TwoPc, from: NodeId, request: TwoPcRequest) -> Tw
 
 /// The owner string of an identity (`client:alice`, `admin:ops`); nodes
 /// never own secrets.
-fn owner_of(identity: &Identity) -> Result<String, VaultError> {
+pub(crate) fn owner_of(identity: &Identity) -> Result<String, VaultError> {
     match identity {
         Identity::Client(name) => Ok(format!("client:{name}")),
         Identity::Admin(name) => Ok(format!("admin:{name}")),
@@ -289,6 +296,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::MemberList => "MemberList",
         Request::MemberAdd { .. } => "MemberAdd",
         Request::MemberRemove { .. } => "MemberRemove",
+        Request::SnapshotSave => "SnapshotSave",
     }
 }
 

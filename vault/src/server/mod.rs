@@ -11,6 +11,7 @@
 //! [`run`] owns the lifecycle: bind, start, serve until a shutdown signal,
 //! then stop accepting, let the driver flush its log, and close connections.
 
+mod backup;
 mod handler;
 mod late_peers;
 mod members;

@@ -15,7 +15,7 @@ mod twopc;
 
 pub use decisions::AppliedDecisions;
 pub use schema::DEFAULT_MAX_VERSIONS;
-pub use snapshot::SnapshotError;
+pub use snapshot::{summarize as summarize_snapshot, SnapshotError, SnapshotSummary};
 pub use twopc::{ParticipantState, PrepareBatch, PrepareOutcome, PreparedTransaction};
 
 use consensus::raft::{LogIndex, Membership, NodeId};

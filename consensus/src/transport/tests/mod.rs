@@ -7,6 +7,7 @@ mod measure;
 mod peers;
 mod refusals;
 mod requests;
+mod streamed;
 
 use super::{Client, Inbox, PeerAddress, RequestOrigin, Transport, TransportConfig};
 use crate::raft::types::NodeId;
