@@ -94,6 +94,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: rand::random(),
         min_free_bytes: config.raft.min_free_mb.saturating_mul(1 << 20),
+        metrics: consensus::metrics::Metrics::new(),
     };
     Ok(ServerOptions {
         node,

@@ -13,6 +13,7 @@
 
 use super::waiters::{Resolution, Waiters};
 use super::NodeError;
+use crate::metrics::LatencyHistogram;
 use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::collections::BTreeMap;
@@ -102,6 +103,8 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     /// Set while a snapshot job runs on its own thread; it reports the size
     /// of what it produced (or its failure) here.
     snapshot_in_flight: Option<std::sync::mpsc::Receiver<Result<u64, String>>>,
+    /// Records how long each batch took to apply (`vault_raft_apply_seconds`).
+    apply_latency: LatencyHistogram,
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
@@ -114,6 +117,7 @@ impl<S: StateMachine> ApplyWorker<S> {
         applied: watch::Sender<LogIndex>,
         snapshot_every: u64,
         (last_snapshot, last_snapshot_bytes): (LogIndex, u64),
+        apply_latency: LatencyHistogram,
     ) -> Self {
         ApplyWorker {
             machine,
@@ -126,6 +130,7 @@ impl<S: StateMachine> ApplyWorker<S> {
             last_snapshot_bytes,
             bytes_since_snapshot: 0,
             snapshot_in_flight: None,
+            apply_latency,
         }
     }
 
@@ -194,7 +199,9 @@ impl<S: StateMachine> ApplyWorker<S> {
             return true;
         };
         let last_index = last.index;
+        let started = std::time::Instant::now();
         let outcome = self.apply_until_the_disk_takes_it(batch);
+        self.apply_latency.observe(started.elapsed());
         batch.clear();
         match outcome {
             Ok(()) => {
