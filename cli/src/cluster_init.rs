@@ -23,12 +23,15 @@
 //! that forgot what it promised.
 
 use crate::config::client::ClientFile;
-use crate::config::node::{NodeFile, RaftSection, TwoPcSection};
+use crate::config::node::{LogFormat, MetricsSection, NodeFile, RaftSection, TwoPcSection};
 use anyhow::{bail, Context, Result};
 use certs::{CertificateAuthority, Identity};
 use consensus::raft::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// A node's metrics listener is at its Raft port plus this (SPEC §8).
+pub(crate) const METRICS_PORT_OFFSET: u16 = 1000;
 
 /// What `cluster init` is asked to make.
 #[derive(Debug, Clone)]
@@ -159,6 +162,15 @@ pub(crate) fn write_node_directory(
         peers: node.peers.clone(),
         raft: RaftSection::default(),
         twopc: TwoPcSection::default(),
+        // The node's host at its port + 1000 (SPEC §8); none if that
+        // does not fit in a port number.
+        metrics: MetricsSection {
+            listen: node
+                .port
+                .checked_add(METRICS_PORT_OFFSET)
+                .map(|port| join_host_port(&listen_host, port)),
+        },
+        log_format: LogFormat::Text,
     };
     let path = node_dir.join("node.toml");
     std::fs::write(&path, toml::to_string_pretty(&file)?)?;

@@ -37,6 +37,34 @@ pub struct NodeFile {
     /// Two-phase commit participant policy and timeouts.
     #[serde(default)]
     pub twopc: TwoPcSection,
+    /// Where the node serves `/metrics` and `/health`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// How log lines are written: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// `[metrics]` of `node.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `IP:PORT` of the HTTP listener for `GET /metrics` and `GET /health`;
+    /// unset: not served. `cluster init` writes the node's host at its
+    /// port + 1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// How the node writes its log lines (`log_format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// `[raft]` of `node.toml`.
@@ -124,6 +152,10 @@ pub struct NodeConfig {
     pub raft: RaftSection,
     /// `[twopc]`.
     pub twopc: TwoPcSection,
+    /// `[metrics] listen`, parsed.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `log_format`.
+    pub log_format: LogFormat,
 }
 
 impl NodeConfig {
@@ -220,6 +252,17 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if let Some(value) = number("VAULT_TWOPC_DECISION_TIMEOUT_MS")? {
         file.twopc.decision_timeout_ms = value;
     }
+    if let Some(value) = env("VAULT_METRICS_LISTEN") {
+        // Empty turns the listener off.
+        file.metrics.listen = Some(value).filter(|value| !value.trim().is_empty());
+    }
+    if let Some(value) = env("VAULT_LOG_FORMAT") {
+        file.log_format = match value.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("VAULT_LOG_FORMAT must be \"text\" or \"json\", not {other:?}"),
+        };
+    }
     Ok(())
 }
 
@@ -260,6 +303,16 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
     if raft.election_max_ms <= raft.election_min_ms {
         bail!("[raft] election_max_ms must be greater than election_min_ms");
     }
+    let metrics_listen = file
+        .metrics
+        .listen
+        .as_deref()
+        .map(|listen| {
+            listen
+                .parse()
+                .with_context(|| format!("[metrics] listen {listen:?} is not IP:PORT"))
+        })
+        .transpose()?;
     Ok(NodeConfig {
         id,
         listen,
@@ -271,6 +324,8 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
         peers,
         raft,
         twopc: file.twopc,
+        metrics_listen,
+        log_format: file.log_format,
     })
 }
 
@@ -293,6 +348,10 @@ mod tests {
                 .collect(),
             raft: RaftSection::default(),
             twopc: TwoPcSection::default(),
+            metrics: MetricsSection {
+                listen: Some("127.0.0.1:8001".into()),
+            },
+            log_format: LogFormat::Text,
         }
     }
 
@@ -349,6 +408,62 @@ mod tests {
         let env_bad = |name: &str| (name == "VAULT_JOIN").then(|| "yes".to_string());
         let error = load(&write(dir.path(), &sample()), &env_bad).unwrap_err();
         assert!(error.to_string().contains("VAULT_JOIN"), "{error}");
+    }
+
+    #[test]
+    fn metrics_listen_and_log_format_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&write(dir.path(), &sample()), &|_| None).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:8001".parse().unwrap())
+        );
+        assert_eq!(config.log_format, LogFormat::Text);
+
+        let env = |name: &str| match name {
+            "VAULT_METRICS_LISTEN" => Some("127.0.0.1:9100".to_string()),
+            "VAULT_LOG_FORMAT" => Some("json".to_string()),
+            _ => None,
+        };
+        let config = load(&write(dir.path(), &sample()), &env).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(config.log_format, LogFormat::Json);
+
+        let off = |name: &str| (name == "VAULT_METRICS_LISTEN").then(String::new);
+        assert_eq!(
+            load(&write(dir.path(), &sample()), &off)
+                .unwrap()
+                .metrics_listen,
+            None
+        );
+
+        let text = toml::to_string(&NodeFile {
+            metrics: MetricsSection::default(),
+            ..sample()
+        })
+        .unwrap();
+        assert!(!text.contains("[metrics]\nlisten"), "{text}");
+        std::fs::write(dir.path().join("node.toml"), text).unwrap();
+        let unset = load(&dir.path().join("node.toml"), &|_| None).unwrap();
+        assert_eq!(
+            unset.metrics_listen, None,
+            "no [metrics] listen: not served"
+        );
+
+        let bad_format = |name: &str| (name == "VAULT_LOG_FORMAT").then(|| "xml".to_string());
+        let error = load(&write(dir.path(), &sample()), &bad_format).unwrap_err();
+        assert!(error.to_string().contains("VAULT_LOG_FORMAT"), "{error}");
+        let bad_listen = NodeFile {
+            metrics: MetricsSection {
+                listen: Some("localhost".into()),
+            },
+            ..sample()
+        };
+        let error = load(&write(dir.path(), &bad_listen), &|_| None).unwrap_err();
+        assert!(error.to_string().contains("[metrics] listen"), "{error}");
     }
 
     #[test]

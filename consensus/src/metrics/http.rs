@@ -121,7 +121,10 @@ fn respond(
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if !matches!(path, "/metrics" | "/health") {
-        return plain(StatusCode::NOT_FOUND, "not found: try /metrics or /health\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /health\n",
+        );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");

@@ -178,16 +178,23 @@ impl Metrics {
             decisions.clone(),
         );
         // Resolved once: recording then touches only the counter's atomic.
-        let twopc_commit = decisions.get_or_create(&vec![("decision", "commit")]).clone();
-        let twopc_abort = decisions.get_or_create(&vec![("decision", "abort")]).clone();
+        let twopc_commit = decisions
+            .get_or_create(&vec![("decision", "commit")])
+            .clone();
+        let twopc_abort = decisions
+            .get_or_create(&vec![("decision", "abort")])
+            .clone();
         let refusals = Family::<Labels, Counter>::default();
         registry.register(
             "vault_transport_refused_connections",
             "Connections the transport refused, by reason",
             refusals.clone(),
         );
-        let refused = RefusalReason::ALL
-            .map(|reason| refusals.get_or_create(&vec![("reason", reason.label())]).clone());
+        let refused = RefusalReason::ALL.map(|reason| {
+            refusals
+                .get_or_create(&vec![("reason", reason.label())])
+                .clone()
+        });
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             inner: Arc::new(Inner {

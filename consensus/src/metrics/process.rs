@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(parse_stat("no name here", 0, 100, 4096), None);
         assert_eq!(parse_stat("1 (x) S 1 2", 0, 100, 4096), None);
         assert_eq!(parse_boot_time("cpu 1 2 3\n"), None);
-        assert_eq!(parse_boot_time("cpu 1\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_boot_time("cpu 1\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
     }
 
     #[test]

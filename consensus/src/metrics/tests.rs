@@ -37,9 +37,13 @@ fn the_text_carries_every_metric_with_what_was_recorded() {
     let metrics = Metrics::new();
     metrics.record_status(&leader_status());
     metrics.proposals_appended(3);
-    metrics.proposal_commit_latency().observe(Duration::from_millis(2));
+    metrics
+        .proposal_commit_latency()
+        .observe(Duration::from_millis(2));
     metrics.apply_latency().observe(Duration::from_micros(300));
-    metrics.wal_fsync_latency().observe(Duration::from_micros(80));
+    metrics
+        .wal_fsync_latency()
+        .observe(Duration::from_micros(80));
     metrics.twopc_decided(Decision::Commit);
     metrics.twopc_decided(Decision::Abort);
     metrics.twopc_decided(Decision::Abort);
@@ -51,10 +55,16 @@ fn the_text_carries_every_metric_with_what_was_recorded() {
     assert_eq!(value(&text, "vault_raft_applied_index"), 41.0);
     assert_eq!(value(&text, "vault_raft_members"), 4.0);
     assert_eq!(value(&text, "vault_raft_proposals_total"), 3.0);
-    assert_eq!(value(&text, "vault_raft_proposal_commit_seconds_count"), 1.0);
+    assert_eq!(
+        value(&text, "vault_raft_proposal_commit_seconds_count"),
+        1.0
+    );
     assert_eq!(value(&text, "vault_raft_apply_seconds_count"), 1.0);
     assert_eq!(value(&text, "vault_wal_fsync_seconds_count"), 1.0);
-    assert!(text.contains("vault_wal_fsync_seconds_bucket{le=\"+Inf\"} 1"), "{text}");
+    assert!(
+        text.contains("vault_wal_fsync_seconds_bucket{le=\"+Inf\"} 1"),
+        "{text}"
+    );
     assert!(
         text.contains("vault_twopc_transactions_total{decision=\"commit\"} 1"),
         "{text}"
@@ -182,7 +192,10 @@ async fn the_listener_answers_metrics_health_and_404() {
         let response = exchange(address, &get("/metrics")).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.contains("openmetrics-text"), "{response}");
-        assert!(response.contains("vault_raft_proposals_total 5"), "{response}");
+        assert!(
+            response.contains("vault_raft_proposals_total 5"),
+            "{response}"
+        );
 
         let response = exchange(address, &get("/health")).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -195,7 +208,8 @@ async fn the_listener_answers_metrics_health_and_404() {
 
         let response = exchange(address, &get("/secrets")).await;
         assert!(response.starts_with("HTTP/1.1 404"), "{response}");
-        let post = "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        let post =
+            "POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
         let response = exchange(address, post).await;
         assert!(response.starts_with("HTTP/1.1 405"), "{response}");
 

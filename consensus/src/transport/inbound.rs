@@ -163,7 +163,9 @@ async fn handshake(
         Ok(identity) => Some((connection, identity)),
         Err(reason) => {
             tracing::warn!(%remote, %reason, "closing a connection without a usable identity");
-            config.metrics.connection_refused(RefusalReason::BadIdentity);
+            config
+                .metrics
+                .connection_refused(RefusalReason::BadIdentity);
             connection.close(
                 quinn::VarInt::from_u32(codes::BAD_IDENTITY),
                 b"bad identity",

@@ -14,6 +14,7 @@
 mod handler;
 mod members;
 mod network;
+mod systemd;
 mod twopc;
 mod wire;
 
@@ -54,6 +55,10 @@ pub struct ServerOptions {
     pub key: PathBuf,
     /// Two-phase-commit policy and timeouts (`[twopc]`).
     pub twopc: TwoPcOptions,
+    /// Where to serve `GET /metrics` and `GET /health` over HTTP
+    /// (`[metrics] listen`); none: not served. The metrics themselves are
+    /// `node.metrics`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a node could not start or stopped abnormally.
@@ -92,6 +97,7 @@ pub async fn run(
     consensus::node::preflight(&options.node)?;
     let credentials = Credentials::load(&options.ca, &options.cert, &options.key)?;
     let mut config = TransportConfig::new(options.node.id, options.listen);
+    config.metrics = options.node.metrics.clone();
     config.peers = options
         .peers
         .iter()
@@ -117,6 +123,23 @@ pub async fn run(
         options.listen,
         options.peers.len().saturating_sub(1)
     );
+    let metrics_server = match options.metrics_listen {
+        Some(address) => {
+            let status_node = node.clone();
+            let status: consensus::metrics::StatusSource = Arc::new(move || status_node.status());
+            match consensus::metrics::serve(address, options.node.metrics.clone(), status).await {
+                Ok((_, server)) => Some(tokio::spawn(server)),
+                Err(error) => {
+                    // Monitoring must not take the node down: it serves its
+                    // peers and clients without metrics, and says so.
+                    tracing::error!("{error}; this node runs without /metrics and /health");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let notifier = systemd::spawn(&node);
     let peer_pump = tokio::spawn(handler::pump_peer_messages(
         node.clone(),
         inbox.peer_messages,
@@ -160,9 +183,13 @@ pub async fn run(
         }
         result = &mut driver => Some(result),
     };
+    systemd::stopping();
     request_loop.abort();
     recovery.abort();
     pruning.abort();
+    for task in [metrics_server, notifier].into_iter().flatten() {
+        task.abort();
+    }
     node.shutdown().await;
     let result = match outcome {
         Some(result) => result,
