@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use vault_tests::{eventually, vault_cli, TestCluster, HANG_GUARD};
+use vault_tests::{eventually, eventually_explained, vault_cli, TestCluster, HANG_GUARD};
 
 /// Node 1 runs outside the cluster helper (it needs `--log-format json`
 /// and a notify socket); killed on drop so a failing test leaves nothing.
@@ -65,14 +65,40 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &s
     }
 }
 
-/// Receives datagrams until one contains `wanted`; returns everything seen.
-fn wait_for_notification(socket: &UnixDatagram, wanted: &str, seen: &mut String) {
-    let deadline = Instant::now() + HANG_GUARD;
-    let mut buffer = [0u8; 4096];
-    while !seen.contains(wanted) {
-        assert!(Instant::now() < deadline, "no {wanted} in {seen:?}");
-        if let Ok(length) = socket.recv(&mut buffer) {
-            seen.push_str(&String::from_utf8_lossy(&buffer[..length]));
+/// Everything the node sent to the notify socket, read on a thread of its
+/// own so the node never finds the socket's queue full.
+struct Notifications(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Notifications {
+    fn drain(socket: UnixDatagram) -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let writer = seen.clone();
+        // Ends when the test process does; reads time out every 500 ms.
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                if let Ok(length) = socket.recv(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+                    writer.lock().unwrap().push_str(&text);
+                }
+            }
+        });
+        Notifications(seen)
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, wanted: &str) {
+        let deadline = Instant::now() + HANG_GUARD;
+        while !self.text().contains(wanted) {
+            assert!(
+                Instant::now() < deadline,
+                "no {wanted} in {:?}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -111,10 +137,14 @@ fn metrics_health_json_logs_and_systemd_readiness_on_a_real_cluster() {
 
     // systemd: READY=1 once a leader is known, with a STATUS= line, and
     // watchdog pings.
-    let mut notifications = String::new();
-    wait_for_notification(&socket, "READY=1", &mut notifications);
-    assert!(notifications.contains("STATUS="), "{notifications:?}");
-    wait_for_notification(&socket, "WATCHDOG=1", &mut notifications);
+    let notifications = Notifications::drain(socket);
+    notifications.wait_for("READY=1");
+    assert!(
+        notifications.text().contains("STATUS="),
+        "{:?}",
+        notifications.text()
+    );
+    notifications.wait_for("WATCHDOG=1");
 
     cluster.wait_for_leader();
     let writes = 5;
@@ -208,9 +238,20 @@ fn metrics_health_json_logs_and_systemd_readiness_on_a_real_cluster() {
     // Every peer of node 1 gone: it loses its leader and says why.
     cluster.kill_node(2);
     cluster.kill_node(3);
-    let body = eventually("node1 reports itself unavailable", || {
-        get(ports[0], "/health").filter(|(code, _)| *code == 503)
-    })
+    let last = std::cell::RefCell::new(None);
+    let body = eventually_explained(
+        "node1 reports itself unavailable",
+        || {
+            let answer = get(ports[0], "/health");
+            last.replace(answer.clone());
+            answer.filter(|(code, _)| *code == 503)
+        },
+        || {
+            let log = std::fs::read_to_string(&json_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            format!("last answer {:?}; log tail {tail:#?}", last.borrow())
+        },
+    )
     .1;
     let body: serde_json::Value = serde_json::from_str(&body).expect("JSON health");
     assert_eq!(body["status"], "unavailable", "{body}");
@@ -226,7 +267,7 @@ fn metrics_health_json_logs_and_systemd_readiness_on_a_real_cluster() {
     unsafe {
         libc::kill(node1.0.id() as libc::pid_t, libc::SIGTERM);
     }
-    wait_for_notification(&socket, "STOPPING=1", &mut notifications);
+    notifications.wait_for("STOPPING=1");
     drop(node1);
 
     // JSON logs: every line one object, SPEC §7's texts in `message`.

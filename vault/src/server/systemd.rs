@@ -114,11 +114,46 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// Sends one notification without ever blocking: sd-notify's own `notify`
+/// sends on a blocking socket, and a service manager (or test) that stops
+/// reading would then freeze a runtime thread once the socket's small
+/// queue is full. A notification that does not fit is dropped (the next
+/// STATUS= or WATCHDOG=1 follows soon) and logged at debug.
 fn send(states: &[NotifyState<'_>]) {
-    // `false`: keep NOTIFY_SOCKET, later messages need it too.
-    if let Err(error) = sd_notify::notify(false, states) {
-        tracing::warn!("cannot notify the service manager: {error}");
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let message: String = states.iter().map(|state| format!("{state}\n")).collect();
+    match send_nonblocking(&path, message.as_bytes()) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            tracing::debug!("service manager socket full; notification dropped");
+        }
+        Err(error) => tracing::warn!("cannot notify the service manager: {error}"),
     }
+}
+
+/// `NOTIFY_SOCKET` is a path, or an abstract socket name after `@`.
+fn send_nonblocking(path: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let bytes = path.as_bytes();
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(message, &address)?
+        }
+        None => socket.send_to(message, path)?,
+    };
+    if sent != message.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "notification cut short",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
