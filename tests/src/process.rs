@@ -88,9 +88,9 @@ pub fn free_port_range(count: u16) -> u16 {
         // `cluster init` puts each node's metrics listener (TCP) at its
         // port + 1000: those must be free too.
         let metrics_free = (0..count).all(|offset| {
-            (base + offset).checked_add(1000).map_or(true, |port| {
-                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            })
+            (base + offset)
+                .checked_add(1000)
+                .is_none_or(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         });
         if sockets.len() == count as usize && metrics_free {
             *next = Some(cursor);

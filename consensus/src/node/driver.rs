@@ -112,7 +112,6 @@ impl<N: PeerNetwork> Driver<N> {
         status: watch::Sender<NodeStatus>,
         tick: Duration,
         disk: DiskGuard,
-        metrics: Metrics,
     ) -> Self {
         let (persisted_sender, persisted) = mpsc::unbounded_channel();
         Driver {
@@ -132,9 +131,15 @@ impl<N: PeerNetwork> Driver<N> {
             announced: None,
             incoming_snapshot: IncomingSnapshotLog::default(),
             disk,
-            metrics,
+            metrics: Metrics::default(),
             uncommitted: VecDeque::new(),
         }
+    }
+
+    /// Records into `metrics` (the node's) instead of a private registry.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until shutdown or a fatal storage/state-machine failure.

@@ -249,8 +249,8 @@ impl Node {
             status_sender,
             options.tick(),
             super::disk::DiskGuard::new(options.raft_dir.clone(), options.min_free_bytes),
-            options.metrics.clone(),
-        );
+        )
+        .with_metrics(options.metrics.clone());
         let task = tokio::spawn(driver.run(events, apply_events));
         let worker_alive = applied.clone();
         let stale: Arc<StaleReader> = Arc::new(move |query: &[u8]| {
