@@ -239,7 +239,16 @@ pub struct ClusterUpArgs {
 pub enum NodeCommand {
     /// Run a node until SIGINT or SIGTERM; `--config DIR/nodeK/node.toml`
     /// names its configuration.
-    Run,
+    Run(NodeRunArgs),
+}
+
+/// `node run` flags.
+#[derive(Debug, Args)]
+pub struct NodeRunArgs {
+    /// Log lines as `text` or as one JSON object per line (default: the
+    /// node.toml `log_format`, else text).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<crate::config::node::LogFormat>,
 }
 
 /// `vault-cli certs ...`
@@ -504,7 +513,7 @@ mod tests {
                 cli.config.as_deref(),
                 Some(std::path::Path::new("n/node.toml"))
             );
-            assert!(matches!(cli.command, Command::Node(NodeCommand::Run)));
+            assert!(matches!(cli.command, Command::Node(NodeCommand::Run(_))));
         }
     }
 
@@ -545,6 +554,16 @@ mod tests {
             let error = Cli::try_parse_from(args).expect_err("offered where it does nothing");
             assert_eq!(error.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn node_run_takes_a_log_format() {
+        let cli = parse(&["vault-cli", "node", "run", "--log-format", "json"]);
+        let Command::Node(NodeCommand::Run(run)) = cli.command else {
+            panic!("not node run");
+        };
+        assert_eq!(run.log_format, Some(crate::config::node::LogFormat::Json));
+        assert!(Cli::try_parse_from(["vault-cli", "node", "run", "--log-format", "xml"]).is_err());
     }
 
     #[test]

@@ -27,13 +27,18 @@
 //! and each node's Raft state is a backup's snapshot instead of entry 1.
 
 use crate::config::client::ClientFile;
-use crate::config::node::{NodeFile, RaftSection, TwoPcSection, VaultSection};
+use crate::config::node::{
+    LogFormat, MetricsSection, NodeFile, RaftSection, TwoPcSection, VaultSection,
+};
 use anyhow::{bail, Context, Result};
 use certs::{CertificateAuthority, Identity};
 use consensus::node::SeedSnapshot;
 use consensus::raft::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// A node's metrics listener is at its Raft port plus this (SPEC §8).
+pub(crate) const METRICS_PORT_OFFSET: u16 = 1000;
 
 /// What `cluster init` is asked to make.
 #[derive(Debug, Clone)]
@@ -246,6 +251,15 @@ pub(crate) fn write_node_directory(
         raft: RaftSection::default(),
         twopc: TwoPcSection::default(),
         vault: VaultSection::default(),
+        // The node's host at its port + 1000 (SPEC §8); none if that
+        // does not fit in a port number.
+        metrics: MetricsSection {
+            listen: node
+                .port
+                .checked_add(METRICS_PORT_OFFSET)
+                .map(|port| join_host_port(&listen_host, port)),
+        },
+        log_format: LogFormat::Text,
     };
     let path = node_dir.join("node.toml");
     std::fs::write(&path, toml::to_string_pretty(&file)?)?;

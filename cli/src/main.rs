@@ -49,8 +49,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up::run(args),
         Command::Cluster(ClusterCommand::AddNode(args)) => cluster_add_node::run(args),
         Command::Certs(command) => certs_cmd::run(command),
-        Command::Node(args::NodeCommand::Run) => match &cli.config {
-            Some(config) => node_cmd::run(config),
+        Command::Node(args::NodeCommand::Run(run)) => match &cli.config {
+            Some(config) => node_cmd::run(config, run.log_format),
             None => Err(exit::Failure::new(
                 exit::ExitCode::Usage,
                 "node run needs --config DIR/nodeK/node.toml (cluster init writes one per node)",

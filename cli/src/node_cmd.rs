@@ -1,6 +1,6 @@
 //! `node run`: one vault node in the foreground until SIGINT or SIGTERM.
 
-use crate::config::node::{NodeConfig, VotePolicy};
+use crate::config::node::{LogFormat, NodeConfig, VotePolicy};
 use crate::exit::Failure;
 use crate::session::peer_address;
 use anyhow::{Context, Result};
@@ -15,10 +15,12 @@ use vault::server::{ServerError, ServerOptions};
 /// A node whose data directory holds no Raft state refuses to start, and
 /// writes nothing, unless it is a joiner (`join = true`): it lost its data
 /// or was never initialised by `cluster init` (SPEC §13).
-pub fn run(config: &Path) -> Result<()> {
-    // Kept to the end: dropping it flushes the lines still queued.
-    let _log_guard = init_logging();
+pub fn run(config: &Path, log_format: Option<LogFormat>) -> Result<()> {
     let config = crate::config::node::load(config, &|name| std::env::var(name).ok())?;
+    // Kept to the end: dropping it flushes the lines still queued. Set up
+    // once the config is read, which names the format (a config error is
+    // printed by main as one sentence on stderr).
+    let _log_guard = init_logging(log_format.unwrap_or(config.log_format));
     let options = server_options(&config)?;
     consensus::node::preflight(&options.node).map_err(|error| start_failure(&config, error))?;
     create_data_dir(&config.data_dir)?;
@@ -107,6 +109,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: rand::random(),
         min_free_bytes: config.raft.min_free_mb.saturating_mul(1 << 20),
+        metrics: consensus::metrics::Metrics::new(),
     };
     Ok(ServerOptions {
         node,
@@ -126,6 +129,7 @@ fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
             decision_timeout: Duration::from_millis(config.twopc.decision_timeout_ms),
         },
         max_versions: config.vault.max_versions,
+        metrics_listen: config.metrics_listen,
     })
 }
 
@@ -153,7 +157,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// `tracing` to stderr, level from `RUST_LOG` (default `info`).
+/// `tracing` to stderr, level from `RUST_LOG` (default `info`), as text
+/// or as one JSON object per line (`{"timestamp","level","message",
+/// "target",...}`: the message field holds SPEC §7's exact RPC texts, and
+/// structured fields sit beside it).
 ///
 /// Lines are formatted on the calling thread and written by a dedicated
 /// thread: client RPCs are logged at `info` (SPEC §7), and a `write(2)` to
@@ -161,18 +168,30 @@ async fn shutdown_signal() {
 /// request itself under load. The writer is not lossy: when its queue is
 /// full, callers wait rather than drop lines. The returned guard flushes
 /// the queue when dropped.
-pub fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("log-writer")
         .finish(std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colour only on a terminal: node.log files stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer)
-        .try_init();
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder
+            // Colour only on a terminal: node.log files stay plain text.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            // `message` and the event's fields at the top level, where log
+            // shippers look for them; no span context (the node logs none).
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_ansi(false)
+            .try_init(),
+    };
     guard
 }

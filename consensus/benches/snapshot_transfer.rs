@@ -148,6 +148,7 @@ fn options(id: u64, raft_dir: &Path) -> NodeOptions {
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: id,
         min_free_bytes: 0,
+        metrics: Default::default(),
     }
 }
 

@@ -23,6 +23,7 @@
 //!   request, authorization by certificate identity.
 #![warn(missing_docs)]
 
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod state_machine;

@@ -85,7 +85,14 @@ pub fn free_port_range(count: u16) -> u16 {
         let sockets: Vec<_> = (0..count)
             .map_while(|offset| UdpSocket::bind(("127.0.0.1", base + offset)).ok())
             .collect();
-        if sockets.len() == count as usize {
+        // `cluster init` puts each node's metrics listener (TCP) at its
+        // port + 1000: those must be free too.
+        let metrics_free = (0..count).all(|offset| {
+            (base + offset)
+                .checked_add(1000)
+                .is_none_or(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if sockets.len() == count as usize && metrics_free {
             *next = Some(cursor);
             return base;
         }

@@ -40,6 +40,12 @@ pub struct NodeFile {
     /// What the vault keeps.
     #[serde(default)]
     pub vault: VaultSection,
+    /// Where the node serves `/metrics` and `/health`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// How log lines are written: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
 }
 
 /// `[vault]` of `node.toml`.
@@ -58,6 +64,28 @@ impl Default for VaultSection {
             max_versions: vault::store::DEFAULT_MAX_VERSIONS,
         }
     }
+}
+
+/// `[metrics]` of `node.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `IP:PORT` of the HTTP listener for `GET /metrics` and `GET /health`;
+    /// unset: not served. `cluster init` writes the node's host at its
+    /// port + 1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// How the node writes its log lines (`log_format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// `[raft]` of `node.toml`.
@@ -147,6 +175,10 @@ pub struct NodeConfig {
     pub twopc: TwoPcSection,
     /// `[vault]`.
     pub vault: VaultSection,
+    /// `[metrics] listen`, parsed.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `log_format`.
+    pub log_format: LogFormat,
 }
 
 impl NodeConfig {
@@ -247,6 +279,17 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
         file.vault.max_versions = u32::try_from(value)
             .with_context(|| format!("VAULT_MAX_VERSIONS {value} is too large"))?;
     }
+    if let Some(value) = env("VAULT_METRICS_LISTEN") {
+        // Empty turns the listener off.
+        file.metrics.listen = Some(value).filter(|value| !value.trim().is_empty());
+    }
+    if let Some(value) = env("VAULT_LOG_FORMAT") {
+        file.log_format = match value.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("VAULT_LOG_FORMAT must be \"text\" or \"json\", not {other:?}"),
+        };
+    }
     Ok(())
 }
 
@@ -290,6 +333,16 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
     if file.vault.max_versions == 0 {
         bail!("[vault] max_versions must be at least 1 (the current version)");
     }
+    let metrics_listen = file
+        .metrics
+        .listen
+        .as_deref()
+        .map(|listen| {
+            listen
+                .parse()
+                .with_context(|| format!("[metrics] listen {listen:?} is not IP:PORT"))
+        })
+        .transpose()?;
     Ok(NodeConfig {
         id,
         listen,
@@ -302,6 +355,8 @@ fn validate(file: NodeFile, base: &Path) -> Result<NodeConfig> {
         raft,
         twopc: file.twopc,
         vault: file.vault,
+        metrics_listen,
+        log_format: file.log_format,
     })
 }
 
@@ -325,6 +380,10 @@ mod tests {
             raft: RaftSection::default(),
             twopc: TwoPcSection::default(),
             vault: VaultSection::default(),
+            metrics: MetricsSection {
+                listen: Some("127.0.0.1:8001".into()),
+            },
+            log_format: LogFormat::Text,
         }
     }
 
@@ -381,6 +440,62 @@ mod tests {
         let env_bad = |name: &str| (name == "VAULT_JOIN").then(|| "yes".to_string());
         let error = load(&write(dir.path(), &sample()), &env_bad).unwrap_err();
         assert!(error.to_string().contains("VAULT_JOIN"), "{error}");
+    }
+
+    #[test]
+    fn metrics_listen_and_log_format_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&write(dir.path(), &sample()), &|_| None).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:8001".parse().unwrap())
+        );
+        assert_eq!(config.log_format, LogFormat::Text);
+
+        let env = |name: &str| match name {
+            "VAULT_METRICS_LISTEN" => Some("127.0.0.1:9100".to_string()),
+            "VAULT_LOG_FORMAT" => Some("json".to_string()),
+            _ => None,
+        };
+        let config = load(&write(dir.path(), &sample()), &env).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(config.log_format, LogFormat::Json);
+
+        let off = |name: &str| (name == "VAULT_METRICS_LISTEN").then(String::new);
+        assert_eq!(
+            load(&write(dir.path(), &sample()), &off)
+                .unwrap()
+                .metrics_listen,
+            None
+        );
+
+        let text = toml::to_string(&NodeFile {
+            metrics: MetricsSection::default(),
+            ..sample()
+        })
+        .unwrap();
+        assert!(!text.contains("[metrics]\nlisten"), "{text}");
+        std::fs::write(dir.path().join("node.toml"), text).unwrap();
+        let unset = load(&dir.path().join("node.toml"), &|_| None).unwrap();
+        assert_eq!(
+            unset.metrics_listen, None,
+            "no [metrics] listen: not served"
+        );
+
+        let bad_format = |name: &str| (name == "VAULT_LOG_FORMAT").then(|| "xml".to_string());
+        let error = load(&write(dir.path(), &sample()), &bad_format).unwrap_err();
+        assert!(error.to_string().contains("VAULT_LOG_FORMAT"), "{error}");
+        let bad_listen = NodeFile {
+            metrics: MetricsSection {
+                listen: Some("localhost".into()),
+            },
+            ..sample()
+        };
+        let error = load(&write(dir.path(), &bad_listen), &|_| None).unwrap_err();
+        assert!(error.to_string().contains("[metrics] listen"), "{error}");
     }
 
     #[test]

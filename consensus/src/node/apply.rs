@@ -13,6 +13,7 @@
 
 use super::waiters::{Resolution, Waiters};
 use super::NodeError;
+use crate::metrics::LatencyHistogram;
 use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::collections::BTreeMap;
@@ -126,6 +127,8 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     /// next to its index (so a cluster restored from it starts its log
     /// where this one stood).
     applied_term: Term,
+    /// Records how long each batch took to apply (`vault_raft_apply_seconds`).
+    apply_latency: LatencyHistogram,
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
@@ -138,6 +141,7 @@ impl<S: StateMachine> ApplyWorker<S> {
         applied: watch::Sender<LogIndex>,
         snapshot_every: u64,
         (last_snapshot, last_snapshot_bytes): (LogIndex, u64),
+        apply_latency: LatencyHistogram,
     ) -> Self {
         ApplyWorker {
             machine,
@@ -151,6 +155,7 @@ impl<S: StateMachine> ApplyWorker<S> {
             bytes_since_snapshot: 0,
             snapshot_in_flight: None,
             applied_term: 0,
+            apply_latency,
         }
     }
 
@@ -236,7 +241,9 @@ impl<S: StateMachine> ApplyWorker<S> {
             return true;
         };
         let (last_index, last_term) = (last.index, last.term);
+        let started = std::time::Instant::now();
         let outcome = self.apply_until_the_disk_takes_it(batch);
+        self.apply_latency.observe(started.elapsed());
         batch.clear();
         match outcome {
             Ok(()) => {

@@ -102,6 +102,7 @@ fn options(raft_dir: &Path, max_pending_requests: usize) -> NodeOptions {
         seed: 7,
         max_pending_requests,
         min_free_bytes: 0,
+        metrics: Default::default(),
     }
 }
 

@@ -12,12 +12,13 @@ use super::disk::DiskGuard;
 use super::handle::NodeStatus;
 use super::snapshot_log::IncomingSnapshotLog;
 use super::{NodeError, PeerNetwork};
+use crate::metrics::Metrics;
 use crate::raft::{
     LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
     RequestId, Role, Term,
 };
 use crate::storage::{self, Durable, LogWriter, WriteBatch};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -92,6 +93,14 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// Whether the disk takes new writes (free-space reserve, writer
     /// failures); see `disk.rs`.
     disk: DiskGuard,
+    /// Where the driver records the Raft gauges, proposals and commit
+    /// latencies.
+    metrics: Metrics,
+    /// On the leader: when each proposal not yet committed was appended,
+    /// oldest (lowest index) first, for the commit latency histogram.
+    /// Emptied when the node stops leading, so it never outgrows the
+    /// uncommitted tail of one leader's log.
+    uncommitted: VecDeque<(LogIndex, std::time::Instant)>,
 }
 
 impl<N: PeerNetwork> Driver<N> {
@@ -122,7 +131,15 @@ impl<N: PeerNetwork> Driver<N> {
             announced: None,
             incoming_snapshot: IncomingSnapshotLog::default(),
             disk,
+            metrics: Metrics::default(),
+            uncommitted: VecDeque::new(),
         }
+    }
+
+    /// Records into `metrics` (the node's) instead of a private registry.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until shutdown or a fatal storage/state-machine failure.
@@ -335,7 +352,10 @@ impl<N: PeerNetwork> Driver<N> {
         match self.core.propose(commands) {
             Ok(indices) => {
                 let term = self.core.term();
+                let appended = std::time::Instant::now();
+                self.metrics.proposals_appended(replies.len() as u64);
                 for (index, reply) in indices.zip(replies) {
+                    self.uncommitted.push_back((index, appended));
                     let _ = self
                         .apply
                         .send(ApplyTask::Await { index, term, reply })
@@ -487,6 +507,9 @@ impl<N: PeerNetwork> Driver<N> {
                 .await;
         }
         // Step 5: committed entries are durable here; apply in order.
+        if let Some(last) = ready.committed_entries.last() {
+            self.observe_commits(last.index);
+        }
         if !ready.committed_entries.is_empty() {
             let entries = ApplyTask::Entries(ready.committed_entries);
             let _ = self.apply.send(entries).await;
@@ -531,9 +554,28 @@ impl<N: PeerNetwork> Driver<N> {
         self.network.send(message);
     }
 
+    /// Records the commit latency of every timed proposal up to `committed`.
+    fn observe_commits(&mut self, committed: LogIndex) {
+        let now = std::time::Instant::now();
+        while let Some(&(index, appended)) = self.uncommitted.front() {
+            if index > committed {
+                break;
+            }
+            self.metrics
+                .proposal_commit_latency()
+                .observe(now.saturating_duration_since(appended));
+            self.uncommitted.pop_front();
+        }
+    }
+
     fn log_soft_state(&mut self, soft: crate::raft::SoftState) {
         // Role changes are shown at once, whatever the throttle.
         self.status_published = None;
+        if soft.role != Role::Leader {
+            // A former leader's uncommitted entries may be overwritten:
+            // their commit, if it comes, is not this node's doing.
+            self.uncommitted.clear();
+        }
         let id = self.core.id();
         match (soft.role, soft.leader) {
             (Role::Leader, _) => tracing::info!("Node {id} is the leader for term {}", soft.term),
@@ -563,6 +605,7 @@ impl<N: PeerNetwork> Driver<N> {
         let health = self.writer.health();
         status.writes_refused = self.disk.refusal(&health);
         status.disk_failures = health.failures;
+        self.metrics.record_status(&status);
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             if changed {

@@ -4,6 +4,7 @@ use super::apply::{ApplyTask, ApplyWorker, PinnedBackup, SharedMachine};
 use super::driver::{Driver, Event};
 use super::startup::{self, build_core, StartError};
 use super::{ApplyResult, NodeError, NodeOptions, NodeReply, NodeRequest, PeerNetwork};
+use crate::metrics::Metrics;
 use crate::raft::{self, LogIndex, MembershipChange, Message, NodeId, Role, Term};
 use crate::state_machine::StateMachine;
 use crate::storage::{FileStore, FileStoreOptions, LogWriter};
@@ -202,6 +203,7 @@ pub struct Node {
     /// The state machine's applied index, updated after every batch.
     applied: watch::Receiver<LogIndex>,
     timeout: Duration,
+    metrics: Metrics,
 }
 
 impl Node {
@@ -219,7 +221,11 @@ impl Node {
         network: Arc<N>,
     ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), StartError> {
         startup::preflight(options)?;
-        let (store, recovered) = FileStore::open(&options.raft_dir, FileStoreOptions::default())?;
+        let store_options = FileStoreOptions {
+            fsync_latency: Some(options.metrics.wal_fsync_latency().clone()),
+            ..FileStoreOptions::default()
+        };
+        let (store, recovered) = FileStore::open(&options.raft_dir, store_options)?;
         let last_snapshot = recovered.snapshot.as_ref().map_or((0, 0), |snapshot| {
             (snapshot.meta.last_index, snapshot.data.len() as u64)
         });
@@ -251,6 +257,7 @@ impl Node {
             applied_sender,
             options.snapshot_every,
             last_snapshot,
+            options.metrics.apply_latency().clone(),
         )
         // The applied entry is in the log or is the snapshot's last one (it
         // was durable before it was applied); a backup taken before any
@@ -273,7 +280,8 @@ impl Node {
             status_sender,
             options.tick(),
             super::disk::DiskGuard::new(options.raft_dir.clone(), options.min_free_bytes),
-        );
+        )
+        .with_metrics(options.metrics.clone());
         let task = tokio::spawn(driver.run(events, apply_events));
         let worker_alive = applied.clone();
         let stale: Arc<StaleReader> = Arc::new(move |query: &[u8]| {
@@ -304,6 +312,7 @@ impl Node {
             stale,
             applied,
             timeout: options.request_timeout,
+            metrics: options.metrics.clone(),
         };
         Ok((node, task))
     }
@@ -316,6 +325,19 @@ impl Node {
     /// The node's latest status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
+    }
+
+    /// A receiver that wakes at each change of the node's status (at most
+    /// about once per tick), for a watcher of leader changes such as the
+    /// systemd notifier.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// The metrics this node records into ([`NodeOptions::metrics`]); the
+    /// application adds its own counts (2PC decisions) through it.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The index of the last entry this node's state machine applied. Unlike

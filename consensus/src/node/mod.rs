@@ -55,6 +55,7 @@ pub use initialize::{initialize, initialize_from_snapshot, InitializeError, Seed
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
 pub use startup::{preflight, StartError};
 
+use crate::metrics::Metrics;
 use crate::raft::NodeId;
 use std::path::PathBuf;
 
@@ -103,6 +104,10 @@ pub struct NodeOptions {
     /// snapshots. 0 turns the check off (a write that fails on a full disk
     /// is still held and retried, never lost or acknowledged).
     pub min_free_bytes: u64,
+    /// Where the runtime records what it does (Raft gauges, proposal,
+    /// apply and fsync latencies); the application scrapes it. A fresh
+    /// [`Metrics::default`] when nobody scrapes.
+    pub metrics: Metrics,
 }
 
 impl NodeOptions {

@@ -70,6 +70,7 @@ fn a_failed_restore_stops_applying_and_fails_waiters_and_reads() {
         applied_sender,
         1_000_000,
         (0, 0),
+        crate::metrics::LatencyHistogram::default(),
     );
     let (tasks, task_receiver) = mpsc::channel(16);
     let (waiter, waiter_reply) = oneshot::channel();

@@ -103,6 +103,7 @@ fn options(id: u64, raft_dir: &Path, join: bool) -> NodeOptions {
         max_pending_requests: super::DEFAULT_MAX_PENDING_REQUESTS,
         seed: 7,
         min_free_bytes: 0,
+        metrics: Default::default(),
     }
 }
 

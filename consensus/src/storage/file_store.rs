@@ -16,12 +16,16 @@ pub struct FileStoreOptions {
     /// Smaller segments let compaction free space sooner; larger ones mean
     /// fewer files. Default: 64 MiB.
     pub segment_size: u64,
+    /// Where each `fdatasync` of the log records how long it took (the
+    /// node's `vault_wal_fsync_seconds`); none in tests and tools.
+    pub fsync_latency: Option<crate::metrics::LatencyHistogram>,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
         FileStoreOptions {
             segment_size: 64 << 20,
+            fsync_latency: None,
         }
     }
 }
@@ -291,7 +295,12 @@ impl FileStore {
             self.inject = None;
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
         }
-        self.active.sync_data()
+        let started = std::time::Instant::now();
+        let synced = self.active.sync_data();
+        if let Some(latency) = &self.options.fsync_latency {
+            latency.observe(started.elapsed());
+        }
+        synced
     }
 
     /// Brings the store back to its durability point after a failed write,

@@ -29,6 +29,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// The reason of [`Admit::Refuse`] when no connection slot is left.
+pub(crate) const CONNECTION_LIMIT: &str = "connection limit reached";
+/// The reason of [`Admit::Refuse`] when no handshake slot is left.
+pub(crate) const HANDSHAKE_LIMIT: &str = "too many handshakes in progress";
+
 /// The addresses of the configured peers, kept by the transport as peers
 /// are added and removed. A node dials from the socket it listens on, so a
 /// peer's connections come from its configured address.
@@ -100,14 +105,14 @@ impl Admission {
         if self.client_connections.available_permits() == 0
             && self.node_connections.available_permits() == 0
         {
-            return Admit::Refuse("connection limit reached");
+            return Admit::Refuse(CONNECTION_LIMIT);
         }
         let reserved = from_peer
             .then(|| self.peer_handshakes.clone().try_acquire_owned().ok())
             .flatten();
         match reserved.or_else(|| self.handshakes.clone().try_acquire_owned().ok()) {
             Some(permit) => Admit::Handshake(permit),
-            None => Admit::Refuse("too many handshakes in progress"),
+            None => Admit::Refuse(HANDSHAKE_LIMIT),
         }
     }
 
@@ -164,7 +169,7 @@ mod tests {
         }
         assert!(matches!(
             admission.admit(address(5), true),
-            Admit::Refuse("too many handshakes in progress")
+            Admit::Refuse(HANDSHAKE_LIMIT)
         ));
         drop(held);
         assert!(matches!(
@@ -205,7 +210,7 @@ mod tests {
         assert!(node.is_some(), "the node reserve is still free");
         assert!(matches!(
             admission.admit(address(3), true),
-            Admit::Refuse("connection limit reached")
+            Admit::Refuse(CONNECTION_LIMIT)
         ));
         drop(first);
         // A node falls back to the shared slots once its reserve is used.

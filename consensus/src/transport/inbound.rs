@@ -6,13 +6,14 @@
 //! and holds a clone of the task guard so that shutdown can wait for all of
 //! them (the mini-redis pattern).
 
-use super::admission::{Admission, Admit};
+use super::admission::{self, Admission, Admit};
 use super::budget::{BudgetError, RequestBudgets, Reservation};
 use super::codec::{encode_frame, read_frame, read_frame_body, read_frame_length, FrameError};
 use super::quic::{connection_identity, node_of};
 use super::request::{Answer, InboundRequest, RequestOrigin, Responder};
 use super::wire::{Hello, HELLO_LIMIT};
 use super::{codes, TransportConfig};
+use crate::metrics::RefusalReason;
 use crate::raft::types::NodeId;
 use certs::Identity;
 use serde::de::DeserializeOwned;
@@ -112,6 +113,10 @@ pub(crate) async fn run_accept_loop<M, Req, Resp>(
             }
             Admit::Refuse(reason) => {
                 tracing::warn!(%remote, reason, "refusing a connection");
+                context.config.metrics.connection_refused(match reason {
+                    admission::CONNECTION_LIMIT => RefusalReason::ConnectionLimit,
+                    _ => RefusalReason::HandshakeLimit,
+                });
                 incoming.refuse();
             }
         }
@@ -131,6 +136,9 @@ async fn handshake(
         Ok(connecting) => connecting,
         Err(error) => {
             tracing::warn!(%remote, %error, "handshake refused");
+            config
+                .metrics
+                .connection_refused(RefusalReason::HandshakeFailed);
             return None;
         }
     };
@@ -141,6 +149,9 @@ async fn handshake(
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             tracing::warn!(%remote, %error, "handshake refused");
+            config
+                .metrics
+                .connection_refused(RefusalReason::HandshakeFailed);
             return None;
         }
         Err(_) => {
@@ -152,6 +163,9 @@ async fn handshake(
         Ok(identity) => Some((connection, identity)),
         Err(reason) => {
             tracing::warn!(%remote, %reason, "closing a connection without a usable identity");
+            config
+                .metrics
+                .connection_refused(RefusalReason::BadIdentity);
             connection.close(
                 quinn::VarInt::from_u32(codes::BAD_IDENTITY),
                 b"bad identity",
@@ -179,12 +193,20 @@ async fn serve_connection<M, Req, Resp>(
     let identity = Arc::new(identity);
     let mut trust = context.trust.clone();
     if !trusted(&identity, &trust.borrow_and_update()) {
+        context
+            .config
+            .metrics
+            .connection_refused(RefusalReason::NotMember);
         refuse_stranger(&connection, remote, &identity);
         return;
     }
     // Held for the life of the connection.
     let Some(_slot) = context.admission.connection_slot(&identity) else {
         tracing::warn!(%remote, %identity, "connection limit reached; closing");
+        context
+            .config
+            .metrics
+            .connection_refused(RefusalReason::ConnectionLimit);
         connection.close(
             quinn::VarInt::from_u32(codes::BUSY),
             b"connection limit reached",
@@ -196,6 +218,9 @@ async fn serve_connection<M, Req, Resp>(
         tokio::select! {
             changed = trust.changed() => {
                 if changed.is_err() || !trusted(&identity, &trust.borrow_and_update()) {
+                    if changed.is_ok() {
+                        context.config.metrics.connection_refused(RefusalReason::NotMember);
+                    }
                     refuse_stranger(&connection, remote, &identity);
                     return;
                 }

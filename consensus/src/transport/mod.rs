@@ -212,6 +212,9 @@ pub struct TransportConfig {
     /// Keep-alive interval, well below `idle_timeout`, so that idle peer
     /// connections stay up and dead ones are noticed.
     pub keep_alive: Duration,
+    /// Where refused connections are counted, by reason
+    /// (`vault_transport_refused_connections_total`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl TransportConfig {
@@ -247,6 +250,7 @@ impl TransportConfig {
             read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(2),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod handler;
 mod late_peers;
 mod members;
 mod network;
+mod systemd;
 mod twopc;
 mod wire;
 
@@ -63,6 +64,10 @@ pub struct ServerOptions {
     /// How many versions of each secret are kept, the current one included
     /// (`[vault] max_versions`; the same on every node).
     pub max_versions: u32,
+    /// Where to serve `GET /metrics` and `GET /health` over HTTP
+    /// (`[metrics] listen`); none: not served. The metrics themselves are
+    /// `node.metrics`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a node could not start or stopped abnormally.
@@ -101,6 +106,7 @@ pub async fn run(
     consensus::node::preflight(&options.node)?;
     let credentials = Credentials::load(&options.ca, &options.cert, &options.key)?;
     let mut config = TransportConfig::new(options.node.id, options.listen);
+    config.metrics = options.node.metrics.clone();
     config.peers = options
         .peers
         .iter()
@@ -133,6 +139,23 @@ pub async fn run(
         options.listen,
         options.peers.len().saturating_sub(1)
     );
+    let metrics_server = match options.metrics_listen {
+        Some(address) => {
+            let status_node = node.clone();
+            let status: consensus::metrics::StatusSource = Arc::new(move || status_node.status());
+            match consensus::metrics::serve(address, options.node.metrics.clone(), status).await {
+                Ok((_, server)) => Some(tokio::spawn(server)),
+                Err(error) => {
+                    // Monitoring must not take the node down: it serves its
+                    // peers and clients without metrics, and says so.
+                    tracing::error!("{error}; this node runs without /metrics and /health");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let notifier = systemd::spawn(&node);
     let peer_pump = tokio::spawn(handler::pump_peer_messages(
         node.clone(),
         inbox.peer_messages,
@@ -186,10 +209,14 @@ pub async fn run(
         }
         result = &mut driver => Some(result),
     };
+    systemd::stopping();
     request_loop.abort();
     recovery.abort();
     pruning.abort();
     late_peers.abort();
+    for task in [metrics_server, notifier].into_iter().flatten() {
+        task.abort();
+    }
     node.shutdown().await;
     let result = match outcome {
         Some(result) => result,

@@ -65,8 +65,14 @@ const KILL_AFTER: u64 = 300;
 fn child_appends_until_killed(dir: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let (store, _) =
-            FileStore::open(dir, FileStoreOptions { segment_size: 2048 }).expect("open");
+        let (store, _) = FileStore::open(
+            dir,
+            FileStoreOptions {
+                segment_size: 2048,
+                ..FileStoreOptions::default()
+            },
+        )
+        .expect("open");
         let writer = LogWriter::spawn(store).expect("spawn");
         let next_index = Arc::new(tokio::sync::Mutex::new(1));
         let mut tasks = Vec::new();

@@ -21,7 +21,10 @@ impl FileFactory {
     pub(crate) fn new(segment_size: u64) -> FileFactory {
         FileFactory {
             dir: tempfile::tempdir().expect("a temporary directory"),
-            options: FileStoreOptions { segment_size },
+            options: FileStoreOptions {
+                segment_size,
+                ..FileStoreOptions::default()
+            },
         }
     }
 }

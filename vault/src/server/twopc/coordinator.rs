@@ -124,6 +124,9 @@ impl TwoPc {
                             "Coordinator decision for tx {tx}: {}",
                             consensus_decision(logged)
                         );
+                        self.node
+                            .metrics()
+                            .twopc_decided(consensus_decision(logged));
                         pending.extend(
                             coordinator.on_decision_logged(consensus_decision(logged), now()),
                         );
