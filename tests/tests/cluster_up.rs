@@ -143,6 +143,16 @@ fn cluster_up_runs_every_node_and_sigint_stops_them_all() {
     assert_eq!(read.code, 0, "{read:?}");
     assert_eq!(read.json()["password"], "pw-up");
 
+    // The ready lines are commands that run as printed: the binary's
+    // absolute path (vault-cli may not be on PATH) and the passphrase.
+    let printed = std::fs::read_to_string(root.path().join("up.log")).expect("up.log");
+    let binary = vault_cli().canonicalize().expect("the binary's path");
+    assert!(
+        printed.contains(&format!("{} get-secret github", binary.display())),
+        "cluster up does not print runnable commands:\n{printed}"
+    );
+    assert!(printed.contains("VAULT_PASSPHRASE"), "{printed}");
+
     up.signal(libc::SIGINT);
     let status = up.wait().expect("cluster up exits after SIGINT");
     assert!(status.success(), "cluster up exit status: {status:?}");

@@ -146,6 +146,12 @@ fn export_then_import_moves_every_secret_and_list_shared_shows_shares() {
         serde_json::json!([{ "owner": "admin:admin", "name": "mail", "version": 1 }]),
         "{shared}"
     );
+    let history = after(&bob, &["history", "mail", "--owner", "admin:admin"], None)
+        .expect_ok()
+        .json();
+    assert_eq!(history["versions"][0]["version"], 1, "{history}");
+    let stranger = after(&bob, &["history", "bank", "--owner", "admin:admin"], None);
+    assert_eq!(stranger.code, 7, "{stranger:?}");
 
     let dir = tempfile::tempdir().expect("temporary directory");
     for format in ["csv", "json"] {
@@ -184,6 +190,33 @@ fn export_then_import_moves_every_secret_and_list_shared_shows_shares() {
     assert_eq!(again.json()["imported"], 0, "{again:?}");
     assert_eq!(again.json()["skipped"], serde_json::json!(["bank", "mail"]));
 
+    let bitwarden = dir.path().join("bitwarden.json");
+    std::fs::write(
+        &bitwarden,
+        r#"{"encrypted":false,"folders":[],"items":[
+            {"id":"1","type":1,"name":"forum","notes":null,
+             "login":{"username":"bob","password":"from-bitwarden",
+                      "uris":[{"match":null,"uri":"https://forum.example"}]}}]}"#,
+    )
+    .expect("written");
+    let from_bitwarden = after(
+        &bob,
+        &[
+            "import",
+            &bitwarden.to_string_lossy(),
+            "--format",
+            "bitwarden-json",
+        ],
+        None,
+    )
+    .expect_ok();
+    assert_eq!(from_bitwarden.json()["imported"], 1, "{from_bitwarden:?}");
+    let forum = after(&bob, &["get-secret", "forum"], None)
+        .expect_ok()
+        .json();
+    assert_eq!(forum["password"], "from-bitwarden");
+    assert_eq!(forum["url"], "https://forum.example");
+
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "name,password\nok,1\nbad\u{7},2\n").expect("written");
     let refused = after(
@@ -195,7 +228,7 @@ fn export_then_import_moves_every_secret_and_list_shared_shows_shares() {
     let listing = after(&bob, &["list"], None).expect_ok().json();
     assert_eq!(
         listing["secrets"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "a refused import stored something: {listing}"
     );
 }

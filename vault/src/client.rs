@@ -224,14 +224,7 @@ impl VaultClient {
         request: &ClientRequest,
         deadline: Instant,
     ) -> Result<Reply, VaultError> {
-        let (id, address) = self
-            .nodes
-            .get(index)
-            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
-        let connect_deadline = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-        let connection = tokio::time::timeout_at(connect_deadline, self.connection(*id, address))
-            .await
-            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
+        let (id, connection) = self.connect_index(index, deadline).await?;
         let wire = WireRequest::Client(request.clone());
         let outcome = tokio::time::timeout_at(deadline, connection.request(&wire)).await;
         match outcome {
@@ -240,7 +233,7 @@ impl VaultClient {
                 format!("{id} answered with a node reply"),
             )),
             Ok(Err(error)) => {
-                self.connections.lock().await.remove(id);
+                self.connections.lock().await.remove(&id);
                 if let Some(refusal) = connection.handshake_refusal() {
                     return Err(VaultError::Unavailable(format!(
                         "{id} {REFUSED_CERTIFICATE} ({refusal}); is it issued by the cluster CA?"
@@ -303,14 +296,7 @@ impl VaultClient {
         request: &WireRequest,
         deadline: Instant,
     ) -> Result<Result<(NodeId, SnapshotStream, (u64, u64, u64)), VaultError>, VaultError> {
-        let (id, address) = self
-            .nodes
-            .get(index)
-            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
-        let connect_deadline = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-        let connection = tokio::time::timeout_at(connect_deadline, self.connection(*id, address))
-            .await
-            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
+        let (id, connection) = self.connect_index(index, deadline).await?;
         let unreachable = |error: consensus::transport::TransportError| {
             VaultError::Unavailable(format!("{id}: {error}"))
         };
@@ -325,13 +311,13 @@ impl VaultClient {
         let first = match first {
             Ok(first) => first,
             Err(error) => {
-                self.connections.lock().await.remove(id);
+                self.connections.lock().await.remove(&id);
                 return Err(unreachable(error));
             }
         };
         Ok(match first {
             Some(WireResponse::Client(Ok(Response::SnapshotStarted { index, term, bytes }))) => {
-                Ok((*id, stream, (index, term, bytes)))
+                Ok((id, stream, (index, term, bytes)))
             }
             Some(WireResponse::Client(Err(error))) => Err(error),
             Some(_) => Err(VaultError::Internal(format!(
@@ -405,6 +391,24 @@ impl VaultClient {
                 }
             }
         }
+    }
+
+    /// The connection to node `index` (of the configured list), dialled if
+    /// needed within [`CONNECT_TIMEOUT`] or `deadline`, whichever is first.
+    async fn connect_index(
+        &self,
+        index: usize,
+        deadline: Instant,
+    ) -> Result<(NodeId, Arc<Client>), VaultError> {
+        let (id, address) = self
+            .nodes
+            .get(index)
+            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
+        let connect_deadline = deadline.min(Instant::now() + CONNECT_TIMEOUT);
+        let connection = tokio::time::timeout_at(connect_deadline, self.connection(*id, address))
+            .await
+            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
+        Ok((*id, connection))
     }
 
     /// Opens the connection to the preferred node now (handshake included),
