@@ -17,7 +17,8 @@ fn bad_secret_names_are_refused_clearly_and_nothing_is_stored() {
     ];
     for (name, reason) in cases {
         let refused = cluster.cli_with_input(&["add-secret", name, "--password-stdin"], Some("pw"));
-        assert_eq!(refused.code, 1, "{name:?}: {refused:?}");
+        // Refused before anything is sent, as a usage error (SPEC §8: 2).
+        assert_eq!(refused.code, 2, "{name:?}: {refused:?}");
         assert!(refused.stderr.contains(reason), "{name:?}: {refused:?}");
         assert_eq!(
             refused.stderr.trim().lines().count(),
@@ -26,10 +27,10 @@ fn bad_secret_names_are_refused_clearly_and_nothing_is_stored() {
         );
         assert!(!refused.stderr.contains("panicked"), "{refused:?}");
         let json = refused.json();
-        assert_eq!(json["code"], 1);
+        assert_eq!(json["code"], 2);
     }
     let empty = cluster.cli_with_input(&["add-secret", "", "--password-stdin"], Some("pw"));
-    assert_eq!(empty.code, 1, "empty name: {empty:?}");
+    assert_eq!(empty.code, 2, "empty name: {empty:?}");
 
     let list = cluster.cli(&["list"]).expect_ok().json();
     assert_eq!(list, serde_json::json!({"secrets": []}), "nothing stored");
