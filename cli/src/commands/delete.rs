@@ -7,8 +7,8 @@ use anyhow::Result;
 use serde_json::json;
 use vault::protocol::{Decision, Request, Response, Vote};
 
-/// Prints `{"tx","decision","votes","reasons","acked"}` (also on an abort,
-/// as the one `--json` document) and exits 5 when the transaction aborted,
+/// Prints `{"tx","decision","votes","acked"}` (also on an abort, as the
+/// one `--json` document) and exits 5 when the transaction aborted,
 /// naming each participant that voted abort and why.
 pub async fn run(session: &Session, name: &str) -> Result<()> {
     crate::session::check_name(name)?;
@@ -33,15 +33,12 @@ pub async fn run(session: &Session, name: &str) -> Result<()> {
         .iter()
         .map(|(node, vote)| (node.to_string(), json!(vote_text(vote))))
         .collect();
-    let reasons: serde_json::Map<String, serde_json::Value> = report
-        .reasons
-        .iter()
-        .map(|(node, reason)| (node.to_string(), json!(reason)))
-        .collect();
     let acked: Vec<String> = report.acked.iter().map(ToString::to_string).collect();
     crate::render::print(
         session.json,
-        json!({ "tx": report.tx, "decision": decision, "votes": votes, "reasons": reasons, "acked": acked }),
+        // Exactly the keys of SPEC §8; each abort's reason goes into the error
+        // sentence on stderr.
+        json!({ "tx": report.tx, "decision": decision, "votes": votes, "acked": acked }),
         || {
             let mut text = format!("transaction {}: {}\n", report.tx, decision.to_uppercase());
             for (node, vote) in &report.votes {
