@@ -9,8 +9,8 @@
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
 use super::disk::DiskGuard;
-use super::handle::NodeStatus;
 use super::snapshot_log::IncomingSnapshotLog;
+use super::status::NodeStatus;
 use super::{NodeError, PeerNetwork};
 use crate::metrics::Metrics;
 use crate::raft::{

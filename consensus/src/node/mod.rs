@@ -44,16 +44,18 @@ mod network;
 mod restore_failure_tests;
 mod snapshot_log;
 mod startup;
+mod status;
 #[cfg(test)]
 mod tests;
 pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
 pub use error::NodeError;
-pub use handle::{BackupSnapshot, MemberStatus, Node, NodeStatus, ReadConsistency};
+pub use handle::{BackupSnapshot, Node, ReadConsistency};
 pub use initialize::{initialize, initialize_from_snapshot, InitializeError, SeedSnapshot};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
 pub use startup::{preflight, StartError};
+pub use status::{MemberStatus, NodeStatus};
 
 use crate::metrics::Metrics;
 use crate::raft::NodeId;
