@@ -300,7 +300,7 @@ impl<A: Application> Cluster<A> {
         };
         let voters = core.membership().voters.clone();
         let settled =
-            core.membership_index <= core.commit_index() && core.membership().learners.is_empty();
+            core.membership_index() <= core.commit_index() && core.membership().learners.is_empty();
         // A removal of the last one may still be undone by a new leader,
         // so "one at a time" counts the forgotten in any running node's
         // configuration, not only those not removed yet.

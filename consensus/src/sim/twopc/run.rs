@@ -236,7 +236,7 @@ impl Run {
         else {
             return Ok(());
         };
-        if core.membership_index > core.commit_index() {
+        if core.membership_index() > core.commit_index() {
             return Ok(());
         }
         let membership = core.membership();
