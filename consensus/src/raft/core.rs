@@ -3,21 +3,19 @@
 //! [`Ready`].
 
 use super::config::Config;
-use super::errors::{NotLeader, RestoreError};
+use super::errors::RestoreError;
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
-use super::progress::Progress;
-use super::read_index::ReadQueue;
-use super::ready::{Ready, RequestId, Role, SoftState};
-use super::snapshot_receive::IncomingSnapshot;
-use super::transfer::Transfer;
+use super::ready::{Ready, Role, SoftState};
+use super::role::{FollowerState, RoleState};
+use super::shared::{Outbox, SharedState};
 use super::types::{
     Entry, EntryPayload, HardState, Incarnation, LogIndex, Membership, NodeId, Term,
 };
 use super::Snapshot;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// What the runtime loaded from disk to start a node.
 #[derive(Clone, Debug, Default)]
@@ -34,69 +32,14 @@ pub struct RestoredState {
 /// [`step`](Self::step), [`propose`](Self::propose), ...), then drain
 /// [`ready`](Self::ready) and do what it says, in the order its documentation
 /// gives.
+///
+/// Inside, the state every role has ([`SharedState`]) is kept apart from
+/// the role and the state only that role has ([`RoleState`]), so leader
+/// work can borrow the leader's state and the shared state at once through
+/// a [`LeaderHandle`](super::LeaderHandle).
 pub struct RaftCore {
-    pub(crate) config: Config,
-    pub(crate) id: NodeId,
-    /// Which life of `id` this is (see [`HardState::incarnation`]).
-    pub(crate) incarnation: Incarnation,
-    pub(crate) term: Term,
-    pub(crate) vote: Option<NodeId>,
-    pub(crate) commit: LogIndex,
-    /// Entries up to here were handed out for applying.
-    pub(crate) apply_cursor: LogIndex,
-    /// What the runtime reported applied.
-    pub(crate) applied_index: LogIndex,
-    pub(crate) log: RaftLog,
-    pub(crate) leader: Option<NodeId>,
+    pub(crate) shared: SharedState,
     pub(crate) role: RoleState,
-    /// The membership in force: the latest in the log, committed or not
-    /// (dissertation §4.1).
-    pub(crate) membership: Membership,
-    pub(crate) membership_index: LogIndex,
-    pub(crate) election_elapsed: u32,
-    pub(crate) heartbeat_elapsed: u32,
-    pub(crate) election_timeout: u32,
-    rng: ChaCha8Rng,
-    pub(crate) outbox: Outbox,
-    last_hard_state: HardState,
-    last_soft_state: Option<SoftState>,
-}
-
-/// Outputs collected between two [`RaftCore::ready`] calls.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    pub(crate) messages: Vec<Message>,
-    pub(crate) after_persist: Vec<Message>,
-    pub(crate) read_states: Vec<super::ReadState>,
-    pub(crate) aborted_reads: Vec<RequestId>,
-    pub(crate) snapshot: Option<Snapshot>,
-    pub(crate) snapshot_progress: Option<super::SnapshotTransfer>,
-}
-
-/// The role of the node, with the state only that role has.
-#[derive(Debug)]
-pub(crate) enum RoleState {
-    Follower(FollowerState),
-    PreCandidate(Votes),
-    Candidate(Votes),
-    Leader(LeaderState),
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct FollowerState {
-    pub(crate) incoming: Option<IncomingSnapshot>,
-}
-
-/// Votes received in an election (or pre-vote round): voter -> granted.
-pub(crate) type Votes = BTreeMap<NodeId, bool>;
-
-#[derive(Debug)]
-pub(crate) struct LeaderState {
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
-    pub(crate) reads: ReadQueue,
-    pub(crate) transfer: Option<Transfer>,
-    /// Whether an entry of this leader's term is committed yet.
-    pub(crate) committed_in_term: bool,
 }
 
 impl RaftCore {
@@ -126,7 +69,7 @@ impl RaftCore {
             return Err(RestoreError::ZeroIncarnation);
         }
         let mut core = RaftCore::restore(config, RestoredState::default())?;
-        core.incarnation = incarnation;
+        core.shared.incarnation = incarnation;
         Ok(core)
     }
 
@@ -143,7 +86,7 @@ impl RaftCore {
             log.membership_at(log.last_index()).unwrap_or_default();
         let base = log.base_index();
         let seed = config.seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut core = RaftCore {
+        let shared = SharedState {
             id: config.id,
             incarnation: hard_state.incarnation,
             term: hard_state.term,
@@ -155,11 +98,9 @@ impl RaftCore {
             applied_index: base,
             log,
             leader: None,
-            role: RoleState::Follower(FollowerState::default()),
             membership,
             membership_index,
             election_elapsed: 0,
-            heartbeat_elapsed: 0,
             election_timeout: config.election_ticks_min,
             rng: ChaCha8Rng::seed_from_u64(seed),
             outbox: Outbox::default(),
@@ -167,8 +108,12 @@ impl RaftCore {
             last_soft_state: None,
             config,
         };
-        core.last_hard_state.commit = core.commit;
-        core.reset_election_timeout();
+        let mut core = RaftCore {
+            shared,
+            role: RoleState::Follower(FollowerState::default()),
+        };
+        core.shared.last_hard_state.commit = core.shared.commit;
+        core.shared.reset_election_timeout();
         Ok(core)
     }
 
@@ -182,30 +127,30 @@ impl RaftCore {
         }
         let mut core = RaftCore::restore(config, RestoredState::default())?;
         let membership = Membership::with_voters(voters);
-        core.term = 1;
-        core.log.append(vec![Entry {
+        core.shared.term = 1;
+        core.shared.log.append(vec![Entry {
             term: 1,
             index: 1,
             payload: EntryPayload::Membership(membership.clone()),
         }]);
-        core.membership = membership;
-        core.membership_index = 1;
+        core.shared.membership = membership;
+        core.shared.membership_index = 1;
         Ok(core)
     }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        self.id
+        self.shared.id
     }
 
     /// The current term.
     pub fn term(&self) -> Term {
-        self.term
+        self.shared.term
     }
 
     /// The leader this node knows, if any.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        self.shared.leader
     }
 
     /// This node's role.
@@ -215,21 +160,22 @@ impl RaftCore {
 
     /// The commit index.
     pub fn commit_index(&self) -> LogIndex {
-        self.commit
+        self.shared.commit
     }
 
     /// The membership in force at log index `index`: that of the latest
     /// membership entry at or before it (the snapshot's, if `index` is
     /// covered by the snapshot; the latest one if `index` is past the log).
     pub fn membership_at(&self, index: LogIndex) -> Membership {
-        self.log
-            .membership_at(index)
-            .map_or_else(|| self.membership.clone(), |(membership, _)| membership)
+        self.shared.log.membership_at(index).map_or_else(
+            || self.shared.membership.clone(),
+            |(membership, _)| membership,
+        )
     }
 
     /// The log index of the membership entry in force (0 for none).
     pub fn membership_index(&self) -> LogIndex {
-        self.membership_index
+        self.shared.membership_index
     }
 
     /// The membership of the latest membership entry known committed (the
@@ -237,32 +183,27 @@ impl RaftCore {
     /// the nodes it removes are still members here: they may be needed to
     /// commit it (a leader removing itself leads until then).
     pub fn committed_membership(&self) -> Membership {
-        if self.membership_index <= self.commit {
-            return self.membership.clone();
+        if self.shared.membership_index <= self.shared.commit {
+            return self.shared.membership.clone();
         }
-        self.log
-            .membership_at(self.commit)
-            .map_or_else(|| self.membership.clone(), |(membership, _)| membership)
+        self.shared
+            .log
+            .membership_at(self.shared.commit)
+            .map_or_else(
+                || self.shared.membership.clone(),
+                |(membership, _)| membership,
+            )
     }
 
     /// The membership in force (the latest in the log).
     pub fn membership(&self) -> &Membership {
-        &self.membership
-    }
-
-    /// A "not the leader" answer carrying the leader hint.
-    pub(crate) fn not_leader(&self) -> NotLeader {
-        NotLeader {
-            leader: self.leader.filter(|leader| *leader != self.id),
-        }
+        &self.shared.membership
     }
 
     /// Advances logical time by one tick: elections, heartbeats, CheckQuorum
     /// and the abort of stalled leadership transfers hang off this.
     pub fn tick(&mut self) {
-        if matches!(self.role, RoleState::Leader(_)) {
-            self.tick_leader();
-        } else {
+        if !self.lead(|leader| leader.tick()) {
             self.tick_election();
         }
     }
@@ -271,12 +212,15 @@ impl RaftCore {
     /// and stale or unexpected messages, are dropped (the protocol tolerates
     /// loss).
     pub fn step(&mut self, message: Message) {
-        if message.to != self.id || message.from == self.id || !message.is_well_formed() {
-            tracing::debug!(node = %self.id, from = %message.from, rpc = message.rpc_name(), "malformed message dropped");
+        if message.to != self.shared.id
+            || message.from == self.shared.id
+            || !message.is_well_formed()
+        {
+            tracing::debug!(node = %self.shared.id, from = %message.from, rpc = message.rpc_name(), "malformed message dropped");
             return;
         }
         if !self.is_from_known_life(&message) {
-            tracing::warn!(node = %self.id, from = %message.from, incarnation = message.incarnation,
+            tracing::warn!(node = %self.shared.id, from = %message.from, incarnation = message.incarnation,
                 rpc = message.rpc_name(), "message from another life of a voter dropped: that node lost its state; remove it and add it back");
             return;
         }
@@ -293,7 +237,9 @@ impl RaftCore {
         match body {
             MessageBody::RequestVote(request) => self.handle_vote_request(from, term, request),
             body => match self.role {
-                RoleState::Leader(_) => self.step_leader(from, incarnation, body),
+                RoleState::Leader(_) => {
+                    self.lead(|leader| leader.step(from, incarnation, body));
+                }
                 RoleState::PreCandidate(_) | RoleState::Candidate(_) => {
                     self.step_candidate(from, term, body)
                 }
@@ -322,20 +268,10 @@ impl RaftCore {
                 | MessageBody::HeartbeatResponse(_)
                 | MessageBody::InstallSnapshotResponse(_)
         );
-        let expected = self.membership.voter_incarnation(message.from);
+        let expected = self.shared.membership.voter_incarnation(message.from);
         !answer
             || expected.is_none_or(|expected| expected == message.incarnation)
-            || self.planted_accept_any_incarnation()
-    }
-
-    #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn planted_accept_any_incarnation(&self) -> bool {
-        self.config.planted_bugs.accept_any_incarnation
-    }
-
-    #[cfg(not(any(test, feature = "testing")))]
-    pub(crate) fn planted_accept_any_incarnation(&self) -> bool {
-        false
+            || self.shared.planted_accept_any_incarnation()
     }
 
     /// The runtime made the entries through `(index, term)` durable. An
@@ -343,165 +279,86 @@ impl RaftCore {
     /// leader this may advance the commit index: the leader counts its own
     /// log toward a quorum only once durable.
     pub fn persisted(&mut self, index: LogIndex, term: Term) {
-        if self.log.persisted(index, term) && matches!(self.role, RoleState::Leader(_)) {
-            self.maybe_commit();
+        if self.shared.log.persisted(index, term) {
+            self.lead(|leader| leader.maybe_commit());
         }
     }
 
     /// The state machine applied (durably) through `index`; shown by
     /// [`status`](Self::status) and bounds [`snapshot_taken`](Self::snapshot_taken).
     pub fn applied(&mut self, index: LogIndex) {
-        self.applied_index = self.applied_index.max(index.min(self.apply_cursor));
+        self.shared.applied_index = self
+            .shared
+            .applied_index
+            .max(index.min(self.shared.apply_cursor));
     }
 
     /// Whether [`ready`](Self::ready) has anything to hand out.
     pub fn has_ready(&self) -> bool {
-        let outbox = &self.outbox;
+        let outbox = &self.shared.outbox;
         !outbox.messages.is_empty()
             || !outbox.after_persist.is_empty()
             || !outbox.read_states.is_empty()
             || !outbox.aborted_reads.is_empty()
             || outbox.snapshot.is_some()
             || outbox.snapshot_progress.is_some()
-            || self.log.has_unstable()
-            || self.hard_state() != self.last_hard_state
-            || Some(self.soft_state()) != self.last_soft_state
-            || self.apply_cursor < self.commit.min(self.log.stable_index())
+            || self.shared.log.has_unstable()
+            || self.shared.hard_state() != self.shared.last_hard_state
+            || Some(self.soft_state()) != self.shared.last_soft_state
+            || self.shared.apply_cursor < self.shared.commit.min(self.shared.log.stable_index())
     }
 
     /// Drains the work accumulated since the last call. See [`Ready`] for
     /// the order in which the runtime must do it.
     pub fn ready(&mut self) -> Ready {
-        let hard_state = self.hard_state();
+        let hard_state = self.shared.hard_state();
         let soft_state = self.soft_state();
-        let apply_to = self.commit.min(self.log.stable_index());
-        let committed_entries = self.log.slice(self.apply_cursor + 1, apply_to);
-        self.apply_cursor = self.apply_cursor.max(apply_to);
-        let outbox = std::mem::take(&mut self.outbox);
+        let apply_to = self.shared.commit.min(self.shared.log.stable_index());
+        let committed_entries = self
+            .shared
+            .log
+            .slice(self.shared.apply_cursor + 1, apply_to);
+        self.shared.apply_cursor = self.shared.apply_cursor.max(apply_to);
+        let outbox = std::mem::take(&mut self.shared.outbox);
         let ready = Ready {
             snapshot: outbox.snapshot,
             messages: outbox.messages,
-            hard_state: (hard_state != self.last_hard_state).then_some(hard_state),
-            entries: self.log.take_unstable(),
+            hard_state: (hard_state != self.shared.last_hard_state).then_some(hard_state),
+            entries: self.shared.log.take_unstable(),
             messages_after_persist: outbox.after_persist,
             committed_entries,
             read_states: outbox.read_states,
             aborted_reads: outbox.aborted_reads,
-            soft_state: (Some(soft_state) != self.last_soft_state).then_some(soft_state),
+            soft_state: (Some(soft_state) != self.shared.last_soft_state).then_some(soft_state),
             snapshot_progress: outbox.snapshot_progress,
         };
-        self.last_hard_state = hard_state;
-        self.last_soft_state = Some(soft_state);
+        self.shared.last_hard_state = hard_state;
+        self.shared.last_soft_state = Some(soft_state);
         ready
-    }
-
-    pub(crate) fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.commit,
-            incarnation: self.incarnation,
-        }
     }
 
     fn soft_state(&self) -> SoftState {
         SoftState {
             role: self.role.kind(),
-            term: self.term,
-            leader: self.leader,
+            term: self.shared.term,
+            leader: self.shared.leader,
         }
     }
 
-    /// Queues a message: a leader's messages may leave at once (they promise
-    /// nothing about local durable state beyond its term, persisted when it
-    /// campaigned); everything else, and every answer, waits for persistence.
-    /// Pre-votes change no state, so they leave at once too.
+    /// Queues a message of a follower or candidate: it waits for
+    /// persistence (an answer or a vote request vouches for the local
+    /// durable state), except pre-votes, which change no state. A leader's
+    /// messages go through [`LeaderHandle::send`](super::LeaderHandle) and
+    /// leave at once.
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
         let term = match &body {
-            MessageBody::RequestVote(request) if request.pre_vote => self.term.saturating_add(1),
-            _ => self.term,
-        };
-        let immediate = matches!(self.role, RoleState::Leader(_))
-            || matches!(&body, MessageBody::RequestVote(request) if request.pre_vote);
-        self.send_with_term(to, term, body, immediate);
-    }
-
-    pub(crate) fn send_with_term(
-        &mut self,
-        to: NodeId,
-        term: Term,
-        body: MessageBody,
-        immediate: bool,
-    ) {
-        let message = Message {
-            from: self.id,
-            to,
-            term,
-            incarnation: self.incarnation,
-            body,
-        };
-        if immediate {
-            self.outbox.messages.push(message);
-        } else {
-            self.outbox.after_persist.push(message);
-        }
-    }
-
-    pub(crate) fn reset_election_timeout(&mut self) {
-        self.election_elapsed = 0;
-        self.election_timeout = self
-            .rng
-            .gen_range(self.config.election_ticks_min..self.config.election_ticks_max);
-    }
-
-    /// Whether this node, in this life, is a voter of its latest
-    /// configuration. A forgotten life (the configuration records another
-    /// incarnation for this id) is not: it never counts its own vote, log
-    /// or acknowledgement, and campaigns only as a removed node would.
-    pub(crate) fn is_voter(&self) -> bool {
-        self.membership.voter_incarnation(self.id) == Some(self.incarnation)
-            || (self.membership.voters.contains(&self.id) && self.planted_accept_any_incarnation())
-    }
-
-    /// Whether the latest configuration names this id as a voter of
-    /// another life: this node lost the state that voter had.
-    pub(crate) fn is_forgotten_voter(&self) -> bool {
-        self.membership
-            .voter_incarnation(self.id)
-            .is_some_and(|recorded| recorded != self.incarnation)
-            && !self.planted_accept_any_incarnation()
-    }
-
-    /// The number of voters that make a majority.
-    pub(crate) fn quorum(&self) -> usize {
-        self.membership.voters.len() / 2 + 1
-    }
-
-    pub(crate) fn leader_state_mut(&mut self) -> Option<&mut LeaderState> {
-        match &mut self.role {
-            RoleState::Leader(leader) => Some(leader),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn leader_state(&self) -> Option<&LeaderState> {
-        match &self.role {
-            RoleState::Leader(leader) => Some(leader),
-            _ => None,
-        }
-    }
-
-    /// Recomputes the membership in force after the log changed (an append
-    /// of a membership entry, or a truncation that removed one).
-    pub(crate) fn refresh_membership(&mut self) {
-        if let Some((membership, index)) = self.log.membership_at(self.log.last_index()) {
-            if index != self.membership_index || membership != self.membership {
-                tracing::info!(node = %self.id, index, ?membership, "membership in force changed");
-                self.membership = membership;
-                self.membership_index = index;
-                self.sync_progress_with_membership();
+            MessageBody::RequestVote(request) if request.pre_vote => {
+                self.shared.term.saturating_add(1)
             }
-        }
+            _ => self.shared.term,
+        };
+        let immediate = matches!(&body, MessageBody::RequestVote(request) if request.pre_vote);
+        self.shared.send_with_term(to, term, body, immediate);
     }
 }
 
@@ -510,24 +367,13 @@ impl std::fmt::Debug for RaftCore {
     // debug output.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftCore")
-            .field("id", &self.id)
+            .field("id", &self.shared.id)
             .field("role", &self.role.kind())
-            .field("term", &self.term)
-            .field("leader", &self.leader)
-            .field("commit", &self.commit)
-            .field("last_index", &self.log.last_index())
+            .field("term", &self.shared.term)
+            .field("leader", &self.shared.leader)
+            .field("commit", &self.shared.commit)
+            .field("last_index", &self.shared.log.last_index())
             .finish_non_exhaustive()
-    }
-}
-
-impl RoleState {
-    pub(crate) fn kind(&self) -> Role {
-        match self {
-            RoleState::Follower(_) => Role::Follower,
-            RoleState::PreCandidate(_) => Role::PreCandidate,
-            RoleState::Candidate(_) => Role::Candidate,
-            RoleState::Leader(_) => Role::Leader,
-        }
     }
 }
 

@@ -8,8 +8,8 @@
 //! could be lost and two disjoint majorities formed); and new nodes join as
 //! learners and vote only once promoted.
 
-use super::core::RaftCore;
 use super::errors::MembershipError;
+use super::leader::{LeaderHandle, Leadership};
 use super::message::MessageBody;
 use super::progress::Progress;
 use super::types::{EntryPayload, LogIndex, Membership, NodeId};
@@ -32,41 +32,33 @@ pub enum MembershipChange {
     RemoveNode(NodeId),
 }
 
-impl RaftCore {
-    /// Proposes a membership change; returns the index of its entry.
-    pub fn change_membership(
+impl LeaderHandle<'_> {
+    /// Validates and appends a membership change (see
+    /// [`RaftCore::change_membership`](super::RaftCore::change_membership)).
+    pub(crate) fn propose_membership(
         &mut self,
         change: MembershipChange,
     ) -> Result<LogIndex, MembershipError> {
-        self.leader_handle()?.change_membership(change)
-    }
-
-    /// Leader: validate and append a membership change.
-    pub(crate) fn leader_change_membership(
-        &mut self,
-        change: MembershipChange,
-    ) -> Result<LogIndex, MembershipError> {
-        let Some(leader) = self.leader_state() else {
-            return Err(MembershipError::NotLeader(self.not_leader()));
-        };
-        if let Some(transfer) = leader.transfer {
+        if let Some(transfer) = self.leader.transfer {
             return Err(MembershipError::TransferInProgress(transfer.target));
         }
-        if !leader.committed_in_term {
+        if !self.leader.committed_in_term {
             return Err(MembershipError::LeaderNotReady);
         }
-        if self.membership_index > self.commit {
-            return Err(MembershipError::ChangeInProgress(self.membership_index));
+        if self.shared.membership_index > self.shared.commit {
+            return Err(MembershipError::ChangeInProgress(
+                self.shared.membership_index,
+            ));
         }
-        tracing::debug!(node = %self.id, term = self.term, ?change, "membership change asked");
+        tracing::debug!(node = %self.shared.id, term = self.shared.term, ?change, "membership change asked");
         let membership = self.changed_membership(change)?;
-        tracing::info!(node = %self.id, term = self.term, voters = ?membership.voters, learners = ?membership.learners, "proposing membership change");
-        let (index, _) = self.append_as_leader(vec![EntryPayload::Membership(membership)]);
+        tracing::info!(node = %self.shared.id, term = self.shared.term, voters = ?membership.voters, learners = ?membership.learners, "proposing membership change");
+        let (index, _) = self.append(vec![EntryPayload::Membership(membership)]);
         Ok(index)
     }
 
     fn changed_membership(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
-        let mut membership = self.membership.clone();
+        let mut membership = self.shared.membership.clone();
         match change {
             MembershipChange::AddLearner { node, address } => {
                 if membership.voters.contains(&node) || membership.learners.contains(&node) {
@@ -83,21 +75,16 @@ impl RaftCore {
                 if !membership.learners.contains(&node) {
                     return Err(MembershipError::NotLearner(node));
                 }
-                let match_index = self
-                    .leader_state()
-                    .and_then(|leader| leader.progress.get(&node))
-                    .map_or(0, |progress| progress.match_index);
-                if match_index < self.commit {
+                let progress = self.leader.progress.get(&node);
+                let match_index = progress.map_or(0, |progress| progress.match_index);
+                if match_index < self.shared.commit {
                     return Err(MembershipError::LearnerBehind {
                         node,
                         match_index,
-                        commit: self.commit,
+                        commit: self.shared.commit,
                     });
                 }
-                let incarnation = self
-                    .leader_state()
-                    .and_then(|leader| leader.progress.get(&node))
-                    .map_or(0, |progress| progress.incarnation);
+                let incarnation = progress.map_or(0, |progress| progress.incarnation);
                 membership.learners.remove(&node);
                 membership.voters.insert(node);
                 // The life that holds the entries is the one that votes.
@@ -123,52 +110,46 @@ impl RaftCore {
         Ok(membership)
     }
 
-    /// Leader: track exactly the current members (new learners start in
-    /// Probe at our log's end; removed nodes are forgotten).
+    /// Tracks exactly the current members (new learners start in Probe at
+    /// our log's end; removed nodes are forgotten).
     pub(crate) fn sync_progress_with_membership(&mut self) {
-        let members = self.members();
-        let id = self.id;
-        let next = self.log.last_index() + 1;
-        let Some(leader) = self.leader_state_mut() else {
-            return;
-        };
-        leader.progress.retain(|node, _| members.contains(node));
+        let members = self.shared.members();
+        let id = self.shared.id;
+        let next = self.shared.log.last_index() + 1;
+        let progress = &mut self.leader.progress;
+        progress.retain(|node, _| members.contains(node));
         for member in members {
             if member != id {
-                leader
-                    .progress
+                progress
                     .entry(member)
                     .or_insert_with(|| Progress::new(next));
             }
         }
     }
 
-    /// Leader: once a membership without this node is committed, step down
+    /// Once a membership without this node is committed, step down
     /// (dissertation §4.2.2) and hand over to the most up-to-date voter to
-    /// spare the cluster an election timeout. Returns whether it stepped
-    /// down.
-    pub(crate) fn step_down_if_removed(&mut self) -> bool {
-        if self.is_voter() || self.membership_index > self.commit {
-            return false;
+    /// spare the cluster an election timeout.
+    pub(crate) fn step_down_if_removed(&mut self) -> Leadership {
+        if self.shared.is_voter() || self.shared.membership_index > self.shared.commit {
+            return Leadership::Kept;
         }
-        let last_index = self.log.last_index();
-        let successor = self.leader_state().and_then(|leader| {
-            leader
-                .progress
-                .iter()
-                .filter(|(node, progress)| {
-                    self.membership.voters.contains(node) && progress.match_index == last_index
-                })
-                .map(|(node, _)| *node)
-                .next()
-        });
+        let last_index = self.shared.log.last_index();
+        let successor = self
+            .leader
+            .progress
+            .iter()
+            .filter(|(node, progress)| {
+                self.shared.membership.voters.contains(node) && progress.match_index == last_index
+            })
+            .map(|(node, _)| *node)
+            .next();
         // Make sure followers learn the commit of the change first.
         self.broadcast_append(true);
         if let Some(successor) = successor {
             self.send(successor, MessageBody::TimeoutNow);
         }
-        tracing::info!(node = %self.id, term = self.term, "removed from the cluster: stepping down");
-        self.become_follower(self.term, None);
-        true
+        tracing::info!(node = %self.shared.id, term = self.shared.term, "removed from the cluster: stepping down");
+        Leadership::StepDown
     }
 }

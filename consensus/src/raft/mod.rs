@@ -46,6 +46,8 @@ mod progress;
 mod read_index;
 mod ready;
 mod replication;
+mod role;
+mod shared;
 mod snapshot;
 mod snapshot_receive;
 mod snapshot_send;

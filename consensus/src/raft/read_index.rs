@@ -7,8 +7,7 @@
 //! `step` drops or deposes first), and a leader that steps down aborts every
 //! pending read, so a deposed leader can never release one.
 
-use super::core::RaftCore;
-use super::errors::NotLeader;
+use super::leader::LeaderHandle;
 use super::ready::{ReadState, RequestId};
 use super::types::LogIndex;
 use std::collections::VecDeque;
@@ -37,6 +36,38 @@ impl ReadQueue {
         self.round
     }
 
+    /// Starts a new round for `requests`, each to be answered at `index`
+    /// (the commit index now) once a quorum confirms the round.
+    fn start_round(&mut self, requests: Vec<RequestId>, index: LogIndex) {
+        self.round += 1;
+        let round = self.round;
+        self.pending
+            .extend(requests.into_iter().map(|request_id| PendingRead {
+                request_id,
+                index,
+                round,
+            }));
+    }
+
+    /// Takes the pending reads whose round is `confirmed` or older, in
+    /// order.
+    fn release(&mut self, confirmed: u64) -> Vec<ReadState> {
+        let mut released = Vec::new();
+        while self
+            .pending
+            .front()
+            .is_some_and(|read| read.round <= confirmed)
+        {
+            if let Some(read) = self.pending.pop_front() {
+                released.push(ReadState {
+                    request_id: read.request_id,
+                    index: read.index,
+                });
+            }
+        }
+        released
+    }
+
     /// Every read that can no longer be answered by this leader.
     pub(crate) fn abort_all(&mut self) -> Vec<RequestId> {
         let mut aborted: Vec<RequestId> = self.waiting.drain(..).collect();
@@ -45,82 +76,51 @@ impl ReadQueue {
     }
 }
 
-impl RaftCore {
-    /// Asks for a linearizable read. On the leader the read is answered
-    /// later by a [`ReadState`] in [`Ready`](super::Ready) (or listed in
-    /// `aborted_reads` if leadership is lost first).
-    pub fn read_index(&mut self, request_id: RequestId) -> Result<(), NotLeader> {
-        self.leader_handle()?.read_index(request_id);
-        Ok(())
-    }
-
-    /// Leader: queue a read and start a confirmation round if possible.
-    pub(crate) fn leader_read_index(&mut self, request_id: RequestId) {
-        let commit = self.commit;
-        let Some(leader) = self.leader_state_mut() else {
-            return;
-        };
-        if !leader.committed_in_term {
-            leader.reads.waiting.push(request_id);
+impl LeaderHandle<'_> {
+    /// Queues a read and starts a confirmation round if possible.
+    pub(crate) fn queue_read(&mut self, request_id: RequestId) {
+        if !self.leader.committed_in_term {
+            self.leader.reads.waiting.push(request_id);
             return;
         }
-        leader.reads.round += 1;
-        let round = leader.reads.round;
-        leader.reads.pending.push_back(PendingRead {
-            request_id,
-            index: commit,
-            round,
-        });
+        self.leader
+            .reads
+            .start_round(vec![request_id], self.shared.commit);
         self.broadcast_heartbeat();
         self.release_reads();
     }
 
-    /// Leader: the first entry of the term committed; start the reads that
-    /// waited for it, in one round.
+    /// The first entry of the term committed; start the reads that waited
+    /// for it, in one round.
     pub(crate) fn start_waiting_reads(&mut self) {
-        let commit = self.commit;
-        let Some(leader) = self.leader_state_mut() else {
-            return;
-        };
-        if leader.reads.waiting.is_empty() {
+        if self.leader.reads.waiting.is_empty() {
             return;
         }
-        leader.reads.round += 1;
-        let round = leader.reads.round;
-        let waiting: Vec<RequestId> = leader.reads.waiting.drain(..).collect();
-        for request_id in waiting {
-            leader.reads.pending.push_back(PendingRead {
-                request_id,
-                index: commit,
-                round,
-            });
-        }
+        let waiting = std::mem::take(&mut self.leader.reads.waiting);
+        self.leader.reads.start_round(waiting, self.shared.commit);
         self.broadcast_heartbeat();
         self.release_reads();
     }
 
-    /// Leader: releases every pending read whose round a majority of
-    /// voters confirmed (this node counts if it votes).
+    /// Releases every pending read whose round a majority of voters
+    /// confirmed (this node counts if it votes).
     pub(crate) fn release_reads(&mut self) {
-        let quorum = self.quorum();
-        let self_votes = self.is_voter();
-        let Some(leader) = self.leader_state() else {
-            return;
-        };
-        let current = leader.reads.round;
+        let quorum = self.shared.quorum();
+        let current = self.leader.reads.round;
         let mut rounds: Vec<u64> = self
+            .shared
             .membership
             .voters
             .iter()
-            .filter(|voter| **voter != self.id)
+            .filter(|voter| **voter != self.shared.id)
             .map(|voter| {
-                leader
+                self.leader
                     .progress
                     .get(voter)
                     .map_or(0, |progress| progress.read_round)
             })
             .collect();
-        if self_votes {
+        if self.shared.is_voter() {
             rounds.push(current);
         }
         if rounds.len() < quorum {
@@ -128,22 +128,7 @@ impl RaftCore {
         }
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = rounds[quorum - 1];
-        let mut released = Vec::new();
-        if let Some(leader) = self.leader_state_mut() {
-            while leader
-                .reads
-                .pending
-                .front()
-                .is_some_and(|read| read.round <= confirmed)
-            {
-                if let Some(read) = leader.reads.pending.pop_front() {
-                    released.push(ReadState {
-                        request_id: read.request_id,
-                        index: read.index,
-                    });
-                }
-            }
-        }
-        self.outbox.read_states.extend(released);
+        let released = self.leader.reads.release(confirmed);
+        self.shared.outbox.read_states.extend(released);
     }
 }

@@ -3,6 +3,7 @@
 //! current-term entries only (§5.4.2).
 
 use super::core::RaftCore;
+use super::leader::{LeaderHandle, Leadership};
 use super::message::{
     AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse, MessageBody,
 };
@@ -10,29 +11,6 @@ use super::progress::ReplicationState;
 use super::types::{Incarnation, LogIndex, NodeId};
 
 impl RaftCore {
-    /// Leader: dispatch of every message but vote requests.
-    /// Leader: dispatch of responses. `incarnation` is the sender's, which
-    /// the progress of a learner records (its promotion binds it).
-    pub(crate) fn step_leader(
-        &mut self,
-        from: NodeId,
-        incarnation: Incarnation,
-        body: MessageBody,
-    ) {
-        match body {
-            MessageBody::AppendEntriesResponse(response) => {
-                self.handle_append_response(from, incarnation, response)
-            }
-            MessageBody::HeartbeatResponse(response) => {
-                self.handle_heartbeat_response(from, response)
-            }
-            MessageBody::InstallSnapshotResponse(response) => {
-                self.handle_snapshot_response(from, incarnation, response)
-            }
-            _ => {}
-        }
-    }
-
     /// Follower: dispatch of every message but vote requests.
     pub(crate) fn step_follower(&mut self, from: NodeId, body: MessageBody) {
         match body {
@@ -54,20 +32,20 @@ impl RaftCore {
     }
 
     fn heard_from_leader(&mut self, from: NodeId) {
-        if self.leader != Some(from) {
-            tracing::info!(node = %self.id, term = self.term, leader = %from, "following new leader");
+        if self.shared.leader != Some(from) {
+            tracing::info!(node = %self.shared.id, term = self.shared.term, leader = %from, "following new leader");
         }
-        self.leader = Some(from);
-        self.election_elapsed = 0;
+        self.shared.leader = Some(from);
+        self.shared.election_elapsed = 0;
     }
 
     /// Follower: the consistency check and append of Raft §5.3.
     fn handle_append(&mut self, from: NodeId, request: AppendEntries) {
-        if request.prev_log_index < self.commit {
+        if request.prev_log_index < self.shared.commit {
             // Everything up to our commit index matches already; answer
             // with it so the leader moves on (etcd does the same).
             let body = MessageBody::AppendEntriesResponse(AppendEntriesResponse::Accepted {
-                match_index: self.commit,
+                match_index: self.shared.commit,
             });
             self.send(from, body);
             return;
@@ -76,18 +54,19 @@ impl RaftCore {
             .entries
             .iter()
             .any(|entry| matches!(entry.payload, super::types::EntryPayload::Membership(_)));
-        let response = match self.log.try_append(
+        let response = match self.shared.log.try_append(
             request.prev_log_index,
             request.prev_log_term,
             request.entries,
         ) {
             Ok((match_index, truncated)) => {
                 if truncated || has_membership {
-                    self.refresh_membership();
+                    // A follower tracks no members: nothing to resync.
+                    self.shared.refresh_membership();
                 }
                 let commit = request.leader_commit.min(match_index);
-                if commit > self.commit {
-                    self.commit = commit;
+                if commit > self.shared.commit {
+                    self.shared.commit = commit;
                 }
                 AppendEntriesResponse::Accepted { match_index }
             }
@@ -100,7 +79,7 @@ impl RaftCore {
     }
 
     fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
-        let last_index = self.log.last_index();
+        let last_index = self.shared.log.last_index();
         if heartbeat.commit > last_index {
             // The leader believes we hold entries we do not (we lost our
             // disk): say where our log ends so that it resends them.
@@ -114,40 +93,63 @@ impl RaftCore {
             self.send(from, body);
         }
         let commit = heartbeat.commit.min(last_index);
-        if commit > self.commit {
-            self.commit = commit;
+        if commit > self.shared.commit {
+            self.shared.commit = commit;
         }
         let body = MessageBody::HeartbeatResponse(HeartbeatResponse {
             read_round: heartbeat.read_round,
         });
         self.send(from, body);
     }
+}
 
-    /// Leader: a follower answered an AppendEntries.
+impl LeaderHandle<'_> {
+    /// Dispatch of every message but vote requests: the answers of
+    /// followers. `incarnation` is the sender's, which the progress of a
+    /// learner records (its promotion binds it).
+    pub(crate) fn step(
+        &mut self,
+        from: NodeId,
+        incarnation: Incarnation,
+        body: MessageBody,
+    ) -> Leadership {
+        match body {
+            MessageBody::AppendEntriesResponse(response) => {
+                return self.handle_append_response(from, incarnation, response);
+            }
+            MessageBody::HeartbeatResponse(response) => {
+                self.handle_heartbeat_response(from, response)
+            }
+            MessageBody::InstallSnapshotResponse(response) => {
+                self.handle_snapshot_response(from, incarnation, response)
+            }
+            _ => {}
+        }
+        Leadership::Kept
+    }
+
+    /// A follower answered an AppendEntries.
     fn handle_append_response(
         &mut self,
         from: NodeId,
         incarnation: Incarnation,
         response: AppendEntriesResponse,
-    ) {
-        let last_index = self.log.last_index();
+    ) -> Leadership {
+        let last_index = self.shared.log.last_index();
         let leader_term_lookup = match response {
             AppendEntriesResponse::Rejected { hint, .. } => hint
                 .conflict_term
-                .and_then(|term| self.log.last_index_of_term(term)),
+                .and_then(|term| self.shared.log.last_index_of_term(term)),
             AppendEntriesResponse::Accepted { .. } => None,
         };
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&from))
-        else {
-            return;
+        let Some(progress) = self.leader.progress.get_mut(&from) else {
+            return Leadership::Kept;
         };
         progress.heard_from();
         match response {
             AppendEntriesResponse::Accepted { match_index } => {
                 if match_index > last_index {
-                    return;
+                    return Leadership::Kept;
                 }
                 let news = progress.update_match(match_index, incarnation);
                 let was_probing = progress.state == ReplicationState::Probe;
@@ -160,13 +162,15 @@ impl RaftCore {
                     }
                     _ => {}
                 }
-                let commit_before = self.commit;
+                let commit_before = self.shared.commit;
                 if news {
-                    self.maybe_commit();
+                    if self.maybe_commit() == Leadership::StepDown {
+                        return Leadership::StepDown;
+                    }
                     self.maybe_send_timeout_now(from);
                 }
                 // A commit advance was already broadcast to everyone.
-                if was_probing && self.commit == commit_before {
+                if was_probing && self.shared.commit == commit_before {
                     // The follower was waiting on us: tell it the commit
                     // index even if there is nothing new to send.
                     self.send_append(from, true);
@@ -182,15 +186,13 @@ impl RaftCore {
                 }
             }
         }
+        Leadership::Kept
     }
 
     fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
-        let last_index = self.log.last_index();
-        let max_inflight = self.config.max_inflight_appends;
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&from))
-        else {
+        let last_index = self.shared.log.last_index();
+        let max_inflight = self.shared.config.max_inflight_appends;
+        let Some(progress) = self.leader.progress.get_mut(&from) else {
             return;
         };
         progress.heard_from();
@@ -215,14 +217,11 @@ impl RaftCore {
         self.release_reads();
     }
 
-    /// Leader: sends new entries to every follower that is not paused.
+    /// Sends new entries to every follower that is not paused.
     /// With `allow_empty`, followers with nothing new still get an empty
     /// AppendEntries (to carry a new commit index).
     pub(crate) fn broadcast_append(&mut self, allow_empty: bool) {
-        let peers: Vec<NodeId> = match self.leader_state() {
-            Some(leader) => leader.progress.keys().copied().collect(),
-            None => return,
-        };
+        let peers: Vec<NodeId> = self.leader.progress.keys().copied().collect();
         for peer in peers {
             if !self.send_append(peer, allow_empty) {
                 continue;
@@ -231,23 +230,20 @@ impl RaftCore {
         }
     }
 
-    /// Leader: sends as many batches to `to` as flow control allows.
+    /// Sends as many batches to `to` as flow control allows.
     pub(crate) fn send_appends_to(&mut self, to: NodeId) {
         // Each round sends at least one entry and advances `next_index`,
         // and the in-flight bound stops it: the loop terminates.
         while self.send_append(to, false) {}
     }
 
-    /// Leader: sends one AppendEntries to `to` if flow control allows.
+    /// Sends one AppendEntries to `to` if flow control allows.
     /// Returns whether entries were sent in the pipelined state (so the
     /// caller may try to send more).
     pub(crate) fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
-        let max_inflight = self.config.max_inflight_appends;
-        let commit = self.commit;
-        let Some(progress) = self
-            .leader_state()
-            .and_then(|leader| leader.progress.get(&to))
-        else {
+        let max_inflight = self.shared.config.max_inflight_appends;
+        let commit = self.shared.commit;
+        let Some(progress) = self.leader.progress.get(&to) else {
             return false;
         };
         if progress.is_paused(max_inflight) {
@@ -256,15 +252,15 @@ impl RaftCore {
         let next = progress.next_index;
         let state = progress.state;
         let prev_log_index = next - 1;
-        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+        let Some(prev_log_term) = self.shared.log.term_at(prev_log_index) else {
             // The entries the follower needs are compacted away.
             self.start_snapshot(to);
             return false;
         };
-        let entries = self.log.batch(
+        let entries = self.shared.log.batch(
             next,
-            self.config.max_entries_per_message,
-            self.config.max_bytes_per_message,
+            self.shared.config.max_entries_per_message,
+            self.shared.config.max_bytes_per_message,
         );
         if entries.is_empty() && !allow_empty && state == ReplicationState::Replicate {
             return false;
@@ -278,22 +274,16 @@ impl RaftCore {
             leader_commit: commit,
         });
         self.send(to, body);
-        if let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&to))
-        {
+        if let Some(progress) = self.leader.progress.get_mut(&to) {
             progress.sent(last);
         }
         sent_entries && state == ReplicationState::Replicate
     }
 
-    /// Leader: heartbeats to every member, carrying the latest ReadIndex
-    /// round.
+    /// Heartbeats to every member, carrying the latest ReadIndex round.
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let commit = self.commit;
-        let Some(leader) = self.leader_state_mut() else {
-            return;
-        };
+        let commit = self.shared.commit;
+        let leader = &mut *self.leader;
         for progress in leader.progress.values_mut() {
             progress.snapshot_heartbeat_sent();
         }
@@ -308,22 +298,21 @@ impl RaftCore {
         }
     }
 
-    /// Leader: advances the commit index to the highest index stored on a
-    /// majority of voters, if that entry is of the current term (§5.4.2).
-    /// The leader's own log counts only as far as it is durable.
-    pub(crate) fn maybe_commit(&mut self) {
-        let Some(leader) = self.leader_state() else {
-            return;
-        };
+    /// Advances the commit index to the highest index stored on a majority
+    /// of voters, if that entry is of the current term (§5.4.2). The
+    /// leader's own log counts only as far as it is durable.
+    pub(crate) fn maybe_commit(&mut self) -> Leadership {
+        let leader = &*self.leader;
         let mut matches: Vec<LogIndex> = self
+            .shared
             .membership
             .voters
             .iter()
             .map(|voter| {
-                if *voter == self.id {
+                if *voter == self.shared.id {
                     // A forgotten life's log is not the voter's.
-                    if self.is_voter() {
-                        self.log.stable_index()
+                    if self.shared.is_voter() {
+                        self.shared.log.stable_index()
                     } else {
                         0
                     }
@@ -336,42 +325,40 @@ impl RaftCore {
             })
             .collect();
         if matches.is_empty() {
-            return;
+            return Leadership::Kept;
         }
         matches.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matches[self.quorum() - 1];
-        if candidate <= self.commit {
-            return;
+        let candidate = matches[self.shared.quorum() - 1];
+        if candidate <= self.shared.commit {
+            return Leadership::Kept;
         }
-        let current_term = self.log.term_at(candidate) == Some(self.term);
+        let current_term = self.shared.log.term_at(candidate) == Some(self.shared.term);
         if !current_term && !self.planted_commit_by_counting() {
-            return;
+            return Leadership::Kept;
         }
-        self.commit = candidate;
-        tracing::debug!(node = %self.id, commit = candidate, "commit index advanced");
-        self.after_commit_advanced();
+        self.shared.commit = candidate;
+        tracing::debug!(node = %self.shared.id, commit = candidate, "commit index advanced");
+        self.after_commit_advanced()
     }
 
-    fn after_commit_advanced(&mut self) {
-        let newly_in_term = match self.leader_state_mut() {
-            Some(leader) if !leader.committed_in_term => {
-                leader.committed_in_term = true;
-                true
-            }
-            _ => false,
-        };
-        if newly_in_term {
+    fn after_commit_advanced(&mut self) -> Leadership {
+        if !self.leader.committed_in_term {
+            self.leader.committed_in_term = true;
             self.start_waiting_reads();
         }
-        if self.step_down_if_removed() {
-            return;
+        if self.step_down_if_removed() == Leadership::StepDown {
+            return Leadership::StepDown;
         }
         self.broadcast_append(true);
+        Leadership::Kept
     }
 
     #[cfg(any(test, feature = "testing"))]
     fn planted_commit_by_counting(&self) -> bool {
-        self.config.planted_bugs.commit_previous_term_by_counting
+        self.shared
+            .config
+            .planted_bugs
+            .commit_previous_term_by_counting
     }
 
     #[cfg(not(any(test, feature = "testing")))]

@@ -62,8 +62,8 @@ impl RaftCore {
     /// The metadata a snapshot of the state machine at `index` must carry,
     /// if `index` is still in the log (held, durable and applied).
     pub fn snapshot_meta(&self, index: LogIndex) -> Option<SnapshotMeta> {
-        let term = self.log.term_at(index)?;
-        let (membership, _) = self.log.membership_at(index).unwrap_or_default();
+        let term = self.shared.log.term_at(index)?;
+        let (membership, _) = self.shared.log.membership_at(index).unwrap_or_default();
         Some(SnapshotMeta {
             last_index: index,
             last_term: term,
@@ -81,14 +81,14 @@ impl RaftCore {
         meta: SnapshotMeta,
         data: impl Into<Bytes>,
     ) -> Result<(), SnapshotError> {
-        let base = self.log.base_index();
+        let base = self.shared.log.base_index();
         if meta.last_index <= base {
             return Err(SnapshotError::Stale {
                 index: meta.last_index,
                 base,
             });
         }
-        let limit = self.apply_cursor.min(self.log.stable_index());
+        let limit = self.shared.apply_cursor.min(self.shared.log.stable_index());
         if meta.last_index > limit {
             return Err(SnapshotError::Ahead {
                 index: meta.last_index,
@@ -101,8 +101,8 @@ impl RaftCore {
                 term: meta.last_term,
             });
         }
-        tracing::info!(node = %self.id, index = meta.last_index, "log compacted up to snapshot");
-        self.log.compact(Snapshot {
+        tracing::info!(node = %self.shared.id, index = meta.last_index, "log compacted up to snapshot");
+        self.shared.log.compact(Snapshot {
             meta,
             data: data.into(),
         });
@@ -117,21 +117,21 @@ impl RaftCore {
             last_term,
             ..
         } = snapshot.meta;
-        if self.log.term_at(last_index) == Some(last_term) {
+        if self.shared.log.term_at(last_index) == Some(last_term) {
             // Our log already holds the snapshot's last entry: it is
             // committed, nothing to install (Raft §7, retain the suffix).
-            self.commit = self.commit.max(last_index);
+            self.shared.commit = self.shared.commit.max(last_index);
             return;
         }
-        tracing::info!(node = %self.id, index = last_index, term = last_term, "installing snapshot from leader");
-        self.membership = snapshot.meta.membership.clone();
-        self.membership_index = last_index;
-        self.commit = last_index;
-        self.apply_cursor = last_index;
-        self.applied_index = self.applied_index.max(last_index);
+        tracing::info!(node = %self.shared.id, index = last_index, term = last_term, "installing snapshot from leader");
+        self.shared.membership = snapshot.meta.membership.clone();
+        self.shared.membership_index = last_index;
+        self.shared.commit = last_index;
+        self.shared.apply_cursor = last_index;
+        self.shared.applied_index = self.shared.applied_index.max(last_index);
         // A clone of `Bytes`: the log and the runtime share one buffer.
-        self.log.install(snapshot.clone());
-        self.outbox.snapshot = Some(snapshot);
+        self.shared.log.install(snapshot.clone());
+        self.shared.outbox.snapshot = Some(snapshot);
     }
 
     /// Follower: answers a chunk. `next_offset` is how much of the

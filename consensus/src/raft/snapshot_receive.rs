@@ -9,8 +9,9 @@
 //! follower buffers nothing out of order, see `snapshot_send.rs`). Every
 //! answer carries the contiguous offset held.
 
-use super::core::{RaftCore, RoleState};
+use super::core::RaftCore;
 use super::message::{InstallSnapshot, InstallSnapshotResponse};
+use super::role::RoleState;
 use super::snapshot::{Snapshot, SnapshotTransfer};
 use super::types::{LogIndex, NodeId, SnapshotMeta, Term};
 use bytes::Bytes;
@@ -119,12 +120,12 @@ impl RaftCore {
     /// snapshot after the last byte, and answers with the offset held.
     pub(crate) fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: InstallSnapshot) {
         let snapshot_index = chunk.meta.last_index;
-        if snapshot_index <= self.commit {
+        if snapshot_index <= self.shared.commit {
             // Already have everything it covers.
             self.reply_snapshot(from, answer(snapshot_index, 0, false, true));
             return;
         }
-        let term = self.term;
+        let term = self.shared.term;
         let RoleState::Follower(follower) = &mut self.role else {
             return;
         };
@@ -144,7 +145,7 @@ impl RaftCore {
                 self.reply_snapshot(from, answer(snapshot_index, 0, true, false));
                 return;
             }
-            tracing::debug!(node = %self.id, leader = %from, index = snapshot_index, bytes = chunk.total, "snapshot starts arriving");
+            tracing::debug!(node = %self.shared.id, leader = %from, index = snapshot_index, bytes = chunk.total, "snapshot starts arriving");
             follower.incoming = Some(IncomingSnapshot::start(from, term, &chunk));
         }
         let Some(incoming) = follower.incoming.as_mut() else {
@@ -153,7 +154,7 @@ impl RaftCore {
         let in_order = incoming.accept(&chunk);
         let held = incoming.received();
         if let Some(report) = incoming.progress_report() {
-            self.outbox.snapshot_progress = Some(report);
+            self.shared.outbox.snapshot_progress = Some(report);
         }
         if !incoming.is_complete() {
             self.reply_snapshot(from, answer(snapshot_index, held, !in_order, false));

@@ -14,7 +14,7 @@
 //! heartbeats gets the window again from the acknowledged offset. A leader
 //! that compacted again meanwhile restarts with its new snapshot.
 
-use super::core::RaftCore;
+use super::leader::LeaderHandle;
 use super::message::{InstallSnapshot, InstallSnapshotResponse, MessageBody};
 use super::progress::{Progress, ReplicationState};
 use super::snapshot::SnapshotTransfer;
@@ -185,44 +185,39 @@ impl Progress {
     }
 }
 
-impl RaftCore {
-    /// Leader: switches `to` to snapshot streaming and fills its window.
+impl LeaderHandle<'_> {
+    /// Switches `to` to snapshot streaming and fills its window.
     pub(crate) fn start_snapshot(&mut self, to: NodeId) {
         let Some((snapshot_index, total)) = self
+            .shared
             .log
             .snapshot()
             .map(|snapshot| (snapshot.meta.last_index, snapshot.data.len() as u64))
         else {
             return;
         };
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&to))
-        else {
+        let Some(progress) = self.leader.progress.get_mut(&to) else {
             return;
         };
         progress.become_snapshot(snapshot_index, total);
-        tracing::info!(node = %self.id, follower = %to, index = snapshot_index, bytes = total, "streaming snapshot to follower");
+        tracing::info!(node = %self.shared.id, follower = %to, index = snapshot_index, bytes = total, "streaming snapshot to follower");
         self.send_snapshot_window(to);
     }
 
-    /// Leader: sends chunks to `to` until its window is full or the whole
+    /// Sends chunks to `to` until its window is full or the whole
     /// snapshot is on its way. Each chunk's bytes are a slice of the
     /// snapshot's shared buffer, not a copy.
     pub(crate) fn send_snapshot_window(&mut self, to: NodeId) {
-        let chunk_bytes = self.config.snapshot_chunk_bytes as u64;
+        let chunk_bytes = self.shared.config.snapshot_chunk_bytes as u64;
         let window_bytes =
-            chunk_bytes.saturating_mul(self.config.max_inflight_snapshot_chunks as u64);
-        let Some(snapshot) = self.log.snapshot() else {
+            chunk_bytes.saturating_mul(self.shared.config.max_inflight_snapshot_chunks as u64);
+        let Some(snapshot) = self.shared.log.snapshot() else {
             return;
         };
         let (meta, data) = (snapshot.meta.clone(), snapshot.data.clone());
         let total = data.len() as u64;
-        let id = self.id;
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&to))
-        else {
+        let id = self.shared.id;
+        let Some(progress) = self.leader.progress.get_mut(&to) else {
             return;
         };
         let ReplicationState::Snapshot { snapshot_index, .. } = progress.state else {
@@ -251,17 +246,14 @@ impl RaftCore {
         }
     }
 
-    /// Leader: a follower reported how much of the snapshot it holds.
+    /// A follower reported how much of the snapshot it holds.
     pub(crate) fn handle_snapshot_response(
         &mut self,
         from: NodeId,
         incarnation: Incarnation,
         response: InstallSnapshotResponse,
     ) {
-        let Some(progress) = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&from))
-        else {
+        let Some(progress) = self.leader.progress.get_mut(&from) else {
             return;
         };
         progress.heard_from();
@@ -280,15 +272,17 @@ impl RaftCore {
         }
     }
 
-    /// Leader: a heartbeat answer from a follower in snapshot streaming;
+    /// A heartbeat answer from a follower in snapshot streaming;
     /// resends if no chunk was answered for an election timeout's worth of
     /// heartbeats (the CheckQuorum window: a live follower answers within
     /// it).
     pub(crate) fn snapshot_heartbeat_answered(&mut self, from: NodeId) {
-        let stall_after = (self.config.election_ticks_min / self.config.heartbeat_ticks).max(2);
+        let stall_after =
+            (self.shared.config.election_ticks_min / self.shared.config.heartbeat_ticks).max(2);
         let stalled = self
-            .leader_state_mut()
-            .and_then(|leader| leader.progress.get_mut(&from))
+            .leader
+            .progress
+            .get_mut(&from)
             .is_some_and(|progress| progress.snapshot_heartbeat_answered(stall_after));
         if stalled {
             self.send_snapshot_window(from);

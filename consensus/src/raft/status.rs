@@ -3,6 +3,7 @@
 use super::core::RaftCore;
 use super::progress::ReplicationState;
 use super::ready::Role;
+use super::role::{LeaderState, RoleState};
 use super::snapshot::SnapshotTransfer;
 use super::types::{LogIndex, Membership, NodeId, Term};
 use std::collections::BTreeMap;
@@ -55,37 +56,41 @@ pub struct FollowerStatus {
 impl RaftCore {
     /// The node's current state.
     pub fn status(&self) -> Status {
-        let followers = self
-            .leader_state()
-            .map(|leader| {
-                leader
-                    .progress
-                    .iter()
-                    .map(|(id, progress)| {
-                        let status = FollowerStatus {
-                            match_index: progress.match_index,
-                            next_index: progress.next_index,
-                            state: progress.state,
-                            reachable: progress.reachable,
-                            snapshot: progress.snapshot_transfer(),
-                        };
-                        (*id, status)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let followers = match &self.role {
+            RoleState::Leader(leader) => leader.follower_statuses(),
+            _ => BTreeMap::new(),
+        };
         Status {
-            id: self.id,
+            id: self.shared.id,
             role: self.role(),
-            term: self.term,
-            leader: self.leader,
-            commit_index: self.commit,
-            applied_index: self.applied_index,
-            last_log_index: self.log.last_index(),
-            snapshot_index: self.log.base_index(),
-            membership: self.membership.clone(),
-            membership_index: self.membership_index,
+            term: self.shared.term,
+            leader: self.shared.leader,
+            commit_index: self.shared.commit,
+            applied_index: self.shared.applied_index,
+            last_log_index: self.shared.log.last_index(),
+            snapshot_index: self.shared.log.base_index(),
+            membership: self.shared.membership.clone(),
+            membership_index: self.shared.membership_index,
             followers,
         }
+    }
+}
+
+impl LeaderState {
+    /// The leader's view of each follower, for `status`.
+    fn follower_statuses(&self) -> BTreeMap<NodeId, FollowerStatus> {
+        self.progress
+            .iter()
+            .map(|(id, progress)| {
+                let status = FollowerStatus {
+                    match_index: progress.match_index,
+                    next_index: progress.next_index,
+                    state: progress.state,
+                    reachable: progress.reachable,
+                    snapshot: progress.snapshot_transfer(),
+                };
+                (*id, status)
+            })
+            .collect()
     }
 }

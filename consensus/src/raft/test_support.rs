@@ -9,29 +9,31 @@ use super::types::{Entry, LogIndex, NodeId, Term};
 impl RaftCore {
     /// The entries held in memory (after the snapshot base), in order.
     pub fn log_entries(&self) -> Vec<Entry> {
-        self.log
-            .slice(self.log.base_index() + 1, self.log.last_index())
+        self.shared.log.slice(
+            self.shared.log.base_index() + 1,
+            self.shared.log.last_index(),
+        )
     }
 
     /// The snapshot base: index and term of the last compacted entry.
     pub fn log_base(&self) -> (LogIndex, Term) {
-        let base = self.log.base_index();
-        (base, self.log.term_at(base).unwrap_or(0))
+        let base = self.shared.log.base_index();
+        (base, self.shared.log.term_at(base).unwrap_or(0))
     }
 
     /// The term of the entry at `index`, if held.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
-        self.log.term_at(index)
+        self.shared.log.term_at(index)
     }
 
     /// Who this node voted for in its current term.
     pub fn voted_for(&self) -> Option<NodeId> {
-        self.vote
+        self.shared.vote
     }
 
     /// The last index known durable.
     pub fn stable_index(&self) -> LogIndex {
-        self.log.stable_index()
+        self.shared.log.stable_index()
     }
 }
 

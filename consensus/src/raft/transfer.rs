@@ -6,6 +6,7 @@
 use super::core::RaftCore;
 use super::election::Campaign;
 use super::errors::TransferError;
+use super::leader::LeaderHandle;
 use super::message::MessageBody;
 use super::types::NodeId;
 
@@ -16,53 +17,43 @@ pub(crate) struct Transfer {
     pub(crate) elapsed: u32,
 }
 
-impl RaftCore {
-    /// Hands leadership to `to`. Returns once the transfer started; its
-    /// outcome shows as a leader change in a later [`Ready`](super::Ready)
-    /// (or no change if it is abandoned after an election timeout).
-    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), TransferError> {
-        self.leader_handle()?.transfer_leader(to)
-    }
-
-    /// Leader: starts (or continues) a transfer to `to`.
-    pub(crate) fn leader_transfer(&mut self, to: NodeId) -> Result<(), TransferError> {
-        if to == self.id {
+impl LeaderHandle<'_> {
+    /// Starts (or continues) a transfer to `to`.
+    pub(crate) fn start_transfer(&mut self, to: NodeId) -> Result<(), TransferError> {
+        if to == self.shared.id {
             return Ok(());
         }
-        if !self.membership.voters.contains(&to) {
+        if !self.shared.membership.voters.contains(&to) {
             return Err(TransferError::NotVoter(to));
         }
-        let Some(leader) = self.leader_state_mut() else {
-            return Err(TransferError::NotLeader(self.not_leader()));
-        };
-        if leader
+        if self
+            .leader
             .transfer
             .is_some_and(|transfer| transfer.target == to)
         {
             return Ok(());
         }
-        leader.transfer = Some(Transfer {
+        self.leader.transfer = Some(Transfer {
             target: to,
             elapsed: 0,
         });
-        tracing::info!(node = %self.id, term = self.term, target = %to, "leadership transfer started");
+        tracing::info!(node = %self.shared.id, term = self.shared.term, target = %to, "leadership transfer started");
         if !self.maybe_send_timeout_now(to) {
             self.send_append(to, true);
         }
         Ok(())
     }
 
-    /// Leader: sends TimeoutNow to `to` if it is the transfer target and its
-    /// log matches ours. Returns whether it was sent.
+    /// Sends TimeoutNow to `to` if it is the transfer target and its log
+    /// matches ours. Returns whether it was sent.
     pub(crate) fn maybe_send_timeout_now(&mut self, to: NodeId) -> bool {
-        let last_index = self.log.last_index();
-        let Some(leader) = self.leader_state() else {
-            return false;
-        };
-        let ready = leader
+        let last_index = self.shared.log.last_index();
+        let ready = self
+            .leader
             .transfer
             .is_some_and(|transfer| transfer.target == to)
-            && leader
+            && self
+                .leader
                 .progress
                 .get(&to)
                 .is_some_and(|progress| progress.match_index == last_index);
@@ -72,29 +63,26 @@ impl RaftCore {
         ready
     }
 
-    /// Leader tick: abandon a transfer that takes longer than an election
-    /// timeout.
+    /// Abandons a transfer that takes longer than an election timeout.
     pub(crate) fn tick_transfer(&mut self) {
-        let limit = self.config.election_ticks_min;
-        let id = self.id;
-        let Some(leader) = self.leader_state_mut() else {
-            return;
-        };
-        if let Some(transfer) = &mut leader.transfer {
+        let limit = self.shared.config.election_ticks_min;
+        if let Some(transfer) = &mut self.leader.transfer {
             transfer.elapsed += 1;
             if transfer.elapsed >= limit {
-                tracing::info!(node = %id, target = %transfer.target, "leadership transfer abandoned");
-                leader.transfer = None;
+                tracing::info!(node = %self.shared.id, target = %transfer.target, "leadership transfer abandoned");
+                self.leader.transfer = None;
             }
         }
     }
+}
 
+impl RaftCore {
     /// Follower: the leader asks us to campaign now.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if !self.is_voter() {
+        if !self.shared.is_voter() {
             return;
         }
-        tracing::info!(node = %self.id, term = self.term, leader = %from, "TimeoutNow received: campaigning");
+        tracing::info!(node = %self.shared.id, term = self.shared.term, leader = %from, "TimeoutNow received: campaigning");
         self.campaign_as(Campaign::Transfer);
     }
 }

@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn election_timeout_starts_an_election_after_persisting_the_vote() {
     let mut core = fresh(config(1));
-    for _ in 0..core.config.election_ticks_max {
+    for _ in 0..core.shared.config.election_ticks_max {
         core.tick();
     }
     let ready = core.ready();
@@ -214,7 +214,7 @@ fn majority_makes_a_leader_that_appends_a_blank_entry() {
 #[test]
 fn check_quorum_deposes_an_isolated_leader() {
     let mut core = leader();
-    for _ in 0..2 * core.config.election_ticks_min {
+    for _ in 0..2 * core.shared.config.election_ticks_min {
         core.tick();
     }
     assert_eq!(core.role(), Role::Follower);
@@ -291,7 +291,7 @@ fn config_validation_refuses_unusable_timings() {
 #[test]
 fn learners_and_unconfigured_nodes_never_campaign() {
     let mut joining = RaftCore::join(config(4), 4).expect("a joiner");
-    for _ in 0..3 * joining.config.election_ticks_max {
+    for _ in 0..3 * joining.shared.config.election_ticks_max {
         joining.tick();
     }
     assert_eq!(joining.role(), Role::Follower);

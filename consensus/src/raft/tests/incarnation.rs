@@ -99,7 +99,7 @@ fn promotion_binds_the_life_that_caught_up_and_drops_the_others() {
     persist(&mut leader);
     accept(&mut leader, 2, 3);
     persist(&mut leader);
-    let last = leader.log.last_index();
+    let last = leader.shared.log.last_index();
     // The learner (incarnation 9) has caught up.
     let caught_up = message(
         4,

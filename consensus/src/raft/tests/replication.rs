@@ -112,8 +112,8 @@ fn leader_counts_its_own_entry_only_once_durable() {
 #[test]
 fn batches_are_bounded_and_pipelining_stops_at_the_inflight_limit() {
     let mut core = leader();
-    core.config.max_entries_per_message = 2;
-    core.config.max_inflight_appends = 2;
+    core.shared.config.max_entries_per_message = 2;
+    core.shared.config.max_inflight_appends = 2;
     let commands: Vec<Vec<u8>> = (0..7).map(|n| vec![b'a' + n]).collect();
     core.propose(commands).expect("leader accepts");
     let ready = persist(&mut core);

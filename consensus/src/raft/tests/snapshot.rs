@@ -13,8 +13,8 @@ const DATA: &[u8] = b"0123456789";
 /// messages.
 fn streaming_leader() -> (RaftCore, SnapshotMeta, Vec<Message>) {
     let mut core = leader();
-    core.config.snapshot_chunk_bytes = 2;
-    core.config.max_inflight_snapshot_chunks = 3;
+    core.shared.config.snapshot_chunk_bytes = 2;
+    core.shared.config.max_inflight_snapshot_chunks = 3;
     core.propose(vec![b"a".to_vec()]).expect("leader accepts");
     persist(&mut core);
     accept(&mut core, 2, 3);
@@ -120,7 +120,11 @@ fn leader_keeps_a_window_of_chunks_in_flight() {
 #[test]
 fn chunks_are_slices_of_the_leaders_one_snapshot_buffer() {
     let (mut core, _, first) = streaming_leader();
-    let held = core.log.snapshot().map(|snapshot| snapshot.data.clone());
+    let held = core
+        .shared
+        .log
+        .snapshot()
+        .map(|snapshot| snapshot.data.clone());
     let held = held.expect("the leader holds its snapshot");
     core.step(from_3(answer(2, false, false)));
     let more = core.ready().messages;
@@ -186,7 +190,7 @@ fn leader_starts_over_when_the_follower_lost_what_it_held() {
 #[test]
 fn stalled_stream_is_resent_after_an_election_timeout_of_heartbeats() {
     let (mut core, meta, _) = streaming_leader();
-    core.config.check_quorum = false;
+    core.shared.config.check_quorum = false;
     core.step(from_3(answer(2, false, false)));
     core.ready();
     let heartbeat_answer = message(
@@ -196,12 +200,12 @@ fn stalled_stream_is_resent_after_an_election_timeout_of_heartbeats() {
         MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }),
     );
     // election_ticks_min 10 / heartbeat_ticks 2: five heartbeats.
-    for _ in 0..4 * core.config.heartbeat_ticks {
+    for _ in 0..4 * core.shared.config.heartbeat_ticks {
         core.tick();
     }
     core.step(heartbeat_answer.clone());
     assert_eq!(snapshot_chunks(core.ready().messages), Vec::new());
-    for _ in 0..core.config.heartbeat_ticks {
+    for _ in 0..core.shared.config.heartbeat_ticks {
         core.tick();
     }
     core.step(heartbeat_answer.clone());
