@@ -64,6 +64,8 @@ mod disk;
 #[cfg(test)]
 mod faults;
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod invariants;
 #[cfg(test)]
 mod nemesis;
@@ -84,27 +86,14 @@ mod twopc;
 #[cfg(test)]
 mod workload;
 
-/// The default seeds are split over this many test functions, so that the
-/// test harness runs them on every core.
+// The default seeds, split over four test functions so that the test
+// harness runs them on every core.
 #[cfg(test)]
-const PARTS: u64 = 4;
-
-#[test]
-fn simulate_seeds_part_0() {
-    run::run_part(0, PARTS);
-}
-
-#[test]
-fn simulate_seeds_part_1() {
-    run::run_part(1, PARTS);
-}
-
-#[test]
-fn simulate_seeds_part_2() {
-    run::run_part(2, PARTS);
-}
-
-#[test]
-fn simulate_seeds_part_3() {
-    run::run_part(3, PARTS);
-}
+harness::seed_tests!(
+    run::RaftSimulation,
+    4,
+    simulate_seeds_part_0 = 0,
+    simulate_seeds_part_1 = 1,
+    simulate_seeds_part_2 = 2,
+    simulate_seeds_part_3 = 3,
+);

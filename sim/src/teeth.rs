@@ -3,7 +3,8 @@
 //! find a violation within a bounded number of seeds. Each test prints how
 //! many seeds it needed.
 
-use super::run::{run_seed, RunOptions, SeedPlan};
+use super::harness::Teeth;
+use super::run::{RaftSimulation, RunOptions};
 use consensus::raft::PlantedBugs;
 
 /// Seeds tried before declaring that the harness missed the bug.
@@ -16,46 +17,35 @@ const MAX_SEEDS: u64 = 1000;
 /// later leader) arises in about one seed in a hundred.
 const LEADER_CRASH_PROBABILITY: f64 = 1.0;
 
-/// Seeds in these tests start far from the default range so that they are
-/// not the same runs as the bug-free ones.
-const FIRST_SEED: u64 = 1_000_000;
-
-/// Runs seeds until one fails; prints and returns how many it took.
-fn seeds_to_find(test: &str, name: &str, planted_bugs: PlantedBugs) -> u64 {
-    seeds_to_find_with(test, name, planted_bugs, Some(LEADER_CRASH_PROBABILITY))
+/// Runs seeds with `planted_bugs` until one fails; prints and returns how
+/// many it took.
+fn seeds_to_find(test: &str, bug: &str, planted_bugs: PlantedBugs) -> u64 {
+    seeds_to_find_with(test, bug, planted_bugs, Some(LEADER_CRASH_PROBABILITY))
 }
 
 /// [`seeds_to_find`] with a leader churn of its own (`None`: the seed's).
 fn seeds_to_find_with(
     test: &str,
-    name: &str,
+    bug: &str,
     planted_bugs: PlantedBugs,
     leader_crash_probability: Option<f64>,
 ) -> u64 {
-    for tried in 1..=MAX_SEEDS {
-        let seed = FIRST_SEED + tried - 1;
-        let options = RunOptions {
-            seed,
-            steps: 2000,
-            planted_bugs,
-            trace: false,
-            voters: Some(3),
-            leader_crash_probability,
-        };
-        if let Err(failure) = run_seed(options) {
-            println!("planted bug `{name}` found after {tried} seed(s): {failure}");
-            println!("replay: RAFT_SIM_TRACE=1 cargo test -p sim teeth::{test} -- --nocapture");
-            if SeedPlan::from_env().trace {
-                // Replay the failing seed, this time with its trace.
-                let _ = run_seed(RunOptions {
-                    trace: true,
-                    ..options
-                });
-            }
-            return tried;
-        }
+    let options = |seed| RunOptions {
+        seed,
+        steps: 2000,
+        planted_bugs,
+        trace: false,
+        voters: Some(3),
+        leader_crash_probability,
+    };
+    Teeth::<RaftSimulation> {
+        test,
+        bug,
+        caught_by: None,
+        max_seeds: MAX_SEEDS,
+        options: &options,
     }
-    panic!("planted bug `{name}` not found in {MAX_SEEDS} seeds: the simulation lacks teeth");
+    .seeds_to_find()
 }
 
 #[test]

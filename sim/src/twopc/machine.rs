@@ -27,6 +27,10 @@
 //! model through [`SimMachine::membership_changed`], as the runtime tells
 //! the vault), so every node computes the same [`Effect`] at the same
 //! index; the checkers compare them.
+//!
+//! `machine_vs_vault.rs` checks that this model applies as the vault does:
+//! the same seeded command sequences on the model and on the vault's SQLite
+//! state machine give the same outcomes and the same state.
 
 use super::super::node::SimMachine;
 use consensus::raft::{LogIndex, Membership, NodeId};
@@ -365,6 +369,10 @@ impl SimMachine for VaultModel {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "machine_vs_vault.rs"]
+mod machine_vs_vault;
 
 #[cfg(test)]
 mod tests {

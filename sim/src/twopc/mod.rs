@@ -90,26 +90,13 @@ pub(crate) struct TwoPcBugs {
     pub(crate) skip_membership_check: bool,
 }
 
-/// The default seeds are split over this many test functions, so that the
-/// test harness runs them on every core.
-const PARTS: u64 = 4;
-
-#[test]
-fn simulate_twopc_seeds_part_0() {
-    run::run_part(0, PARTS);
-}
-
-#[test]
-fn simulate_twopc_seeds_part_1() {
-    run::run_part(1, PARTS);
-}
-
-#[test]
-fn simulate_twopc_seeds_part_2() {
-    run::run_part(2, PARTS);
-}
-
-#[test]
-fn simulate_twopc_seeds_part_3() {
-    run::run_part(3, PARTS);
-}
+// The default seeds, split over four test functions so that the test
+// harness runs them on every core.
+crate::harness::seed_tests!(
+    run::TwoPcSimulation,
+    4,
+    simulate_twopc_seeds_part_0 = 0,
+    simulate_twopc_seeds_part_1 = 1,
+    simulate_twopc_seeds_part_2 = 2,
+    simulate_twopc_seeds_part_3 = 3,
+);

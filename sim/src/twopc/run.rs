@@ -9,11 +9,10 @@ use super::nemesis::{CrashPoint, FiredCounts};
 use super::oracle;
 use super::participant::ParticipantNode;
 use super::TwoPcBugs;
-use crate::abstract_log::mix;
 use crate::cluster::{Cluster, StepFailure, FAULT_PROBABILITY};
+use crate::harness::{fingerprint, Failure, SeedPlan, Simulation};
 use crate::network::NetworkFaults;
 use crate::node::SimMachine;
-use crate::run::{Failure, SeedPlan};
 use crate::trace::Trace;
 use consensus::raft::{MembershipChange, NodeId};
 use consensus::twopc::Decision;
@@ -21,10 +20,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Seeds run by default (`TWOPC_SIM_SEEDS`).
-const DEFAULT_SEEDS: u64 = 1000;
-/// Steps of the faulty phase by default (`TWOPC_SIM_STEPS`).
-const DEFAULT_STEPS: u64 = 2000;
 /// Spare node ids that membership changes may add.
 const SPARES: u64 = 2;
 /// Steps allowed for the healed system to settle: every member applied the
@@ -398,10 +393,7 @@ impl Run {
             .iter()
             .map(|(tx, r)| (tx, r.decision))
             .collect();
-        let text = format!("{decisions:?}{leader_state}");
-        let fingerprint = text
-            .bytes()
-            .fold(0, |state, byte| mix(state, u64::from(byte)));
+        let fingerprint = fingerprint(&format!("{decisions:?}{leader_state}"));
         RunReport {
             steps: self.cluster.now,
             transactions: app.oracle.txs.len() as u64,
@@ -423,106 +415,118 @@ impl Run {
     }
 }
 
-/// Sums of the reports of one test part.
-#[derive(Debug, Default)]
-struct Totals {
-    runs: u64,
-    report: RunReport,
-}
-
-impl Totals {
+impl RunReport {
+    /// Adds `report` to these totals of a test part (the most live
+    /// decisions are a maximum, not a sum).
     fn add(&mut self, report: &RunReport) {
-        self.runs += 1;
-        let total = &mut self.report;
-        total.steps += report.steps;
-        total.transactions += report.transactions;
-        total.commits += report.commits;
-        total.aborts += report.aborts;
-        total.recovery_proposals += report.recovery_proposals;
-        total.membership_aborts += report.membership_aborts;
-        total.coordinator_membership_aborts += report.coordinator_membership_aborts;
-        total.reborn_member_commits += report.reborn_member_commits;
-        total.wiped_prepare_commits += report.wiped_prepare_commits;
-        total.readded_member_commits += report.readded_member_commits;
-        total.wipes += report.wipes;
-        total.lost_disks += report.lost_disks;
-        total.prunes += report.prunes;
-        total.most_live_decisions = total.most_live_decisions.max(report.most_live_decisions);
+        self.steps += report.steps;
+        self.transactions += report.transactions;
+        self.commits += report.commits;
+        self.aborts += report.aborts;
+        self.recovery_proposals += report.recovery_proposals;
+        self.membership_aborts += report.membership_aborts;
+        self.coordinator_membership_aborts += report.coordinator_membership_aborts;
+        self.reborn_member_commits += report.reborn_member_commits;
+        self.wiped_prepare_commits += report.wiped_prepare_commits;
+        self.readded_member_commits += report.readded_member_commits;
+        self.wipes += report.wipes;
+        self.lost_disks += report.lost_disks;
+        self.prunes += report.prunes;
+        self.most_live_decisions = self.most_live_decisions.max(report.most_live_decisions);
         for (point, count) in &report.fired {
-            *total.fired.entry(*point).or_insert(0) += count;
+            *self.fired.entry(*point).or_insert(0) += count;
         }
     }
 }
 
-/// Runs part `part` of the planned seeds (`TWOPC_SIM_SEEDS`, default 1000;
-/// `TWOPC_SIM_SEED_START`; `TWOPC_SIM_STEPS`, default 2000;
-/// `TWOPC_SIM_TRACE=1`); panics with the first failure and its replay
-/// command, or if a part of at least 100 seeds left a crash point unfired.
-pub(crate) fn run_part(part: u64, parts: u64) {
-    let plan = SeedPlan::from_env_with("TWOPC_SIM", DEFAULT_SEEDS, DEFAULT_STEPS);
-    let started = std::time::Instant::now();
-    let mut totals = Totals::default();
-    for seed in plan.seeds(part, parts) {
-        let options = RunOptions {
+/// The 2PC simulation as the harness runs it (`TWOPC_SIM_*`): a part of at
+/// least [`COVERAGE_SEEDS`] seeds must also have fired every crash point.
+pub(crate) struct TwoPcSimulation;
+
+impl Simulation for TwoPcSimulation {
+    type Options = RunOptions;
+    type Report = RunReport;
+    type Totals = RunReport;
+
+    const ENV_PREFIX: &'static str = "TWOPC_SIM";
+    const DEFAULT_SEEDS: u64 = 1000;
+    const DEFAULT_STEPS: u64 = 2000;
+    const TEST_FILTER: &'static str = "simulate_twopc";
+    const NAME: &'static str = "2PC simulation";
+
+    fn options(seed: u64, plan: &SeedPlan) -> RunOptions {
+        RunOptions {
             seed,
             steps: plan.steps,
             bugs: TwoPcBugs::default(),
             trace: plan.trace,
             voters: None,
-        };
-        match run_seed(options) {
-            Ok(report) => totals.add(&report),
-            Err(failure) => panic!(
-                "{failure}\nreplay: TWOPC_SIM_SEED_START={} TWOPC_SIM_SEEDS=1 TWOPC_SIM_STEPS={} \
-                 TWOPC_SIM_TRACE=1 cargo test -p sim simulate_twopc -- --nocapture",
-                failure.seed, plan.steps
-            ),
         }
     }
-    let total = &totals.report;
-    println!(
-        "2PC simulation part {part}/{parts}: {} seeds, {} steps, {} transactions \
-         ({} committed, {} aborted, {} recovery proposals), {:.1}s",
-        totals.runs,
-        total.steps,
-        total.transactions,
-        total.commits,
-        total.aborts,
-        total.recovery_proposals,
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "  membership: {} commits applied as aborts (members in force not the ones asked), \
-         {} turned by coordinators before proposing; {} commits after an asked voter lost its \
-         disk in place; {} disks wiped ({} voters' disks replaced unremoved), {} commits after a \
-         participant's durable prepare was wiped; {} commits where an asked id had been \
-         removed and added back empty (same ids, a member that never voted: known gap)",
-        total.membership_aborts,
-        total.coordinator_membership_aborts,
-        total.reborn_member_commits,
-        total.wipes,
-        total.lost_disks,
-        total.wiped_prepare_commits,
-        total.readded_member_commits
-    );
-    println!(
-        "  pruning: {} prunes proposed; at most {} decisions held by one node at once",
-        total.prunes, total.most_live_decisions
-    );
-    for point in CrashPoint::ALL {
-        let fired = total.fired.get(&point).copied().unwrap_or(0);
-        println!("  crash point fired {fired:>4}x: {point}");
-        assert!(
-            fired > 0 || totals.runs < COVERAGE_SEEDS,
-            "crash point `{point}` never fired in {} seeds: the nemesis misses a protocol step",
-            totals.runs
+
+    fn traced(options: RunOptions) -> RunOptions {
+        RunOptions {
+            trace: true,
+            ..options
+        }
+    }
+
+    fn run_seed(options: RunOptions) -> Result<RunReport, Failure> {
+        run_seed(options)
+    }
+
+    fn fingerprint(report: &RunReport) -> (u64, u64) {
+        (report.steps, report.fingerprint)
+    }
+
+    fn add(totals: &mut RunReport, report: &RunReport) {
+        totals.add(report);
+    }
+
+    fn figures(total: &RunReport) -> String {
+        format!(
+            "{} steps, {} transactions ({} committed, {} aborted, {} recovery proposals)",
+            total.steps, total.transactions, total.commits, total.aborts, total.recovery_proposals
+        )
+    }
+
+    /// The membership and pruning figures, and how often each crash point
+    /// fired; panics if a part of at least [`COVERAGE_SEEDS`] seeds left
+    /// one unfired.
+    fn details(total: &RunReport, runs: u64) {
+        println!(
+            "  membership: {} commits applied as aborts (members in force not the ones asked), \
+             {} turned by coordinators before proposing; {} commits after an asked voter lost its \
+             disk in place; {} disks wiped ({} voters' disks replaced unremoved), {} commits after a \
+             participant's durable prepare was wiped; {} commits where an asked id had been \
+             removed and added back empty (same ids, a member that never voted: known gap)",
+            total.membership_aborts,
+            total.coordinator_membership_aborts,
+            total.reborn_member_commits,
+            total.wipes,
+            total.lost_disks,
+            total.wiped_prepare_commits,
+            total.readded_member_commits
         );
+        println!(
+            "  pruning: {} prunes proposed; at most {} decisions held by one node at once",
+            total.prunes, total.most_live_decisions
+        );
+        for point in CrashPoint::ALL {
+            let fired = total.fired.get(&point).copied().unwrap_or(0);
+            println!("  crash point fired {fired:>4}x: {point}");
+            assert!(
+                fired > 0 || runs < COVERAGE_SEEDS,
+                "crash point `{point}` never fired in {runs} seeds: the nemesis misses a protocol step"
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::assert_replays_exactly;
 
     /// A seed replays exactly; another seed runs differently.
     #[test]
@@ -534,11 +538,6 @@ mod tests {
             trace: false,
             voters: None,
         };
-        let first = run_seed(options(7)).map(|report| (report.steps, report.fingerprint));
-        let again = run_seed(options(7)).map(|report| (report.steps, report.fingerprint));
-        let other = run_seed(options(8)).map(|report| (report.steps, report.fingerprint));
-        assert!(first.is_ok(), "{first:?}");
-        assert_eq!(first.as_ref().ok(), again.as_ref().ok());
-        assert_ne!(first.ok(), other.ok());
+        assert_replays_exactly::<TwoPcSimulation>(options, 7, 8);
     }
 }

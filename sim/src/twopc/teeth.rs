@@ -3,9 +3,9 @@
 //! of seeds. Each test prints how many seeds it needed and which check
 //! caught the bug.
 
-use super::run::{run_seed, RunOptions};
+use super::run::{RunOptions, TwoPcSimulation};
 use super::TwoPcBugs;
-use crate::run::SeedPlan;
+use crate::harness::Teeth;
 
 /// Seeds tried before declaring that the harness missed the bug.
 const MAX_SEEDS: u64 = 400;
@@ -16,56 +16,37 @@ const MAX_SEEDS: u64 = 400;
 /// decision's log index meets the state machine's check.
 const MAX_SEEDS_MEMBERSHIP: u64 = 1000;
 
-/// Far from the default seed range, so these are not the bug-free runs.
-const FIRST_SEED: u64 = 1_000_000;
-
 /// Runs seeds until one fails; the violation must be of the property named
-/// `caught_by`, or of one of several separated by `|` (another one would mean the bug broke something unexpected,
-/// or the harness reports false alarms). Prints and returns how many seeds
-/// it took.
-fn seeds_to_find(test: &str, name: &str, caught_by: &str, bugs: TwoPcBugs) -> u64 {
-    seeds_to_find_within(MAX_SEEDS, test, name, caught_by, bugs)
+/// `caught_by`, or of one of several separated by `|` (another one would
+/// mean the bug broke something unexpected, or the harness reports false
+/// alarms). Prints and returns how many seeds it took.
+fn seeds_to_find(test: &str, bug: &str, caught_by: &str, bugs: TwoPcBugs) -> u64 {
+    seeds_to_find_within(MAX_SEEDS, test, bug, caught_by, bugs)
 }
 
 /// [`seeds_to_find`] with its own bound.
 fn seeds_to_find_within(
     max_seeds: u64,
     test: &str,
-    name: &str,
+    bug: &str,
     caught_by: &str,
     bugs: TwoPcBugs,
 ) -> u64 {
-    let trace = SeedPlan::from_env_with("TWOPC_SIM", 0, 0).trace;
-    for tried in 1..=max_seeds {
-        let options = RunOptions {
-            seed: FIRST_SEED + tried - 1,
-            steps: 2000,
-            bugs,
-            trace: false,
-            voters: None,
-        };
-        if let Err(failure) = run_seed(options) {
-            println!("planted 2PC bug `{name}` found after {tried} seed(s): {failure}");
-            assert!(
-                caught_by
-                    .split('|')
-                    .any(|property| failure.invariant.contains(property)),
-                "expected a violation of `{caught_by}`, got: {failure}"
-            );
-            println!(
-                "replay: TWOPC_SIM_TRACE=1 cargo test -p sim twopc::teeth::{test} \
-                 -- --nocapture"
-            );
-            if trace {
-                let _ = run_seed(RunOptions {
-                    trace: true,
-                    ..options
-                });
-            }
-            return tried;
-        }
+    let options = |seed| RunOptions {
+        seed,
+        steps: 2000,
+        bugs,
+        trace: false,
+        voters: None,
+    };
+    Teeth::<TwoPcSimulation> {
+        test,
+        bug,
+        caught_by: Some(caught_by),
+        max_seeds,
+        options: &options,
     }
-    panic!("planted 2PC bug `{name}` not found in {max_seeds} seeds: the simulation lacks teeth");
+    .seeds_to_find()
 }
 
 #[test]
