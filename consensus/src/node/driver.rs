@@ -440,6 +440,8 @@ impl<N: PeerNetwork> Driver<N> {
         let Some(meta) = self.core.snapshot_meta(index) else {
             return;
         };
+        // One buffer for the core's log and the disk: clones share it.
+        let data = bytes::Bytes::from(data);
         if let Err(error) = self.core.snapshot_taken(meta.clone(), data.clone()) {
             tracing::debug!("snapshot at {index} not used: {error}");
             return;
@@ -484,10 +486,7 @@ impl<N: PeerNetwork> Driver<N> {
                     data: snapshot.data.clone(),
                 };
                 let _ = self.apply.send(restore).await;
-                Some(storage::Snapshot {
-                    meta: snapshot.meta,
-                    data: snapshot.data.to_vec(),
-                })
+                Some(snapshot)
             }
             None => None,
         };

@@ -4,8 +4,10 @@
 //! [`initialize_from_snapshot`]: the same for a cluster restored from a
 //! backup (`snapshot restore`), whose nodes start from the backup's state.
 
-use crate::raft::{self, HardState, LogIndex, Membership, NodeId, RaftCore, SnapshotMeta, Term};
-use crate::storage::{self, FileStore, FileStoreOptions, LogStore, StorageError, WriteBatch};
+use crate::raft::{
+    self, HardState, LogIndex, Membership, NodeId, RaftCore, Snapshot, SnapshotMeta, Term,
+};
+use crate::storage::{FileStore, FileStoreOptions, LogStore, StorageError, WriteBatch};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -146,10 +148,13 @@ pub fn initialize_from_snapshot(
             term: seed.term,
         });
     }
-    let meta = SnapshotMeta {
-        last_index: seed.index,
-        last_term: seed.term,
-        membership: Membership::with_voters(voters),
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            last_index: seed.index,
+            last_term: seed.term,
+            membership: Membership::with_voters(voters),
+        },
+        data: seed.data.into(),
     };
     let hard_state = HardState {
         term: seed.term,
@@ -163,20 +168,15 @@ pub fn initialize_from_snapshot(
         raft::Config::new(id, 0),
         raft::RestoredState {
             hard_state,
-            snapshot: Some(raft::Snapshot {
-                meta: meta.clone(),
-                data: seed.data.clone().into(),
-            }),
+            // A clone shares the bytes.
+            snapshot: Some(snapshot.clone()),
             entries: Vec::new(),
         },
     )?;
     let batch = WriteBatch {
         hard_state: Some(hard_state),
         entries: Vec::new(),
-        snapshot: Some(storage::Snapshot {
-            meta,
-            data: seed.data,
-        }),
+        snapshot: Some(snapshot),
     };
     create_private_dir(raft_dir)?;
     let (mut store, _) = FileStore::open(raft_dir, FileStoreOptions::default())?;

@@ -14,7 +14,7 @@
 
 use super::NodeOptions;
 use crate::raft::{self, Incarnation, NodeId, RaftCore};
-use crate::storage::{FileStore, Recovered};
+use crate::storage::{FileStore, RestoredState};
 use std::path::PathBuf;
 
 /// Why a node could not start.
@@ -79,7 +79,7 @@ pub fn preflight(options: &NodeOptions) -> Result<(), StartError> {
 /// module documentation. `applied` is the state machine's applied index.
 pub(crate) fn build_core(
     options: &NodeOptions,
-    recovered: Recovered,
+    recovered: RestoredState,
     applied: raft::LogIndex,
 ) -> Result<RaftCore, StartError> {
     let config = options.raft_config();
@@ -114,7 +114,7 @@ pub(crate) fn build_core(
 /// Whether the store recovered anything at all (what [`RaftCore::new`]
 /// needs). A directory with files but no state (a first segment written
 /// before anything else, then a crash) counts as empty.
-fn holds_state(recovered: &Recovered) -> bool {
+fn holds_state(recovered: &RestoredState) -> bool {
     recovered.hard_state != raft::HardState::default()
         || !recovered.entries.is_empty()
         || recovered.snapshot.is_some()

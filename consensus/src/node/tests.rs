@@ -8,7 +8,7 @@ use crate::raft::{
     RestoredState,
 };
 use crate::state_machine::{CommittedCommand, StateMachine};
-use crate::storage::{FileStore, FileStoreOptions, Recovered};
+use crate::storage::{FileStore, FileStoreOptions};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -111,7 +111,7 @@ fn voters(ids: impl IntoIterator<Item = u64>) -> BTreeSet<NodeId> {
     ids.into_iter().map(NodeId).collect()
 }
 
-fn recover(raft_dir: &Path) -> Recovered {
+fn recover(raft_dir: &Path) -> RestoredState {
     FileStore::open(raft_dir, FileStoreOptions::default())
         .expect("open the store")
         .1

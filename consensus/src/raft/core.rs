@@ -17,8 +17,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 
-/// What the runtime loaded from disk to start a node.
-#[derive(Clone, Debug, Default)]
+/// What the runtime loaded from disk to start a node (what a
+/// [`LogStore`](crate::storage::LogStore) recovers at open).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoredState {
     /// The persisted term, vote and commit index.
     pub hard_state: HardState,

@@ -2,12 +2,12 @@
 //! "To ensure correctness" section, made executable).
 //!
 //! ```
-//! use consensus::storage::{conformance, MemDisk, MemStore, Recovered, StorageError};
+//! use consensus::storage::{conformance, MemDisk, MemStore, RestoredState, StorageError};
 //!
 //! struct Factory(MemDisk);
 //! impl conformance::StoreFactory for Factory {
 //!     type Store = MemStore;
-//!     fn open(&mut self) -> Result<(MemStore, Recovered), StorageError> {
+//!     fn open(&mut self) -> Result<(MemStore, RestoredState), StorageError> {
 //!         Ok(self.0.open())
 //!     }
 //! }
@@ -17,7 +17,7 @@
 //! This is test support: a store that breaks the contract makes it panic
 //! with the name of the failing case.
 
-use super::{LogStore, Recovered, Snapshot, StorageError, WriteBatch};
+use super::{LogStore, RestoredState, Snapshot, StorageError, WriteBatch};
 use crate::raft::types::{
     Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, SnapshotMeta, Term,
 };
@@ -30,7 +30,7 @@ pub trait StoreFactory {
     /// Opens the store. The first call on a new factory sees an empty store;
     /// each later call (after the previous store was dropped) must see what
     /// the earlier stores made durable, as a restarted node would.
-    fn open(&mut self) -> Result<(Self::Store, Recovered), StorageError>;
+    fn open(&mut self) -> Result<(Self::Store, RestoredState), StorageError>;
 }
 
 type Case<F> = fn(&mut F);
@@ -109,11 +109,11 @@ fn snapshot(last_index: LogIndex, last_term: Term) -> Snapshot {
             last_term,
             membership,
         },
-        data: format!("state up to {last_index}").into_bytes(),
+        data: format!("state up to {last_index}").into_bytes().into(),
     }
 }
 
-fn open<F: StoreFactory>(factory: &mut F) -> (F::Store, Recovered) {
+fn open<F: StoreFactory>(factory: &mut F) -> (F::Store, RestoredState) {
     match factory.open() {
         Ok(opened) => opened,
         Err(error) => panic!("opening the store failed: {error}"),
@@ -127,14 +127,14 @@ fn write<S: LogStore>(store: &mut S, batch: WriteBatch) {
 }
 
 /// Drops the store and reopens it, returning what was recovered.
-fn reopen<F: StoreFactory>(factory: &mut F, store: F::Store) -> (F::Store, Recovered) {
+fn reopen<F: StoreFactory>(factory: &mut F, store: F::Store) -> (F::Store, RestoredState) {
     drop(store);
     open(factory)
 }
 
 fn new_store_is_empty<F: StoreFactory>(factory: &mut F) {
     let (store, recovered) = open(factory);
-    assert_eq!(recovered, Recovered::default());
+    assert_eq!(recovered, RestoredState::default());
     assert_eq!(store.snapshot().ok(), Some(None));
 }
 

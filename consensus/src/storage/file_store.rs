@@ -3,7 +3,7 @@
 use super::record::{self, RecordRef};
 use super::recovery::{self, SegmentInfo};
 use super::tail::Tail;
-use super::{segment, snapshot_file, LogStore, Recovered, Snapshot, StorageError, WriteBatch};
+use super::{segment, snapshot_file, LogStore, RestoredState, Snapshot, StorageError, WriteBatch};
 use crate::raft::types::{HardState, LogIndex, NodeId, Term};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -89,7 +89,7 @@ impl FileStore {
     pub fn open(
         dir: impl AsRef<Path>,
         options: FileStoreOptions,
-    ) -> Result<(FileStore, Recovered), StorageError> {
+    ) -> Result<(FileStore, RestoredState), StorageError> {
         let dir = dir.as_ref().to_path_buf();
         let recovered = recovery::recover(&dir)?;
         FileStore::from_recovered(dir, options, recovered)
@@ -100,7 +100,7 @@ impl FileStore {
         dir: PathBuf,
         options: FileStoreOptions,
         recovered: recovery::RecoveredFiles,
-    ) -> Result<(FileStore, Recovered), StorageError> {
+    ) -> Result<(FileStore, RestoredState), StorageError> {
         let mut segments = recovered.segments;
         let active = open_active(&dir, &mut segments, &recovered.hard_state)?;
         let log = Tail {
@@ -133,7 +133,7 @@ impl FileStore {
             inject: None,
         };
         store.remove_obsolete_files();
-        let recovered = Recovered {
+        let recovered = RestoredState {
             hard_state: recovered.hard_state,
             snapshot,
             entries: recovered.log.items.into(),

@@ -1,7 +1,7 @@
 //! [`MemStore`]: the [`LogStore`] of tests and simulations.
 
 use super::tail::Tail;
-use super::{LogStore, Recovered, Snapshot, StorageError, WriteBatch};
+use super::{LogStore, RestoredState, Snapshot, StorageError, WriteBatch};
 use crate::raft::types::{Entry, HardState, LogIndex};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,9 +27,9 @@ impl MemDisk {
     }
 
     /// Opens a store on this disk and returns what it holds.
-    pub fn open(&self) -> (MemStore, Recovered) {
+    pub fn open(&self) -> (MemStore, RestoredState) {
         let state = self.lock();
-        let recovered = Recovered {
+        let recovered = RestoredState {
             hard_state: state.hard_state,
             snapshot: state.snapshot.clone(),
             entries: state.log.items.iter().cloned().collect(),

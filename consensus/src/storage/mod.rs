@@ -54,38 +54,17 @@ pub use file_store::{FileStore, FileStoreOptions};
 pub use memory::{MemDisk, MemStore};
 pub use writer::{Durable, LogWriter, WriterHealth, WriterStats};
 
-use crate::raft::types::{Entry, HardState, LogIndex, SnapshotMeta};
+use crate::raft::types::{Entry, HardState, LogIndex};
 
-/// A snapshot of the state machine together with what it covers.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Which prefix of the log the snapshot replaces.
-    pub meta: SnapshotMeta,
-    /// The state machine's serialized state, opaque to the store.
-    pub data: Vec<u8>,
-}
-
-impl std::fmt::Debug for Snapshot {
-    /// Shows the size of the data, never the data: it is the vault's content.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("meta", &self.meta)
-            .field("data_len", &self.data.len())
-            .finish()
-    }
-}
-
-/// Everything a store recovered at open: what the Raft core starts from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Recovered {
-    /// The last durable hard state (default if none was ever written).
-    pub hard_state: HardState,
-    /// The latest durable snapshot, if any.
-    pub snapshot: Option<Snapshot>,
-    /// Every entry after the snapshot (or from index 1 without one), with
-    /// consecutive indexes.
-    pub entries: Vec<Entry>,
-}
+/// What a store hands back at open is what the Raft core starts from
+/// ([`RaftCore::new`](crate::raft::RaftCore::new)): one type, so nothing is
+/// converted (or lost) between the two. The last durable hard state
+/// (default if none was ever written), the latest durable snapshot, and
+/// every entry after it (or from index 1 without one), consecutive.
+pub use crate::raft::RestoredState;
+/// The snapshot a store keeps is the one the core hands out and streams:
+/// its bytes are shared, so storing it copies nothing.
+pub use crate::raft::Snapshot;
 
 /// One unit of work for a store, applied in this order: `snapshot`, then
 /// `entries`, then `hard_state`.

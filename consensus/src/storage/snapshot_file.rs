@@ -147,6 +147,7 @@ pub(crate) fn read(path: &Path) -> Result<Snapshot, StorageError> {
         .map_err(|_| corrupt("metadata is undecodable"))?;
     Ok(Snapshot {
         meta,
-        data: bytes[meta_end..].to_vec(),
+        // The file's buffer becomes the snapshot's: no copy.
+        data: bytes::Bytes::from(bytes).slice(meta_end..),
     })
 }

@@ -86,7 +86,7 @@ fn a_failed_snapshot_write_is_repaired_and_retried() {
                 last_term: 1,
                 membership: Default::default(),
             },
-            data: vec![7; 64],
+            data: vec![7; 64].into(),
         }),
         ..WriteBatch::default()
     };

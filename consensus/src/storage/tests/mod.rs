@@ -8,7 +8,7 @@ mod recovery;
 mod torn_tail;
 
 use super::conformance::{self, StoreFactory};
-use super::{FileStore, FileStoreOptions, MemDisk, MemStore, Recovered, StorageError};
+use super::{FileStore, FileStoreOptions, MemDisk, MemStore, RestoredState, StorageError};
 use tempfile::TempDir;
 
 /// Opens a [`FileStore`] in a temporary directory that outlives each store.
@@ -32,7 +32,7 @@ impl FileFactory {
 impl StoreFactory for FileFactory {
     type Store = FileStore;
 
-    fn open(&mut self) -> Result<(FileStore, Recovered), StorageError> {
+    fn open(&mut self) -> Result<(FileStore, RestoredState), StorageError> {
         FileStore::open(self.dir.path(), self.options.clone())
     }
 }
@@ -58,7 +58,7 @@ struct MemFactory(MemDisk);
 impl StoreFactory for MemFactory {
     type Store = MemStore;
 
-    fn open(&mut self) -> Result<(MemStore, Recovered), StorageError> {
+    fn open(&mut self) -> Result<(MemStore, RestoredState), StorageError> {
         Ok(self.0.open())
     }
 }

@@ -6,7 +6,7 @@
 use super::FileFactory;
 use crate::raft::types::{Entry, HardState, LogIndex, SnapshotMeta};
 use crate::storage::conformance::{entry, StoreFactory};
-use crate::storage::{LogStore, MemDisk, Recovered, Snapshot, WriteBatch};
+use crate::storage::{LogStore, MemDisk, RestoredState, Snapshot, WriteBatch};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -47,12 +47,12 @@ fn single_op() -> impl Strategy<Value = Op> + Clone {
 }
 
 /// First and last index of the log in `view` (base, last).
-fn bounds(view: &Recovered) -> (LogIndex, LogIndex) {
+fn bounds(view: &RestoredState) -> (LogIndex, LogIndex) {
     let base = view.snapshot.as_ref().map_or(0, |s| s.meta.last_index);
     (base, view.entries.last().map_or(base, |e| e.index))
 }
 
-fn term_at(view: &Recovered, index: LogIndex) -> Option<u64> {
+fn term_at(view: &RestoredState, index: LogIndex) -> Option<u64> {
     view.entries
         .iter()
         .find(|e| e.index == index)
@@ -60,7 +60,7 @@ fn term_at(view: &Recovered, index: LogIndex) -> Option<u64> {
 }
 
 /// Turns an operation into a batch valid for the log in `view`.
-fn batch_for(op: &Op, view: &Recovered, term: &mut u64) -> Option<WriteBatch> {
+fn batch_for(op: &Op, view: &RestoredState, term: &mut u64) -> Option<WriteBatch> {
     let (base, last) = bounds(view);
     let batch = match *op {
         Op::Append {
@@ -91,7 +91,10 @@ fn batch_for(op: &Op, view: &Recovered, term: &mut u64) -> Option<WriteBatch> {
             };
             let data = format!("state {last_index}/{last_term}").into_bytes();
             WriteBatch {
-                snapshot: Some(Snapshot { meta, data }),
+                snapshot: Some(Snapshot {
+                    meta,
+                    data: data.into(),
+                }),
                 ..WriteBatch::default()
             }
         }

@@ -13,7 +13,7 @@ fn snapshot(last_index: u64, last_term: u64) -> Snapshot {
             last_term,
             membership: Default::default(),
         },
-        data: vec![7; 32],
+        data: vec![7; 32].into(),
     }
 }
 

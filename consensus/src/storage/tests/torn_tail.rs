@@ -124,7 +124,7 @@ fn a_damaged_snapshot_refuses_to_start() {
             last_term: 1,
             membership: Default::default(),
         },
-        data: vec![9; 100],
+        data: vec![9; 100].into(),
     };
     store
         .write(&[WriteBatch {
@@ -165,7 +165,7 @@ fn a_snapshot_removes_the_segments_and_snapshots_it_covers() {
                         last_term: 1,
                         membership: Default::default(),
                     },
-                    data: vec![1; 10],
+                    data: vec![1; 10].into(),
                 }),
                 ..WriteBatch::default()
             }])
