@@ -277,7 +277,12 @@ impl World {
                     self.in_flight.push(envelope);
                 }
                 CoordinatorAction::ReadMembership => {
-                    out.push(format!("{node} reads the membership: {:?}", self.members));
+                    let members: Vec<String> =
+                        self.members.iter().map(ToString::to_string).collect();
+                    out.push(format!(
+                        "{node} reads the membership: [{}]",
+                        members.join(" ")
+                    ));
                     let input = CoordinatorInput::Members(self.members.clone());
                     if let Some((_, driver)) = self.coordinators.get_mut(tx) {
                         pending.extend(driver.step(input, self.now));
