@@ -26,8 +26,18 @@ pub async fn run(session: &Session, name: &str) -> Result<()> {
     };
     let vote_text = |vote: &Vote| match vote {
         Vote::Commit => "commit",
-        Vote::Abort => "abort",
+        Vote::Abort(_) => "abort",
     };
+    // Each participant that voted abort, and why: its own reason, or that
+    // it did not answer in time or could not be reached.
+    let reasons: Vec<(String, &str)> = report
+        .votes
+        .iter()
+        .filter_map(|(node, vote)| match vote {
+            Vote::Abort(reason) => Some((node.to_string(), reason.as_str())),
+            Vote::Commit => None,
+        })
+        .collect();
     let votes: serde_json::Map<String, serde_json::Value> = report
         .votes
         .iter()
@@ -42,11 +52,11 @@ pub async fn run(session: &Session, name: &str) -> Result<()> {
         || {
             let mut text = format!("transaction {}: {}\n", report.tx, decision.to_uppercase());
             for (node, vote) in &report.votes {
-                match report.reasons.get(node) {
-                    Some(reason) => {
+                match vote {
+                    Vote::Abort(reason) => {
                         text.push_str(&format!("  {node} voted {}: {reason}\n", vote_text(vote)))
                     }
-                    None => text.push_str(&format!("  {node} voted {}\n", vote_text(vote))),
+                    Vote::Commit => text.push_str(&format!("  {node} voted {}\n", vote_text(vote))),
                 }
             }
             text.push_str(&format!("  acknowledged by: {}\n", acked.join(", ")));
@@ -54,8 +64,7 @@ pub async fn run(session: &Session, name: &str) -> Result<()> {
         },
     );
     if report.decision == Decision::Abort {
-        let why: Vec<String> = report
-            .reasons
+        let why: Vec<String> = reasons
             .iter()
             .map(|(node, reason)| format!("{node}: {reason}"))
             .collect();

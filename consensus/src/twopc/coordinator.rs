@@ -40,14 +40,15 @@ pub enum CoordinatorOutput {
     Finished(TransactionReport),
 }
 
-/// What the client is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the client is told (the vault sends it as the answer to a delete).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransactionReport {
     /// The transaction id.
     pub tx: String,
     /// The decision the log holds.
     pub decision: Decision,
-    /// Every participant's vote (an abort for those that did not vote in time).
+    /// Every participant's vote, an abort with its reason for those that
+    /// voted abort or did not vote in time.
     pub votes: BTreeMap<NodeId, Vote>,
     /// Participants that acknowledged the decision, sorted.
     pub acked: Vec<NodeId>,

@@ -1,21 +1,27 @@
-//! Two-phase commit (SPEC §6), as a pure protocol: no tokio, no sockets, no
-//! clock, no randomness. Like the Raft core, it takes inputs (a vote, an
-//! acknowledgement, the time `now_ms` as a number the caller read) and
-//! returns typed outputs the runtime carries out.
+//! Two-phase commit (SPEC §6) as a pure protocol, generic over the resource
+//! a transaction locks. Fully deterministic: no async runtime, no sockets,
+//! no files, no clock (time arrives as `now_ms`, a number the caller read),
+//! no randomness. Like the Raft core, it takes inputs and returns typed
+//! outputs the runtime carries out; CI checks that this module stays so.
 //!
-//! - [`Coordinator`]: one transaction seen from the node that received the
-//!   delete. It asks every participant (itself included) to vote, decides
-//!   once every vote is in or the vote deadline passed, asks the runtime to
-//!   make the decision durable (in the vault: a Raft log entry), then sends
-//!   the decision the log holds to every participant and collects acks.
+//! - [`CoordinatorDriver`]: one transaction seen from the node that started
+//!   it, sans I/O. It produces the [`TwoPcRequest`]s to send, reads the
+//!   membership again before it decides (a changed membership turns a
+//!   commit into an abort), asks for the decision entry to be proposed
+//!   ([`DecisionProposal`]), sends the decision the log holds and collects
+//!   acks, arming one deadline at a time. The vault's node runtime and the
+//!   2PC simulation both run it; [`Coordinator`] is its bare protocol core.
 //! - [`participant`]: what a participant does with a vote request (through
 //!   a [`ResourceManager`] that checks and durably locks), when it may
-//!   acknowledge a decision, and which prepared transactions recovery must
-//!   ask the leader about, and what the leader answers. A vote that finds
-//!   the resource locked by another transaction follows wait-die
+//!   acknowledge a decision, which prepared transactions recovery must ask
+//!   the leader about, and what the leader answers. A vote that finds the
+//!   resource locked by another transaction follows wait-die
 //!   ([`participant::vote_wait_die`], [`participant::wait_or_die`]): the
 //!   older transaction waits, the younger aborts, so concurrent transactions
 //!   on one resource cannot deadlock and cannot all abort.
+//! - [`TwoPcRequest`], [`TwoPcReply`], [`Vote`], [`Decision`]: the one set
+//!   of 2PC wire types; an application embeds them in its own wire enum and
+//!   picks the resource type `R` (the vault: a secret at a version).
 //!
 //! # Ordering rules the runtime must keep
 //!
@@ -23,33 +29,50 @@
 //!   after [`ResourceManager::prepare`] returned, or, for a resource
 //!   manager that groups prepares into one durable write (the vault's
 //!   `PrepareBatch`), after that write.
-//! - [`CoordinatorOutput::ProposeDecision`] must be durable (committed in
-//!   the log) before any [`CoordinatorOutput::SendDecide`] is produced: the
-//!   coordinator only emits those after [`Coordinator::on_decision_logged`],
-//!   and with the decision the log holds, which may differ from the one it
-//!   proposed (the first decision for a transaction in the log wins).
+//! - [`CoordinatorAction::Propose`] must be durable (committed in the log)
+//!   before the runtime reports [`CoordinatorInput::DecisionLogged`], with
+//!   the decision the log holds, which may differ from the one proposed
+//!   (the first decision for a transaction in the log wins). Decide
+//!   messages are only produced after that.
 //! - A participant acknowledges only once its state machine applied the
 //!   decision ([`participant::ack`]).
 //!
 //! ```
-//! use consensus::twopc::{Coordinator, CoordinatorOutput, Decision, Vote};
 //! use consensus::raft::NodeId;
+//! use consensus::twopc::{
+//!     CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, Decision,
+//!     Vote, VoteRequest,
+//! };
 //!
-//! let participants = [NodeId(1), NodeId(2)];
-//! let (mut coordinator, outputs) = Coordinator::start("tx1", participants, 0, 100);
-//! assert_eq!(outputs.len(), 2); // a Vote request to each participant
-//! coordinator.on_vote(NodeId(1), Vote::Commit, 5);
-//! let outputs = coordinator.on_vote(NodeId(2), Vote::Commit, 6);
-//! assert_eq!(outputs, vec![CoordinatorOutput::ProposeDecision(Decision::Commit)]);
+//! // The resource is whatever the application locks; here a name.
+//! let request = VoteRequest { tx: "tx1".to_string(), resource: "mail" };
+//! let options = CoordinatorOptions { vote_timeout_ms: 100, proposal_retry: None };
+//! let members = [NodeId(1), NodeId(2)];
+//! let (mut driver, actions) = CoordinatorDriver::start(request, 0, members, 0, options);
+//! assert_eq!(actions.len(), 3); // a vote request to each participant, the vote deadline
+//! driver.step(CoordinatorInput::Voted { from: NodeId(1), vote: Vote::Commit }, 5);
+//! let actions = driver.step(CoordinatorInput::Voted { from: NodeId(2), vote: Vote::Commit }, 6);
+//! // Before deciding, the driver checks that the membership did not change.
+//! assert_eq!(actions, vec![CoordinatorAction::ReadMembership]);
+//! let actions = driver.step(CoordinatorInput::Members(members.to_vec()), 7);
+//! let CoordinatorAction::Propose(proposal) = &actions[0] else { panic!("{actions:?}") };
+//! assert_eq!(proposal.decision, Decision::Commit);
 //! ```
 
 mod coordinator;
+mod driver;
+mod messages;
 pub mod participant;
 
 pub use coordinator::{Coordinator, CoordinatorOutput, Phase, TransactionReport};
+pub use driver::{
+    CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, DecisionProposal,
+    ProposalRetry,
+};
+pub use messages::{TwoPcReply, TwoPcRequest, VoteRequest};
 pub use participant::{
     LockConflict, LockTable, PrepareOutcome, ResourceManager, TransactionAge, VoteAttempt,
-    VotePolicy, VoteRequest,
+    VotePolicy,
 };
 
 use serde::{Deserialize, Serialize};

@@ -19,7 +19,7 @@
 //! because of the others: absent crashes and timeouts, exactly one of two
 //! concurrent transactions on a resource can commit.
 
-use super::{Decision, Vote};
+use super::{Decision, Vote, VoteRequest};
 use crate::raft::NodeId;
 
 /// A participant's configured vote policy (`[twopc] vote`, `VAULT_VOTE`).
@@ -35,20 +35,6 @@ pub enum VotePolicy {
 /// The reason given by a participant whose policy is abort.
 pub const POLICY_ABORT_REASON: &str = "vote policy is abort";
 
-/// What a coordinator asks a participant to vote on: deleting `owner`'s
-/// `name` at `version` in transaction `tx`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VoteRequest {
-    /// The transaction id.
-    pub tx: String,
-    /// Owner of the resource.
-    pub owner: String,
-    /// Name of the resource.
-    pub name: String,
-    /// The version every participant must hold.
-    pub version: u64,
-}
-
 /// The answer of [`ResourceManager::prepare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrepareOutcome {
@@ -58,7 +44,8 @@ pub enum PrepareOutcome {
     Refused(String),
 }
 
-/// The local resource a participant guards (in the vault: the SQLite store).
+/// The local resources a participant guards (in the vault: the SQLite
+/// store, whose resources are secrets at a version).
 ///
 /// # To ensure correctness
 ///
@@ -73,30 +60,34 @@ pub enum PrepareOutcome {
 ///   refused.
 /// - The lock is released only by applying the logged decision.
 pub trait ResourceManager {
+    /// What one transaction locks (the vault: a secret at a version). The
+    /// protocol never looks inside it.
+    type Resource;
+
     /// What can go wrong talking to the resource (I/O, a damaged file).
     type Error;
 
-    /// Checks that the resource can be deleted as asked and locks it
+    /// Checks that the resource can be changed as asked and locks it
     /// durably; `now_ms` is recorded as the prepare time (for recovery).
     fn prepare(
         &mut self,
-        request: &VoteRequest,
+        request: &VoteRequest<Self::Resource>,
         now_ms: u64,
     ) -> Result<PrepareOutcome, Self::Error>;
 }
 
 /// A participant's vote on `request`: the policy first (an abort policy
 /// never touches the resource), then the resource manager.
-pub fn vote<R: ResourceManager>(
+pub fn vote<M: ResourceManager>(
     policy: VotePolicy,
-    resource: &mut R,
-    request: &VoteRequest,
+    manager: &mut M,
+    request: &VoteRequest<M::Resource>,
     now_ms: u64,
-) -> Result<Vote, R::Error> {
+) -> Result<Vote, M::Error> {
     if policy == VotePolicy::Abort {
         return Ok(Vote::Abort(POLICY_ABORT_REASON.into()));
     }
-    Ok(match resource.prepare(request, now_ms)? {
+    Ok(match manager.prepare(request, now_ms)? {
         PrepareOutcome::Prepared => Vote::Commit,
         PrepareOutcome::Refused(reason) => Vote::Abort(reason),
     })
@@ -192,7 +183,10 @@ pub fn wait_or_die(holder: &str, requester: &str) -> LockConflict {
 pub trait LockTable: ResourceManager {
     /// The transaction holding the lock on `request`'s resource, if any
     /// (possibly `request.tx` itself, for a retried vote request).
-    fn locked_by(&mut self, request: &VoteRequest) -> Result<Option<String>, Self::Error>;
+    fn locked_by(
+        &mut self,
+        request: &VoteRequest<Self::Resource>,
+    ) -> Result<Option<String>, Self::Error>;
 }
 
 /// One attempt at a vote under wait-die ([`vote_wait_die`]).
@@ -215,17 +209,17 @@ pub enum VoteAttempt {
 ///
 /// `may_wait` is false once the runtime's wait budget is spent: a requester
 /// that would wait then votes abort instead, naming the holder.
-pub fn vote_wait_die<R: LockTable>(
+pub fn vote_wait_die<M: LockTable>(
     policy: VotePolicy,
-    resource: &mut R,
-    request: &VoteRequest,
+    manager: &mut M,
+    request: &VoteRequest<M::Resource>,
     now_ms: u64,
     may_wait: bool,
-) -> Result<VoteAttempt, R::Error> {
+) -> Result<VoteAttempt, M::Error> {
     if policy == VotePolicy::Abort {
         return Ok(VoteAttempt::Voted(Vote::Abort(POLICY_ABORT_REASON.into())));
     }
-    if let Some(holder) = resource.locked_by(request)? {
+    if let Some(holder) = manager.locked_by(request)? {
         if holder != request.tx {
             let reason = match wait_or_die(&holder, &request.tx) {
                 LockConflict::Wait if may_wait => return Ok(VoteAttempt::Wait { holder }),
@@ -237,7 +231,7 @@ pub fn vote_wait_die<R: LockTable>(
             return Ok(VoteAttempt::Voted(Vote::Abort(reason)));
         }
     }
-    vote(policy, resource, request, now_ms).map(VoteAttempt::Voted)
+    vote(policy, manager, request, now_ms).map(VoteAttempt::Voted)
 }
 
 /// Why a requester dies: the holder is older, or the two cannot be ordered.

@@ -185,34 +185,45 @@ struct Resource {
     prepared: BTreeSet<String>,
 }
 
+/// What these tests lock: a name at a version. The protocol is generic
+/// over it; the vault's resource is a secret with an owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Item {
+    name: String,
+    version: u64,
+}
+
 impl ResourceManager for Resource {
+    type Resource = Item;
     type Error = std::convert::Infallible;
 
     fn prepare(
         &mut self,
-        request: &VoteRequest,
+        request: &VoteRequest<Item>,
         _now_ms: u64,
     ) -> Result<PrepareOutcome, Self::Error> {
-        if let Some(holder) = self.locks.get(&request.name) {
+        let item = &request.resource;
+        if let Some(holder) = self.locks.get(&item.name) {
             if *holder != request.tx {
                 return Ok(PrepareOutcome::Refused(format!("locked by {holder}")));
             }
         }
-        if self.versions.get(&request.name) != Some(&request.version) {
+        if self.versions.get(&item.name) != Some(&item.version) {
             return Ok(PrepareOutcome::Refused("wrong version".into()));
         }
-        self.locks.insert(request.name.clone(), request.tx.clone());
+        self.locks.insert(item.name.clone(), request.tx.clone());
         self.prepared.insert(request.tx.clone());
         Ok(PrepareOutcome::Prepared)
     }
 }
 
-fn request(tx: &str, version: u64) -> VoteRequest {
+fn request(tx: &str, version: u64) -> VoteRequest<Item> {
     VoteRequest {
         tx: tx.into(),
-        owner: "client:alice".into(),
-        name: "mail".into(),
-        version,
+        resource: Item {
+            name: "mail".into(),
+            version,
+        },
     }
 }
 

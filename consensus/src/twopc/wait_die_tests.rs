@@ -121,15 +121,21 @@ impl Replica {
     }
 }
 
+/// The one resource of these tests is identified by the version asked for.
 impl ResourceManager for Replica {
+    type Resource = u64;
     type Error = std::convert::Infallible;
 
-    fn prepare(&mut self, request: &VoteRequest, _now: u64) -> Result<PrepareOutcome, Self::Error> {
+    fn prepare(
+        &mut self,
+        request: &VoteRequest<u64>,
+        _now: u64,
+    ) -> Result<PrepareOutcome, Self::Error> {
         self.prepares += 1;
         if let Some(holder) = self.lock.as_ref().filter(|holder| **holder != request.tx) {
             return Ok(PrepareOutcome::Refused(format!("locked by {holder}")));
         }
-        if self.version != Some(request.version) {
+        if self.version != Some(request.resource) {
             return Ok(PrepareOutcome::Refused("not found".into()));
         }
         self.lock = Some(request.tx.clone());
@@ -138,17 +144,15 @@ impl ResourceManager for Replica {
 }
 
 impl LockTable for Replica {
-    fn locked_by(&mut self, _request: &VoteRequest) -> Result<Option<String>, Self::Error> {
+    fn locked_by(&mut self, _request: &VoteRequest<u64>) -> Result<Option<String>, Self::Error> {
         Ok(self.lock.clone())
     }
 }
 
-fn request(tx: &str) -> VoteRequest {
+fn request(tx: &str) -> VoteRequest<u64> {
     VoteRequest {
         tx: tx.into(),
-        owner: "client:alice".into(),
-        name: "mail".into(),
-        version: 1,
+        resource: 1,
     }
 }
 

@@ -19,7 +19,7 @@ use crate::invariants::Violation;
 use crate::network::{Network, NetworkFaults};
 use crate::node::{AppliedCommand, Effects, SimNode};
 use consensus::raft::NodeId;
-use consensus::twopc::VotePolicy;
+use consensus::twopc::{TwoPcReply, TwoPcRequest, VotePolicy};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -294,28 +294,31 @@ impl TwoPcApp {
             }
             let (from, to) = (delivery.from, delivery.to);
             match delivery.message {
-                TwoPcMessage::Vote {
+                TwoPcMessage::Request(TwoPcRequest::Vote {
                     request,
                     read_index,
-                } => self.on_vote_request(world, to, from, request, read_index),
-                TwoPcMessage::Voted { tx, vote } => self.on_voted(world, to, from, &tx, vote)?,
-                TwoPcMessage::Decide { tx, .. } => self.on_decide(world, to, from, tx),
-                TwoPcMessage::Acked { tx } => self.on_acked(world, to, from, &tx)?,
-                TwoPcMessage::Resolve {
+                }) => self.on_vote_request(world, to, from, request, read_index),
+                TwoPcMessage::Request(TwoPcRequest::Decide { tx, .. }) => {
+                    self.on_decide(world, to, from, tx)
+                }
+                TwoPcMessage::Request(TwoPcRequest::Resolve {
                     tx,
-                    name,
-                    version,
+                    resource,
                     applied_index,
-                } => {
+                }) => {
                     let question = super::recovery::Question {
                         asker: from,
                         tx,
-                        name,
-                        version,
+                        name: resource.name,
+                        version: resource.version,
                         applied_index,
                     };
                     self.on_resolve(world, to, &question)?
                 }
+                TwoPcMessage::Reply { tx, reply } => match reply {
+                    TwoPcReply::Acked { .. } => self.on_acked(world, to, from, &tx)?,
+                    other => self.on_voted(world, to, from, &tx, other.into_vote())?,
+                },
             }
         }
         Ok(())

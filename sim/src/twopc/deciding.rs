@@ -1,53 +1,49 @@
-//! The coordinator runtime: drives the pure [`Coordinator`] with simulated
-//! time, the 2PC network and the Raft log, as `vault/src/server/twopc/
-//! coordinator.rs` does with tokio.
-//!
-//! Before it proposes a commit, the coordinator reads its membership again
-//! and proposes an abort instead if it changed (the vault's
-//! `unless_membership_changed`); the decision carries the participants, so
-//! that a change landing after that check is caught where the decision is
-//! applied, against the configuration in force at its log index
-//! (`machine.rs`, SPEC §13).
+//! The coordinator runtime: carries out what the sans-IO
+//! [`CoordinatorDriver`] asks for with simulated time, the 2PC network and
+//! the Raft log, as `vault/src/server/twopc/coordinator.rs` does with
+//! tokio. Both run the same driver, so the membership-change guard (read
+//! the membership again before proposing; a change turns a commit into an
+//! abort) is the same code here and there. The decision carries the
+//! participants, so that a change landing after that check is caught where
+//! the decision is applied, against the configuration in force at its log
+//! index (`machine.rs`, SPEC §13).
 //!
 //! The decision is proposed through Raft (a follower forwards it to the
 //! leader it knows). The coordinator learns the logged decision when its own
 //! node has applied a decision for the transaction (the first one in the
 //! log, which may be a recovery abort rather than its own), and only then
 //! sends Decide. A proposal that does not show up in the applied state is
-//! proposed again a few times; then the coordinator gives up and leaves the
-//! transaction to recovery. A crash loses every coordinator of the node.
+//! proposed again a few times (the driver's [`ProposalRetry`]); then the
+//! coordinator gives up and leaves the transaction to recovery. A crash
+//! loses every coordinator of the node.
 
 use super::app::TwoPcApp;
 use super::machine::{VaultCommand, VaultModel};
-use super::messages::TwoPcMessage;
+use super::messages::{SimSecret, TwoPcMessage};
 use super::nemesis::CrashPoint;
-use super::{MAX_PROPOSALS, OWNER, PROPOSAL_RETRY, PROPOSAL_TIMEOUT, VOTE_TIMEOUT};
+use super::{MAX_PROPOSALS, PROPOSAL_RETRY, PROPOSAL_TIMEOUT, VOTE_TIMEOUT};
 use crate::application::World;
 use crate::invariants::Violation;
 use crate::node::SimMachine;
 use consensus::raft::NodeId;
-use consensus::twopc::{Coordinator, CoordinatorOutput, Decision, Phase, Vote, VoteRequest};
+use consensus::twopc::{
+    CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, DecisionProposal,
+    Phase, ProposalRetry, Vote, VoteRequest,
+};
+use std::collections::VecDeque;
 
-/// One transaction's coordinator on a node, with what the runtime needs
-/// around it.
-#[derive(Debug)]
-pub(crate) struct CoordinatorRun {
-    /// The pure protocol state.
-    pub(crate) coordinator: Coordinator,
-    /// What every participant is asked.
-    pub(crate) request: VoteRequest,
-    /// Whom it asked.
-    pub(crate) participants: Vec<NodeId>,
-    /// The index the version was read at.
-    pub(crate) read_index: u64,
-    /// Decision proposals made so far.
-    pub(crate) proposals: u32,
-    /// When to propose again if no decision shows up.
-    pub(crate) next_proposal: u64,
-    /// The decision it proposes: the protocol's, or an abort if the
-    /// membership changed while it voted.
-    pub(crate) proposing: Option<Decision>,
-}
+/// One transaction's coordinator on a node: the shared driver.
+pub(crate) type CoordinatorRun = CoordinatorDriver<SimSecret>;
+
+/// How the simulated coordinators wait and re-propose.
+const OPTIONS: CoordinatorOptions = CoordinatorOptions {
+    vote_timeout_ms: VOTE_TIMEOUT,
+    proposal_retry: Some(ProposalRetry {
+        timeout_ms: PROPOSAL_TIMEOUT,
+        retry_ms: PROPOSAL_RETRY,
+        most: MAX_PROPOSALS,
+    }),
+};
 
 impl TwoPcApp {
     fn run_mut(&mut self, node: NodeId, tx: &str) -> Option<&mut CoordinatorRun> {
@@ -75,31 +71,24 @@ impl TwoPcApp {
         let tx = self.next_tx_id(coordinator);
         let request = VoteRequest {
             tx: tx.clone(),
-            owner: OWNER.into(),
-            name: name.into(),
-            version,
+            resource: SimSecret {
+                name: name.into(),
+                version,
+            },
         };
-        let (protocol, outputs) =
-            Coordinator::start(tx.clone(), participants.clone(), world.now, VOTE_TIMEOUT);
-        self.oracle.on_start(&tx, coordinator, &participants);
+        let (driver, actions) =
+            CoordinatorDriver::start(request, read_index, participants, world.now, OPTIONS);
+        self.oracle
+            .on_start(&tx, coordinator, driver.participants());
         world.trace.line(
             world.now,
             format_args!(
                 "Node {coordinator} coordinates tx {tx}: delete {name} at version {version}"
             ),
         );
-        let run = CoordinatorRun {
-            coordinator: protocol,
-            request,
-            participants,
-            read_index,
-            proposals: 0,
-            next_proposal: 0,
-            proposing: None,
-        };
         let runs = self.coordinators.entry(coordinator).or_default();
-        runs.insert(tx.clone(), run);
-        self.carry_out(world, coordinator, &tx, outputs)?;
+        runs.insert(tx.clone(), driver);
+        self.carry_out(world, coordinator, &tx, actions)?;
         self.strikes(world, CrashPoint::CoordinatorAfterVoteRequests, coordinator);
         Ok(Some(tx))
     }
@@ -113,12 +102,7 @@ impl TwoPcApp {
         tx: &str,
         vote: Vote,
     ) -> Result<(), Violation> {
-        let now = world.now;
-        let Some(run) = self.run_mut(at, tx) else {
-            return Ok(());
-        };
-        let outputs = run.coordinator.on_vote(from, vote, now);
-        self.carry_out(world, at, tx, outputs)
+        self.step(world, at, tx, CoordinatorInput::Voted { from, vote })
     }
 
     /// An ack for `tx` reached its coordinator `at`.
@@ -132,16 +116,33 @@ impl TwoPcApp {
         let Some(run) = self.run_mut(at, tx) else {
             return Ok(());
         };
-        let outputs = run.coordinator.on_ack(from);
-        let waiting = matches!(run.coordinator.phase(), Phase::Acknowledging(_));
+        let actions = run.step(CoordinatorInput::Acked { from }, world.now);
+        let waiting = matches!(run.phase(), Phase::Acknowledging(_));
         if waiting && self.strikes(world, CrashPoint::CoordinatorBetweenAcks, at) {
             return Ok(());
         }
-        self.carry_out(world, at, tx, outputs)
+        self.carry_out(world, at, tx, actions)
     }
 
-    /// Advances every coordinator: vote and ack deadlines, learning the
-    /// logged decision, proposing again.
+    /// Feeds `input` to `tx`'s coordinator on `node` and carries out what
+    /// it asks.
+    fn step(
+        &mut self,
+        world: &mut World<'_, VaultModel>,
+        node: NodeId,
+        tx: &str,
+        input: CoordinatorInput,
+    ) -> Result<(), Violation> {
+        let now = world.now;
+        let Some(run) = self.run_mut(node, tx) else {
+            return Ok(());
+        };
+        let actions = run.step(input, now);
+        self.carry_out(world, node, tx, actions)
+    }
+
+    /// Advances every coordinator: learning the logged decision, and the
+    /// deadlines the drivers armed (votes, acks, proposing again).
     pub(crate) fn drive_coordinators(
         &mut self,
         world: &mut World<'_, VaultModel>,
@@ -158,121 +159,134 @@ impl TwoPcApp {
             let Some(run) = self.run_mut(node, &tx) else {
                 continue;
             };
-            match run.coordinator.phase() {
-                Phase::Voting => {
-                    let outputs = self.vote_deadline(world.now, node, &tx);
-                    self.carry_out(world, node, &tx, outputs)?;
-                }
-                Phase::Deciding(decision) => self.await_decision(world, node, &tx, decision)?,
-                Phase::Acknowledging(_) => {
-                    let outputs = run.coordinator.on_tick(world.now);
-                    self.carry_out(world, node, &tx, outputs)?;
-                }
-                Phase::Finished(_) => self.finish(node, &tx),
+            if run.is_done() {
+                self.finish(node, &tx);
+                continue;
+            }
+            if matches!(run.phase(), Phase::Deciding(_)) && self.learn_decision(world, node, &tx)? {
+                continue;
+            }
+            let due = self
+                .run_mut(node, &tx)
+                .and_then(|run| run.deadline_ms())
+                .is_some_and(|deadline| world.now >= deadline);
+            if due {
+                let planted = self.commit_on_missing_vote(world.now, node, &tx);
+                self.carry_out(world, node, &tx, planted)?;
+                self.step(world, node, &tx, CoordinatorInput::Tick)?;
             }
         }
         Ok(())
     }
 
-    /// The vote deadline: missing votes count as aborts. The planted bug
-    /// `commit_on_missing_vote` counts them as commits instead.
-    fn vote_deadline(&mut self, now: u64, node: NodeId, tx: &str) -> Vec<CoordinatorOutput> {
+    /// The planted bug `commit_on_missing_vote`: at the vote deadline, the
+    /// votes still missing are fed to the driver as commits. Returns what
+    /// the driver asks for then.
+    fn commit_on_missing_vote(
+        &mut self,
+        now: u64,
+        node: NodeId,
+        tx: &str,
+    ) -> Vec<CoordinatorAction<SimSecret>> {
         let bug = self.bugs.commit_on_missing_vote;
         let Some(run) = self.run_mut(node, tx) else {
             return Vec::new();
         };
-        let mut outputs = Vec::new();
-        let due = run.coordinator.next_deadline_ms().filter(|at| now >= *at);
-        if let (true, Some(deadline)) = (bug, due) {
-            for participant in run.participants.clone() {
-                let vote = run.coordinator.on_vote(participant, Vote::Commit, deadline);
-                outputs.extend(vote);
-            }
+        let (Some(deadline), Phase::Voting) = (run.deadline_ms(), run.phase()) else {
+            return Vec::new();
+        };
+        if !bug || now < deadline {
+            return Vec::new();
         }
-        outputs.extend(run.coordinator.on_tick(now));
-        outputs
+        // The driver keeps a participant's first vote, so only the missing
+        // ones become commits.
+        let mut actions = Vec::new();
+        for from in run.participants().to_vec() {
+            let vote = CoordinatorInput::Voted {
+                from,
+                vote: Vote::Commit,
+            };
+            actions.extend(run.step(vote, deadline));
+        }
+        actions
     }
 
     /// Deciding: once the coordinator's node applied a decision for `tx`,
-    /// send it; otherwise propose again after a while, or give up.
-    fn await_decision(
+    /// the driver learns it and sends Decide. Returns whether it did.
+    fn learn_decision(
         &mut self,
         world: &mut World<'_, VaultModel>,
         node: NodeId,
         tx: &str,
-        proposed: Decision,
-    ) -> Result<(), Violation> {
+    ) -> Result<bool, Violation> {
         let logged = world.nodes.get(&node).and_then(|n| n.machine.decision(tx));
-        if let Some(logged) = logged {
-            if self.strikes(world, CrashPoint::CoordinatorBeforeDecide, node) {
-                return Ok(());
-            }
-            world.trace.line(
-                world.now,
-                format_args!("Coordinator decision for tx {tx}: {logged}"),
-            );
-            let now = world.now;
-            let Some(run) = self.run_mut(node, tx) else {
-                return Ok(());
-            };
-            let outputs = run.coordinator.on_decision_logged(logged, now);
-            return self.carry_out(world, node, tx, outputs);
-        }
-        let Some(run) = self.run_mut(node, tx) else {
-            return Ok(());
+        let Some(logged) = logged else {
+            return Ok(false);
         };
-        if world.now < run.next_proposal {
-            return Ok(());
+        if self.strikes(world, CrashPoint::CoordinatorBeforeDecide, node) {
+            return Ok(true);
         }
-        let proposed = run.proposing.unwrap_or(proposed);
-        if run.proposals >= MAX_PROPOSALS {
-            world.trace.line(
-                world.now,
-                format_args!(
-                    "Coordinator of Node {node} gives up logging a decision for tx {tx}; \
-                     recovery will settle it"
-                ),
-            );
-            self.stats.abandoned += 1;
-            self.finish(node, tx);
-            return Ok(());
-        }
-        self.propose_decision(world, node, tx, proposed);
-        Ok(())
+        world.trace.line(
+            world.now,
+            format_args!("Coordinator decision for tx {tx}: {logged}"),
+        );
+        self.step(world, node, tx, CoordinatorInput::DecisionLogged(logged))?;
+        Ok(true)
     }
 
-    /// Carries out the coordinator's outputs in order.
+    /// Carries out the driver's actions in order.
     fn carry_out(
         &mut self,
         world: &mut World<'_, VaultModel>,
         node: NodeId,
         tx: &str,
-        outputs: Vec<CoordinatorOutput>,
+        actions: Vec<CoordinatorAction<SimSecret>>,
     ) -> Result<(), Violation> {
-        for output in outputs {
+        let mut pending = VecDeque::from(actions);
+        while let Some(action) = pending.pop_front() {
             if !self.is_alive(world, node) {
                 return Ok(());
             }
-            match output {
-                CoordinatorOutput::SendVote { to } => {
+            match action {
+                CoordinatorAction::Send { to, message } => {
+                    self.send(world, node, to, TwoPcMessage::Request(message));
+                }
+                CoordinatorAction::ReadMembership => {
+                    let members = world
+                        .nodes
+                        .get(&node)
+                        .and_then(|n| n.core.as_ref())
+                        .map(|core| members_known(core, node));
+                    let now = world.now;
                     let Some(run) = self.run_mut(node, tx) else {
                         return Ok(());
                     };
-                    let message = TwoPcMessage::Vote {
-                        request: run.request.clone(),
-                        read_index: run.read_index,
-                    };
-                    self.send(world, node, to, message);
+                    // A node without a core has crashed: is_alive above.
+                    let members = members.unwrap_or_else(|| run.participants().to_vec());
+                    pending.extend(run.step(CoordinatorInput::Members(members), now));
                 }
-                CoordinatorOutput::ProposeDecision(decision) => {
-                    let decision = self.unless_membership_changed(world, node, tx, decision);
-                    self.propose_decision(world, node, tx, decision);
+                CoordinatorAction::Propose(proposal) => {
+                    if let Some(input) = self.propose_decision(world, node, &proposal) {
+                        let now = world.now;
+                        if let Some(run) = self.run_mut(node, tx) {
+                            pending.extend(run.step(input, now));
+                        }
+                    }
                 }
-                CoordinatorOutput::SendDecide { to, decision } => {
-                    let tx = tx.to_string();
-                    self.send(world, node, to, TwoPcMessage::Decide { tx, decision });
+                // Polled through `deadline_ms` every step.
+                CoordinatorAction::ArmDeadline { .. } => {}
+                CoordinatorAction::GaveUp => {
+                    world.trace.line(
+                        world.now,
+                        format_args!(
+                            "Coordinator of Node {node} gives up logging a decision for tx {tx}; \
+                             recovery will settle it"
+                        ),
+                    );
+                    self.stats.abandoned += 1;
+                    self.finish(node, tx);
                 }
-                CoordinatorOutput::Finished(report) => {
+                CoordinatorAction::Finished(report) => {
                     self.oracle.on_report(&report)?;
                     world.trace.line(
                         world.now,
@@ -288,27 +302,17 @@ impl TwoPcApp {
         Ok(())
     }
 
-    /// A commit only if the coordinator's membership is still the one whose
-    /// every member was asked (the vault's `unless_membership_changed`);
-    /// otherwise an abort. A change after this check is the state
-    /// machine's to catch.
-    fn unless_membership_changed(
+    /// Proposes the driver's decision entry to the log. The nemesis may
+    /// crash the coordinator, or the leader that took the proposal, before
+    /// it commits. Returns the input for the driver if no leader took it.
+    fn propose_decision(
         &mut self,
-        world: &World<'_, VaultModel>,
+        world: &mut World<'_, VaultModel>,
         node: NodeId,
-        tx: &str,
-        decision: Decision,
-    ) -> Decision {
-        let now_members = world
-            .nodes
-            .get(&node)
-            .and_then(|n| n.core.as_ref())
-            .map(|core| members_known(core, node));
-        let Some(run) = self.run_mut(node, tx) else {
-            return decision;
-        };
-        let changed = now_members.is_some_and(|members| members != run.participants);
-        let decision = if decision == Decision::Commit && changed {
+        proposal: &DecisionProposal<SimSecret>,
+    ) -> Option<CoordinatorInput> {
+        let (tx, decision) = (&proposal.tx, proposal.decision);
+        if proposal.membership_changed {
             world.trace.line(
                 world.now,
                 format_args!(
@@ -317,54 +321,28 @@ impl TwoPcApp {
                 ),
             );
             self.stats.coordinator_membership_aborts += 1;
-            Decision::Abort
-        } else {
-            decision
-        };
-        if let Some(run) = self.run_mut(node, tx) {
-            run.proposing = Some(decision);
         }
-        decision
-    }
-
-    /// Proposes `decision` for `tx` to the log. The nemesis may crash the
-    /// coordinator, or the leader that took the proposal, before it commits.
-    fn propose_decision(
-        &mut self,
-        world: &mut World<'_, VaultModel>,
-        node: NodeId,
-        tx: &str,
-        decision: Decision,
-    ) {
-        let Some(run) = self.run_mut(node, tx) else {
-            return;
-        };
         let command = VaultCommand::Decide {
-            tx: tx.to_string(),
-            name: run.request.name.clone(),
-            version: run.request.version,
+            tx: tx.clone(),
+            name: proposal.resource.name.clone(),
+            version: proposal.resource.version,
             decision,
-            participants: run.participants.clone(),
+            participants: proposal.participants.clone(),
         };
         world.trace.line(
             world.now,
             format_args!("Coordinator of Node {node} proposes {decision} for tx {tx}"),
         );
         let leader = self.propose(world, node, &command);
-        let wait = if leader.is_some() {
-            PROPOSAL_TIMEOUT
-        } else {
-            PROPOSAL_RETRY
-        };
-        if let Some(run) = self.run_mut(node, tx) {
-            run.proposals += 1;
-            run.next_proposal = world.now + wait;
-        }
         if self.strikes(world, CrashPoint::CoordinatorAfterProposingDecision, node) {
-            return;
+            return None;
         }
-        if let Some(leader) = leader {
-            self.strikes(world, CrashPoint::LeaderAfterDecisionProposed, leader);
+        match leader {
+            Some(leader) => {
+                self.strikes(world, CrashPoint::LeaderAfterDecisionProposed, leader);
+                None
+            }
+            None => Some(CoordinatorInput::ProposalNotTaken),
         }
     }
 

@@ -7,53 +7,32 @@
 //! losses hit both kinds of traffic alike.
 
 use consensus::raft::NodeId;
-use consensus::twopc::{Decision, Vote, VoteRequest};
+use consensus::twopc::{TwoPcReply, TwoPcRequest};
 use std::fmt;
 
-/// One 2PC message.
+/// What a simulated delete locks on each participant: a secret of the one
+/// simulated owner at a version (the protocol's resource type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SimSecret {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// The version every participant must hold.
+    pub(crate) version: u64,
+}
+
+/// One 2PC message: the protocol's own wire types, as the vault sends them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TwoPcMessage {
-    /// Coordinator -> participant: vote on `request`, once you applied the
-    /// log through `read_index` (the index the coordinator read the
-    /// version at).
-    Vote {
-        /// What to vote on.
-        request: VoteRequest,
-        /// Apply through this index before voting (bounded wait).
-        read_index: u64,
-    },
-    /// Participant -> coordinator: the vote.
-    Voted {
+    /// Coordinator → participant (Vote, Decide) or participant → leader
+    /// (Resolve).
+    Request(TwoPcRequest<SimSecret>),
+    /// Participant → coordinator: the answer to a request about `tx` (a
+    /// vote, or an ack once the decision is applied).
+    Reply {
         /// The transaction.
         tx: String,
-        /// The vote.
-        vote: Vote,
-    },
-    /// Coordinator -> participant: the logged decision; acknowledge once
-    /// applied.
-    Decide {
-        /// The transaction.
-        tx: String,
-        /// The decision the log holds.
-        decision: Decision,
-    },
-    /// Participant -> coordinator: the decision is applied here.
-    Acked {
-        /// The transaction.
-        tx: String,
-    },
-    /// Participant -> leader (recovery): the transaction is undecided here
-    /// past the decision timeout.
-    Resolve {
-        /// The transaction.
-        tx: String,
-        /// The secret it locks.
-        name: String,
-        /// The version it voted on.
-        version: u64,
-        /// How far the asker has applied the log (the leader proposes no
-        /// abort for an asker below its pruning horizon).
-        applied_index: u64,
+        /// The answer.
+        reply: TwoPcReply,
     },
 }
 
@@ -71,26 +50,35 @@ impl fmt::Display for Sends<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (from, to) = (self.from, self.to);
         match self.message {
-            TwoPcMessage::Vote { .. } => write!(
+            TwoPcMessage::Request(TwoPcRequest::Vote { .. }) => write!(
                 f,
                 "Phase Coordinator of Node {from} sends RPC Vote to Phase Participant-Vote of Node {to}"
             ),
-            TwoPcMessage::Voted { .. } => write!(
+            TwoPcMessage::Reply {
+                reply: TwoPcReply::Voted(_),
+                ..
+            } => write!(
                 f,
                 "Phase Participant-Vote of Node {from} sends RPC Vote to Phase Coordinator of Node {to}"
             ),
-            TwoPcMessage::Decide { .. } => write!(
+            TwoPcMessage::Request(TwoPcRequest::Decide { .. }) => write!(
                 f,
                 "Phase Coordinator of Node {from} sends RPC Decide to Phase Participant-Decision of Node {to}"
             ),
-            TwoPcMessage::Acked { .. } => write!(
+            TwoPcMessage::Reply {
+                reply: TwoPcReply::Acked { .. },
+                ..
+            } => write!(
                 f,
                 "Phase Participant-Decision of Node {from} sends RPC Ack to Phase Coordinator of Node {to}"
             ),
-            TwoPcMessage::Resolve { tx, .. } => write!(
+            TwoPcMessage::Request(TwoPcRequest::Resolve { tx, .. }) => write!(
                 f,
                 "Phase Participant-Recovery of Node {from} asks Node {to} to resolve tx {tx}"
             ),
+            TwoPcMessage::Reply { tx, reply } => {
+                write!(f, "Node {from} answers Node {to} about tx {tx}: {reply:?}")
+            }
         }
     }
 }
@@ -98,18 +86,20 @@ impl fmt::Display for Sends<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consensus::twopc::{Decision, VoteRequest};
 
     #[test]
     fn trace_lines_use_the_spec_wording() {
-        let vote = TwoPcMessage::Vote {
+        let vote = TwoPcMessage::Request(TwoPcRequest::Vote {
             request: VoteRequest {
                 tx: "t1@node1".into(),
-                owner: "owner".into(),
-                name: "k0".into(),
-                version: 1,
+                resource: SimSecret {
+                    name: "k0".into(),
+                    version: 1,
+                },
             },
             read_index: 3,
-        };
+        });
         let line = Sends {
             from: NodeId(1),
             to: NodeId(4),
@@ -119,10 +109,10 @@ mod tests {
             line.to_string(),
             "Phase Coordinator of Node node1 sends RPC Vote to Phase Participant-Vote of Node node4"
         );
-        let decide = TwoPcMessage::Decide {
+        let decide = TwoPcMessage::Request(TwoPcRequest::Decide {
             tx: "t1@node1".into(),
             decision: Decision::Commit,
-        };
+        });
         let line = Sends {
             from: NodeId(1),
             to: NodeId(4),

@@ -69,9 +69,6 @@ pub(crate) const PROPOSAL_RETRY: u64 = 50;
 /// the transaction to recovery.
 pub(crate) const MAX_PROPOSALS: u32 = 6;
 
-/// The one owner of every simulated secret.
-pub(crate) const OWNER: &str = "client:sim";
-
 /// Protocol bugs the teeth tests plant in the 2PC layer; each must make the
 /// simulation report a violation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 //! durable (SPEC §6.1).
 
 use super::machine::VaultModel;
+use super::messages::SimSecret;
 use consensus::raft::{LogIndex, NodeId};
 use consensus::twopc::participant::Prepared;
 use consensus::twopc::{Decision, PrepareOutcome, ResourceManager, VotePolicy, VoteRequest};
@@ -215,14 +216,15 @@ pub(crate) struct SimResource<'a> {
 }
 
 impl ResourceManager for SimResource<'_> {
+    type Resource = SimSecret;
     type Error = Infallible;
 
     fn prepare(
         &mut self,
-        request: &VoteRequest,
+        request: &VoteRequest<SimSecret>,
         now_ms: u64,
     ) -> Result<PrepareOutcome, Infallible> {
-        let tx = &request.tx;
+        let (tx, secret) = (&request.tx, &request.resource);
         let horizon = self.machine.pruned_through();
         if self.read_index < horizon {
             return Ok(refused(format!(
@@ -241,14 +243,14 @@ impl ResourceManager for SimResource<'_> {
             Some(_) => return Ok(refused(format!("transaction {tx} is already decided"))),
             None => {}
         }
-        if let Some(holder) = self.table.lock_holder(&request.name, tx) {
-            let name = &request.name;
+        if let Some(holder) = self.table.lock_holder(&secret.name, tx) {
+            let name = &secret.name;
             return Ok(refused(format!("secret {name} is locked by {holder}")));
         }
-        Ok(match self.machine.version(&request.name) {
-            Some(version) if version == request.version => {
+        Ok(match self.machine.version(&secret.name) {
+            Some(version) if version == secret.version => {
                 let row = Row {
-                    name: request.name.clone(),
+                    name: secret.name.clone(),
                     version,
                     state: RowState::Prepared,
                     prepared_at: now_ms,
@@ -258,9 +260,9 @@ impl ResourceManager for SimResource<'_> {
             }
             Some(version) => refused(format!(
                 "secret {} is at version {version}, not {}",
-                request.name, request.version
+                secret.name, secret.version
             )),
-            None => refused(format!("this node holds no secret {}", request.name)),
+            None => refused(format!("this node holds no secret {}", secret.name)),
         })
     }
 }
@@ -276,7 +278,7 @@ pub(crate) struct WaitingVote {
     /// The coordinator.
     pub(crate) from: NodeId,
     /// What to vote on.
-    pub(crate) request: VoteRequest,
+    pub(crate) request: VoteRequest<SimSecret>,
     /// Apply through this index first.
     pub(crate) read_index: u64,
     /// Vote with what the node has from this step on.
@@ -331,12 +333,13 @@ mod tests {
     use consensus::twopc::participant::vote;
     use consensus::twopc::Vote;
 
-    fn request(tx: &str, version: u64) -> VoteRequest {
+    fn request(tx: &str, version: u64) -> VoteRequest<SimSecret> {
         VoteRequest {
             tx: tx.into(),
-            owner: "owner".into(),
-            name: "k".into(),
-            version,
+            resource: SimSecret {
+                name: "k".into(),
+                version,
+            },
         }
     }
 

@@ -12,7 +12,7 @@
 
 use super::app::TwoPcApp;
 use super::machine::{VaultCommand, VaultModel};
-use super::messages::TwoPcMessage;
+use super::messages::{SimSecret, TwoPcMessage};
 use super::oracle::violation;
 use super::{DECISION_TIMEOUT, RECOVERY_PERIOD};
 use crate::application::World;
@@ -20,7 +20,7 @@ use crate::invariants::Violation;
 use crate::node::SimMachine;
 use consensus::raft::{NodeId, Role};
 use consensus::twopc::participant::{self, Resolution};
-use consensus::twopc::Decision;
+use consensus::twopc::{Decision, TwoPcRequest};
 
 impl TwoPcApp {
     /// Runs the recovery pass of every participant whose time has come.
@@ -76,12 +76,14 @@ impl TwoPcApp {
             .nodes
             .get(&id)
             .map_or(0, |node| node.machine.applied_index());
-        let message = TwoPcMessage::Resolve {
+        let message = TwoPcMessage::Request(TwoPcRequest::Resolve {
             tx: tx.to_string(),
-            name: row.name,
-            version: row.version,
+            resource: SimSecret {
+                name: row.name,
+                version: row.version,
+            },
             applied_index,
-        };
+        });
         self.send(world, id, leader, message);
     }
 

@@ -12,7 +12,7 @@
 
 use super::app::TwoPcApp;
 use super::machine::VaultModel;
-use super::messages::TwoPcMessage;
+use super::messages::{SimSecret, TwoPcMessage};
 use super::nemesis::CrashPoint;
 use super::participant::{SimResource, WaitingDecide, WaitingVote};
 use super::{DECISION_TIMEOUT, VOTE_TIMEOUT};
@@ -20,7 +20,7 @@ use crate::application::World;
 use crate::node::SimMachine;
 use consensus::raft::NodeId;
 use consensus::twopc::participant::{self, AckOutcome};
-use consensus::twopc::{Decision, Vote, VoteRequest};
+use consensus::twopc::{Decision, TwoPcReply, Vote, VoteRequest};
 
 impl TwoPcApp {
     /// A vote request reached participant `at`: it waits for the log.
@@ -29,7 +29,7 @@ impl TwoPcApp {
         world: &World<'_, VaultModel>,
         at: NodeId,
         from: NodeId,
-        request: VoteRequest,
+        request: VoteRequest<SimSecret>,
         read_index: u64,
     ) {
         let participant = self.participants.entry(at).or_default();
@@ -98,7 +98,7 @@ impl TwoPcApp {
         world: &mut World<'_, VaultModel>,
         id: NodeId,
         coordinator: NodeId,
-        request: &VoteRequest,
+        request: &VoteRequest<SimSecret>,
         read_index: u64,
     ) {
         let (Some(node), Some(participant)) =
@@ -137,9 +137,9 @@ impl TwoPcApp {
             Vote::Commit => participant.held_votes.push((coordinator, tx.to_string())),
             abort @ Vote::Abort(_) => {
                 self.oracle.on_vote_sent(id, tx, &abort);
-                let message = TwoPcMessage::Voted {
+                let message = TwoPcMessage::Reply {
                     tx: tx.to_string(),
-                    vote: abort,
+                    reply: TwoPcReply::Voted(abort),
                 };
                 self.send(world, id, coordinator, message);
             }
@@ -181,9 +181,9 @@ impl TwoPcApp {
             return false;
         }
         self.oracle.on_vote_sent(id, tx, &Vote::Commit);
-        let message = TwoPcMessage::Voted {
+        let message = TwoPcMessage::Reply {
             tx: tx.to_string(),
-            vote: Vote::Commit,
+            reply: TwoPcReply::Voted(Vote::Commit),
         };
         self.send(world, id, coordinator, message);
         !self.strikes(world, CrashPoint::ParticipantAfterVote, id)
@@ -219,7 +219,8 @@ impl TwoPcApp {
                 world.now,
                 format_args!("Phase Participant-Decision of Node {id} {verb} tx {tx} ({decision})"),
             );
-            self.send(world, id, coordinator, TwoPcMessage::Acked { tx });
+            let reply = TwoPcReply::Acked { decision };
+            self.send(world, id, coordinator, TwoPcMessage::Reply { tx, reply });
         }
     }
 }

@@ -19,11 +19,11 @@ pub use command::{
     COMMAND_FORMAT,
 };
 pub(crate) use command::{validate_grantee, validate_grants};
+pub use consensus::twopc::{Decision, Vote};
 pub use error::VaultError;
 
 use consensus::raft::{LogIndex, NodeId, Term};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// A secret as the nodes store it: the client's encrypted envelope
@@ -447,39 +447,24 @@ pub struct VersionSummary {
     pub updated_ms: i64,
 }
 
-/// A participant's vote in a two-phase-commit delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Vote {
-    /// `VOTE_COMMIT`.
-    Commit,
-    /// `VOTE_ABORT` (or no answer before the vote timeout).
-    Abort,
-}
-
-/// The coordinator's decision in a two-phase-commit delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Decision {
-    /// `GLOBAL_COMMIT`: every participant deletes the secret.
-    Commit,
-    /// `GLOBAL_ABORT`: every participant releases its lock.
-    Abort,
-}
-
-/// What `vault-cli delete` reports (SPEC §6, §8).
+/// What a two-phase-commit delete locks on each participant: `owner`'s
+/// secret `name` at `version`. The vault's resource for the generic
+/// protocol in [`consensus::twopc`], which never looks inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeleteReport {
-    /// The transaction id.
-    pub tx: String,
-    /// The decision.
-    pub decision: Decision,
-    /// Each participant's vote.
-    pub votes: BTreeMap<NodeId, Vote>,
-    /// Why each participant that voted abort did: its own reason, or that
-    /// it did not answer in time or could not be reached.
-    pub reasons: BTreeMap<NodeId, String>,
-    /// Participants that acknowledged the decision.
-    pub acked: Vec<NodeId>,
+pub struct SecretVersion {
+    /// The secret's owner.
+    pub owner: String,
+    /// The secret's name.
+    pub name: String,
+    /// The version every participant must hold.
+    pub version: u64,
 }
+
+/// What `vault-cli delete` reports (SPEC §6, §8): the transaction id, the
+/// decision, each participant's vote (an abort with its reason: its own,
+/// or that it did not answer in time or could not be reached), and who
+/// acknowledged.
+pub type DeleteReport = consensus::twopc::TransactionReport;
 
 /// What `vault-cli status` reports: one line per configured node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use super::members::{self, Addresses};
 use super::twopc::TwoPc;
-use super::wire::{TwoPcReply, TwoPcRequest};
+use super::wire::TwoPcReply;
 use super::{VaultTransport, WireRequest, WireResponse};
 use crate::protocol::{
     decode, plan, ClientRequest, NodeStatus, Plan, Reply, Request, Response, StatusReport,
@@ -70,7 +70,7 @@ pub(crate) async fn serve_requests(
                     )),
                 }),
                 WireRequest::TwoPc(request) => WireResponse::TwoPc(match origin.node() {
-                    Some(from) => twopc_request(&twopc, from, request).await,
+                    Some(from) => twopc.serve(from, request).await,
                     None => TwoPcReply::Failed(
                         "two-phase-commit messages are accepted only from node certificates".into(),
                     ),
@@ -94,44 +94,6 @@ async fn peer_request(node: &Node, twopc: &TwoPc, from: NodeId, request: NodeReq
         }
     }
     node.handle_peer_request(from, request).await
-}
-
-/// A two-phase-commit message from node `from`.
-async fn twopc_request(twopc: &TwoPc, from: NodeId, request: TwoPcRequest) -> TwoPcReply {
-    match request {
-        TwoPcRequest::Vote {
-            tx,
-            owner,
-            name,
-            version,
-            read_index,
-        } => {
-            let request = consensus::twopc::VoteRequest {
-                tx,
-                owner,
-                name,
-                version,
-            };
-            twopc.vote(from, request, read_index).await
-        }
-        TwoPcRequest::Decide { tx, .. } => twopc.acknowledge(from, tx).await,
-        TwoPcRequest::Resolve {
-            tx,
-            owner,
-            name,
-            version,
-            applied_index,
-        } => {
-            let question = super::twopc::Question {
-                tx,
-                owner,
-                name,
-                version,
-                applied_index,
-            };
-            twopc.resolve(question).await
-        }
-    }
 }
 
 /// The owner string of an identity (`client:alice`, `admin:ops`); nodes

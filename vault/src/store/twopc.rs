@@ -10,18 +10,12 @@
 
 use super::schema::{from_sql, to_sql};
 use super::{StoreError, VaultStateMachine};
-use crate::protocol::Decision;
+use crate::protocol::{Decision, SecretVersion};
+use consensus::twopc::VoteRequest;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-/// The answer to [`VaultStateMachine::prepare`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PrepareOutcome {
-    /// The transaction and its lock are durable: this node may vote commit.
-    Prepared,
-    /// This node must vote abort, for the reason given (one sentence, no
-    /// secret data).
-    Refused(String),
-}
+/// The answer to [`VaultStateMachine::prepare`]: the protocol's own type.
+pub use consensus::twopc::PrepareOutcome;
 
 /// Where this node stands in one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,22 +318,23 @@ impl PrepareBatch<'_> {
 /// The batch as the 2PC resource manager: a prepare is the check-and-lock
 /// of [`PrepareBatch::prepare`], durable once the batch commits.
 impl consensus::twopc::ResourceManager for PrepareBatch<'_> {
+    type Resource = SecretVersion;
     type Error = StoreError;
 
     fn prepare(
         &mut self,
-        request: &consensus::twopc::VoteRequest,
+        request: &VoteRequest<SecretVersion>,
         now_ms: u64,
-    ) -> Result<consensus::twopc::PrepareOutcome, StoreError> {
-        let outcome = PrepareBatch::prepare(
+    ) -> Result<PrepareOutcome, StoreError> {
+        let secret = &request.resource;
+        PrepareBatch::prepare(
             self,
             &request.tx,
-            &request.owner,
-            &request.name,
-            request.version,
+            &secret.owner,
+            &secret.name,
+            secret.version,
             now_ms,
-        )?;
-        Ok(consensus_outcome(outcome))
+        )
     }
 }
 
@@ -348,19 +343,9 @@ impl consensus::twopc::ResourceManager for PrepareBatch<'_> {
 impl consensus::twopc::LockTable for PrepareBatch<'_> {
     fn locked_by(
         &mut self,
-        request: &consensus::twopc::VoteRequest,
+        request: &VoteRequest<SecretVersion>,
     ) -> Result<Option<String>, StoreError> {
-        Ok(lock_holder(
-            &self.transaction,
-            &request.owner,
-            &request.name,
-        )?)
-    }
-}
-
-fn consensus_outcome(outcome: PrepareOutcome) -> consensus::twopc::PrepareOutcome {
-    match outcome {
-        PrepareOutcome::Prepared => consensus::twopc::PrepareOutcome::Prepared,
-        PrepareOutcome::Refused(reason) => consensus::twopc::PrepareOutcome::Refused(reason),
+        let secret = &request.resource;
+        Ok(lock_holder(&self.transaction, &secret.owner, &secret.name)?)
     }
 }

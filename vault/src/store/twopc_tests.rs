@@ -3,7 +3,7 @@
 
 use super::tests::{Fixture, ALICE, BOB};
 use super::*;
-use crate::protocol::{Decision, Operation, Response, WrappedKey};
+use crate::protocol::{Decision, Operation, Response, SecretVersion, WrappedKey};
 use consensus::twopc::participant::vote_wait_die;
 use consensus::twopc::{Vote, VoteAttempt, VotePolicy, VoteRequest};
 
@@ -126,12 +126,14 @@ fn a_commit_for_a_moved_version_deletes_nothing() {
 const OLD: &str = "node2-1000-0000000a";
 const YOUNG: &str = "node1-1001-00000001";
 
-fn vote_request(tx: &str) -> VoteRequest {
+fn vote_request(tx: &str) -> VoteRequest<SecretVersion> {
     VoteRequest {
         tx: tx.into(),
-        owner: ALICE.into(),
-        name: "a".into(),
-        version: 1,
+        resource: SecretVersion {
+            owner: ALICE.into(),
+            name: "a".into(),
+            version: 1,
+        },
     }
 }
 

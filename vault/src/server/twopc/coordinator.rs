@@ -1,28 +1,27 @@
-//! The coordinator's runtime: drives a [`Coordinator`] with real time, the
-//! network and the Raft log.
+//! The coordinator's runtime: carries out what the sans-IO
+//! [`CoordinatorDriver`] asks for with real time, the network and the Raft
+//! log. The protocol, the membership-change guard and the deadlines are the
+//! driver's (the simulation runs the same one); this file only does I/O.
 
-use super::participant::{consensus_decision, vault_decision};
 use super::{millis, wall_clock_ms, TwoPc};
 use crate::protocol::{
-    decision_command, decode, encode, ClientSession, Decision, DeleteReport, Reply, Response,
+    decision_command, decode, encode, ClientSession, Decision, Reply, Response, SecretVersion,
     VaultError, VaultQuery, Vote,
 };
 use crate::server::wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 use consensus::node::ReadConsistency;
 use consensus::raft::NodeId;
 use consensus::twopc::{
-    Coordinator, CoordinatorOutput, TransactionAge, TransactionReport, VoteRequest,
+    CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, DecisionProposal,
+    TransactionAge, TransactionReport, VoteRequest,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// What the tasks talking to participants report back.
-enum Event {
-    Voted(NodeId, consensus::twopc::Vote),
-    Acked(NodeId),
-}
+/// What the tasks talking to participants report back: the driver's input.
+type Event = CoordinatorInput;
 
 impl TwoPc {
     /// Deletes `owner`'s secret `name` by two-phase commit with this node as
@@ -75,77 +74,82 @@ impl TwoPc {
         .to_string();
         let request = VoteRequest {
             tx: tx.clone(),
-            owner: owner.to_string(),
-            name: name.to_string(),
-            version,
+            resource: SecretVersion {
+                owner: owner.to_string(),
+                name: name.to_string(),
+                version,
+            },
         };
+        tracing::info!("Node {me} coordinates tx {tx}: delete {name:?} at version {version}");
+        self.coordinate(request, read_index, session).await
+    }
+
+    /// Runs one transaction's driver to its end: sends what it asks to
+    /// send, proposes what it asks to propose, and feeds it the replies,
+    /// the logged decision and its deadlines.
+    async fn coordinate(
+        self: &Arc<Self>,
+        request: VoteRequest<SecretVersion>,
+        read_index: u64,
+        session: Option<ClientSession>,
+    ) -> Reply {
         let clock = Instant::now();
         let now = move || millis(clock.elapsed());
-        let participants = self.participants();
-        let (mut coordinator, outputs) = Coordinator::start(
-            tx.clone(),
-            participants.clone(),
-            now(),
-            millis(self.options.vote_timeout),
-        );
-        tracing::info!("Node {me} coordinates tx {tx}: delete {name:?} at version {version}");
+        let options = CoordinatorOptions {
+            vote_timeout_ms: millis(self.options.vote_timeout),
+            // `Node::propose` retries until the entry commits or fails.
+            proposal_retry: None,
+        };
+        let (mut driver, actions) =
+            CoordinatorDriver::start(request, read_index, self.participants(), now(), options);
         let (events, mut inbox) = mpsc::unbounded_channel();
-        let mut pending = VecDeque::from(outputs);
-        let mut deleted = false;
-        let mut answered_before = None;
+        let mut pending = VecDeque::from(actions);
+        let mut outcome = None;
         loop {
-            while let Some(output) = pending.pop_front() {
-                match output {
-                    CoordinatorOutput::SendVote { to } => {
-                        self.send_vote(to, request.clone(), read_index, events.clone());
+            while let Some(action) = pending.pop_front() {
+                match action {
+                    CoordinatorAction::Send { to, message } => {
+                        self.send(to, message, events.clone());
                     }
-                    CoordinatorOutput::ProposeDecision(decision) => {
-                        let decision = self.unless_membership_changed(&tx, &participants, decision);
-                        let logged = self
-                            .log_decision(
-                                session,
-                                owner,
-                                &tx,
-                                name,
-                                version,
-                                vault_decision(decision),
-                                &participants,
-                            )
-                            .await
-                            .map_err(|error| undecided(&tx, error))?;
-                        deleted = logged.deleted;
-                        answered_before = logged.answered_before;
-                        let logged = logged.decision;
-                        // Printed only now: `log_decision` returns once the
-                        // entry is committed and applied (by the leader, if
-                        // this node forwarded it), so a crash after this line
-                        // cannot lose the decision.
-                        tracing::info!(
-                            "Coordinator decision for tx {tx}: {}",
-                            consensus_decision(logged)
-                        );
-                        self.node
-                            .metrics()
-                            .twopc_decided(consensus_decision(logged));
-                        pending.extend(
-                            coordinator.on_decision_logged(consensus_decision(logged), now()),
-                        );
+                    CoordinatorAction::ReadMembership => {
+                        let members = CoordinatorInput::Members(self.participants());
+                        pending.extend(driver.step(members, now()));
                     }
-                    CoordinatorOutput::SendDecide { to, decision } => {
-                        self.send_decide(to, &tx, vault_decision(decision), events.clone());
+                    CoordinatorAction::Propose(proposal) => {
+                        let logged = self.log_proposal(session, &proposal).await?;
+                        let decision = logged.decision;
+                        outcome = Some(logged);
+                        let input = CoordinatorInput::DecisionLogged(decision);
+                        pending.extend(driver.step(input, now()));
                     }
-                    CoordinatorOutput::Finished(report) => {
-                        if let Some(answer) = answered_before {
-                            // This transaction was applied as an abort (its
-                            // decides released the locks); the request's
-                            // answer is the earlier attempt's.
-                            return self.report_answer(owner, name, answer).await;
-                        }
-                        return self.conclude(report, owner, name, deleted).await;
+                    // The loop below waits for `driver.deadline_ms()`.
+                    CoordinatorAction::ArmDeadline { .. } => {}
+                    CoordinatorAction::GaveUp => {
+                        let error = VaultError::Internal("gave up proposing".into());
+                        return Err(undecided(driver.tx(), error));
+                    }
+                    CoordinatorAction::Finished(report) => {
+                        let secret = &driver.request().resource;
+                        let (owner, name) = (&secret.owner, &secret.name);
+                        return match outcome {
+                            Some(LoggedDecision {
+                                answered_before: Some(answer),
+                                ..
+                            }) => {
+                                // This transaction was applied as an abort
+                                // (its decides released the locks); the
+                                // request's answer is the earlier attempt's.
+                                self.report_answer(owner, name, answer).await
+                            }
+                            logged => {
+                                let deleted = logged.is_some_and(|logged| logged.deleted);
+                                self.conclude(report, owner, name, deleted).await
+                            }
+                        };
                     }
                 }
             }
-            let event = match coordinator.next_deadline_ms() {
+            let event = match driver.deadline_ms() {
                 Some(deadline) => {
                     let deadline = clock + std::time::Duration::from_millis(deadline);
                     tokio::time::timeout_at(deadline, inbox.recv())
@@ -155,33 +159,39 @@ impl TwoPc {
                 }
                 None => inbox.recv().await,
             };
-            pending.extend(match event {
-                Some(Event::Voted(from, vote)) => coordinator.on_vote(from, vote, now()),
-                Some(Event::Acked(from)) => coordinator.on_ack(from),
-                None => coordinator.on_tick(now()),
-            });
+            pending.extend(driver.step(event.unwrap_or(CoordinatorInput::Tick), now()));
         }
     }
 
-    /// A commit only if the membership is still the one whose every member
-    /// voted: a node that joined during the vote would otherwise apply the
-    /// delete without having been asked (found by the 2PC simulation). The
-    /// check narrows that window to the time the decision takes to commit;
-    /// membership changes are rare operator actions.
-    fn unless_membership_changed(
+    /// Logs the driver's decision proposal and says what the log holds.
+    async fn log_proposal(
         &self,
-        tx: &str,
-        voters: &[NodeId],
-        decision: consensus::twopc::Decision,
-    ) -> consensus::twopc::Decision {
-        if decision != consensus::twopc::Decision::Commit || self.participants() == voters {
-            return decision;
+        session: Option<ClientSession>,
+        proposal: &DecisionProposal<SecretVersion>,
+    ) -> Result<LoggedDecision, VaultError> {
+        let tx = &proposal.tx;
+        if proposal.membership_changed {
+            tracing::info!(
+                "Coordinator of Node {} aborts tx {tx}: the membership changed while it voted",
+                self.node.id()
+            );
         }
-        tracing::info!(
-            "Coordinator of Node {} aborts tx {tx}: the membership changed while it voted",
-            self.node.id()
-        );
-        consensus::twopc::Decision::Abort
+        let logged = self
+            .log_decision(
+                session,
+                tx,
+                &proposal.resource,
+                proposal.decision,
+                &proposal.participants,
+            )
+            .await
+            .map_err(|error| undecided(tx, error))?;
+        // Printed only now: `log_decision` returns once the entry is
+        // committed and applied (by the leader, if this node forwarded it),
+        // so a crash after this line cannot lose the decision.
+        tracing::info!("Coordinator decision for tx {tx}: {}", logged.decision);
+        self.node.metrics().twopc_decided(logged.decision);
+        Ok(logged)
     }
 
     /// The version the votes ask about.
@@ -240,90 +250,56 @@ impl TwoPc {
         }
     }
 
-    /// Sends the vote request to `to` (or votes locally) on its own task; no
-    /// answer before the vote timeout, or an unreachable node, is an abort.
-    fn send_vote(
+    /// Sends `message` to `to` (or serves it locally) on its own task and
+    /// reports the answer as the driver's input: a vote (no answer before
+    /// the vote timeout, or an unreachable node, is an abort), or an ack,
+    /// which arrives only once `to` applied the decision.
+    fn send(
         self: &Arc<Self>,
         to: NodeId,
-        request: VoteRequest,
-        read_index: u64,
+        message: TwoPcRequest<SecretVersion>,
         events: mpsc::UnboundedSender<Event>,
     ) {
         let me = self.node.id();
-        tracing::info!(
-            "Phase Coordinator of Node {me} sends RPC Vote to Phase Participant-Vote of Node {to}"
-        );
+        let kind = match message {
+            TwoPcRequest::Vote { .. } => "Vote to Phase Participant-Vote",
+            _ => "Decide to Phase Participant-Decision",
+        };
+        tracing::info!("Phase Coordinator of Node {me} sends RPC {kind} of Node {to}");
         let service = self.clone();
         tokio::spawn(async move {
-            let tx = request.tx.clone();
+            let tx = message.tx().to_string();
+            let asks_vote = matches!(message, TwoPcRequest::Vote { .. });
             let reply = if to == me {
-                service.vote(me, request, read_index).await
+                service.serve(me, message).await
             } else {
-                let message = TwoPcRequest::Vote {
-                    tx: request.tx,
-                    owner: request.owner,
-                    name: request.name,
-                    version: request.version,
-                    read_index,
-                };
                 service
                     .call(to, message, service.options.vote_timeout)
                     .await
             };
-            let vote = match reply {
-                TwoPcReply::Voted {
-                    vote: Vote::Commit, ..
-                } => consensus::twopc::Vote::Commit,
-                TwoPcReply::Voted { reason, .. } => consensus::twopc::Vote::Abort(
-                    reason.unwrap_or_else(|| "voted abort without a reason".into()),
-                ),
-                TwoPcReply::Failed(reason) => consensus::twopc::Vote::Abort(reason),
-                other => consensus::twopc::Vote::Abort(format!("unexpected answer {other:?}")),
-            };
-            match &vote {
-                consensus::twopc::Vote::Commit => tracing::info!(
-                    "Phase Coordinator of Node {me} receives VOTE_COMMIT from Phase \
-                     Participant-Vote of Node {to} for tx {tx}"
-                ),
-                consensus::twopc::Vote::Abort(reason) => tracing::info!(
-                    "Phase Coordinator of Node {me} receives VOTE_ABORT from Phase \
-                     Participant-Vote of Node {to} for tx {tx}: {reason}"
-                ),
-            }
-            let _ = events.send(Event::Voted(to, vote));
-        });
-    }
-
-    /// Sends the logged decision to `to` (or acknowledges locally) on its own
-    /// task; an ack arrives only once `to` applied the decision.
-    fn send_decide(
-        self: &Arc<Self>,
-        to: NodeId,
-        tx: &str,
-        decision: Decision,
-        events: mpsc::UnboundedSender<Event>,
-    ) {
-        let me = self.node.id();
-        tracing::info!(
-            "Phase Coordinator of Node {me} sends RPC Decide to Phase Participant-Decision of Node {to}"
-        );
-        let service = self.clone();
-        let tx = tx.to_string();
-        tokio::spawn(async move {
-            let reply = if to == me {
-                service.acknowledge(me, tx).await
-            } else {
-                let message = TwoPcRequest::Decide { tx, decision };
-                service
-                    .call(to, message, service.options.vote_timeout)
-                    .await
-            };
-            match reply {
-                TwoPcReply::Acked { .. } => {
-                    let _ = events.send(Event::Acked(to));
+            let event = if asks_vote {
+                let vote = reply.into_vote();
+                match &vote {
+                    Vote::Commit => tracing::info!(
+                        "Phase Coordinator of Node {me} receives VOTE_COMMIT from Phase \
+                         Participant-Vote of Node {to} for tx {tx}"
+                    ),
+                    Vote::Abort(reason) => tracing::info!(
+                        "Phase Coordinator of Node {me} receives VOTE_ABORT from Phase \
+                         Participant-Vote of Node {to} for tx {tx}: {reason}"
+                    ),
                 }
-                other => tracing::info!("Node {me}: {to} did not acknowledge: {other:?}"),
-            }
+                Event::Voted { from: to, vote }
+            } else {
+                match reply {
+                    TwoPcReply::Acked { .. } => Event::Acked { from: to },
+                    other => {
+                        tracing::info!("Node {me}: {to} did not acknowledge: {other:?}");
+                        return;
+                    }
+                }
+            };
+            let _ = events.send(event);
         });
     }
 
@@ -332,7 +308,7 @@ impl TwoPc {
     pub(super) async fn call(
         &self,
         to: NodeId,
-        message: TwoPcRequest,
+        message: TwoPcRequest<SecretVersion>,
         limit: std::time::Duration,
     ) -> TwoPcReply {
         let message = WireRequest::TwoPc(message);
@@ -413,27 +389,30 @@ impl TwoPc {
         let participants = self.participants();
         let (events, mut inbox) = mpsc::unbounded_channel();
         for to in &participants {
-            self.send_decide(*to, &tx, decision, events.clone());
+            let message = TwoPcRequest::Decide {
+                tx: tx.clone(),
+                decision,
+            };
+            self.send(*to, message, events.clone());
         }
         drop(events);
         let deadline = Instant::now() + self.options.vote_timeout;
         let mut acked = Vec::new();
         while acked.len() < participants.len() {
             match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                Ok(Some(Event::Acked(from))) => acked.push(from),
-                Ok(Some(Event::Voted(..))) => {}
+                Ok(Some(Event::Acked { from })) => acked.push(from),
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
         acked.sort();
         acked.dedup();
-        let decision = consensus_decision(decision);
         let votes = match decision {
-            consensus::twopc::Decision::Commit => participants
+            Decision::Commit => participants
                 .iter()
-                .map(|node| (*node, consensus::twopc::Vote::Commit))
+                .map(|node| (*node, Vote::Commit))
                 .collect(),
-            consensus::twopc::Decision::Abort => Default::default(),
+            Decision::Abort => Default::default(),
         };
         let report = TransactionReport {
             tx,
@@ -448,23 +427,20 @@ impl TwoPc {
     /// log holds for `tx` (the first one wins), whether this entry deleted
     /// the secret, and, for a delete whose request `session` another
     /// transaction already answered, that answer.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn log_decision(
         &self,
         session: Option<ClientSession>,
-        owner: &str,
         tx: &str,
-        name: &str,
-        version: u64,
+        secret: &SecretVersion,
         decision: Decision,
         participants: &[NodeId],
     ) -> Result<LoggedDecision, VaultError> {
         let command = decision_command(
             session,
-            owner,
+            &secret.owner,
             tx,
-            name,
-            version,
+            &secret.name,
+            secret.version,
             decision,
             participants,
             wall_clock_ms(),
@@ -512,8 +488,7 @@ impl TwoPc {
         name: &str,
         deleted: bool,
     ) -> Reply {
-        let decision = vault_decision(report.decision);
-        if decision == Decision::Commit && !deleted {
+        if report.decision == Decision::Commit && !deleted {
             if let Ok(version) = self
                 .current_version(owner, name, ReadConsistency::Linearizable)
                 .await
@@ -525,33 +500,7 @@ impl TwoPc {
                 )));
             }
         }
-        let votes = report
-            .votes
-            .iter()
-            .map(|(node, vote)| {
-                let vote = if vote.is_commit() {
-                    Vote::Commit
-                } else {
-                    Vote::Abort
-                };
-                (*node, vote)
-            })
-            .collect();
-        let reasons = report
-            .votes
-            .iter()
-            .filter_map(|(node, vote)| match vote {
-                consensus::twopc::Vote::Abort(reason) => Some((*node, reason.clone())),
-                consensus::twopc::Vote::Commit => None,
-            })
-            .collect();
-        Ok(Response::Deleted(DeleteReport {
-            tx: report.tx,
-            decision,
-            votes,
-            reasons,
-            acked: report.acked,
-        }))
+        Ok(Response::Deleted(report))
     }
 }
 

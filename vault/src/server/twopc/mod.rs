@@ -32,21 +32,6 @@ use consensus::twopc::VotePolicy;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A participant's question to the leader about a transaction it holds
-/// prepared (recovery, SPEC §6.3).
-pub(crate) struct Question {
-    /// The transaction.
-    pub(crate) tx: String,
-    /// The locked secret's owner.
-    pub(crate) owner: String,
-    /// The locked secret's name.
-    pub(crate) name: String,
-    /// The version voted on.
-    pub(crate) version: u64,
-    /// How far the asker has applied the log.
-    pub(crate) applied_index: u64,
-}
-
 /// `[twopc]` of the node configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TwoPcOptions {

@@ -2,14 +2,35 @@
 //! leader) resolve a transaction recovery asks about.
 
 use super::{millis, TwoPc};
-use crate::protocol::{Decision, Vote};
-use crate::server::wire::TwoPcReply;
+use crate::protocol::{Decision, SecretVersion, Vote};
+use crate::server::wire::{TwoPcReply, TwoPcRequest};
 use consensus::raft::NodeId;
 use consensus::twopc::participant::{self, AckOutcome, Resolution};
 use consensus::twopc::{VoteAttempt, VoteRequest};
 use tokio::time::Instant;
 
 impl TwoPc {
+    /// Serves one two-phase-commit message from node `from` (possibly this
+    /// node itself): a vote request, a Decide, or a recovery question.
+    pub(crate) async fn serve(
+        &self,
+        from: NodeId,
+        request: TwoPcRequest<SecretVersion>,
+    ) -> TwoPcReply {
+        match request {
+            TwoPcRequest::Vote {
+                request,
+                read_index,
+            } => self.vote(from, request, read_index).await,
+            TwoPcRequest::Decide { tx, .. } => self.acknowledge(from, tx).await,
+            TwoPcRequest::Resolve {
+                tx,
+                resource,
+                applied_index,
+            } => self.resolve(tx, resource, applied_index).await,
+        }
+    }
+
     /// Votes on `request` from `coordinator`: the policy, then (once this
     /// node applied the log through `read_index`, waiting at most the vote
     /// timeout) a durable check-and-lock in the store. A secret locked by a
@@ -20,7 +41,7 @@ impl TwoPc {
     pub(crate) async fn vote(
         &self,
         coordinator: NodeId,
-        request: VoteRequest,
+        request: VoteRequest<SecretVersion>,
         read_index: u64,
     ) -> TwoPcReply {
         let wait_until = Instant::now() + self.options.vote_timeout / 2;
@@ -29,26 +50,17 @@ impl TwoPc {
         let vote = self.vote_wait_die(request, read_index, wait_until).await;
         let me = self.node.id();
         match &vote {
-            consensus::twopc::Vote::Commit => {
+            Vote::Commit => {
                 tracing::info!("Phase Participant-Vote of Node {me} votes VOTE_COMMIT for tx {tx}")
             }
-            consensus::twopc::Vote::Abort(reason) => tracing::info!(
+            Vote::Abort(reason) => tracing::info!(
                 "Phase Participant-Vote of Node {me} votes VOTE_ABORT for tx {tx}: {reason}"
             ),
         }
         tracing::info!(
             "Phase Participant-Vote of Node {me} sends RPC Vote to Phase Coordinator of Node {coordinator}"
         );
-        match vote {
-            consensus::twopc::Vote::Commit => TwoPcReply::Voted {
-                vote: Vote::Commit,
-                reason: None,
-            },
-            consensus::twopc::Vote::Abort(reason) => TwoPcReply::Voted {
-                vote: Vote::Abort,
-                reason: Some(reason),
-            },
-        }
+        TwoPcReply::Voted(vote)
     }
 
     /// The vote under wait-die: attempts it, and while the secret is locked
@@ -60,10 +72,10 @@ impl TwoPc {
     /// own connection.
     async fn vote_wait_die(
         &self,
-        request: VoteRequest,
+        request: VoteRequest<SecretVersion>,
         read_index: u64,
         wait_until: Instant,
-    ) -> consensus::twopc::Vote {
+    ) -> Vote {
         let me = self.node.id();
         let mut waiting_for: Option<String> = None;
         loop {
@@ -89,11 +101,7 @@ impl TwoPc {
                     // Only applying the holder's decision releases the lock.
                     self.node.wait_applied_past(seen, wait_until).await;
                 }
-                Err(error) => {
-                    return consensus::twopc::Vote::Abort(format!(
-                        "this node cannot prepare: {error}"
-                    ))
-                }
+                Err(error) => return Vote::Abort(format!("this node cannot prepare: {error}")),
             }
         }
     }
@@ -125,11 +133,10 @@ impl TwoPc {
                     }
                 }
             };
-            match participant::ack(applied.map(consensus_decision)) {
+            match participant::ack(applied) {
                 // The participant's "commits tx T" line was logged by the
                 // store when it applied the decision.
                 AckOutcome::Ack(decision) => {
-                    let decision = vault_decision(decision);
                     tracing::info!(
                         "Phase Participant-Decision of Node {me} sends RPC Ack to Phase Coordinator of Node {coordinator}"
                     );
@@ -157,14 +164,12 @@ impl TwoPc {
     /// node already pruned, which it will find in its own log (every member
     /// held it there before it was pruned), and an abort proposed now would
     /// contradict it.
-    pub(crate) async fn resolve(&self, question: super::Question) -> TwoPcReply {
-        let super::Question {
-            tx,
-            owner,
-            name,
-            version,
-            applied_index,
-        } = question;
+    pub(crate) async fn resolve(
+        &self,
+        tx: String,
+        secret: SecretVersion,
+        applied_index: u64,
+    ) -> TwoPcReply {
         if !self.node.is_leader() {
             return TwoPcReply::Failed(format!("{} is not the leader", self.node.id()));
         }
@@ -184,17 +189,15 @@ impl TwoPc {
                  own log first"
             ));
         }
-        match participant::resolve(logged.map(consensus_decision)) {
-            Resolution::Decided(decision) => TwoPcReply::Resolved {
-                decision: vault_decision(decision),
-            },
+        match participant::resolve(logged) {
+            Resolution::Decided(decision) => TwoPcReply::Resolved { decision },
             Resolution::ProposeAbort => {
                 tracing::info!(
                     "Node {} (leader) proposes GLOBAL_ABORT for undecided tx {tx}",
                     self.node.id()
                 );
                 match self
-                    .log_decision(None, &owner, &tx, &name, version, Decision::Abort, &[])
+                    .log_decision(None, &tx, &secret, Decision::Abort, &[])
                     .await
                 {
                     Ok(logged) => TwoPcReply::Resolved {
@@ -204,21 +207,5 @@ impl TwoPc {
                 }
             }
         }
-    }
-}
-
-/// The protocol crate's decision for the vault's wire decision.
-pub(super) fn consensus_decision(decision: Decision) -> consensus::twopc::Decision {
-    match decision {
-        Decision::Commit => consensus::twopc::Decision::Commit,
-        Decision::Abort => consensus::twopc::Decision::Abort,
-    }
-}
-
-/// The vault's wire decision for the protocol crate's.
-pub(super) fn vault_decision(decision: consensus::twopc::Decision) -> Decision {
-    match decision {
-        consensus::twopc::Decision::Commit => Decision::Commit,
-        consensus::twopc::Decision::Abort => Decision::Abort,
     }
 }

@@ -8,7 +8,7 @@
 //! queue up and form the next batch, so a lone delete waits for nothing
 //! and concurrent deletes share fsyncs.
 
-use crate::protocol::VaultError;
+use crate::protocol::{SecretVersion, VaultError};
 use crate::store::VaultStateMachine;
 use consensus::raft::NodeId;
 use consensus::twopc::participant;
@@ -23,7 +23,7 @@ const MOST_PER_BATCH: usize = 256;
 
 /// One queued vote attempt and where its outcome goes.
 struct Job {
-    request: VoteRequest,
+    request: VoteRequest<SecretVersion>,
     /// The coordinator's read index: a vote read below this node's pruning
     /// horizon is refused (`store/pruning.rs`).
     read_index: u64,
@@ -55,7 +55,7 @@ impl PrepareQueue {
     /// a `VOTE_COMMIT` is returned only once its prepare is durable.
     pub(super) async fn attempt(
         &self,
-        request: VoteRequest,
+        request: VoteRequest<SecretVersion>,
         read_index: u64,
         may_wait: bool,
     ) -> Result<VoteAttempt, VaultError> {
@@ -141,16 +141,20 @@ mod tests {
 
     const ALICE: &str = "client:alice";
 
-    fn request(tx: &str, name: &str) -> VoteRequest {
+    fn request(tx: &str, name: &str) -> VoteRequest<SecretVersion> {
         VoteRequest {
             tx: tx.into(),
-            owner: ALICE.into(),
-            name: name.into(),
-            version: 1,
+            resource: SecretVersion {
+                owner: ALICE.into(),
+                name: name.into(),
+                version: 1,
+            },
         }
     }
 
-    fn job(request: VoteRequest) -> (Job, oneshot::Receiver<Result<VoteAttempt, String>>) {
+    fn job(
+        request: VoteRequest<SecretVersion>,
+    ) -> (Job, oneshot::Receiver<Result<VoteAttempt, String>>) {
         let (outcome, answer) = oneshot::channel();
         let job = Job {
             request,

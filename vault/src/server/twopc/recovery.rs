@@ -3,6 +3,7 @@
 //! forever.
 
 use super::{millis, wall_clock_ms, TwoPc};
+use crate::protocol::SecretVersion;
 use crate::server::wire::{TwoPcReply, TwoPcRequest};
 use consensus::twopc::participant::{overdue, Prepared};
 use std::sync::Arc;
@@ -56,28 +57,20 @@ impl TwoPc {
                 "Phase Participant-Recovery of Node {me} asks Node {leader} to resolve tx {}",
                 entry.tx
             );
-            let question = super::Question {
+            let question = TwoPcRequest::Resolve {
                 tx: entry.tx.clone(),
-                owner: entry.owner.clone(),
-                name: entry.name.clone(),
-                version: entry.version,
+                resource: SecretVersion {
+                    owner: entry.owner.clone(),
+                    name: entry.name.clone(),
+                    version: entry.version,
+                },
                 applied_index: self.node.applied_index(),
             };
             let reply = if leader == me {
-                self.resolve(question).await
+                self.serve(me, question).await
             } else {
-                self.call(
-                    leader,
-                    TwoPcRequest::Resolve {
-                        tx: question.tx,
-                        owner: question.owner,
-                        name: question.name,
-                        version: question.version,
-                        applied_index: question.applied_index,
-                    },
-                    self.options.decision_timeout,
-                )
-                .await
+                self.call(leader, question, self.options.decision_timeout)
+                    .await
             };
             match reply {
                 TwoPcReply::Resolved { decision } => {
