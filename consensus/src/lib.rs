@@ -30,6 +30,3 @@ pub mod state_machine;
 pub mod storage;
 pub mod transport;
 pub mod twopc;
-
-#[cfg(test)]
-mod sim;

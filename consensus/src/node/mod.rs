@@ -47,6 +47,11 @@ mod startup;
 mod status;
 #[cfg(test)]
 mod tests;
+// The simulation keeps the runtime's proposal table for its clients, so the
+// `testing` feature makes it reachable from the `sim` crate.
+#[cfg(any(test, feature = "testing"))]
+pub mod waiters;
+#[cfg(not(any(test, feature = "testing")))]
 pub(crate) mod waiters;
 
 pub use apply::ApplyResult;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 /// How a waiter ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Resolution {
+pub enum Resolution {
     /// Its own entry was applied: answer with that entry's output.
     Applied,
     /// Its entry can no longer be applied here (overwritten, or covered by
@@ -24,18 +24,19 @@ pub(crate) enum Resolution {
 
 /// Waiters by log index; `R` is whatever answers one (a channel, a client).
 #[derive(Debug)]
-pub(crate) struct Waiters<R> {
+pub struct Waiters<R> {
     waiting: BTreeMap<LogIndex, (Term, R)>,
-    /// Test-only planted bug: resolve a waiter by index alone.
-    #[cfg(test)]
-    pub(crate) planted_index_only: bool,
+    /// Planted bug for the simulation's teeth tests (feature `testing`):
+    /// resolve a waiter by index alone.
+    #[cfg(any(test, feature = "testing"))]
+    pub planted_index_only: bool,
 }
 
 impl<R> Default for Waiters<R> {
     fn default() -> Self {
         Waiters {
             waiting: BTreeMap::new(),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testing"))]
             planted_index_only: false,
         }
     }
@@ -46,7 +47,7 @@ impl<R> Waiters<R> {
     /// registered at that index (a proposal of an earlier term whose entry
     /// was overwritten before it was applied here) is superseded through
     /// `resolve`.
-    pub(crate) fn register(
+    pub fn register(
         &mut self,
         index: LogIndex,
         term: Term,
@@ -62,12 +63,7 @@ impl<R> Waiters<R> {
     /// [`Resolution::Applied`]; a waiter at `index` for another term, and
     /// every waiter below `index` (whose entry was covered by a snapshot),
     /// is [`Resolution::Superseded`].
-    pub(crate) fn applied(
-        &mut self,
-        index: LogIndex,
-        term: Term,
-        mut resolve: impl FnMut(R, Resolution),
-    ) {
+    pub fn applied(&mut self, index: LogIndex, term: Term, mut resolve: impl FnMut(R, Resolution)) {
         while let Some(entry) = self.waiting.first_entry() {
             let waited_index = *entry.key();
             if waited_index > index {
@@ -86,7 +82,7 @@ impl<R> Waiters<R> {
 
     /// A snapshot replaced the state through `through`: every waiter at or
     /// below it is superseded.
-    pub(crate) fn covered(&mut self, through: LogIndex, mut resolve: impl FnMut(R)) {
+    pub fn covered(&mut self, through: LogIndex, mut resolve: impl FnMut(R)) {
         let above = self.waiting.split_off(&through.saturating_add(1));
         for (_, (_, reply)) in std::mem::replace(&mut self.waiting, above) {
             resolve(reply);
@@ -94,18 +90,18 @@ impl<R> Waiters<R> {
     }
 
     /// Removes every waiter (the node stops or crashes).
-    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = R> {
+    pub fn take_all(&mut self) -> impl Iterator<Item = R> {
         std::mem::take(&mut self.waiting)
             .into_values()
             .map(|(_, reply)| reply)
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     fn index_only(&self) -> bool {
         self.planted_index_only
     }
 
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "testing")))]
     fn index_only(&self) -> bool {
         false
     }

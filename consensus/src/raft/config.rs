@@ -46,33 +46,34 @@ pub struct Config {
     /// node id is mixed in, so every node of a cluster may share one seed.
     pub seed: u64,
     /// Deliberate protocol bugs, switched on only by tests that check the
-    /// simulation can detect them.
-    #[cfg(test)]
-    pub(crate) planted_bugs: PlantedBugs,
+    /// simulation can detect them (feature `testing`; all off by default).
+    #[cfg(any(test, feature = "testing"))]
+    pub planted_bugs: PlantedBugs,
 }
 
-/// Deliberate violations of the protocol, compiled only in tests, so that the
-/// simulation can show it catches real safety bugs.
-#[cfg(test)]
+/// Deliberate violations of the protocol, compiled only in tests and with
+/// the `testing` feature (the `sim` crate), so that the simulation can show
+/// it catches real safety bugs. Every switch is off by default.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PlantedBugs {
+pub struct PlantedBugs {
     /// Grant votes without the up-to-date-log check (Raft §5.4.1).
-    pub(crate) skip_up_to_date_check: bool,
+    pub skip_up_to_date_check: bool,
     /// Commit entries of earlier terms by counting replicas (Raft §5.4.2,
     /// figure 8).
-    pub(crate) commit_previous_term_by_counting: bool,
+    pub commit_previous_term_by_counting: bool,
     /// Grant a vote to any candidate of the current term, even after voting
     /// for another (Raft §5.2).
-    pub(crate) vote_twice_in_term: bool,
+    pub vote_twice_in_term: bool,
     /// Hear a voter whatever its incarnation, and grant votes while knowing
     /// no configuration: a node id reused after its removal, or a voter
     /// restarted with a replaced disk, counts as the voter it used to be
     /// (SPEC §13; the bug of seed 214934593).
-    pub(crate) accept_any_incarnation: bool,
+    pub accept_any_incarnation: bool,
     /// Not a bug of the core but of the runtime's answer path, kept here
     /// with the others: answer a proposal when its index is applied,
     /// whatever the term of the entry there (`node::waiters`).
-    pub(crate) answer_by_index_only: bool,
+    pub answer_by_index_only: bool,
 }
 
 /// Why a [`Config`] cannot be used.
@@ -116,7 +117,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             seed,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testing"))]
             planted_bugs: PlantedBugs::default(),
         }
     }

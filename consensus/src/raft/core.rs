@@ -328,12 +328,12 @@ impl RaftCore {
             || self.planted_accept_any_incarnation()
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn planted_accept_any_incarnation(&self) -> bool {
         self.config.planted_bugs.accept_any_incarnation
     }
 
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "testing")))]
     pub(crate) fn planted_accept_any_incarnation(&self) -> bool {
         false
     }

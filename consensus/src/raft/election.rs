@@ -399,22 +399,22 @@ impl RaftCore {
         (first, self.log.last_index())
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     fn planted_vote_twice(&self, term: Term, request: RequestVote) -> bool {
         self.config.planted_bugs.vote_twice_in_term && !request.pre_vote && term == self.term
     }
 
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "testing")))]
     fn planted_vote_twice(&self, _term: Term, _request: RequestVote) -> bool {
         false
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     fn planted_skip_up_to_date(&self) -> bool {
         self.config.planted_bugs.skip_up_to_date_check
     }
 
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "testing")))]
     fn planted_skip_up_to_date(&self) -> bool {
         false
     }

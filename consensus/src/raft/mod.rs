@@ -50,16 +50,16 @@ mod snapshot;
 mod snapshot_receive;
 mod snapshot_send;
 mod status;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 mod test_support;
 #[cfg(test)]
 pub(crate) mod tests;
 mod transfer;
 pub mod types;
 
-#[cfg(test)]
-#[allow(unused_imports)] // used by the simulation (branch `sim`) and the planted-bug tests
-pub(crate) use config::PlantedBugs;
+// The simulation's teeth tests plant these bugs (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub use config::PlantedBugs;
 pub use config::{Config, ConfigError};
 pub use core::{RaftCore, RestoredState};
 pub use errors::{

@@ -369,12 +369,12 @@ impl RaftCore {
         self.broadcast_append(true);
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     fn planted_commit_by_counting(&self) -> bool {
         self.config.planted_bugs.commit_previous_term_by_counting
     }
 
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "testing")))]
     fn planted_commit_by_counting(&self) -> bool {
         false
     }

@@ -1,35 +1,36 @@
-//! Read-only views of the core's internals for in-crate tests (the
-//! whole-cluster simulation checks log matching and leader completeness
-//! with them). Compiled only under `cfg(test)`.
+//! Read-only views of the core's internals for tests (the whole-cluster
+//! simulation in the `sim` crate checks log matching and leader
+//! completeness with them). Compiled only in tests and with the `testing`
+//! feature.
 
 use super::core::RaftCore;
 use super::types::{Entry, LogIndex, NodeId, Term};
 
 impl RaftCore {
     /// The entries held in memory (after the snapshot base), in order.
-    pub(crate) fn log_entries(&self) -> Vec<Entry> {
+    pub fn log_entries(&self) -> Vec<Entry> {
         self.log
             .slice(self.log.base_index() + 1, self.log.last_index())
     }
 
     /// The snapshot base: index and term of the last compacted entry.
-    pub(crate) fn log_base(&self) -> (LogIndex, Term) {
+    pub fn log_base(&self) -> (LogIndex, Term) {
         let base = self.log.base_index();
         (base, self.log.term_at(base).unwrap_or(0))
     }
 
     /// The term of the entry at `index`, if held.
-    pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.log.term_at(index)
     }
 
     /// Who this node voted for in its current term.
-    pub(crate) fn voted_for(&self) -> Option<NodeId> {
+    pub fn voted_for(&self) -> Option<NodeId> {
         self.vote
     }
 
     /// The last index known durable.
-    pub(crate) fn stable_index(&self) -> LogIndex {
+    pub fn stable_index(&self) -> LogIndex {
         self.log.stable_index()
     }
 }
