@@ -79,6 +79,10 @@ pub enum Command {
     /// new cluster.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// A replicated key-value store on the same bus (the second plug-in):
+    /// run its nodes from the cluster's node configs, put, get, cas.
+    #[command(subcommand)]
+    Kv(KvCommand),
     /// Print a shell completion script for vault-cli.
     Completions {
         /// The shell to complete in.
@@ -111,6 +115,41 @@ pub enum MemberCommand {
     Remove {
         /// The member's id, e.g. node3.
         id: String,
+    },
+}
+
+/// `vault-cli kv ...`: keys and values are unsigned 64-bit numbers; a key
+/// never written holds 0.
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Run a key-value node (`kv node run --config DIR/nodeK/node.toml`):
+    /// the node's address, peers and certificates, with its own Raft log
+    /// and database under the data directory's `kv/`.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Set KEY to VALUE.
+    Put {
+        /// The key.
+        key: u64,
+        /// The value.
+        value: u64,
+    },
+    /// Read KEY (linearizable unless --stale).
+    Get {
+        /// The key.
+        key: u64,
+        /// Answer from the node's own state, without asking the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Set KEY to NEW if it holds EXPECTED; exit code 4 if it does not.
+    Cas {
+        /// The key.
+        key: u64,
+        /// The value KEY must hold.
+        expected: u64,
+        /// The value written if it does.
+        new: u64,
     },
 }
 

@@ -287,6 +287,15 @@ fn initialize_node(
             "cannot write the initial Raft state of {id} in {}",
             node.data_dir.display()
         )
+    })?;
+    // The key-value plug-in (`kv node run`) keeps its own log: a founding
+    // member of it too, with an empty store whatever the vault was seeded with.
+    let kv_raft_dir = kv::server::kv_dir(&node.data_dir).join("raft");
+    consensus::node::initialize(&kv_raft_dir, id, voters.clone()).with_context(|| {
+        format!(
+            "cannot write the initial key-value Raft state of {id} in {}",
+            node.data_dir.display()
+        )
     })
 }
 

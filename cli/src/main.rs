@@ -15,6 +15,7 @@ mod exit;
 mod fields_input;
 mod generate;
 mod identity;
+mod kv_cmd;
 mod node_cmd;
 mod pins;
 mod progress;
@@ -68,6 +69,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Snapshot(args::SnapshotCommand::Restore(args)) => {
             commands::snapshot::restore(args, cli.json)
         }
+        Command::Kv(command) => kv_cmd::run(cli.config.as_deref(), cli.json, command),
         _ => run_client(cli),
     }
 }
@@ -103,6 +105,7 @@ fn run_client(cli: Cli) -> Result<()> {
             Command::Cluster(_)
             | Command::Snapshot(_)
             | Command::Node(_)
+            | Command::Kv(_)
             | Command::Certs(_)
             | Command::Completions { .. }
             | Command::Man { .. } => {

@@ -52,7 +52,7 @@ pub fn run(config: &Path, log_format: Option<LogFormat>) -> Result<()> {
 
 /// The one sentence for a node that may not start: for a node without
 /// Raft state, what to do about it.
-fn start_failure(config: &NodeConfig, error: StartError) -> anyhow::Error {
+pub(crate) fn start_failure(config: &NodeConfig, error: StartError) -> anyhow::Error {
     match error {
         StartError::NoState { .. } => Failure::new(
             crate::exit::ExitCode::Failure,
@@ -70,7 +70,7 @@ fn start_failure(config: &NodeConfig, error: StartError) -> anyhow::Error {
 }
 
 /// Creates the data directory if missing (a joiner's), owner-only.
-fn create_data_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_data_dir(dir: &Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
@@ -79,7 +79,7 @@ fn create_data_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
-fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
+pub(crate) fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
     let mut peers = BTreeMap::new();
     let mut unresolved_peers = BTreeMap::new();
     for (id, address) in &config.peers {
@@ -142,7 +142,7 @@ fn has_port(address: &str) -> bool {
 }
 
 /// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -42,12 +42,7 @@ impl Session {
         json: bool,
         passphrase_file: Option<PathBuf>,
     ) -> Result<Self> {
-        let path = match config {
-            Some(path) => path.to_path_buf(),
-            None => std::env::var_os("VAULT_CONFIG")
-                .filter(|value| !value.is_empty())
-                .map_or_else(|| PathBuf::from("client.toml"), PathBuf::from),
-        };
+        let path = config_path(config);
         let config = crate::config::client::load(&path)?;
         let pins = crate::pins::path_for(&path);
         let credentials = Credentials::load(&config.ca, &config.cert, &config.key)
@@ -128,6 +123,17 @@ impl Session {
         };
         check_reply(&asked, &record).map_err(crypto_failure)?;
         Ok(record)
+    }
+}
+
+/// The client configuration file: `--config` before or after the
+/// subcommand, else `$VAULT_CONFIG`, else `./client.toml`.
+pub fn config_path(config: Option<&Path>) -> PathBuf {
+    match config {
+        Some(path) => path.to_path_buf(),
+        None => std::env::var_os("VAULT_CONFIG")
+            .filter(|value| !value.is_empty())
+            .map_or_else(|| PathBuf::from("client.toml"), PathBuf::from),
     }
 }
 

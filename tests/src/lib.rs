@@ -49,6 +49,9 @@ pub struct TestCluster {
     nodes: Vec<Option<Child>>,
     /// Extra environment for node processes, per node (1-based index - 1).
     node_env: Vec<Vec<(String, String)>>,
+    /// The subcommand that runs a node: `node run` (the vault), or
+    /// `kv node run` for the key-value plug-in.
+    node_command: Vec<String>,
 }
 
 impl TestCluster {
@@ -113,6 +116,7 @@ impl TestCluster {
             ports: (0..size as u16).map(|offset| base + offset).collect(),
             nodes: (0..size).map(|_| None).collect(),
             node_env: vec![Vec::new(); size],
+            node_command: vec!["node".into(), "run".into()],
         };
         // Cheap Argon2id (a documented client.toml setting) keeps each
         // command fast; the default costs ~0.25 s per command.
@@ -177,6 +181,13 @@ impl TestCluster {
         )
     }
 
+    /// Runs nodes started from now on with `args` (then `--config
+    /// node.toml`) instead of `node run`: `["kv", "node", "run"]` runs the
+    /// key-value plug-in on the same node directories.
+    pub fn set_node_command(&mut self, args: &[&str]) {
+        self.node_command = args.iter().map(|arg| arg.to_string()).collect();
+    }
+
     /// Sets an environment variable for node `node` (1-based) on its next start.
     pub fn set_node_env(&mut self, node: usize, name: &str, value: &str) {
         self.node_env[node - 1].push((name.to_string(), value.to_string()));
@@ -202,7 +213,8 @@ impl TestCluster {
             .expect("open node log");
         let mut command = Command::new(vault_cli());
         command
-            .args(["node", "run", "--config"])
+            .args(&self.node_command)
+            .arg("--config")
             .arg(self.node_dir(node).join("node.toml"))
             .env(
                 "RUST_LOG",

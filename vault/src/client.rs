@@ -1,7 +1,8 @@
 //! The client library: used by `vault-cli` and the tests to talk to a
 //! cluster.
 //!
-//! It knows every node's address, keeps one mutually authenticated QUIC
+//! The connections and the failover are the bus's ([`bus::client::Cluster`]):
+//! it knows every node's address, keeps one mutually authenticated QUIC
 //! connection per node it has used, and sends each request to the node that
 //! answered last. A node that cannot be reached, or that answers
 //! "unavailable" (no leader yet), makes the client try the next node until
@@ -15,24 +16,16 @@
 
 use crate::protocol::{ClientRequest, ClientSession, Reply, Request, Response, VaultError};
 use crate::server::{WireRequest, WireResponse};
+use bus::client::{CallError, Cluster};
 use certs::Credentials;
 use consensus::raft::NodeId;
-use consensus::transport::{Client, PeerAddress};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use consensus::transport::PeerAddress;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// Pause before trying the next node after a failure.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
-/// Longest wait for one node's QUIC handshake. A dead node does not refuse a
-/// connection, it just never answers, so without this bound the first node
-/// listed would take the whole request timeout and the others would never be
-/// tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The replicated state as one node streamed it for `snapshot save`
 /// ([`VaultClient::snapshot_save`]), not yet verified: the caller checks it
@@ -68,20 +61,19 @@ pub const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
 
 /// A connection to a vault cluster on behalf of one client identity.
 pub struct VaultClient {
-    credentials: Credentials,
-    nodes: Vec<(NodeId, PeerAddress)>,
-    connections: Mutex<BTreeMap<NodeId, Arc<Client>>>,
-    preferred: AtomicUsize,
+    cluster: Cluster,
     client_id: u64,
     next_seq: AtomicU64,
     timeout: Duration,
 }
 
-/// How a node's refusal of this client's certificate is worded.
-const REFUSED_CERTIFICATE: &str = "refused this client's certificate";
-
-fn is_certificate_refusal(error: &VaultError) -> bool {
-    matches!(error, VaultError::Unavailable(message) if message.contains(REFUSED_CERTIFICATE))
+/// A node's failure to answer as the client-facing error: "unavailable"
+/// (exit code 6), except a client configuration without nodes.
+fn call_error(error: CallError) -> VaultError {
+    match error {
+        CallError::NoNodes => VaultError::Invalid(error.to_string()),
+        other => VaultError::Unavailable(other.to_string()),
+    }
 }
 
 impl VaultClient {
@@ -94,10 +86,7 @@ impl VaultClient {
         timeout: Duration,
     ) -> Self {
         VaultClient {
-            credentials,
-            nodes,
-            connections: Mutex::new(BTreeMap::new()),
-            preferred: AtomicUsize::new(0),
+            cluster: Cluster::new(credentials, nodes),
             client_id: rand::random::<u64>() | 1,
             next_seq: AtomicU64::new(1),
             timeout,
@@ -107,15 +96,12 @@ impl VaultClient {
     /// Starts with node `index` (of the configured list) instead of the
     /// first, so many clients spread their connections over the cluster.
     pub fn prefer(&self, index: usize) {
-        if !self.nodes.is_empty() {
-            self.preferred
-                .store(index % self.nodes.len(), Ordering::Relaxed);
-        }
+        self.cluster.prefer(index);
     }
 
     /// The nodes this client knows.
     pub fn nodes(&self) -> &[(NodeId, PeerAddress)] {
-        &self.nodes
+        self.cluster.nodes()
     }
 
     /// Sends `request` to the cluster, retrying on other nodes until the
@@ -153,98 +139,45 @@ impl VaultClient {
     /// Sends `request` to the cluster, retrying on other nodes until the
     /// timeout, asking `avoid` only if it is the only node configured.
     async fn send(&self, request: ClientRequest, avoid: Option<NodeId>) -> Reply {
-        let deadline = Instant::now() + self.timeout;
-        let mut last_error = VaultError::Unavailable("no node could be reached".into());
-        // A node that refused our certificate says more than a later node
-        // that merely ran out of time: that is the error to report.
-        let mut refusal = None;
-        // Likewise a node's own reason for refusing (no leader, a full disk)
-        // says more than the deadline cutting the last attempt short.
-        let mut answered = None;
-        let count = self.nodes.len().max(1);
-        let mut attempt = 0usize;
-        while Instant::now() < deadline {
-            let index = (self.preferred.load(Ordering::Relaxed) + attempt) % count;
-            if count > 1 && avoid.is_some() && self.nodes.get(index).map(|(id, _)| *id) == avoid {
-                attempt += 1;
-                continue;
-            }
-            match self.call_index(index, &request, deadline).await {
-                Ok(Err(error @ VaultError::Unavailable(_))) => {
-                    if refusal.is_none() && is_certificate_refusal(&error) {
-                        refusal = Some(error.clone());
-                    }
-                    answered = Some(error.clone());
-                    last_error = error;
-                    attempt += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(error) => {
-                    if refusal.is_none() && is_certificate_refusal(&error) {
-                        refusal = Some(error.clone());
-                    }
-                    last_error = error;
-                    attempt += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Ok(reply) => {
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return reply;
-                }
-            }
+        let wire = WireRequest::Client(request);
+        let unavailable = |response: &WireResponse| {
+            matches!(
+                response,
+                WireResponse::Client(Err(VaultError::Unavailable(_)))
+            )
+        };
+        let outcome = self
+            .cluster
+            .call(&wire, self.timeout, avoid, unavailable)
+            .await;
+        match outcome {
+            Ok(response) => client_reply(response),
+            // A node's refusal of our certificate, a node's own reason for
+            // refusing (no leader, a full disk) or the last failure.
+            Err(error) => Err(match call_error(error) {
+                VaultError::Unavailable(message) => VaultError::Unavailable(message),
+                other => VaultError::Unavailable(format!("cluster unavailable: {other}")),
+            }),
         }
-        Err(match refusal.or(answered).unwrap_or(last_error) {
-            VaultError::Unavailable(message) => VaultError::Unavailable(message),
-            other => VaultError::Unavailable(format!("cluster unavailable: {other}")),
-        })
     }
 
     /// Sends `request` to node `id` only, once, within the client timeout.
     /// Used by `status`, which asks every node about itself.
     pub async fn call_node(&self, id: NodeId, request: Request) -> Reply {
-        let index = self
-            .nodes
-            .iter()
-            .position(|(node, _)| *node == id)
-            .ok_or_else(|| {
-                VaultError::NotFound(format!("{id} is not in the client configuration"))
-            })?;
-        let request = ClientRequest {
+        let index = self.cluster.index_of(id).ok_or_else(|| {
+            VaultError::NotFound(format!("{id} is not in the client configuration"))
+        })?;
+        let request = WireRequest::Client(ClientRequest {
             session: None,
             request,
-        };
-        self.call_index(index, &request, Instant::now() + self.timeout)
-            .await?
-    }
-
-    /// One attempt at node `index`: `Err` when the node could not be reached.
-    async fn call_index(
-        &self,
-        index: usize,
-        request: &ClientRequest,
-        deadline: Instant,
-    ) -> Result<Reply, VaultError> {
-        let (id, connection) = self.connect_index(index, deadline).await?;
-        let wire = WireRequest::Client(request.clone());
-        let outcome = tokio::time::timeout_at(deadline, connection.request(&wire)).await;
-        match outcome {
-            Ok(Ok(WireResponse::Client(reply))) => Ok(reply),
-            Ok(Ok(WireResponse::Node(_) | WireResponse::TwoPc(_))) => Err(VaultError::Internal(
-                format!("{id} answered with a node reply"),
-            )),
-            Ok(Err(error)) => {
-                self.connections.lock().await.remove(&id);
-                if let Some(refusal) = connection.handshake_refusal() {
-                    return Err(VaultError::Unavailable(format!(
-                        "{id} {REFUSED_CERTIFICATE} ({refusal}); is it issued by the cluster CA?"
-                    )));
-                }
-                Err(VaultError::Unavailable(format!("{id}: {error}")))
-            }
-            Err(_) => Err(VaultError::Unavailable(format!(
-                "{id} did not answer in time"
-            ))),
-        }
+        });
+        let deadline = Instant::now() + self.timeout;
+        let response = self
+            .cluster
+            .request(index, &request, deadline)
+            .await
+            .map_err(call_error)?;
+        client_reply(response)
     }
 
     /// Downloads a consistent copy of the replicated state (`snapshot
@@ -266,11 +199,11 @@ impl VaultClient {
             session: None,
             request: Request::SnapshotSave,
         });
-        let count = self.nodes.len().max(1);
+        let count = self.cluster.nodes().len().max(1);
         let mut last_error = VaultError::Unavailable("no node could be reached".into());
         let mut attempt = 0usize;
         while Instant::now() < deadline {
-            let index = (self.preferred.load(Ordering::Relaxed) + attempt) % count;
+            let index = (self.cluster.preferred() + attempt) % count;
             attempt += 1;
             match self.start_download(index, &request, deadline).await {
                 Ok(Ok((node, mut stream, started))) => {
@@ -296,7 +229,11 @@ impl VaultClient {
         request: &WireRequest,
         deadline: Instant,
     ) -> Result<Result<(NodeId, SnapshotStream, (u64, u64, u64)), VaultError>, VaultError> {
-        let (id, connection) = self.connect_index(index, deadline).await?;
+        let (id, connection) = self
+            .cluster
+            .connect_index(index, deadline)
+            .await
+            .map_err(call_error)?;
         let unreachable = |error: consensus::transport::TransportError| {
             VaultError::Unavailable(format!("{id}: {error}"))
         };
@@ -311,7 +248,7 @@ impl VaultClient {
         let first = match first {
             Ok(first) => first,
             Err(error) => {
-                self.connections.lock().await.remove(&id);
+                self.cluster.forget(id).await;
                 return Err(unreachable(error));
             }
         };
@@ -393,66 +330,26 @@ impl VaultClient {
         }
     }
 
-    /// The connection to node `index` (of the configured list), dialled if
-    /// needed within [`CONNECT_TIMEOUT`] or `deadline`, whichever is first.
-    async fn connect_index(
-        &self,
-        index: usize,
-        deadline: Instant,
-    ) -> Result<(NodeId, Arc<Client>), VaultError> {
-        let (id, address) = self
-            .nodes
-            .get(index)
-            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
-        let connect_deadline = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-        let connection = tokio::time::timeout_at(connect_deadline, self.connection(*id, address))
-            .await
-            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))??;
-        Ok((*id, connection))
-    }
-
     /// Opens the connection to the preferred node now (handshake included),
     /// so that the first request does not pay for it: a benchmark connects
     /// every client before it starts the clock.
     pub async fn connect(&self) -> Result<(), VaultError> {
-        let index = self.preferred.load(Ordering::Relaxed);
-        let (id, address) = self
-            .nodes
-            .get(index)
-            .ok_or_else(|| VaultError::Invalid("the client configuration lists no nodes".into()))?;
-        tokio::time::timeout(self.timeout, self.connection(*id, address))
-            .await
-            .map_err(|_| VaultError::Unavailable(format!("{id} did not answer in time")))?
-            .map(|_| ())
+        self.cluster.connect(self.timeout).await.map_err(call_error)
     }
 
-    async fn connection(
-        &self,
-        id: NodeId,
-        address: &PeerAddress,
-    ) -> Result<Arc<Client>, VaultError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(client) = connections.get(&id) {
-            return Ok(client.clone());
-        }
-        let client = Client::connect(&self.credentials, address)
-            .await
-            .map_err(|error| VaultError::Unavailable(format!("cannot connect to {id}: {error}")))?;
-        let client = Arc::new(client);
-        connections.insert(id, client.clone());
-        Ok(client)
-    }
-
-    /// Closes every connection politely, all at once: each close waits
-    /// out its connection's draining period, which in sequence added about
-    /// 85 ms per node to every command.
+    /// Closes every connection politely, all at once.
     pub async fn close(&self) {
-        let connections = std::mem::take(&mut *self.connections.lock().await);
-        let mut closing = tokio::task::JoinSet::new();
-        for client in connections.into_values() {
-            closing.spawn(async move { client.close().await });
-        }
-        while closing.join_next().await.is_some() {}
+        self.cluster.close().await
+    }
+}
+
+/// The client reply in a node's answer.
+fn client_reply(response: WireResponse) -> Reply {
+    match response {
+        WireResponse::Client(reply) => reply,
+        WireResponse::Node(_) | WireResponse::Peer(_) => Err(VaultError::Internal(
+            "a node answered with a node reply".into(),
+        )),
     }
 }
 

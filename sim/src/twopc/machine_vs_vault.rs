@@ -31,7 +31,7 @@ const SEQUENCES: u64 = 60;
 /// Commands per sequence.
 const COMMANDS: u64 = 300;
 /// The owner of every secret, as in the simulation.
-const OWNER: &str = super::super::OWNER;
+const OWNER: &str = "client:sim";
 
 /// The one step a sequence takes next.
 #[derive(Clone, Debug)]

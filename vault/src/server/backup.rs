@@ -4,18 +4,16 @@
 //! The node runs a linearizable ReadIndex round, waits until it has applied
 //! through that index, pins the state machine's view (the same consistent
 //! SQLite read transaction a Raft snapshot uses) and serialises it off the
-//! apply thread ([`Node::backup_snapshot`]). So the copy holds every write
+//! apply thread ([`consensus::node::Node::backup_snapshot`]). So the copy holds every write
 //! acknowledged before the request, is taken at one committed index, and
 //! holds only what the nodes hold: ciphertext. It then goes out as
 //! [`Response::SnapshotStarted`] and 1 MiB [`Response::SnapshotChunk`]s on
 //! the request's stream; the transport queues at most two frames, so a
 //! slow reader holds the node's memory at the one copy of the state.
 
-use super::handler::{node_error, owner_of};
-use super::WireResponse;
+use super::handler::{node_error, owner_of, VaultApplication};
 use crate::protocol::{plan, ClientRequest, Response};
-use consensus::node::Node;
-use consensus::transport::{RequestOrigin, Responder};
+use bus::{ClientResponder, Context};
 
 /// Bytes of state per chunk frame: well inside the 16 MiB frame limit of
 /// both sides, large enough that framing costs nothing.
@@ -25,14 +23,14 @@ pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 /// the caller is an admin and the cluster confirms a read index in time;
 /// otherwise the streamed state.
 pub(crate) async fn serve(
-    node: &Node,
-    origin: &RequestOrigin,
+    context: &Context<VaultApplication>,
     request: ClientRequest,
-    responder: Responder<WireResponse>,
+    responder: ClientResponder<VaultApplication>,
 ) {
-    let owner = match owner_of(origin.acting_for()) {
+    let node = context.node();
+    let owner = match owner_of(context.caller()) {
         Ok(owner) => owner,
-        Err(error) => return responder.respond(WireResponse::Client(Err(error))),
+        Err(error) => return responder.respond(Err(error)),
     };
     tracing::info!(
         "Node {} runs client RPC SnapshotSave called by {owner}",
@@ -40,11 +38,11 @@ pub(crate) async fn serve(
     );
     // The same authorization as every other request: admin identities only.
     if let Err(error) = plan(&owner, request, 0) {
-        return responder.respond(WireResponse::Client(Err(error)));
+        return responder.respond(Err(error));
     }
     let snapshot = match node.backup_snapshot().await {
         Ok(snapshot) => snapshot,
-        Err(error) => return responder.respond(WireResponse::Client(Err(node_error(error)))),
+        Err(error) => return responder.respond(Err(node_error(error))),
     };
     let started = Response::SnapshotStarted {
         index: snapshot.index,
@@ -52,15 +50,11 @@ pub(crate) async fn serve(
         bytes: snapshot.data.len() as u64,
     };
     let stream = responder.respond_stream();
-    if stream
-        .send(WireResponse::Client(Ok(started)))
-        .await
-        .is_err()
-    {
+    if stream.send(Ok(started)).await.is_err() {
         return;
     }
     for chunk in snapshot.data.chunks(CHUNK_BYTES) {
-        let frame = WireResponse::Client(Ok(Response::SnapshotChunk(chunk.to_vec())));
+        let frame = Ok(Response::SnapshotChunk(chunk.to_vec()));
         if stream.send(frame).await.is_err() {
             tracing::warn!(
                 "Node {}: {owner} stopped reading the backup at index {}",

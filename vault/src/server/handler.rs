@@ -1,99 +1,79 @@
-//! Serving what arrives on the transport: Raft messages to the driver,
-//! requests to the node, each request on its own task.
+//! The vault on the bus: [`VaultApplication`] serves client requests
+//! (authorization and planning in [`crate::protocol::plan`]), the 2PC
+//! messages of other nodes, and checks forwarded proposals against the
+//! locks of pending deletes.
 
-use super::members::{self, Addresses};
 use super::twopc::TwoPc;
-use super::wire::TwoPcReply;
-use super::{VaultTransport, WireRequest, WireResponse};
+use super::wire::{TwoPcReply, TwoPcRequest};
+use crate::protocol::SecretVersion;
 use crate::protocol::{
-    decode, plan, ClientRequest, NodeStatus, Plan, Reply, Request, Response, StatusReport,
-    VaultError,
+    decode, plan, ClientRequest, MemberInfo, NodeStatus, Plan, Reply, Request, Response,
+    StatusReport, VaultError,
 };
+use crate::store::VaultStateMachine;
+use bus::{Application, ClientResponder, Context, Member};
 use certs::Identity;
-use consensus::node::{Node, NodeError, NodeReply, NodeRequest, ReadConsistency};
-use consensus::raft::{Message, NodeId};
-use consensus::transport::{InboundRequest, RequestOrigin};
+use consensus::node::{NodeError, ReadConsistency};
+use consensus::raft::NodeId;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
-/// Hands every inbound Raft message to the driver. The transport verified
-/// the sender's certificate; a message whose `from` disagrees with it is a
-/// forgery attempt and is dropped.
-pub(crate) async fn pump_peer_messages(
-    node: Node,
-    mut messages: mpsc::Receiver<(NodeId, Message)>,
-) {
-    while let Some((sender, message)) = messages.recv().await {
-        if message.from != sender || message.to != node.id() {
-            tracing::warn!(
-                "dropping a Raft message from {sender} that claims to be from {} to {}",
-                message.from,
-                message.to
-            );
-            continue;
-        }
-        node.deliver(message);
-    }
-}
-
-/// Serves every request on its own task until the transport closes.
-pub(crate) async fn serve_requests(
-    node: Node,
-    transport: Arc<VaultTransport>,
+/// The vault plug-in as the bus serves it.
+pub struct VaultApplication {
+    /// The two-phase-commit service: deletes, votes, acknowledgements,
+    /// recovery questions, and the locks that refuse updates.
     twopc: Arc<TwoPc>,
-    addresses: Addresses,
-    mut requests: mpsc::Receiver<InboundRequest<WireRequest, WireResponse>>,
-) {
-    while let Some(inbound) = requests.recv().await {
-        let node = node.clone();
-        let transport = transport.clone();
-        let twopc = twopc.clone();
-        let addresses = addresses.clone();
-        tokio::spawn(async move {
-            let InboundRequest {
-                origin,
-                request,
-                responder,
-            } = inbound;
-            // The one request answered with a stream of frames.
-            if let WireRequest::Client(client) = &request {
-                if client.request == Request::SnapshotSave {
-                    super::backup::serve(&node, &origin, client.clone(), responder).await;
-                    return;
-                }
-            }
-            let response = match request {
-                WireRequest::Node(request) => WireResponse::Node(match origin.node() {
-                    Some(from) => peer_request(&node, &twopc, from, request).await,
-                    None => NodeReply::Failed(NodeError::Refused(
-                        "node requests are accepted only from node certificates".into(),
-                    )),
-                }),
-                WireRequest::TwoPc(request) => WireResponse::TwoPc(match origin.node() {
-                    Some(from) => twopc.serve(from, request).await,
-                    None => TwoPcReply::Failed(
-                        "two-phase-commit messages are accepted only from node certificates".into(),
-                    ),
-                }),
-                WireRequest::Client(request) => WireResponse::Client(
-                    client_request(&node, &transport, &twopc, &addresses, &origin, request).await,
-                ),
-            };
-            responder.respond(response);
-        });
+}
+
+impl VaultApplication {
+    pub(crate) fn new(twopc: Arc<TwoPc>) -> Self {
+        VaultApplication { twopc }
     }
 }
 
-/// A request from another node. A forwarded `add-secret --update` of a
-/// secret this node (often the leader) holds locked for a delete is refused
-/// here, before it is proposed.
-async fn peer_request(node: &Node, twopc: &TwoPc, from: NodeId, request: NodeRequest) -> NodeReply {
-    if let NodeRequest::Propose(command) = &request {
-        if let Err(refusal) = twopc.refuse_locked_update(command).await {
-            return NodeReply::Failed(NodeError::Refused(refusal.to_string()));
-        }
+impl Application for VaultApplication {
+    type StateMachine = VaultStateMachine;
+    type Request = ClientRequest;
+    type Reply = Reply;
+    type PeerRequest = TwoPcRequest<SecretVersion>;
+    type PeerReply = TwoPcReply;
+
+    async fn serve_client(&self, context: &Context<Self>, request: ClientRequest) -> Reply {
+        client_request(context, &self.twopc, request).await
     }
-    node.handle_peer_request(from, request).await
+
+    async fn serve_peer(&self, from: NodeId, request: TwoPcRequest<SecretVersion>) -> TwoPcReply {
+        self.twopc.serve(from, request).await
+    }
+
+    fn refuse_peer(_reason: String) -> TwoPcReply {
+        TwoPcReply::Failed(
+            "two-phase-commit messages are accepted only from node certificates".into(),
+        )
+    }
+
+    /// The one request answered with a stream of frames: `snapshot save`.
+    fn streams(&self, request: &ClientRequest) -> bool {
+        request.request == Request::SnapshotSave
+    }
+
+    async fn serve_client_stream(
+        &self,
+        context: &Context<Self>,
+        request: ClientRequest,
+        responder: ClientResponder<Self>,
+    ) {
+        super::backup::serve(context, request, responder).await
+    }
+
+    /// A forwarded `add-secret --update` of a secret this node (often the
+    /// leader) holds locked for a delete is refused here, before it is
+    /// proposed.
+    async fn check_forwarded_proposal(&self, command: &[u8]) -> Result<(), String> {
+        self.twopc
+            .refuse_locked_update(command)
+            .await
+            .map_err(|refusal| refusal.to_string())
+    }
 }
 
 /// The owner string of an identity (`client:alice`, `admin:ops`); nodes
@@ -109,23 +89,20 @@ pub(crate) fn owner_of(identity: &Identity) -> Result<String, VaultError> {
 }
 
 async fn client_request(
-    node: &Node,
-    transport: &VaultTransport,
+    context: &Context<VaultApplication>,
     twopc: &Arc<TwoPc>,
-    addresses: &Addresses,
-    origin: &RequestOrigin,
     request: ClientRequest,
 ) -> Reply {
-    let owner = owner_of(origin.acting_for())?;
+    let owner = owner_of(context.caller())?;
     tracing::info!(
         "Node {} runs client RPC {} called by {owner}",
-        node.id(),
+        context.node().id(),
         request_name(&request.request)
     );
     match plan(&owner, request.clone(), now_ms())? {
         Plan::Propose(command) => {
             twopc.refuse_locked_update(&command).await?;
-            decode_reply(node.propose(command).await)
+            decode_reply(context.propose(command).await)
         }
         Plan::Read { query, stale } => {
             let consistency = if stale {
@@ -133,37 +110,33 @@ async fn client_request(
             } else {
                 ReadConsistency::Linearizable
             };
-            decode_reply(node.read(query, consistency).await)
+            decode_reply(context.read(query, consistency).await)
         }
         Plan::Runtime(Request::Status) => Ok(Response::Status(StatusReport {
-            nodes: vec![local_status(node, transport)],
+            nodes: vec![local_status(context)],
         })),
-        Plan::Runtime(Request::TransferLeader { to }) => match node.transfer_leader(to).await {
+        Plan::Runtime(Request::TransferLeader { to }) => match context.transfer_leader(to).await {
             Ok(leader) => Ok(Response::LeaderTransferred { leader }),
-            Err(NodeError::NotLeader {
-                leader: Some(leader),
-            }) if origin.node().is_none() && !matches!(origin, RequestOrigin::Forwarded { .. }) => {
-                forward(transport, leader, origin.acting_for(), request).await
-            }
-            Err(error) => Err(node_error(error)),
+            Err(error) => on_leader(context, error, request).await,
         },
         Plan::Runtime(Request::Delete { name }) => {
             twopc.delete(&owner, &name, request.session).await
         }
-        Plan::Runtime(
-            member_request @ (Request::MemberList
-            | Request::MemberAdd { .. }
-            | Request::MemberRemove { .. }),
-        ) => match members::serve(node, transport, addresses, member_request).await {
-            Err(NodeError::NotLeader {
-                leader: Some(leader),
-            }) if leader != node.id()
-                && origin.node().is_none()
-                && !matches!(origin, RequestOrigin::Forwarded { .. }) =>
-            {
-                forward(transport, leader, origin.acting_for(), request).await
+        Plan::Runtime(Request::MemberList) => match context.members() {
+            Ok(members) => Ok(Response::Members(
+                members.into_iter().map(member_info).collect(),
+            )),
+            Err(error) => on_leader(context, error, request).await,
+        },
+        Plan::Runtime(Request::MemberAdd { id, addr }) => {
+            match context.add_member(id, addr).await {
+                Ok(member) => Ok(Response::MemberAdded(member_info(member))),
+                Err(error) => on_leader(context, error, request).await,
             }
-            outcome => outcome.map_err(node_error),
+        }
+        Plan::Runtime(Request::MemberRemove { id }) => match context.remove_member(id).await {
+            Ok(()) => Ok(Response::MemberRemoved { id }),
+            Err(error) => on_leader(context, error, request).await,
         },
         Plan::Runtime(other) => Err(VaultError::Invalid(format!(
             "{} is not served by this node",
@@ -172,35 +145,43 @@ async fn client_request(
     }
 }
 
-/// Sends a client request on to the leader, on behalf of the client.
-async fn forward(
-    transport: &VaultTransport,
-    leader: NodeId,
-    client: &Identity,
+/// After a leader-only request failed with `error`: forwards it to the
+/// leader if the bus says to (a follower asked by the client itself),
+/// otherwise reports the error.
+async fn on_leader(
+    context: &Context<VaultApplication>,
+    error: NodeError,
     request: ClientRequest,
 ) -> Reply {
-    match transport
-        .forward(leader, client, &WireRequest::Client(request))
-        .await
-    {
-        Ok(WireResponse::Client(reply)) => reply,
-        Ok(WireResponse::Node(_) | WireResponse::TwoPc(_)) => Err(VaultError::Internal(format!(
-            "{leader} answered with a node reply"
-        ))),
-        Err(error) => Err(VaultError::Unavailable(format!(
-            "cannot reach the leader {leader}: {error}"
-        ))),
+    match context.leader_to_forward_to(&error) {
+        Some(leader) => context
+            .forward(leader, request)
+            .await
+            .map_err(|error| match error {
+                bus::ForwardError::Unreachable { .. } => VaultError::Unavailable(error.to_string()),
+                bus::ForwardError::WrongReply(_) => VaultError::Internal(error.to_string()),
+            })?,
+        None => Err(node_error(error)),
     }
 }
 
-fn local_status(node: &Node, transport: &VaultTransport) -> NodeStatus {
-    let status = node.status();
+fn member_info(member: Member) -> MemberInfo {
+    MemberInfo {
+        id: member.id,
+        addr: member.addr,
+        voter: member.voter,
+        leader: member.leader,
+        reachable: member.reachable,
+        match_index: member.match_index,
+        snapshot_bytes: member.snapshot_bytes,
+    }
+}
+
+fn local_status(context: &Context<VaultApplication>) -> NodeStatus {
+    let status = context.status();
     NodeStatus {
         id: status.id,
-        addr: transport
-            .local_address()
-            .map(|address| address.to_string())
-            .unwrap_or_default(),
+        addr: status.addr,
         role: status.role,
         term: status.term,
         leader: status.leader,

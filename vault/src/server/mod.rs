@@ -1,42 +1,40 @@
-//! A running vault node: the QUIC transport, the Raft node runtime and the
-//! SQLite state machine put together, serving clients.
+//! A running vault node: the vault plug-in on the bus.
 //!
 //! ```text
-//!  clients ──QUIC/mTLS──► Transport ──requests──► handler ──► Node ──► Raft
-//!                           │   ▲                  (authz,     │
-//!  peers   ◄──Raft msgs─────┘   └──── Node::deliver  plan)     ▼
-//!                                                       VaultStateMachine
+//!  clients ──QUIC/mTLS──► bus (transport, request loop, forwarding, status,
+//!                           │  membership, metrics, systemd)
+//!  peers   ◄──Raft msgs─────┤
+//!                           ▼
+//!                handler: VaultApplication (authz, plan) ──► Node ──► Raft
+//!                           │                                  │
+//!                           └─► twopc (deletes)                ▼
+//!                                                      VaultStateMachine
 //! ```
 //!
-//! [`run`] owns the lifecycle: bind, start, serve until a shutdown signal,
-//! then stop accepting, let the driver flush its log, and close connections.
+//! [`run`] opens what is the vault's (its SQLite database, the 2PC
+//! participant's connection) and hands the rest of the lifecycle to
+//! [`bus::run`].
 
 mod backup;
 mod handler;
-mod late_peers;
-mod members;
-mod network;
-mod systemd;
 mod twopc;
 mod wire;
 
-pub use network::QuicNetwork;
+pub use handler::VaultApplication;
 pub use twopc::TwoPcOptions;
 pub use wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 
 use crate::store::{AppliedDecisions, VaultStateMachine};
-use certs::Credentials;
-use consensus::node::{Node, NodeOptions};
-use consensus::raft::{Message, NodeId};
-use consensus::transport::{PeerAddress, Transport, TransportConfig};
+use bus::{BusOptions, Launch, RunError, Services};
+use consensus::node::NodeOptions;
+use consensus::raft::NodeId;
+use consensus::transport::PeerAddress;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// The transport a vault node runs.
-pub type VaultTransport = Transport<Message, WireRequest, WireResponse>;
+pub type VaultTransport = bus::BusTransport<VaultApplication>;
 
 /// Everything needed to run one vault node.
 #[derive(Debug, Clone)]
@@ -93,6 +91,18 @@ pub enum ServerError {
     Stopped(#[from] consensus::node::NodeError),
 }
 
+impl From<RunError<ServerError>> for ServerError {
+    fn from(error: RunError<ServerError>) -> Self {
+        match error {
+            RunError::Certs(error) => ServerError::Certs(error),
+            RunError::Transport(error) => ServerError::Transport(error),
+            RunError::Start(error) => ServerError::Start(error),
+            RunError::Application(error) => error,
+            RunError::Stopped(error) => ServerError::Stopped(error),
+        }
+    }
+}
+
 /// Runs a node until `shutdown` completes (or a fatal error), then stops
 /// gracefully. A node whose Raft directory holds no state and that is not
 /// a joiner is refused ([`consensus::node::StartError::NoState`]) before
@@ -101,136 +111,64 @@ pub async fn run(
     options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    // Before anything touches the data directory: a node that may not
-    // start (no Raft state, not a joiner) leaves it as it found it.
-    consensus::node::preflight(&options.node)?;
-    let credentials = Credentials::load(&options.ca, &options.cert, &options.key)?;
-    let mut config = TransportConfig::new(options.node.id, options.listen);
-    config.metrics = options.node.metrics.clone();
-    config.peers = options
-        .peers
-        .iter()
-        .filter(|(id, _)| **id != options.node.id)
-        .map(|(id, address)| (*id, address.clone()))
-        .collect();
-    let config_peers = config.peers.clone();
-    let (transport, inbox) = VaultTransport::bind(config, &credentials).await?;
-    // Trust follows membership (SPEC §13): until the Raft log names the
-    // members, only the configured peers' certificates are let in.
-    transport.set_trusted_nodes(Some(
-        config_peers
-            .keys()
-            .chain(options.unresolved_peers.keys())
-            .copied()
-            .collect(),
-    ));
-    let transport = Arc::new(transport);
-    let mut machine = VaultStateMachine::open(&options.database)?;
-    machine.log_decisions_as(&options.node.id.to_string());
-    machine.keep_versions(options.max_versions);
-    let applied_decisions = AppliedDecisions::new();
-    machine.publish_decisions_to(applied_decisions.clone());
-    let participant_store = VaultStateMachine::open_participant(&options.database)?;
-    let network = Arc::new(QuicNetwork::new(transport.clone(), config_peers));
-    let (node, mut driver) = Node::start(&options.node, machine, network)?;
-    tracing::info!(
-        "Node {} listening on {} with {} peers",
-        options.node.id,
-        options.listen,
-        options.peers.len().saturating_sub(1)
-    );
-    let metrics_server = match options.metrics_listen {
-        Some(address) => {
-            let status_node = node.clone();
-            let status: consensus::metrics::StatusSource = Arc::new(move || status_node.status());
-            match consensus::metrics::serve(address, options.node.metrics.clone(), status).await {
-                Ok((_, server)) => Some(tokio::spawn(server)),
-                Err(error) => {
-                    // Monitoring must not take the node down: it serves its
-                    // peers and clients without metrics, and says so.
-                    tracing::error!("{error}; this node runs without /metrics and /health");
-                    None
-                }
-            }
-        }
-        None => None,
+    let bus_options = BusOptions {
+        node: options.node.clone(),
+        listen: options.listen,
+        peers: options.peers.clone(),
+        unresolved_peers: options.unresolved_peers.clone(),
+        ca: options.ca.clone(),
+        cert: options.cert.clone(),
+        key: options.key.clone(),
+        metrics_listen: options.metrics_listen,
     };
-    let notifier = systemd::spawn(&node);
-    let peer_pump = tokio::spawn(handler::pump_peer_messages(
-        node.clone(),
-        inbox.peer_messages,
-    ));
-    let twopc = twopc::TwoPc::new(
-        node.clone(),
-        transport.clone(),
-        participant_store,
-        applied_decisions,
-        options.twopc,
-    )?;
-    let recovery = tokio::spawn(twopc.clone().recovery_loop());
-    let pruning = tokio::spawn(twopc.clone().pruning_loop());
-    let late_peers = tokio::spawn(late_peers::resolve_later(
-        transport.clone(),
-        options.unresolved_peers.clone(),
-    ));
-    let addresses = Arc::new(
-        options
-            .peers
-            .iter()
-            .map(|(id, address)| {
-                let host = &address.server_name;
-                let port = address.address.port();
-                let text = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
-                (*id, text)
-            })
-            .chain(
-                options
-                    .unresolved_peers
-                    .iter()
-                    .map(|(id, text)| (*id, text.clone())),
-            )
-            .collect(),
-    );
-    let request_loop = tokio::spawn(handler::serve_requests(
-        node.clone(),
-        transport.clone(),
-        twopc,
-        addresses,
-        inbox.requests,
-    ));
-    let outcome = tokio::select! {
-        () = shutdown => {
-            tracing::info!("Node {} shutting down", options.node.id);
-            None
-        }
-        result = &mut driver => Some(result),
+    let launch = VaultLaunch {
+        options,
+        opened: None,
     };
-    systemd::stopping();
-    request_loop.abort();
-    recovery.abort();
-    pruning.abort();
-    late_peers.abort();
-    for task in [metrics_server, notifier].into_iter().flatten() {
-        task.abort();
+    Ok(bus::run(bus_options, launch, shutdown).await?)
+}
+
+/// Opens the vault's database for the bus, then starts its 2PC service.
+struct VaultLaunch {
+    options: ServerOptions,
+    /// The participant's connection and the decisions feed, opened with
+    /// the applying connection in [`Launch::open`].
+    opened: Option<(VaultStateMachine, AppliedDecisions)>,
+}
+
+impl Launch for VaultLaunch {
+    type Application = VaultApplication;
+    type Error = ServerError;
+
+    fn open(&mut self) -> Result<VaultStateMachine, ServerError> {
+        let options = &self.options;
+        let mut machine = VaultStateMachine::open(&options.database)?;
+        machine.log_decisions_as(&options.node.id.to_string());
+        machine.keep_versions(options.max_versions);
+        let applied_decisions = AppliedDecisions::new();
+        machine.publish_decisions_to(applied_decisions.clone());
+        let participant_store = VaultStateMachine::open_participant(&options.database)?;
+        self.opened = Some((participant_store, applied_decisions));
+        Ok(machine)
     }
-    node.shutdown().await;
-    let result = match outcome {
-        Some(result) => result,
-        None => tokio::time::timeout(Duration::from_secs(10), driver)
-            .await
-            .unwrap_or(Ok(Ok(()))),
-    };
-    peer_pump.abort();
-    transport.shutdown().await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(ServerError::Stopped(error)),
-        Err(join_error) => Err(ServerError::Stopped(
-            consensus::node::NodeError::StateMachine(format!("driver task failed: {join_error}")),
-        )),
+
+    fn start(
+        self,
+        services: &mut Services<VaultApplication>,
+    ) -> Result<VaultApplication, ServerError> {
+        // bus::run calls `open` before `start`; an error, not a panic, if not.
+        let (participant_store, applied_decisions) = self.opened.ok_or_else(|| {
+            std::io::Error::other("the vault database was not opened before the node started")
+        })?;
+        let twopc = twopc::TwoPc::new(
+            services.node().clone(),
+            services.transport().clone(),
+            participant_store,
+            applied_decisions,
+            self.options.twopc,
+        )?;
+        services.spawn(twopc.clone().recovery_loop());
+        services.spawn(twopc.clone().pruning_loop());
+        Ok(VaultApplication::new(twopc))
     }
 }

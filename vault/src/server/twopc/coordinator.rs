@@ -311,10 +311,10 @@ impl TwoPc {
         message: TwoPcRequest<SecretVersion>,
         limit: std::time::Duration,
     ) -> TwoPcReply {
-        let message = WireRequest::TwoPc(message);
+        let message = WireRequest::Peer(message);
         let request = self.transport.request(to, &message);
         match tokio::time::timeout(limit, request).await {
-            Ok(Ok(WireResponse::TwoPc(reply))) => reply,
+            Ok(Ok(WireResponse::Peer(reply))) => reply,
             Ok(Ok(_)) => TwoPcReply::Failed(format!("{to} answered with another kind of reply")),
             Ok(Err(error)) => TwoPcReply::Failed(format!("{to} is unreachable: {error}")),
             Err(_) => TwoPcReply::Failed(format!("{to} did not answer in time")),

@@ -3,7 +3,7 @@
 //! network) must not stop the others, so each is resolved again with
 //! backoff and dialled from the moment it resolves.
 
-use super::VaultTransport;
+use crate::application::{Application, BusTransport};
 use consensus::raft::NodeId;
 use consensus::transport::PeerAddress;
 use std::collections::BTreeMap;
@@ -19,8 +19,8 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// Resolves every `host:port` in `unresolved` until it resolves, then adds
 /// it to `transport` unless a membership change already gave that member an
 /// address. Ends once all are resolved; runs until aborted otherwise.
-pub(super) async fn resolve_later(
-    transport: Arc<VaultTransport>,
+pub(crate) async fn resolve_later<A: Application>(
+    transport: Arc<BusTransport<A>>,
     unresolved: BTreeMap<NodeId, String>,
 ) {
     let me = transport.node_id();

@@ -1,6 +1,7 @@
 //! [`QuicNetwork`]: the node runtime's [`PeerNetwork`] over the QUIC transport.
 
-use super::{VaultTransport, WireRequest, WireResponse};
+use crate::application::{Application, BusTransport};
+use crate::wire::{WireRequest, WireResponse};
 use consensus::node::{NodeError, NodeReply, NodeRequest, PeerNetwork, RpcFuture};
 use consensus::raft::{Membership, Message, NodeId};
 use consensus::transport::PeerAddress;
@@ -11,25 +12,29 @@ use tokio::sync::watch;
 /// Sends Raft messages on per-peer streams and node requests on their own
 /// request streams, and keeps the transport's peers and trusted nodes equal
 /// to the members of the configuration in force.
-pub struct QuicNetwork {
-    transport: Arc<VaultTransport>,
+pub struct QuicNetwork<A: Application> {
+    transport: Arc<BusTransport<A>>,
     /// The latest membership the driver adopted, for [`follow_membership`]:
     /// applying a change may resolve host names (blocking), so it runs
     /// there, never on the driver's task; a watch keeps only the latest.
     membership: watch::Sender<Option<(Membership, Membership)>>,
 }
 
-impl QuicNetwork {
+impl<A: Application> QuicNetwork<A> {
     /// Wraps a bound transport whose peers are the ones of the node's
     /// configuration file (`configured`, this node excluded). Must be
     /// called within the tokio runtime: it starts the task that follows
     /// membership changes.
-    pub fn new(transport: Arc<VaultTransport>, configured: BTreeMap<NodeId, PeerAddress>) -> Self {
+    pub fn new(transport: Arc<BusTransport<A>>, configured: BTreeMap<NodeId, PeerAddress>) -> Self {
         let (membership, changes) = watch::channel(None);
         // Until the driver names the members, trust the configured peers
         // only, from the first packet on.
         transport.set_trusted_nodes(Some(configured.keys().copied().collect()));
-        tokio::spawn(follow_membership(transport.clone(), configured, changes));
+        tokio::spawn(follow_membership::<A>(
+            transport.clone(),
+            configured,
+            changes,
+        ));
         QuicNetwork {
             transport,
             membership,
@@ -37,7 +42,7 @@ impl QuicNetwork {
     }
 }
 
-impl PeerNetwork for QuicNetwork {
+impl<A: Application> PeerNetwork for QuicNetwork<A> {
     fn send(&self, message: Message) {
         let to = message.to;
         if let Err(error) = self.transport.send(to, message) {
@@ -53,7 +58,7 @@ impl PeerNetwork for QuicNetwork {
                 .await
             {
                 Ok(WireResponse::Node(reply)) => Ok(reply),
-                Ok(WireResponse::Client(_) | WireResponse::TwoPc(_)) => Ok(NodeReply::Failed(
+                Ok(WireResponse::Client(_) | WireResponse::Peer(_)) => Ok(NodeReply::Failed(
                     NodeError::Refused(format!("{to} answered a node request with a client reply")),
                 )),
                 Err(error) => {
@@ -77,8 +82,8 @@ impl PeerNetwork for QuicNetwork {
 /// them or else the configured one, and trust only them (SPEC §13). Before the node knows any membership (a joiner
 /// that has not heard from a leader yet) it keeps its configured peers and
 /// trusts exactly them, so no stranger can feed it a log.
-async fn follow_membership(
-    transport: Arc<VaultTransport>,
+async fn follow_membership<A: Application>(
+    transport: Arc<BusTransport<A>>,
     configured: BTreeMap<NodeId, PeerAddress>,
     mut changes: watch::Receiver<Option<(Membership, Membership)>>,
 ) {
