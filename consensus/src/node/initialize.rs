@@ -232,18 +232,7 @@ mod tests {
         assert_eq!(recovered.hard_state.term, 7);
         assert_eq!(recovered.hard_state.vote, None);
         assert_eq!(recovered.hard_state.incarnation, 0);
-        let core = RaftCore::new(
-            raft::Config::new(NodeId(2), 1),
-            raft::RestoredState {
-                hard_state: recovered.hard_state,
-                snapshot: Some(raft::Snapshot {
-                    meta: snapshot.meta,
-                    data: snapshot.data.into(),
-                }),
-                entries: recovered.entries,
-            },
-        )
-        .unwrap();
+        let core = RaftCore::new(raft::Config::new(NodeId(2), 1), recovered).unwrap();
         assert_eq!(core.commit_index(), 42);
         assert_eq!(core.term(), 7);
     }

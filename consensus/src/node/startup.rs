@@ -100,15 +100,7 @@ pub(crate) fn build_core(
         );
         return Ok(RaftCore::join(config, incarnation)?);
     }
-    let restored = raft::RestoredState {
-        hard_state: recovered.hard_state,
-        snapshot: recovered.snapshot.map(|snapshot| raft::Snapshot {
-            meta: snapshot.meta,
-            data: snapshot.data.into(),
-        }),
-        entries: recovered.entries,
-    };
-    Ok(RaftCore::new(config, restored)?)
+    Ok(RaftCore::new(config, recovered)?)
 }
 
 /// Whether the store recovered anything at all (what [`RaftCore::new`]

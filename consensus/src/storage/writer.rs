@@ -24,7 +24,9 @@ const MAX_GROUP: usize = 1024;
 
 enum Request {
     Write {
-        batch: WriteBatch,
+        // Boxed: a batch (with its optional snapshot) is large and the other
+        // requests are a channel each.
+        batch: Box<WriteBatch>,
         done: oneshot::Sender<Result<(), StorageError>>,
     },
     ReadSnapshot {
@@ -127,7 +129,10 @@ impl LogWriter {
     pub async fn submit(&self, batch: WriteBatch) -> Result<Durable, StorageError> {
         let (done, receiver) = oneshot::channel();
         self.requests
-            .send(Request::Write { batch, done })
+            .send(Request::Write {
+                batch: Box::new(batch),
+                done,
+            })
             .await
             .map_err(|_| StorageError::WriterStopped)?;
         Ok(Durable { receiver })
@@ -199,7 +204,7 @@ fn run<S: LogStore>(mut store: S, mut requests: mpsc::Receiver<Request>, counter
         while let Some(request) = next.take() {
             match request {
                 Request::Write { batch, done } => {
-                    batches.push(batch);
+                    batches.push(*batch);
                     waiting.push(done);
                 }
                 Request::ReadSnapshot { done } => {
