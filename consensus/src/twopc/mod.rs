@@ -19,6 +19,12 @@
 //!   ([`participant::vote_wait_die`], [`participant::wait_or_die`]): the
 //!   older transaction waits, the younger aborts, so concurrent transactions
 //!   on one resource cannot deadlock and cannot all abort.
+//! - [`VoteDriver`] and [`AckDriver`]: one vote request and one Decide
+//!   seen from a participant, sans I/O: the wait for the coordinator's read
+//!   index, the wait-die attempts within their budget, the wait for the
+//!   applied decision, each as "wait until applied through N or a
+//!   deadline" actions. The node runtime, the simulation and the scenario
+//!   files run them.
 //! - [`TwoPcRequest`], [`TwoPcReply`], [`Vote`], [`Decision`]: the one set
 //!   of 2PC wire types; an application embeds them in its own wire enum and
 //!   picks the resource type `R` (the vault: a secret at a version).
@@ -60,12 +66,13 @@
 //! ```
 
 mod coordinator;
-mod driver;
+mod coordinator_driver;
 mod messages;
 pub mod participant;
+mod participant_driver;
 
 pub use coordinator::{Coordinator, CoordinatorOutput, Phase, TransactionReport};
-pub use driver::{
+pub use coordinator_driver::{
     CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, DecisionProposal,
     ProposalRetry,
 };
@@ -73,6 +80,9 @@ pub use messages::{TwoPcReply, TwoPcRequest, VoteRequest};
 pub use participant::{
     LockConflict, LockTable, PrepareOutcome, ResourceManager, TransactionAge, VoteAttempt,
     VotePolicy,
+};
+pub use participant_driver::{
+    AckAction, AckDriver, ParticipantOptions, VoteAction, VoteDriver, VoteInput,
 };
 
 use serde::{Deserialize, Serialize};
@@ -117,6 +127,8 @@ impl std::fmt::Display for Decision {
 /// vote deadline.
 pub const NO_VOTE_IN_TIME: &str = "no vote before the vote timeout";
 
+#[cfg(test)]
+mod participant_driver_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::invariants::Violation;
 use crate::network::{Network, NetworkFaults};
 use crate::node::{AppliedCommand, Effects, SimNode};
 use consensus::raft::NodeId;
-use consensus::twopc::{TwoPcReply, TwoPcRequest, VotePolicy};
+use consensus::twopc::{TransactionAge, TwoPcReply, TwoPcRequest, VotePolicy};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +50,9 @@ pub(crate) struct Stats {
     /// Commits a coordinator turned into aborts before proposing them,
     /// because its membership changed while it voted.
     pub(crate) coordinator_membership_aborts: u64,
+    /// Votes held under wait-die: an older transaction waiting for a
+    /// younger one's decision.
+    pub(crate) wait_die_waits: u64,
     /// Disks wiped (a node removed and added back empty, or a voter's
     /// disk replaced without its removal first).
     pub(crate) wipes: u64,
@@ -78,7 +81,7 @@ pub(crate) struct TwoPcApp {
     /// Nodes crashing at the end of this turn: they do nothing more in it.
     crashing: BTreeSet<NodeId>,
     /// Numbers transaction ids.
-    next_tx: u64,
+    next_tx: u32,
     /// The leaders' pruning: each leader's mark from its last turn, and
     /// when the next turn comes.
     pub(crate) pruning: super::pruning::Pruning,
@@ -121,11 +124,18 @@ impl TwoPcApp {
         }
     }
 
-    /// A fresh transaction id naming its coordinator.
-    pub(crate) fn next_tx_id(&mut self, coordinator: NodeId) -> String {
-        let tx = format!("t{}@{coordinator}", self.next_tx);
-        self.next_tx += 1;
-        tx
+    /// A fresh transaction id naming its coordinator, in the vault's form
+    /// (coordinator, start time, a number unique per run), so that
+    /// concurrent deletes of one secret are ordered by age and wait-die
+    /// makes the older one wait as it does on a real node.
+    pub(crate) fn next_tx_id(&mut self, coordinator: NodeId, now: u64) -> String {
+        let age = TransactionAge {
+            started_ms: now,
+            coordinator,
+            nonce: self.next_tx,
+        };
+        self.next_tx = self.next_tx.wrapping_add(1);
+        age.to_string()
     }
 
     /// Whether `node` runs and is not crashing in this turn.

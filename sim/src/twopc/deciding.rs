@@ -68,7 +68,7 @@ impl TwoPcApp {
         };
         let participants = members_known(core, coordinator);
         let read_index = node.machine.applied_index();
-        let tx = self.next_tx_id(coordinator);
+        let tx = self.next_tx_id(coordinator, world.now);
         let request = VoteRequest {
             tx: tx.clone(),
             resource: SimSecret {

@@ -13,7 +13,10 @@ use super::machine::VaultModel;
 use super::messages::SimSecret;
 use consensus::raft::{LogIndex, NodeId};
 use consensus::twopc::participant::Prepared;
-use consensus::twopc::{Decision, PrepareOutcome, ResourceManager, VotePolicy, VoteRequest};
+use consensus::twopc::{
+    AckDriver, Decision, LockTable, PrepareOutcome, ResourceManager, VoteDriver, VotePolicy,
+    VoteRequest,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 
@@ -267,21 +270,29 @@ impl ResourceManager for SimResource<'_> {
     }
 }
 
+impl LockTable for SimResource<'_> {
+    fn locked_by(
+        &mut self,
+        request: &VoteRequest<SimSecret>,
+    ) -> Result<Option<String>, Infallible> {
+        Ok(self.table.lock_holder(&request.resource.name, &request.tx))
+    }
+}
+
 fn refused(reason: String) -> PrepareOutcome {
     PrepareOutcome::Refused(reason)
 }
 
-/// A vote request waiting until the node applied the coordinator's read
-/// index (or the wait timed out).
+/// A vote request's driver waiting until the node applied `index` (the
+/// coordinator's read index, or one entry past what it had when a younger
+/// holder's lock made it wait) or `deadline` passed.
 #[derive(Clone, Debug)]
 pub(crate) struct WaitingVote {
-    /// The coordinator.
-    pub(crate) from: NodeId,
-    /// What to vote on.
-    pub(crate) request: VoteRequest<SimSecret>,
-    /// Apply through this index first.
-    pub(crate) read_index: u64,
-    /// Vote with what the node has from this step on.
+    /// The vote's driver.
+    pub(crate) driver: VoteDriver<SimSecret>,
+    /// Wake once the node applied through this index.
+    pub(crate) index: u64,
+    /// Wake at this step anyway.
     pub(crate) deadline: u64,
 }
 
@@ -290,10 +301,11 @@ pub(crate) struct WaitingVote {
 pub(crate) struct WaitingDecide {
     /// The coordinator.
     pub(crate) from: NodeId,
-    /// The transaction.
-    pub(crate) tx: String,
-    /// Stop waiting at this step (no ack).
-    pub(crate) deadline: u64,
+    /// The Decide's driver.
+    pub(crate) driver: AckDriver,
+    /// When to ask the driver again: once applied through the index, or at
+    /// the step; `None` at the first serving.
+    pub(crate) wake: Option<(u64, u64)>,
 }
 
 /// One node's participant: durable table and configuration, plus the
@@ -306,8 +318,8 @@ pub(crate) struct ParticipantNode {
     pub(crate) policy: VotePolicy,
     /// Vote requests waiting for the log to be applied far enough.
     pub(crate) waiting_votes: Vec<WaitingVote>,
-    /// Commit votes (coordinator, tx) waiting for their prepare's fsync.
-    pub(crate) held_votes: Vec<(NodeId, String)>,
+    /// Commit votes waiting for their prepare's fsync.
+    pub(crate) held_votes: Vec<VoteDriver<SimSecret>>,
     /// Decide messages waiting for the decision to be applied.
     pub(crate) waiting_decides: Vec<WaitingDecide>,
     /// The step of the next recovery pass.

@@ -65,6 +65,9 @@ pub(crate) struct RunReport {
     /// Commits coordinators turned into aborts before proposing them,
     /// their membership having changed while they voted.
     pub(crate) coordinator_membership_aborts: u64,
+    /// Votes held under wait-die (an older transaction waiting for a
+    /// younger one's decision).
+    pub(crate) wait_die_waits: u64,
     /// Commits applied after an asked voter lost its disk in place (by id
     /// still a member; its vote rested on a durable prepare).
     pub(crate) reborn_member_commits: u64,
@@ -402,6 +405,7 @@ impl Run {
             recovery_proposals: app.stats.recovery_proposals,
             membership_aborts: app.oracle.membership_aborts,
             coordinator_membership_aborts: app.stats.coordinator_membership_aborts,
+            wait_die_waits: app.stats.wait_die_waits,
             reborn_member_commits: app.oracle.reborn_member_commits,
             wiped_prepare_commits: app.oracle.wiped_prepare_commits,
             readded_member_commits: app.oracle.readded_member_commits,
@@ -426,6 +430,7 @@ impl RunReport {
         self.recovery_proposals += report.recovery_proposals;
         self.membership_aborts += report.membership_aborts;
         self.coordinator_membership_aborts += report.coordinator_membership_aborts;
+        self.wait_die_waits += report.wait_die_waits;
         self.reborn_member_commits += report.reborn_member_commits;
         self.wiped_prepare_commits += report.wiped_prepare_commits;
         self.readded_member_commits += report.readded_member_commits;
@@ -511,6 +516,10 @@ impl Simulation for TwoPcSimulation {
         println!(
             "  pruning: {} prunes proposed; at most {} decisions held by one node at once",
             total.prunes, total.most_live_decisions
+        );
+        println!(
+            "  wait-die: {} votes held for a younger transaction's decision",
+            total.wait_die_waits
         );
         for point in CrashPoint::ALL {
             let fired = total.fired.get(&point).copied().unwrap_or(0);

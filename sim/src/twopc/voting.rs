@@ -1,14 +1,16 @@
-//! The participant runtime: voting and acknowledging, as
-//! `vault/src/server/twopc/participant.rs` does it.
+//! The participant runtime: voting and acknowledging through the shared
+//! [`VoteDriver`] and [`AckDriver`], as `vault/src/server/twopc/participant.rs`
+//! runs them.
 //!
 //! - A vote request waits until the node applied the log through the
-//!   coordinator's read index (at most the vote timeout), then the pure
-//!   [`participant::vote`] decides through the [`SimResource`]. A commit
-//!   vote is held until the prepare's fsync completes (SPEC §6.1: the lock
-//!   is durable before the vote leaves); the planted bug
-//!   `vote_before_durable_prepare` sends it at once.
+//!   coordinator's read index (at most the vote timeout), then attempts the
+//!   vote under wait-die through the [`SimResource`]. A commit vote is held
+//!   until the prepare's fsync completes (SPEC §6.1: the lock is durable
+//!   before the vote leaves); the planted bug `vote_before_durable_prepare`
+//!   sends it at once.
 //! - A Decide waits (at most the decision timeout) until the node applied a
-//!   decision for the transaction, then [`participant::ack`] answers.
+//!   decision for the transaction, then acknowledges it, or answers that it
+//!   has not applied it in time.
 
 use super::app::TwoPcApp;
 use super::machine::VaultModel;
@@ -19,29 +21,36 @@ use super::{DECISION_TIMEOUT, VOTE_TIMEOUT};
 use crate::application::World;
 use crate::node::SimMachine;
 use consensus::raft::NodeId;
-use consensus::twopc::participant::{self, AckOutcome};
-use consensus::twopc::{Decision, TwoPcReply, Vote, VoteRequest};
+use consensus::twopc::participant;
+use consensus::twopc::{
+    AckAction, AckDriver, Decision, ParticipantOptions, TwoPcReply, Vote, VoteAction, VoteAttempt,
+    VoteDriver, VoteInput, VoteRequest,
+};
+
+/// How long a simulated participant waits, in steps.
+const OPTIONS: ParticipantOptions = ParticipantOptions {
+    vote_timeout_ms: VOTE_TIMEOUT,
+    decision_timeout_ms: DECISION_TIMEOUT,
+};
 
 impl TwoPcApp {
-    /// A vote request reached participant `at`: it waits for the log.
+    /// A vote request reached participant `at`: its driver starts.
     pub(crate) fn on_vote_request(
         &mut self,
-        world: &World<'_, VaultModel>,
+        world: &mut World<'_, VaultModel>,
         at: NodeId,
         from: NodeId,
         request: VoteRequest<SimSecret>,
         read_index: u64,
     ) {
-        let participant = self.participants.entry(at).or_default();
-        participant.waiting_votes.push(WaitingVote {
-            from,
-            request,
-            read_index,
-            deadline: world.now + VOTE_TIMEOUT,
-        });
+        let applied = self.applied_index(world, at);
+        let (driver, action) =
+            VoteDriver::start(from, request, read_index, applied, world.now, OPTIONS);
+        self.carry_vote(world, at, driver, action);
     }
 
-    /// A Decide reached participant `at`: it waits for the applied decision.
+    /// A Decide reached participant `at`: it is answered from the next
+    /// serving on, once the decision is applied.
     pub(crate) fn on_decide(
         &mut self,
         world: &World<'_, VaultModel>,
@@ -52,8 +61,8 @@ impl TwoPcApp {
         let participant = self.participants.entry(at).or_default();
         participant.waiting_decides.push(WaitingDecide {
             from,
-            tx,
-            deadline: world.now + DECISION_TIMEOUT,
+            driver: AckDriver::start(at, tx, world.now, OPTIONS),
+            wake: None,
         });
     }
 
@@ -70,11 +79,15 @@ impl TwoPcApp {
         }
     }
 
-    fn serve_votes(&mut self, world: &mut World<'_, VaultModel>, id: NodeId) {
-        let applied = world
+    fn applied_index(&self, world: &World<'_, VaultModel>, id: NodeId) -> u64 {
+        world
             .nodes
             .get(&id)
-            .map_or(0, |n| n.machine.applied_index());
+            .map_or(0, |node| node.machine.applied_index())
+    }
+
+    fn serve_votes(&mut self, world: &mut World<'_, VaultModel>, id: NodeId) {
+        let applied = self.applied_index(world, id);
         let Some(participant) = self.participants.get_mut(&id) else {
             return;
         };
@@ -82,29 +95,99 @@ impl TwoPcApp {
         let (ready, waiting): (Vec<WaitingVote>, Vec<WaitingVote>) = participant
             .waiting_votes
             .drain(..)
-            .partition(|wait| applied >= wait.read_index || now >= wait.deadline);
+            .partition(|wait| applied >= wait.index || now >= wait.deadline);
         participant.waiting_votes = waiting;
-        for wait in ready {
+        for mut wait in ready {
             if !self.is_alive(world, id) {
                 return;
             }
-            self.cast_vote(world, id, wait.from, &wait.request, wait.read_index);
+            if let Some(action) = wait.driver.step(VoteInput::Applied(applied), now) {
+                self.carry_vote(world, id, wait.driver, action);
+            }
         }
     }
 
-    /// Votes on `request` at participant `id` and sends (or holds) the vote.
-    fn cast_vote(
+    /// Carries out what the vote driver of participant `id` asks until it
+    /// waits (for the log, a lock holder or the prepare's fsync) or its
+    /// vote left. Returns false if the participant crashed meanwhile.
+    fn carry_vote(
         &mut self,
         world: &mut World<'_, VaultModel>,
         id: NodeId,
-        coordinator: NodeId,
+        mut driver: VoteDriver<SimSecret>,
+        mut action: VoteAction,
+    ) -> bool {
+        loop {
+            let input = match action {
+                VoteAction::AwaitApplied {
+                    index,
+                    deadline_ms,
+                    holder,
+                } => {
+                    if let Some(holder) = holder {
+                        self.stats.wait_die_waits += 1;
+                        let tx = &driver.request().tx;
+                        world.trace.line(
+                            world.now,
+                            format_args!(
+                                "Phase Participant-Vote of Node {id} holds the vote on tx {tx} \
+                                 until younger tx {holder} is decided (wait-die)"
+                            ),
+                        );
+                    }
+                    let participant = self.participants.entry(id).or_default();
+                    participant.waiting_votes.push(WaitingVote {
+                        driver,
+                        index,
+                        deadline: deadline_ms,
+                    });
+                    return true;
+                }
+                VoteAction::Attempt { may_wait } => {
+                    let Some(attempt) =
+                        self.attempt(world, id, driver.request(), driver.read_index(), may_wait)
+                    else {
+                        return true;
+                    };
+                    let durable = self
+                        .participants
+                        .get(&id)
+                        .is_some_and(|p| p.table.is_durable(&driver.request().tx));
+                    if attempt == VoteAttempt::Voted(Vote::Commit)
+                        && !durable
+                        && !self.bugs.vote_before_durable_prepare
+                    {
+                        // The vote leaves once the prepare is on disk
+                        // (`release_held_votes`).
+                        let participant = self.participants.entry(id).or_default();
+                        participant.held_votes.push(driver);
+                        return true;
+                    }
+                    VoteInput::Attempted(attempt)
+                }
+                VoteAction::Send(vote) => return self.send_vote(world, id, &driver, vote),
+            };
+            match driver.step(input, world.now) {
+                Some(next) => action = next,
+                None => return true,
+            }
+        }
+    }
+
+    /// One vote attempt under wait-die at participant `id`, traced as the
+    /// vault logs it. `None` if `id` is not a running node.
+    fn attempt(
+        &mut self,
+        world: &mut World<'_, VaultModel>,
+        id: NodeId,
         request: &VoteRequest<SimSecret>,
         read_index: u64,
-    ) {
+        may_wait: bool,
+    ) -> Option<VoteAttempt> {
         let (Some(node), Some(participant)) =
             (world.nodes.get(&id), self.participants.get_mut(&id))
         else {
-            return;
+            return None;
         };
         let policy = participant.policy;
         let mut resource = SimResource {
@@ -112,29 +195,40 @@ impl TwoPcApp {
             machine: &node.machine,
             read_index,
         };
-        let vote = match participant::vote(policy, &mut resource, request, world.now) {
-            Ok(vote) => vote,
-            Err(never) => match never {},
-        };
+        let attempt =
+            match participant::vote_wait_die(policy, &mut resource, request, world.now, may_wait) {
+                Ok(attempt) => attempt,
+                Err(never) => match never {},
+            };
         let tx = request.tx.as_str();
-        let durable = participant.table.is_durable(tx);
-        match &vote {
-            Vote::Commit => world.trace.line(
+        match &attempt {
+            VoteAttempt::Voted(Vote::Commit) => world.trace.line(
                 world.now,
                 format_args!("Phase Participant-Vote of Node {id} votes VOTE_COMMIT for tx {tx}"),
             ),
-            Vote::Abort(reason) => world.trace.line(
+            VoteAttempt::Voted(Vote::Abort(reason)) => world.trace.line(
                 world.now,
                 format_args!(
                     "Phase Participant-Vote of Node {id} votes VOTE_ABORT for tx {tx}: {reason}"
                 ),
             ),
+            VoteAttempt::Wait { .. } => {}
         }
+        Some(attempt)
+    }
+
+    /// Sends the vote the driver handed out. Returns false if the
+    /// participant crashed around a commit vote.
+    fn send_vote(
+        &mut self,
+        world: &mut World<'_, VaultModel>,
+        id: NodeId,
+        driver: &VoteDriver<SimSecret>,
+        vote: Vote,
+    ) -> bool {
+        let (coordinator, tx) = (driver.coordinator(), driver.request().tx.as_str());
         match vote {
-            Vote::Commit if durable || self.bugs.vote_before_durable_prepare => {
-                self.send_commit_vote(world, id, coordinator, tx);
-            }
-            Vote::Commit => participant.held_votes.push((coordinator, tx.to_string())),
+            Vote::Commit => self.send_commit_vote(world, id, coordinator, tx),
             abort @ Vote::Abort(_) => {
                 self.oracle.on_vote_sent(id, tx, &abort);
                 let message = TwoPcMessage::Reply {
@@ -142,6 +236,7 @@ impl TwoPcApp {
                     reply: TwoPcReply::Voted(abort),
                 };
                 self.send(world, id, coordinator, message);
+                true
             }
         }
     }
@@ -159,10 +254,14 @@ impl TwoPcApp {
         let (released, held): (Vec<_>, Vec<_>) = participant
             .held_votes
             .drain(..)
-            .partition(|(_, waiting)| waiting == tx);
+            .partition(|driver| driver.request().tx == tx);
         participant.held_votes = held;
-        for (coordinator, _) in released {
-            if !self.send_commit_vote(world, id, coordinator, tx) {
+        for mut driver in released {
+            let input = VoteInput::Attempted(VoteAttempt::Voted(Vote::Commit));
+            let Some(action) = driver.step(input, world.now) else {
+                continue;
+            };
+            if !self.carry_vote(world, id, driver, action) {
                 return;
             }
         }
@@ -190,36 +289,50 @@ impl TwoPcApp {
     }
 
     fn serve_decides(&mut self, world: &mut World<'_, VaultModel>, id: NodeId) {
+        let applied = self.applied_index(world, id);
         let Some(node) = world.nodes.get(&id) else {
             return;
         };
         let Some(participant) = self.participants.get_mut(&id) else {
             return;
         };
-        let mut ready: Vec<(NodeId, String, Decision)> = Vec::new();
+        let mut replies: Vec<(NodeId, String, TwoPcReply)> = Vec::new();
         let now = world.now;
-        participant.waiting_decides.retain(|wait| {
-            match participant::ack(node.machine.decision(&wait.tx)) {
-                AckOutcome::Ack(decision) => {
-                    ready.push((wait.from, wait.tx.clone(), decision));
+        participant.waiting_decides.retain_mut(|wait| {
+            let due = wait
+                .wake
+                .is_none_or(|(index, deadline)| applied >= index || now >= deadline);
+            if !due {
+                return true;
+            }
+            let decision = node.machine.decision(wait.driver.tx());
+            match wait.driver.step(decision, applied, now) {
+                AckAction::Reply(reply) => {
+                    replies.push((wait.from, wait.driver.tx().to_string(), reply));
                     false
                 }
-                AckOutcome::Wait => now < wait.deadline,
+                AckAction::AwaitApplied { index, deadline_ms } => {
+                    wait.wake = Some((index, deadline_ms));
+                    true
+                }
             }
         });
-        for (coordinator, tx, decision) in ready {
-            if self.strikes(world, CrashPoint::ParticipantBeforeAck, id) {
-                return;
+        for (coordinator, tx, reply) in replies {
+            if let TwoPcReply::Acked { decision } = reply {
+                if self.strikes(world, CrashPoint::ParticipantBeforeAck, id) {
+                    return;
+                }
+                let verb = match decision {
+                    Decision::Commit => "commits",
+                    Decision::Abort => "aborts",
+                };
+                world.trace.line(
+                    world.now,
+                    format_args!(
+                        "Phase Participant-Decision of Node {id} {verb} tx {tx} ({decision})"
+                    ),
+                );
             }
-            let verb = match decision {
-                Decision::Commit => "commits",
-                Decision::Abort => "aborts",
-            };
-            world.trace.line(
-                world.now,
-                format_args!("Phase Participant-Decision of Node {id} {verb} tx {tx} ({decision})"),
-            );
-            let reply = TwoPcReply::Acked { decision };
             self.send(world, id, coordinator, TwoPcMessage::Reply { tx, reply });
         }
     }

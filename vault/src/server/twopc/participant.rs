@@ -5,8 +5,11 @@ use super::{millis, TwoPc};
 use crate::protocol::{Decision, SecretVersion, Vote};
 use crate::server::wire::{TwoPcReply, TwoPcRequest};
 use consensus::raft::NodeId;
-use consensus::twopc::participant::{self, AckOutcome, Resolution};
-use consensus::twopc::{VoteAttempt, VoteRequest};
+use consensus::twopc::participant::{self, Resolution};
+use consensus::twopc::{
+    AckAction, AckDriver, ParticipantOptions, VoteAction, VoteDriver, VoteInput, VoteRequest,
+};
+use std::time::Duration;
 use tokio::time::Instant;
 
 impl TwoPc {
@@ -31,24 +34,75 @@ impl TwoPc {
         }
     }
 
-    /// Votes on `request` from `coordinator`: the policy, then (once this
-    /// node applied the log through `read_index`, waiting at most the vote
-    /// timeout) a durable check-and-lock in the store. A secret locked by a
-    /// younger transaction is waited for (wait-die), at most half the vote
-    /// timeout from the request's arrival, so the coordinator still hears an
-    /// explicit vote. The vote leaves only after the prepare committed with a
-    /// full fsync.
+    /// Votes on `request` from `coordinator`, running the shared
+    /// [`VoteDriver`]: once this node applied the log through `read_index`
+    /// (waiting at most the vote timeout), a durable check-and-lock in the
+    /// store. A secret locked by a younger transaction is waited for
+    /// (wait-die), at most half the vote timeout from the request's arrival,
+    /// so the coordinator still hears an explicit vote. Each attempt is a
+    /// job for the prepare thread, which shares one fsync among concurrent
+    /// prepares, and a commit vote comes back only after that fsync. Nothing
+    /// is held across a wait, so acknowledgements, recovery and other votes
+    /// go on, and apply uses its own connection.
     pub(crate) async fn vote(
         &self,
         coordinator: NodeId,
         request: VoteRequest<SecretVersion>,
         read_index: u64,
     ) -> TwoPcReply {
-        let wait_until = Instant::now() + self.options.vote_timeout / 2;
-        self.apply_through(read_index).await;
-        let tx = request.tx.clone();
-        let vote = self.vote_wait_die(request, read_index, wait_until).await;
+        let clock = Instant::now();
+        let now = move || millis(clock.elapsed());
         let me = self.node.id();
+        let tx = request.tx.clone();
+        let (mut driver, mut action) = VoteDriver::start(
+            coordinator,
+            request,
+            read_index,
+            self.node.applied_index(),
+            now(),
+            self.participant_options(),
+        );
+        let mut waiting_for: Option<String> = None;
+        let vote = loop {
+            let input = match action {
+                VoteAction::Send(vote) => break vote,
+                VoteAction::AwaitApplied {
+                    index,
+                    deadline_ms,
+                    holder,
+                } => {
+                    // Logged once per holder, not once per wake-up.
+                    if let Some(holder) =
+                        holder.filter(|holder| waiting_for.as_ref() != Some(holder))
+                    {
+                        tracing::info!(
+                            "Phase Participant-Vote of Node {me} holds the vote on tx {tx} until \
+                             younger tx {holder} is decided (wait-die)"
+                        );
+                        waiting_for = Some(holder);
+                    }
+                    let deadline = clock + Duration::from_millis(deadline_ms);
+                    self.node.wait_applied(index, deadline).await;
+                    VoteInput::Applied(self.node.applied_index())
+                }
+                VoteAction::Attempt { may_wait } => {
+                    let attempt = self
+                        .prepares
+                        .attempt(driver.request().clone(), read_index, may_wait)
+                        .await;
+                    match attempt {
+                        Ok(attempt) => VoteInput::Attempted(attempt),
+                        Err(error) => VoteInput::AttemptFailed(error.to_string()),
+                    }
+                }
+            };
+            match driver.step(input, now()) {
+                Some(next) => action = next,
+                // Unreachable while an attempt's outcome is fed after each
+                // attempt; voting abort is the safe answer all the same.
+                None => break Vote::Abort("the vote was interrupted".into()),
+            }
+        };
         match &vote {
             Vote::Commit => {
                 tracing::info!("Phase Participant-Vote of Node {me} votes VOTE_COMMIT for tx {tx}")
@@ -63,63 +117,14 @@ impl TwoPc {
         TwoPcReply::Voted(vote)
     }
 
-    /// The vote under wait-die: attempts it, and while the secret is locked
-    /// by a younger transaction and `wait_until` has not passed, waits for
-    /// that transaction's decision to be applied and attempts again. Each
-    /// attempt is a job for the prepare thread, which shares one fsync
-    /// among concurrent prepares; nothing is held across the wait, so
-    /// acknowledgements, recovery and other votes go on, and apply uses its
-    /// own connection.
-    async fn vote_wait_die(
-        &self,
-        request: VoteRequest<SecretVersion>,
-        read_index: u64,
-        wait_until: Instant,
-    ) -> Vote {
-        let me = self.node.id();
-        let mut waiting_for: Option<String> = None;
-        loop {
-            // Read before the attempt, so an apply that lands between the
-            // attempt and the wait still wakes it.
-            let seen = self.node.applied_index();
-            let may_wait = Instant::now() < wait_until;
-            let attempt = self
-                .prepares
-                .attempt(request.clone(), read_index, may_wait)
-                .await;
-            match attempt {
-                Ok(VoteAttempt::Voted(vote)) => return vote,
-                Ok(VoteAttempt::Wait { holder }) => {
-                    if waiting_for.as_ref() != Some(&holder) {
-                        tracing::info!(
-                            "Phase Participant-Vote of Node {me} holds the vote on tx {} until \
-                             younger tx {holder} is decided (wait-die)",
-                            request.tx
-                        );
-                        waiting_for = Some(holder);
-                    }
-                    // Only applying the holder's decision releases the lock.
-                    self.node.wait_applied_past(seen, wait_until).await;
-                }
-                Err(error) => return Vote::Abort(format!("this node cannot prepare: {error}")),
-            }
-        }
-    }
-
-    /// Waits until this node applied the log through `index`, or the vote
-    /// timeout passed (then the store answers from what it has, and a node
-    /// still behind votes abort with the reason).
-    async fn apply_through(&self, index: u64) {
-        let deadline = Instant::now() + self.options.vote_timeout;
-        self.node.wait_applied(index, deadline).await;
-    }
-
     /// Answers a Decide from `coordinator` once this node's state machine
     /// applied the decision for `tx` from the log (which deleted the secret
-    /// or released the lock), waiting at most the decision timeout.
+    /// or released the lock), waiting at most the decision timeout: the
+    /// shared [`AckDriver`].
     pub(crate) async fn acknowledge(&self, coordinator: NodeId, tx: String) -> TwoPcReply {
         let me = self.node.id();
-        let deadline = Instant::now() + self.options.decision_timeout;
+        let clock = Instant::now();
+        let driver = AckDriver::start(me, tx.clone(), 0, self.participant_options());
         loop {
             let seen = self.node.applied_index();
             let applied = match self.applied_decisions.get(&tx) {
@@ -133,26 +138,31 @@ impl TwoPc {
                     }
                 }
             };
-            match participant::ack(applied) {
-                // The participant's "commits tx T" line was logged by the
-                // store when it applied the decision.
-                AckOutcome::Ack(decision) => {
-                    tracing::info!(
-                        "Phase Participant-Decision of Node {me} sends RPC Ack to Phase Coordinator of Node {coordinator}"
-                    );
-                    return TwoPcReply::Acked { decision };
-                }
-                AckOutcome::Wait if Instant::now() >= deadline => {
-                    return TwoPcReply::Failed(format!(
-                        "{me} has not applied the decision for {tx} within {} ms",
-                        millis(self.options.decision_timeout)
-                    ));
+            match driver.step(applied, seen, millis(clock.elapsed())) {
+                AckAction::Reply(reply) => {
+                    // The participant's "commits tx T" line was logged by
+                    // the store when it applied the decision.
+                    if matches!(reply, TwoPcReply::Acked { .. }) {
+                        tracing::info!(
+                            "Phase Participant-Decision of Node {me} sends RPC Ack to Phase Coordinator of Node {coordinator}"
+                        );
+                    }
+                    return reply;
                 }
                 // The decision arrives by applying the log.
-                AckOutcome::Wait => {
-                    self.node.wait_applied_past(seen, deadline).await;
+                AckAction::AwaitApplied { index, deadline_ms } => {
+                    let deadline = clock + Duration::from_millis(deadline_ms);
+                    self.node.wait_applied(index, deadline).await;
                 }
             }
+        }
+    }
+
+    /// How long this node's participant side waits.
+    fn participant_options(&self) -> ParticipantOptions {
+        ParticipantOptions {
+            vote_timeout_ms: millis(self.options.vote_timeout),
+            decision_timeout_ms: millis(self.options.decision_timeout),
         }
     }
 
