@@ -10,8 +10,9 @@
 //!
 //! The world (`world.rs`) is one `CoordinatorDriver` per transaction and
 //! one participant per node, each with an in-memory resource manager
-//! going through the real participant functions (wait-die voting,
-//! acknowledging only what was applied, recovery through the log). The
+//! driven by the real `VoteDriver` and `AckDriver` (the read-index wait,
+//! wait-die voting within its budget, acknowledging only what was applied
+//! or failing after the decision timeout) and the real recovery functions. The
 //! log is a list of decision entries; the first decision for a
 //! transaction wins. Commands (node ids are numbers):
 //!
@@ -23,7 +24,8 @@
 //!   from the dropped nodes are lost.
 //! - `commit`: every proposed decision reaches the log and is applied by
 //!   every live participant; coordinators learn the logged decision.
-//! - `time N`: the clock moves to N; due deadlines tick.
+//! - `time N`: the clock moves to N; due deadlines tick (coordinators',
+//!   votes held under wait-die, Decides waiting for their decision).
 //! - `crash ID`, `restart ID`: a node loses its messages and coordinators
 //!   (its prepared rows are durable); a restarted one applies what it
 //!   missed.

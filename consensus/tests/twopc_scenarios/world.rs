@@ -3,11 +3,12 @@
 
 use super::Command;
 use consensus::raft::NodeId;
-use consensus::twopc::participant::{self, AckOutcome, Prepared, Resolution};
+use consensus::twopc::participant::{self, Prepared, Resolution};
 use consensus::twopc::{
-    CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, Decision,
-    DecisionProposal, LockTable, PrepareOutcome, ResourceManager, TransactionReport, TwoPcReply,
-    TwoPcRequest, Vote, VoteAttempt, VotePolicy, VoteRequest,
+    AckAction, AckDriver, CoordinatorAction, CoordinatorDriver, CoordinatorInput,
+    CoordinatorOptions, Decision, DecisionProposal, LockTable, ParticipantOptions, PrepareOutcome,
+    ResourceManager, TransactionReport, TwoPcReply, TwoPcRequest, Vote, VoteAction, VoteDriver,
+    VoteInput, VotePolicy, VoteRequest,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -15,8 +16,15 @@ use std::fmt;
 /// Votes missing after this long count as aborts (acks: as long).
 const VOTE_TIMEOUT: u64 = 100;
 
-/// A transaction prepared this long ago without a decision is recovered.
+/// A transaction prepared this long ago without a decision is recovered;
+/// a Decide waits as long for the decision to be applied.
 const DECISION_TIMEOUT: u64 = 400;
+
+/// How the participants wait.
+const PARTICIPANT: ParticipantOptions = ParticipantOptions {
+    vote_timeout_ms: VOTE_TIMEOUT,
+    decision_timeout_ms: DECISION_TIMEOUT,
+};
 
 /// What a scenario's transactions lock: a name at a version (the protocol
 /// knows nothing of owners).
@@ -94,8 +102,18 @@ struct Participant {
     applied: BTreeMap<String, Decision>,
     /// Log entries applied so far.
     applied_through: usize,
-    /// Decides waiting for the decision to be applied: (coordinator, tx).
-    waiting_decides: Vec<(NodeId, String)>,
+    /// Vote drivers waiting until `applied_through` reaches the index or
+    /// the clock the deadline.
+    waiting_votes: Vec<WaitingVote>,
+    /// Decides waiting for the decision to be applied.
+    waiting_decides: Vec<(NodeId, AckDriver)>,
+}
+
+/// A vote waiting for the log or for a lock holder's decision.
+struct WaitingVote {
+    driver: VoteDriver<Item>,
+    index: u64,
+    deadline_ms: u64,
 }
 
 impl ResourceManager for Participant {
@@ -340,26 +358,21 @@ impl World {
         let Envelope { from, to, message } = envelope;
         let now = self.now;
         match message {
-            Message::Request(TwoPcRequest::Vote { request, .. }) => {
-                let Some(participant) = self.participants.get_mut(&to) else {
+            Message::Request(TwoPcRequest::Vote {
+                request,
+                read_index,
+            }) => {
+                let Some(participant) = self.participants.get(&to) else {
                     return;
                 };
-                let Ok(attempt) = participant::vote_wait_die(
-                    participant.policy,
-                    participant,
-                    &request,
-                    now,
-                    false,
-                );
-                let vote = match attempt {
-                    VoteAttempt::Voted(vote) => vote,
-                    VoteAttempt::Wait { holder } => Vote::Abort(format!("waits for {holder}")),
-                };
-                out.push(format!("{to} votes {} on {}", vote_text(&vote), request.tx));
-                self.reply(to, from, request.tx, TwoPcReply::Voted(vote));
+                let applied = participant.applied_through as u64;
+                let (driver, action) =
+                    VoteDriver::start(from, request, read_index, applied, now, PARTICIPANT);
+                self.carry_vote(to, driver, action, out);
             }
             Message::Request(TwoPcRequest::Decide { tx, .. }) => {
-                self.answer_decide(to, from, tx, out)
+                let driver = AckDriver::start(to, tx, now, PARTICIPANT);
+                self.answer_decide(to, from, driver, out)
             }
             Message::Request(TwoPcRequest::Resolve { tx, .. }) => {
                 out.push(format!("{to} ignores Resolve {tx}"));
@@ -386,26 +399,125 @@ impl World {
         self.in_flight.push(Envelope { from, to, message });
     }
 
-    /// Acknowledges `tx` to `coordinator` if `at` applied its decision;
-    /// otherwise the Decide waits for the log.
+    /// Carries out what participant `at`'s vote driver asks until it waits
+    /// or its vote is sent.
+    fn carry_vote(
+        &mut self,
+        at: NodeId,
+        mut driver: VoteDriver<Item>,
+        mut action: VoteAction,
+        out: &mut Vec<String>,
+    ) {
+        let now = self.now;
+        loop {
+            let Some(participant) = self.participants.get_mut(&at) else {
+                return;
+            };
+            let tx = driver.request().tx.clone();
+            let input = match action {
+                VoteAction::AwaitApplied {
+                    index,
+                    deadline_ms,
+                    holder,
+                } => {
+                    match holder {
+                        Some(holder) => out.push(format!(
+                            "{at} holds its vote on {tx} until {holder} is decided (at most until {deadline_ms})"
+                        )),
+                        None => out.push(format!(
+                            "{at} waits for the log through {index} to vote on {tx} (at most until {deadline_ms})"
+                        )),
+                    }
+                    participant.waiting_votes.push(WaitingVote {
+                        driver,
+                        index,
+                        deadline_ms,
+                    });
+                    return;
+                }
+                VoteAction::Attempt { may_wait } => {
+                    let policy = participant.policy;
+                    let Ok(attempt) = participant::vote_wait_die(
+                        policy,
+                        participant,
+                        driver.request(),
+                        now,
+                        may_wait,
+                    );
+                    VoteInput::Attempted(attempt)
+                }
+                VoteAction::Send(vote) => {
+                    out.push(format!("{at} votes {} on {tx}", vote_text(&vote)));
+                    let coordinator = driver.coordinator();
+                    self.reply(at, coordinator, tx, TwoPcReply::Voted(vote));
+                    return;
+                }
+            };
+            match driver.step(input, now) {
+                Some(next) => action = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Steps the waiting votes of live participants whose wait is over (the
+    /// log reached the index, or the clock the deadline).
+    fn wake_votes(&mut self, out: &mut Vec<String>) {
+        let now = self.now;
+        let ids: Vec<NodeId> = self.participants.keys().copied().collect();
+        for id in ids {
+            if self.crashed.contains(&id) {
+                continue;
+            }
+            let Some(participant) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            let applied = participant.applied_through as u64;
+            let (due, waiting): (Vec<WaitingVote>, Vec<WaitingVote>) = participant
+                .waiting_votes
+                .drain(..)
+                .partition(|wait| applied >= wait.index || now >= wait.deadline_ms);
+            participant.waiting_votes = waiting;
+            for mut wait in due {
+                if let Some(action) = wait.driver.step(VoteInput::Applied(applied), now) {
+                    self.carry_vote(id, wait.driver, action, out);
+                }
+            }
+        }
+    }
+
+    /// Answers a Decide at `at` as its driver says: an ack once the
+    /// decision is applied, a failure after the decision timeout, or a wait
+    /// for the log.
     fn answer_decide(
         &mut self,
         at: NodeId,
         coordinator: NodeId,
-        tx: String,
+        driver: AckDriver,
         out: &mut Vec<String>,
     ) {
         let Some(participant) = self.participants.get_mut(&at) else {
             return;
         };
-        match participant::ack(participant.applied.get(&tx).copied()) {
-            AckOutcome::Ack(decision) => {
-                out.push(format!("{at} acks {tx} {decision}"));
-                self.reply(at, coordinator, tx, TwoPcReply::Acked { decision });
+        let tx = driver.tx().to_string();
+        let applied = participant.applied.get(&tx).copied();
+        let through = participant.applied_through as u64;
+        match driver.step(applied, through, self.now) {
+            AckAction::Reply(reply) => {
+                match &reply {
+                    TwoPcReply::Acked { decision } => {
+                        out.push(format!("{at} acks {tx} {decision}"))
+                    }
+                    other => out.push(format!(
+                        "{at} answers the Decide of {tx}: {}",
+                        reply_text(other)
+                    )),
+                }
+                self.reply(at, coordinator, tx, reply);
             }
-            AckOutcome::Wait => {
+            AckAction::AwaitApplied { .. } => {
                 out.push(format!("{at} waits for the decision of {tx}"));
-                participant.waiting_decides.push((coordinator, tx));
+                participant.waiting_decides.push((coordinator, driver));
             }
         }
     }
@@ -482,10 +594,11 @@ impl World {
             }
             participant.applied_through = self.log.len();
             let waiting = std::mem::take(&mut participant.waiting_decides);
-            for (coordinator, tx) in waiting {
-                self.answer_decide(id, coordinator, tx, out);
+            for (coordinator, driver) in waiting {
+                self.answer_decide(id, coordinator, driver, out);
             }
         }
+        self.wake_votes(out);
     }
 
     fn advance(&mut self, now: u64, out: &mut Vec<String>) {
@@ -498,6 +611,38 @@ impl World {
             .collect();
         for tx in due {
             self.step(&tx, CoordinatorInput::Tick, out);
+        }
+        self.wake_votes(out);
+        self.time_out_decides(out);
+    }
+
+    /// Decides still unanswered at the decision timeout get a failure.
+    fn time_out_decides(&mut self, out: &mut Vec<String>) {
+        let now = self.now;
+        let mut replies = Vec::new();
+        for (id, participant) in &mut self.participants {
+            if self.crashed.contains(id) {
+                continue;
+            }
+            let applied_through = participant.applied_through as u64;
+            let applied = &participant.applied;
+            participant.waiting_decides.retain(|(coordinator, driver)| {
+                let decision = applied.get(driver.tx()).copied();
+                match driver.step(decision, applied_through, now) {
+                    AckAction::Reply(reply) => {
+                        replies.push((*id, *coordinator, driver.tx().to_string(), reply));
+                        false
+                    }
+                    AckAction::AwaitApplied { .. } => true,
+                }
+            });
+        }
+        for (id, coordinator, tx, reply) in replies {
+            out.push(format!(
+                "{id} answers the Decide of {tx}: {}",
+                reply_text(&reply)
+            ));
+            self.reply(id, coordinator, tx, reply);
         }
     }
 
@@ -517,6 +662,7 @@ impl World {
         }
         if let Some(participant) = self.participants.get_mut(&id) {
             participant.waiting_decides.clear();
+            participant.waiting_votes.clear();
         }
     }
 
