@@ -17,6 +17,9 @@
 //! - [`WireRequest`] / [`WireResponse`]: what travels on request streams.
 //! - [`client`]: the client side: connect with a certificate to a list of
 //!   nodes, and try the next on failure.
+//! - [`sessions`]: exactly-once writes: the client's session stamp and the
+//!   sessions table a SQLite state machine keeps beside its state (replay,
+//!   record, sweep, snapshot rows).
 //!
 //! What the bus does for every application: Raft messages go to the
 //! driver (a forged sender is dropped); node requests (forwarded
@@ -43,6 +46,7 @@ mod members;
 mod network;
 mod run;
 mod serve;
+pub mod sessions;
 mod systemd;
 mod wire;
 

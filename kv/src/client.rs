@@ -1,12 +1,13 @@
 //! [`KvClient`]: put, get and cas against a key-value cluster, on the
 //! bus's [`Cluster`] (one connection per node, failover to the next node).
 //!
-//! Each write carries a [`Session`]; a write retried on another node after
+//! Each write carries a [`ClientSession`]; a write retried on another node after
 //! a leader change keeps its sequence number, so the state machine applies
 //! it once and answers the retry with the first answer.
 
-use crate::protocol::{KvError, KvReply, KvRequest, KvResponse, Session};
+use crate::protocol::{KvError, KvReply, KvRequest, KvResponse};
 use bus::client::{CallError, Cluster};
+use bus::sessions::ClientSession;
 use bus::WireResponse;
 use certs::Credentials;
 use consensus::raft::NodeId;
@@ -49,10 +50,10 @@ impl KvClient {
         self.cluster.prefer(index);
     }
 
-    fn session(&self) -> Session {
-        Session {
-            client: self.client,
-            sequence: self.next_sequence.fetch_add(1, Ordering::Relaxed),
+    fn session(&self) -> ClientSession {
+        ClientSession {
+            client_id: self.client,
+            seq: self.next_sequence.fetch_add(1, Ordering::Relaxed),
         }
     }
 

@@ -6,7 +6,8 @@
 //!
 //! - [`protocol`]: [`protocol::KvRequest`] (put, get, cas, status), the
 //!   replies, and the command written to the Raft log, which carries a
-//!   client session so that a retried write is applied once.
+//!   client session so that a retried write is applied once (the bus's
+//!   [`bus::sessions`], kept in the same SQLite transaction as the write).
 //! - [`store`]: [`store::KvStateMachine`], the SQLite state machine.
 //! - [`server`]: [`server::KvApplication`], the [`bus::Application`], and
 //!   [`server::run`], one node.
@@ -18,14 +19,15 @@
 //!
 //! ```
 //! use consensus::state_machine::{CommittedCommand, StateMachine};
-//! use kv::protocol::{decode, encode, KvCommand, KvQuery, KvReply, KvResponse, Operation, Session};
+//! use kv::protocol::{decode, encode, ClientSession, KvCommand, KvQuery, KvReply, KvResponse, Operation};
 //! use kv::store::KvStateMachine;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let mut machine = KvStateMachine::open(&dir.path().join("kv.db"))?;
-//! let session = Session { client: 7, sequence: 1 };
-//! let swap = encode(&KvCommand { session, key: 1, operation: Operation::Cas { expected: 0, new: 5 } });
+//! let session = ClientSession { client_id: 7, seq: 1 };
+//! let owner = "client:alice".to_string();
+//! let swap = encode(&KvCommand { owner, session, key: 1, operation: Operation::Cas { expected: 0, new: 5 } });
 //! // A retry of the same write (same session) is answered, not applied again.
 //! let entries = [
 //!     CommittedCommand { index: 1, term: 1, command: &swap },

@@ -12,7 +12,7 @@ pub enum KvRequest {
     /// Sets `key` to `value`.
     Put {
         /// The write's session, which makes a retry harmless.
-        session: Session,
+        session: ClientSession,
         /// The key.
         key: u64,
         /// The new value.
@@ -29,7 +29,7 @@ pub enum KvRequest {
     /// Sets `key` to `new` if it holds `expected`.
     Cas {
         /// The write's session.
-        session: Session,
+        session: ClientSession,
         /// The key.
         key: u64,
         /// The value the key must hold.
@@ -41,17 +41,12 @@ pub enum KvRequest {
     Status,
 }
 
-/// Identifies a write for exactly-once execution: a random client id and
-/// a sequence number that grows with each write of that client. A client
-/// has one write in flight at a time, so the state machine keeps the last
-/// answer per client and answers a retry from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// The client.
-    pub client: u64,
-    /// The write's number.
-    pub sequence: u64,
-}
+/// Identifies a write for exactly-once execution: the bus's session stamp
+/// (a random client id, and a number that grows with each write of that
+/// client). A client has one write in flight at a time, so the state
+/// machine keeps the last answer per identity and client and answers a
+/// retry from it.
+pub use bus::sessions::ClientSession;
 
 /// What a request did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,10 +103,14 @@ pub enum KvError {
 pub type KvReply = Result<KvResponse, KvError>;
 
 /// A write as proposed to Raft.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvCommand {
+    /// The identity that asked (`client:alice`), set by the serving node
+    /// from the client's certificate: sessions are kept per identity, so
+    /// one client can neither collide with nor replay another's answers.
+    pub owner: String,
     /// The write's session.
-    pub session: Session,
+    pub session: ClientSession,
     /// The key.
     pub key: u64,
     /// What to do to it.

@@ -30,11 +30,15 @@ impl Application for KvApplication {
     type PeerReply = String;
 
     async fn serve_client(&self, context: &Context<Self>, request: KvRequest) -> KvReply {
-        if let Identity::Node(_) = context.caller() {
-            return Err(KvError::PermissionDenied(
-                "a node certificate cannot act as a client".into(),
-            ));
-        }
+        let owner = match context.caller() {
+            Identity::Client(name) => format!("client:{name}"),
+            Identity::Admin(name) => format!("admin:{name}"),
+            Identity::Node(_) => {
+                return Err(KvError::PermissionDenied(
+                    "a node certificate cannot act as a client".into(),
+                ))
+            }
+        };
         match request {
             KvRequest::Put {
                 session,
@@ -44,6 +48,7 @@ impl Application for KvApplication {
                 write(
                     context,
                     KvCommand {
+                        owner,
                         session,
                         key,
                         operation: Operation::Put(value),
@@ -61,6 +66,7 @@ impl Application for KvApplication {
                 write(
                     context,
                     KvCommand {
+                        owner,
                         session,
                         key,
                         operation,

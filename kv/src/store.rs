@@ -1,8 +1,8 @@
 //! [`KvStateMachine`]: the key-value map in SQLite, replicated by Raft.
 //!
-//! Tables: `entries(key, value)`, `sessions(client, sequence, response)`
-//! (the last write of each client and its answer, for exactly-once) and
-//! `applied(index)`. A batch of committed commands is one SQLite
+//! Tables: `entries(key, value)`, the bus's `sessions` table
+//! ([`bus::sessions`]: the last write of each identity's client and its
+//! answer, for exactly-once) and `applied(index)`. A batch of committed commands is one SQLite
 //! transaction with the new applied index, so a crash keeps all of a batch
 //! or none of it, and entries at or below the applied index are skipped.
 //!
@@ -13,6 +13,7 @@
 use crate::protocol::{
     decode, encode, KvCommand, KvError, KvQuery, KvReply, KvResponse, Operation,
 };
+use bus::sessions::{self, Replay, SessionRow};
 use consensus::raft::LogIndex;
 use consensus::state_machine::{CommittedCommand, StateMachine};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -44,7 +45,7 @@ pub enum StoreError {
 struct Image {
     applied_index: LogIndex,
     entries: Vec<(u64, u64)>,
-    sessions: Vec<(u64, u64, Vec<u8>)>,
+    sessions: Vec<SessionRow>,
 }
 
 /// The key-value state machine.
@@ -71,12 +72,11 @@ impl KvStateMachine {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS entries (key INTEGER PRIMARY KEY, value INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS sessions (client INTEGER PRIMARY KEY,
-                 sequence INTEGER NOT NULL, response BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS applied (id INTEGER PRIMARY KEY CHECK (id = 0),
                  log_index INTEGER NOT NULL);
              INSERT OR IGNORE INTO applied (id, log_index) VALUES (0, 0);",
         )?;
+        connection.execute_batch(sessions::SCHEMA)?;
         let applied_index: i64 =
             connection.query_row("SELECT log_index FROM applied WHERE id = 0", [], |row| {
                 row.get(0)
@@ -98,21 +98,7 @@ impl KvStateMachine {
             let (key, value) = row?;
             entries.push((unsigned(key), unsigned(value)));
         }
-        let mut sessions = Vec::new();
-        let mut statement = self
-            .connection
-            .prepare("SELECT client, sequence, response FROM sessions ORDER BY client")?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (client, sequence, response) = row?;
-            sessions.push((unsigned(client), unsigned(sequence), response));
-        }
+        let sessions = sessions::rows(&self.connection)?;
         Ok(Image {
             applied_index: self.applied_index,
             entries,
@@ -134,34 +120,29 @@ fn value_of(transaction: &Transaction<'_>, key: u64) -> Result<u64, rusqlite::Er
 }
 
 /// Applies one command inside `transaction`; its answer.
-fn apply_one(transaction: &Transaction<'_>, bytes: &[u8]) -> Result<Vec<u8>, rusqlite::Error> {
+fn apply_one(
+    transaction: &Transaction<'_>,
+    index: LogIndex,
+    bytes: &[u8],
+) -> Result<Vec<u8>, rusqlite::Error> {
     let Ok(command) = decode::<KvCommand>(bytes) else {
         let reply: KvReply = Err(KvError::Internal("undecodable key-value command".into()));
         return Ok(encode(&reply));
     };
-    let session = command.session;
-    let last: Option<(i64, Vec<u8>)> = transaction
-        .query_row(
-            "SELECT sequence, response FROM sessions WHERE client = ?1",
-            params![signed(session.client)],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    match last {
+    let (owner, session) = (&command.owner, command.session);
+    match sessions::replay(transaction, owner, session)? {
+        Replay::Fresh => {}
         // A retry of the client's last write: the first answer again.
-        Some((sequence, response)) if unsigned(sequence) == session.sequence => {
-            return Ok(response)
-        }
+        Replay::Repeat(response) => return Ok(response),
         // Older than the last write: that answer is gone, and the write
         // must not run again.
-        Some((sequence, _)) if unsigned(sequence) > session.sequence => {
+        Replay::Superseded { .. } => {
             let reply: KvReply = Err(KvError::Internal(format!(
                 "write {} of this client is older than its last one",
-                session.sequence
+                session.seq
             )));
             return Ok(encode(&reply));
         }
-        _ => {}
     }
     let current = value_of(transaction, command.key)?;
     let (new, response) = match command.operation {
@@ -183,11 +164,7 @@ fn apply_one(transaction: &Transaction<'_>, bytes: &[u8]) -> Result<Vec<u8>, rus
     }
     let reply: KvReply = Ok(response);
     let bytes = encode(&reply);
-    transaction.execute(
-        "INSERT INTO sessions (client, sequence, response) VALUES (?1, ?2, ?3)
-         ON CONFLICT (client) DO UPDATE SET sequence = excluded.sequence, response = excluded.response",
-        params![signed(session.client), signed(session.sequence), bytes],
-    )?;
+    sessions::record(transaction, owner, session, &bytes, index)?;
     Ok(bytes)
 }
 
@@ -233,9 +210,10 @@ impl StateMachine for KvStateMachine {
                 responses.push(Vec::new());
                 continue;
             }
-            responses.push(apply_one(&transaction, command.command)?);
+            responses.push(apply_one(&transaction, command.index, command.command)?);
             applied = command.index;
         }
+        sessions::sweep(&transaction, self.applied_index, applied)?;
         set_applied(&transaction, applied)?;
         transaction.commit()?;
         self.applied_index = applied;
@@ -245,6 +223,7 @@ impl StateMachine for KvStateMachine {
     fn skip_to(&mut self, index: LogIndex) -> Result<(), StoreError> {
         if index > self.applied_index {
             let transaction = self.connection.transaction()?;
+            sessions::sweep(&transaction, self.applied_index, index)?;
             set_applied(&transaction, index)?;
             transaction.commit()?;
             self.applied_index = index;
@@ -290,15 +269,100 @@ impl StateMachine for KvStateMachine {
                 params![signed(*key), signed(*value)],
             )?;
         }
-        for (client, sequence, response) in &image.sessions {
-            transaction.execute(
-                "INSERT INTO sessions (client, sequence, response) VALUES (?1, ?2, ?3)",
-                params![signed(*client), signed(*sequence), response],
-            )?;
+        for row in &image.sessions {
+            sessions::insert(&transaction, row)?;
         }
         set_applied(&transaction, index)?;
         transaction.commit()?;
         self.applied_index = index;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ClientSession;
+
+    fn put(owner: &str, client_id: u64, seq: u64, key: u64, value: u64) -> Vec<u8> {
+        encode(&KvCommand {
+            owner: owner.into(),
+            session: ClientSession { client_id, seq },
+            key,
+            operation: Operation::Put(value),
+        })
+    }
+
+    /// A swap from 0: applied twice, its second answer would differ.
+    fn swap(owner: &str, client_id: u64, seq: u64, key: u64, new: u64) -> Vec<u8> {
+        encode(&KvCommand {
+            owner: owner.into(),
+            session: ClientSession { client_id, seq },
+            key,
+            operation: Operation::Cas { expected: 0, new },
+        })
+    }
+
+    fn value(machine: &KvStateMachine, key: u64) -> KvReply {
+        decode(&machine.query(&encode(&KvQuery::Get(key))).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sessions_are_per_identity_so_one_client_cannot_replay_anothers_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut machine = KvStateMachine::open(&dir.path().join("kv.db")).unwrap();
+        // Two identities whose processes drew the same client id and write
+        // number: both writes are applied.
+        let alice = swap("client:alice", 7, 1, 1, 10);
+        let bob = swap("client:bob", 7, 1, 2, 20);
+        let retry = alice.clone();
+        let entries = [
+            CommittedCommand {
+                index: 1,
+                term: 1,
+                command: &alice,
+            },
+            CommittedCommand {
+                index: 2,
+                term: 1,
+                command: &bob,
+            },
+            CommittedCommand {
+                index: 3,
+                term: 1,
+                command: &retry,
+            },
+        ];
+        let answers = machine.apply(&entries).unwrap();
+        assert_eq!(value(&machine, 1), Ok(KvResponse::Value(10)));
+        assert_eq!(value(&machine, 2), Ok(KvResponse::Value(20)));
+        // Alice's retry is answered from her session, not swapped again.
+        assert_eq!(answers[2], answers[0]);
+        let first: KvReply = decode(&answers[0]).unwrap();
+        assert_eq!(
+            first,
+            Ok(KvResponse::Swapped {
+                swapped: true,
+                current: 0
+            })
+        );
+        // An older write of Alice's after a newer one is not applied.
+        let newer = put("client:alice", 7, 2, 1, 11);
+        let older = put("client:alice", 7, 1, 1, 99);
+        let entries = [
+            CommittedCommand {
+                index: 4,
+                term: 1,
+                command: &newer,
+            },
+            CommittedCommand {
+                index: 5,
+                term: 1,
+                command: &older,
+            },
+        ];
+        let answers = machine.apply(&entries).unwrap();
+        assert_eq!(value(&machine, 1), Ok(KvResponse::Value(11)));
+        assert!(decode::<KvReply>(&answers[1]).unwrap().is_err());
     }
 }

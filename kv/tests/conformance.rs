@@ -3,7 +3,7 @@
 //! between batches, snapshot then restore, damaged snapshots refused,
 //! skip_to durable).
 
-use kv::protocol::{encode, KvCommand, KvQuery, Operation, Session};
+use kv::protocol::{encode, ClientSession, KvCommand, KvQuery, Operation};
 use kv::store::{KvStateMachine, StoreError};
 use std::path::Path;
 use vault::conformance::{run_all, Subject};
@@ -39,11 +39,12 @@ impl Subject for KeyValue {
                     return vec![0xff, i as u8, 0x80];
                 }
                 let sequence = [1, 2, 2, 3, 1, 4][i % 6] + (i / 6) as u64 * 4;
-                let session = Session {
-                    client: (i % 3) as u64 + 1,
-                    sequence,
+                let session = ClientSession {
+                    client_id: (i % 3) as u64 + 1,
+                    seq: sequence,
                 };
                 encode(&KvCommand {
+                    owner: format!("client:c{}", i % 2),
                     session,
                     key,
                     operation,

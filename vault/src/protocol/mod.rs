@@ -75,35 +75,9 @@ pub struct Grant {
     pub wrapped_key: WrappedKey,
 }
 
-/// Identifies one client request for exactly-once execution (SPEC §3): a
-/// client process draws a random `client_id` once and numbers its writes
-/// 1, 2, 3, ... A retry reuses the same `seq`, and the state machine answers
-/// it with the stored response instead of applying it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientSession {
-    /// Random per client process.
-    pub client_id: u64,
-    /// Strictly increasing per write request of that process, from 1.
-    pub seq: u64,
-}
-
-impl ClientSession {
-    /// Starts a session for this client process: a random id, sequence 0
-    /// (so the first [`ClientSession::next_request`] is 1).
-    pub fn start() -> ClientSession {
-        ClientSession {
-            client_id: rand::random(),
-            seq: 0,
-        }
-    }
-
-    /// Moves to the next request and returns its session stamp. A retry of
-    /// the same request must reuse the returned value, not call this again.
-    pub fn next_request(&mut self) -> ClientSession {
-        self.seq += 1;
-        *self
-    }
-}
+/// Identifies one client request for exactly-once execution (SPEC §3); the
+/// bus's session stamp, shared by every application.
+pub use bus::sessions::ClientSession;
 
 /// One request frame from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

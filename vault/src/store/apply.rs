@@ -9,6 +9,7 @@ use crate::protocol::{
     SealedSecret, VaultCommand, VaultError, WrappedKey,
 };
 use crate::validate::{validate_ciphertext, validate_identity, validate_name};
+use bus::sessions::{self, Replay};
 use consensus::raft::NodeId;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::BTreeSet;
@@ -90,96 +91,30 @@ pub(crate) fn apply_command(
     }
     let response = encode(&reply);
     if let (Some(session), true) = (session, store_reply) {
-        transaction
-            .prepare_cached(
-                "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (owner, client_id) DO UPDATE SET last_seq = excluded.last_seq,
-                 last_response = excluded.last_response, last_index = excluded.last_index",
-            )?
-            .execute(params![
-                owner,
-                to_sql(session.client_id),
-                to_sql(session.seq),
-                response,
-                to_sql(index)
-            ])?;
+        sessions::record(transaction, &owner, session, &response, index)?;
     }
     Ok(response)
 }
 
-/// Sessions idle for this many log entries are forgotten: a retry that old
-/// would be applied again. A million entries is far beyond any client's
-/// retry window, and bounds the table by the number of recently active
-/// client processes.
-pub(crate) const SESSION_RETENTION: u64 = 1_000_000;
-
-/// Forgetting happens at every multiple of this index.
-pub(crate) const SESSION_SWEEP_EVERY: u64 = 4096;
-
-/// Forgets idle sessions for the sweep points in `(after, through]`.
-///
-/// The sweep at point `k` logically happens right after entry `k`, whatever
-/// the batching, so replicas that batch differently still agree on which
-/// sessions exist when each entry is applied and when each snapshot is taken.
-pub(crate) fn sweep_sessions(
-    transaction: &Transaction<'_>,
-    after: u64,
-    through: u64,
-) -> rusqlite::Result<()> {
-    let point = through - through % SESSION_SWEEP_EVERY;
-    if point <= after || point < SESSION_RETENTION {
-        return Ok(());
-    }
-    transaction
-        .prepare_cached("DELETE FROM sessions WHERE last_index < ?1")?
-        .execute([to_sql(point - SESSION_RETENTION)])?;
-    Ok(())
-}
-
-/// The stored answer if this session already executed `seq` or later.
-///
-/// Sessions are keyed by owner and client id, so one identity can neither
-/// collide with nor read the stored answers of another.
+/// The stored answer if this session already executed `seq` or later
+/// (the bus's session rule; a superseded write is answered with a
+/// conflict, never applied).
 fn replay(
     transaction: &Transaction<'_>,
     owner: &str,
     session: ClientSession,
 ) -> rusqlite::Result<Option<Vec<u8>>> {
-    let stored = stored_session(transaction, owner, session.client_id)?;
-    let Some((last_seq, last_response)) = stored else {
-        return Ok(None);
-    };
-    if session.seq == last_seq {
-        Ok(Some(last_response))
-    } else if session.seq < last_seq {
-        let reply: Reply = Err(VaultError::Conflict(format!(
-            "request {} of this client was superseded by request {last_seq} and was not applied",
-            session.seq
-        )));
-        Ok(Some(encode(&reply)))
-    } else {
-        Ok(None)
-    }
-}
-
-/// The last sequence number and stored answer of `owner`'s session
-/// `client_id`, if it has one. Shared by the replay of writes, of 2PC
-/// decisions and by the session query.
-pub(crate) fn stored_session(
-    connection: &rusqlite::Connection,
-    owner: &str,
-    client_id: u64,
-) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
-    let stored: Option<(i64, Vec<u8>)> = connection
-        .prepare_cached(
-            "SELECT last_seq, last_response FROM sessions WHERE owner = ?1 AND client_id = ?2",
-        )?
-        .query_row(params![owner, to_sql(client_id)], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    Ok(stored.map(|(seq, response)| (from_sql(seq), response)))
+    Ok(match sessions::replay(transaction, owner, session)? {
+        Replay::Fresh => None,
+        Replay::Repeat(stored) => Some(stored),
+        Replay::Superseded { last_seq } => {
+            let reply: Reply = Err(VaultError::Conflict(format!(
+                "request {} of this client was superseded by request {last_seq} and was not applied",
+                session.seq
+            )));
+            Some(encode(&reply))
+        }
+    })
 }
 
 /// How a decision entry carrying the session of the `delete` that started
@@ -210,16 +145,11 @@ fn replay_decision(
     session: ClientSession,
     tx: &str,
 ) -> rusqlite::Result<DecisionReplay> {
-    let stored = stored_session(transaction, owner, session.client_id)?;
-    let Some((last_seq, last_response)) = stored else {
-        return Ok(DecisionReplay::Fresh);
+    let last_response = match sessions::replay(transaction, owner, session)? {
+        Replay::Fresh => return Ok(DecisionReplay::Fresh),
+        Replay::Superseded { .. } => return Ok(DecisionReplay::Superseded),
+        Replay::Repeat(last_response) => last_response,
     };
-    if session.seq > last_seq {
-        return Ok(DecisionReplay::Fresh);
-    }
-    if session.seq < last_seq {
-        return Ok(DecisionReplay::Superseded);
-    }
     match decode::<Reply>(&last_response) {
         Ok(Ok(Response::Decided { tx: answered, .. })) if answered == tx => {
             Ok(DecisionReplay::Repeat(last_response))

@@ -179,7 +179,7 @@ impl StateMachine for VaultStateMachine {
                 responses.push(Vec::new());
                 continue;
             }
-            apply::sweep_sessions(&transaction, applied, command.index - 1)?;
+            bus::sessions::sweep(&transaction, applied, command.index - 1)?;
             responses.push(apply::apply_command(
                 &transaction,
                 command.index,
@@ -191,7 +191,7 @@ impl StateMachine for VaultStateMachine {
             applied = command.index;
         }
         if applied != self.applied_index {
-            apply::sweep_sessions(&transaction, self.applied_index, applied)?;
+            bus::sessions::sweep(&transaction, self.applied_index, applied)?;
             schema::set_applied_index(&transaction, applied)?;
         }
         transaction.commit()?;
@@ -214,7 +214,7 @@ impl StateMachine for VaultStateMachine {
     fn skip_to(&mut self, index: LogIndex) -> Result<(), StoreError> {
         if index > self.applied_index {
             let transaction = write_transaction(&mut self.connection)?;
-            apply::sweep_sessions(&transaction, self.applied_index, index)?;
+            bus::sessions::sweep(&transaction, self.applied_index, index)?;
             schema::set_applied_index(&transaction, index)?;
             transaction.commit()?;
             self.applied_index = index;

@@ -55,7 +55,7 @@ pub(crate) fn run(connection: &Connection, bytes: &[u8]) -> rusqlite::Result<Rep
 /// written by this build's apply, so it should) reads as an internal error
 /// rather than as "nothing remembered", which could make a retry run twice.
 fn session(connection: &Connection, caller: &str, client_id: u64) -> rusqlite::Result<Reply> {
-    let Some((seq, reply)) = super::apply::stored_session(connection, caller, client_id)? else {
+    let Some((seq, reply)) = bus::sessions::stored(connection, caller, client_id)? else {
         return Ok(Ok(Response::Session(None)));
     };
     match decode::<Reply>(&reply) {

@@ -3,7 +3,7 @@
 //! Replicated tables (identical on every node at the same applied index, and
 //! carried by snapshots): `meta`, `secrets` (the current version of each
 //! secret), `secret_versions` (older versions), `shares`, `public_keys`,
-//! `sessions`, `twopc_decisions`. Node-local table (this node's own votes,
+//! `sessions` (the bus's table, `bus::sessions::SCHEMA`), `twopc_decisions`. Node-local table (this node's own votes,
 //! never in a snapshot): `twopc_participant`.
 
 use rusqlite::{Connection, OptionalExtension};
@@ -61,14 +61,6 @@ CREATE TABLE IF NOT EXISTS public_keys (
     record     BLOB NOT NULL,
     updated    INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sessions (
-    owner         TEXT NOT NULL,
-    client_id     INTEGER NOT NULL,
-    last_seq      INTEGER NOT NULL,
-    last_response BLOB NOT NULL,
-    last_index    INTEGER NOT NULL,
-    PRIMARY KEY (owner, client_id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS twopc_decisions (
     tx        TEXT PRIMARY KEY,
     decision  INTEGER NOT NULL,
@@ -82,7 +74,6 @@ CREATE TABLE IF NOT EXISTS twopc_participant (
     state   TEXT NOT NULL,
     created INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_age ON sessions (last_index);
 CREATE INDEX IF NOT EXISTS shares_grantee ON shares (grantee);
 CREATE INDEX IF NOT EXISTS twopc_participant_lock ON twopc_participant (owner, name, state);
 ";
@@ -117,6 +108,9 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), SchemaError> {
     // A negative size is in KiB.
     connection.pragma_update(None, "cache_size", -CACHE_KIB)?;
     connection.execute_batch(TABLES)?;
+    // The sessions table is the bus's, kept in the vault's database so a
+    // write and its stored answer commit together.
+    connection.execute_batch(bus::sessions::SCHEMA)?;
     let version: Option<i64> = connection
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",

@@ -118,11 +118,13 @@ pub(crate) fn take(transaction: &Connection, applied_index: u64) -> rusqlite::Re
             "SELECT identity, record, updated FROM public_keys ORDER BY identity",
             |row| Ok((row.get(0)?, blob(row, 1)?, row.get(2)?)),
         )?,
-        sessions: rows(
-            transaction,
-            "SELECT owner, client_id, last_seq, last_response, last_index FROM sessions ORDER BY owner, client_id",
-            |row| Ok((row.get(0)?, from_sql(row.get(1)?), from_sql(row.get(2)?), blob(row, 3)?, from_sql(row.get(4)?))),
-        )?,
+        sessions: bus::sessions::rows(transaction)?
+            .into_iter()
+            .map(|row| {
+                let response = ByteBuf::from(row.last_response);
+                (row.owner, row.client_id, row.last_seq, response, row.last_index)
+            })
+            .collect(),
         decisions: rows(
             transaction,
             "SELECT tx, decision, log_index FROM twopc_decisions ORDER BY tx",
@@ -255,17 +257,14 @@ pub(crate) fn restore(
         )?;
     }
     for (owner, client_id, last_seq, response, last_index) in &tables.sessions {
-        transaction.execute(
-            "INSERT INTO sessions (owner, client_id, last_seq, last_response, last_index)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                owner,
-                to_sql(*client_id),
-                to_sql(*last_seq),
-                response.as_slice(),
-                to_sql(*last_index)
-            ],
-        )?;
+        let row = bus::sessions::SessionRow {
+            owner: owner.clone(),
+            client_id: *client_id,
+            last_seq: *last_seq,
+            last_response: response.to_vec(),
+            last_index: *last_index,
+        };
+        bus::sessions::insert(transaction, &row)?;
     }
     let mut settled = Vec::new();
     for (tx, decision, log_index) in &tables.decisions {

@@ -336,7 +336,7 @@ fn damaged_snapshots_are_refused_and_change_nothing() {
 
 #[test]
 fn idle_sessions_are_forgotten_at_sweep_points() {
-    use super::apply::{SESSION_RETENTION, SESSION_SWEEP_EVERY};
+    use bus::sessions::{RETENTION as SESSION_RETENTION, SWEEP_EVERY as SESSION_SWEEP_EVERY};
     let mut fixture = Fixture::new();
     let put = |name: &str| Operation::Put {
         name: name.into(),
