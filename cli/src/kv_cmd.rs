@@ -41,20 +41,9 @@ fn run_node(
 ) -> Result<()> {
     let config = crate::config::node::load(config, &|name| std::env::var(name).ok())?;
     let _log_guard = crate::node_cmd::init_logging(log_format.unwrap_or(config.log_format));
-    let vault_options = crate::node_cmd::server_options(&config)?;
+    let mut options = crate::node_cmd::bus_options(&config)?;
     let kv_dir = kv::server::kv_dir(&config.data_dir);
-    let mut node = vault_options.node;
-    node.raft_dir = kv_dir.join("raft");
-    let options = bus::BusOptions {
-        node,
-        listen: vault_options.listen,
-        peers: vault_options.peers,
-        unresolved_peers: vault_options.unresolved_peers,
-        ca: vault_options.ca,
-        cert: vault_options.cert,
-        key: vault_options.key,
-        metrics_listen: vault_options.metrics_listen,
-    };
+    options.node.raft_dir = kv_dir.join("raft");
     consensus::node::preflight(&options.node)
         .map_err(|error| crate::node_cmd::start_failure(&config, error))?;
     crate::node_cmd::create_data_dir(&config.data_dir)?;

@@ -22,7 +22,7 @@ pub fn run(config: &Path, log_format: Option<LogFormat>) -> Result<()> {
     // printed by main as one sentence on stderr).
     let _log_guard = init_logging(log_format.unwrap_or(config.log_format));
     let options = server_options(&config)?;
-    consensus::node::preflight(&options.node).map_err(|error| start_failure(&config, error))?;
+    consensus::node::preflight(&options.bus.node).map_err(|error| start_failure(&config, error))?;
     create_data_dir(&config.data_dir)?;
     // Held until `run` returns; the kernel releases it if the process dies.
     let _lock = crate::data_dir::DataDirLock::acquire(&config.data_dir)?;
@@ -79,7 +79,8 @@ pub(crate) fn create_data_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
-pub(crate) fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
+/// What the bus needs to run this node, whichever application it runs.
+pub(crate) fn bus_options(config: &NodeConfig) -> Result<bus::BusOptions> {
     let mut peers = BTreeMap::new();
     let mut unresolved_peers = BTreeMap::new();
     for (id, address) in &config.peers {
@@ -111,15 +112,23 @@ pub(crate) fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
         min_free_bytes: config.raft.min_free_mb.saturating_mul(1 << 20),
         metrics: consensus::metrics::Metrics::new(),
     };
-    Ok(ServerOptions {
+    Ok(bus::BusOptions {
         node,
-        database: config.data_dir.join("vault.db"),
         listen: config.listen,
         peers,
         unresolved_peers,
         ca: config.ca.clone(),
         cert: config.cert.clone(),
         key: config.key.clone(),
+        metrics_listen: config.metrics_listen,
+    })
+}
+
+/// The vault node's options: the bus's, and the vault's own.
+pub(crate) fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
+    Ok(ServerOptions {
+        bus: bus_options(config)?,
+        database: config.data_dir.join("vault.db"),
         twopc: vault::server::TwoPcOptions {
             vote: match config.twopc.vote {
                 VotePolicy::Commit => consensus::twopc::VotePolicy::Commit,
@@ -129,7 +138,6 @@ pub(crate) fn server_options(config: &NodeConfig) -> Result<ServerOptions> {
             decision_timeout: Duration::from_millis(config.twopc.decision_timeout_ms),
         },
         max_versions: config.vault.max_versions,
-        metrics_listen: config.metrics_listen,
     })
 }
 

@@ -26,11 +26,6 @@ pub use wire::{TwoPcReply, TwoPcRequest, WireRequest, WireResponse};
 
 use crate::store::{AppliedDecisions, VaultStateMachine};
 use bus::{BusOptions, Launch, RunError, Services};
-use consensus::node::NodeOptions;
-use consensus::raft::NodeId;
-use consensus::transport::PeerAddress;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The transport a vault node runs.
@@ -39,33 +34,16 @@ pub type VaultTransport = bus::BusTransport<VaultApplication>;
 /// Everything needed to run one vault node.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// Raft runtime options (id, data directory for the log, timing).
-    pub node: NodeOptions,
+    /// What the bus needs to run the node: Raft runtime options, the
+    /// address to bind, the peers, the certificates, the metrics listener.
+    pub bus: BusOptions,
     /// Where the SQLite database lives.
     pub database: PathBuf,
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// Every member and how to reach it (this node included).
-    pub peers: BTreeMap<NodeId, PeerAddress>,
-    /// Members whose configured `host:port` did not resolve at start (a host
-    /// that is not up yet): resolved again in the background with backoff
-    /// and dialled once they resolve, so one missing host stops nobody.
-    pub unresolved_peers: BTreeMap<NodeId, String>,
-    /// Cluster CA certificate.
-    pub ca: PathBuf,
-    /// This node's certificate.
-    pub cert: PathBuf,
-    /// This node's key.
-    pub key: PathBuf,
     /// Two-phase-commit policy and timeouts (`[twopc]`).
     pub twopc: TwoPcOptions,
     /// How many versions of each secret are kept, the current one included
     /// (`[vault] max_versions`; the same on every node).
     pub max_versions: u32,
-    /// Where to serve `GET /metrics` and `GET /health` over HTTP
-    /// (`[metrics] listen`); none: not served. The metrics themselves are
-    /// `node.metrics`.
-    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a node could not start or stopped abnormally.
@@ -111,16 +89,7 @@ pub async fn run(
     options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let bus_options = BusOptions {
-        node: options.node.clone(),
-        listen: options.listen,
-        peers: options.peers.clone(),
-        unresolved_peers: options.unresolved_peers.clone(),
-        ca: options.ca.clone(),
-        cert: options.cert.clone(),
-        key: options.key.clone(),
-        metrics_listen: options.metrics_listen,
-    };
+    let bus_options = options.bus.clone();
     let launch = VaultLaunch {
         options,
         opened: None,
@@ -143,7 +112,7 @@ impl Launch for VaultLaunch {
     fn open(&mut self) -> Result<VaultStateMachine, ServerError> {
         let options = &self.options;
         let mut machine = VaultStateMachine::open(&options.database)?;
-        machine.log_decisions_as(&options.node.id.to_string());
+        machine.log_decisions_as(&options.bus.node.id.to_string());
         machine.keep_versions(options.max_versions);
         let applied_decisions = AppliedDecisions::new();
         machine.publish_decisions_to(applied_decisions.clone());
