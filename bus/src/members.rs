@@ -13,8 +13,10 @@ use std::sync::Arc;
 /// membership itself does not record.
 pub(crate) type Addresses = Arc<BTreeMap<NodeId, String>>;
 
-/// One member of the cluster as the leader sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One member of the cluster as the leader sees it (what `member list`
+/// shows, SPEC §8; serializable so that an application can answer it as
+/// it is).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// The member.
     pub id: NodeId,

@@ -356,25 +356,9 @@ pub struct SessionRecord {
     pub reply: Box<Reply>,
 }
 
-/// One member of the cluster, as `member list` shows it (SPEC §8).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberInfo {
-    /// The member.
-    pub id: NodeId,
-    /// Where the members reach it, `host:port`.
-    pub addr: String,
-    /// Whether it votes; a learner is still catching up and is promoted
-    /// once it has.
-    pub voter: bool,
-    /// Whether it leads.
-    pub leader: bool,
-    /// Whether the leader heard from it within about an election timeout.
-    pub reachable: bool,
-    /// How far its log matches the leader's.
-    pub match_index: LogIndex,
-    /// While the leader streams a snapshot to it: the bytes it holds so far.
-    pub snapshot_bytes: Option<u64>,
-}
+/// One member of the cluster, as `member list` shows it (SPEC §8): the
+/// bus's own member report, answered as it is.
+pub use bus::Member as MemberInfo;
 
 /// A secret as returned to a reader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,11 +7,11 @@ use super::twopc::TwoPc;
 use super::wire::{TwoPcReply, TwoPcRequest};
 use crate::protocol::SecretVersion;
 use crate::protocol::{
-    decode, plan, ClientRequest, MemberInfo, NodeStatus, Plan, Reply, Request, Response,
-    StatusReport, VaultError,
+    decode, plan, ClientRequest, NodeStatus, Plan, Reply, Request, Response, StatusReport,
+    VaultError,
 };
 use crate::store::VaultStateMachine;
-use bus::{Application, ClientResponder, Context, Member};
+use bus::{Application, ClientResponder, Context};
 use certs::Identity;
 use consensus::node::{NodeError, ReadConsistency};
 use consensus::raft::NodeId;
@@ -123,14 +123,12 @@ async fn client_request(
             twopc.delete(&owner, &name, request.session).await
         }
         Plan::Runtime(Request::MemberList) => match context.members() {
-            Ok(members) => Ok(Response::Members(
-                members.into_iter().map(member_info).collect(),
-            )),
+            Ok(members) => Ok(Response::Members(members)),
             Err(error) => on_leader(context, error, request).await,
         },
         Plan::Runtime(Request::MemberAdd { id, addr }) => {
             match context.add_member(id, addr).await {
-                Ok(member) => Ok(Response::MemberAdded(member_info(member))),
+                Ok(member) => Ok(Response::MemberAdded(member)),
                 Err(error) => on_leader(context, error, request).await,
             }
         }
@@ -162,18 +160,6 @@ async fn on_leader(
                 bus::ForwardError::WrongReply(_) => VaultError::Internal(error.to_string()),
             })?,
         None => Err(node_error(error)),
-    }
-}
-
-fn member_info(member: Member) -> MemberInfo {
-    MemberInfo {
-        id: member.id,
-        addr: member.addr,
-        voter: member.voter,
-        leader: member.leader,
-        reachable: member.reachable,
-        match_index: member.match_index,
-        snapshot_bytes: member.snapshot_bytes,
     }
 }
 
