@@ -55,7 +55,7 @@ pub mod waiters;
 pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
-pub use error::NodeError;
+pub use error::{Fatal, LogOperation, NodeError, StateMachineError, StateMachineOperation, Worker};
 pub use handle::{BackupSnapshot, Node, ReadConsistency};
 pub use initialize::{initialize, initialize_from_snapshot, InitializeError, SeedSnapshot};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};
