@@ -189,7 +189,10 @@ impl Node {
             // The apply worker drops its end when it stops, on a failed
             // apply or restore or a panic: the state left behind may be
             // neither the old one nor the new one, so it is not served.
-            if worker_alive.has_changed().is_err() {
+            // The cell is set first (the worker may still be failing its
+            // waiters), and after any fatal error: a stopped node serves
+            // nothing.
+            if stale_fatal.get().is_some() || worker_alive.has_changed().is_err() {
                 return Err(stale_fatal.gone());
             }
             let machine = machine
@@ -658,7 +661,7 @@ impl Node {
 /// the handles, with the apply worker told to stop, just as the driver
 /// itself stops on a fatal error. Aborting the returned handle aborts the
 /// driver too, as when the handle was the driver's own.
-fn spawn_driver(
+pub(crate) fn spawn_driver(
     id: NodeId,
     driver: impl std::future::Future<Output = Result<(), Fatal>> + Send + 'static,
     fatal: FatalCell,

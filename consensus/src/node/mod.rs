@@ -37,6 +37,8 @@ mod backpressure_tests;
 mod disk;
 mod driver;
 mod error;
+#[cfg(test)]
+mod fatal_tests;
 mod handle;
 mod initialize;
 mod network;
