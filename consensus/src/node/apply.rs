@@ -212,7 +212,7 @@ impl<S: StateMachine> ApplyWorker<S> {
                     worker: Worker::Apply,
                     message: panic_message(payload.as_ref()),
                 };
-                tracing::error!("the state machine panicked, the node stops: {fatal}");
+                tracing::error!("{fatal}; the apply worker stops and so does the node");
                 self.stop(fatal);
             }
         }
