@@ -8,7 +8,7 @@ use crate::network::QuicNetwork;
 use crate::serve::{pump_peer_messages, serve_requests, Shared};
 use crate::{late_peers, systemd};
 use certs::Credentials;
-use consensus::node::{Node, NodeError, NodeOptions};
+use consensus::node::{Fatal, Node, NodeOptions, Worker};
 use consensus::raft::NodeId;
 use consensus::transport::{PeerAddress, TransportConfig};
 use std::collections::BTreeMap;
@@ -57,9 +57,10 @@ pub enum RunError<E: std::error::Error + 'static> {
     /// The application could not open or start.
     #[error(transparent)]
     Application(E),
-    /// The node stopped because of a fatal error.
+    /// The node stopped because of a fatal error: its log or its state
+    /// machine failed, or a worker of it panicked.
     #[error("node stopped: {0}")]
-    Stopped(#[from] NodeError),
+    Stopped(#[from] Fatal),
 }
 
 /// Runs a node of the application `launch` starts until `shutdown` completes (or a fatal
@@ -145,9 +146,12 @@ pub async fn run<L: Launch>(
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(RunError::Stopped(error)),
-        Err(join_error) => Err(RunError::Stopped(NodeError::StateMachine(format!(
-            "driver task failed: {join_error}"
-        )))),
+        // The node's handle catches the driver's panics itself; this is
+        // its watcher task failing (cancelled with the runtime).
+        Err(join_error) => Err(RunError::Stopped(Fatal::Panicked {
+            worker: Worker::Driver,
+            message: join_error.to_string(),
+        })),
     }
 }
 

@@ -11,8 +11,9 @@
 //! transaction for many client writes), which is where most of the
 //! throughput at high concurrency comes from.
 
+use super::error::{panic_message, FatalCell};
 use super::waiters::{Resolution, Waiters};
-use super::NodeError;
+use super::{Fatal, NodeError, StateMachineError, StateMachineOperation, Worker};
 use crate::metrics::LatencyHistogram;
 use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 use crate::state_machine::{CommittedCommand, StateMachine};
@@ -52,6 +53,11 @@ pub(crate) enum ApplyTask {
         index: LogIndex,
         reply: oneshot::Sender<Result<PinnedBackup, NodeError>>,
     },
+    /// The driver stopped on a fatal error (recorded in the node's
+    /// [`FatalCell`]): fail every waiter with it and stop. Only a wake-up;
+    /// the worker checks the cell before each task, so if the queue is too
+    /// full to take this, the next task queued stops it just the same.
+    NodeStopped,
 }
 
 /// The state machine's state pinned for a backup at `index` (term `term`):
@@ -60,7 +66,7 @@ pub(crate) enum ApplyTask {
 pub(crate) struct PinnedBackup {
     pub(crate) index: LogIndex,
     pub(crate) term: Term,
-    pub(crate) job: Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>,
+    pub(crate) job: Box<dyn FnOnce() -> Result<Vec<u8>, StateMachineError> + Send>,
 }
 
 /// What the worker tells the driver.
@@ -70,8 +76,9 @@ pub(crate) enum ApplyEvent {
     Applied(LogIndex),
     /// A snapshot of the state machine as of `index`.
     SnapshotTaken { index: LogIndex, data: Vec<u8> },
-    /// The state machine failed: the node must stop.
-    Failed(String),
+    /// The state machine failed, or the worker panicked: the node must
+    /// stop. The worker has stopped and failed its waiters with it.
+    Failed(Fatal),
     /// The state machine's disk is full (`Some(why)`: applying waits and
     /// retries) or takes writes again (`None`).
     DiskFull(Option<String>),
@@ -80,7 +87,7 @@ pub(crate) enum ApplyEvent {
 /// Why applying a batch failed, and whether only because the disk is full
 /// (then nothing of it took effect and it is retried).
 struct ApplyFailure {
-    message: String,
+    error: StateMachineError,
     disk_full: bool,
 }
 
@@ -88,7 +95,7 @@ impl ApplyFailure {
     fn of<S: StateMachine>(error: S::Error) -> Self {
         ApplyFailure {
             disk_full: S::is_disk_full(&error),
-            message: error.to_string(),
+            error: StateMachineError::new(StateMachineOperation::Apply, error),
         }
     }
 }
@@ -129,6 +136,10 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     applied_term: Term,
     /// Records how long each batch took to apply (`vault_raft_apply_seconds`).
     apply_latency: LatencyHistogram,
+    /// The node's fatal error, shared with the driver and the handles: the
+    /// worker records its own failure there, and stops when the driver
+    /// records one.
+    fatal: FatalCell,
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
@@ -156,7 +167,14 @@ impl<S: StateMachine> ApplyWorker<S> {
             snapshot_in_flight: None,
             applied_term: 0,
             apply_latency,
+            fatal: FatalCell::default(),
         }
+    }
+
+    /// Shares the node's fatal-error cell (a private one by default).
+    pub(crate) fn sharing_fatal(mut self, fatal: FatalCell) -> Self {
+        self.fatal = fatal;
+        self
     }
 
     /// Sets the term of the entry at the state machine's applied index at
@@ -166,8 +184,43 @@ impl<S: StateMachine> ApplyWorker<S> {
         self
     }
 
-    /// Runs until the task channel closes, then fails every waiter.
+    /// Runs until the task channel closes, then fails every waiter; or
+    /// until the state machine fails, the node stops on a fatal error, or
+    /// the state machine panics: then records the error, tells the driver,
+    /// fails every waiter with [`NodeError::Stopped`] and returns.
+    ///
+    /// The panic is caught here, at the thread's boundary: uncaught, it
+    /// would end the thread silently, and the node would run on without
+    /// its state machine (leading, committing, never applying), every
+    /// proposal waiting out its timeout.
     pub(crate) fn run(mut self, mut tasks: mpsc::Receiver<ApplyTask>) {
+        // Unwind safety: after a panic the worker's state is only used to
+        // fail its waiters and reads (each answered once, whatever they
+        // held), and the state machine, behind a poisoned lock, is never
+        // applied to or read from again (the stale reader checks that the
+        // worker is alive first).
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_tasks(&mut tasks)));
+        match outcome {
+            Ok(Ok(())) => {
+                let error = self.fatal.gone();
+                self.fail_all(error);
+            }
+            Ok(Err(fatal)) => self.stop(fatal),
+            Err(payload) => {
+                let fatal = Fatal::Panicked {
+                    worker: Worker::Apply,
+                    message: panic_message(payload.as_ref()),
+                };
+                tracing::error!("{fatal}; the apply worker stops and so does the node");
+                self.stop(fatal);
+            }
+        }
+    }
+
+    /// The task loop of [`run`](Self::run): `Ok` once the channel closes,
+    /// the fatal error the worker must stop on otherwise.
+    fn run_tasks(&mut self, tasks: &mut mpsc::Receiver<ApplyTask>) -> Result<(), Fatal> {
         let mut batch: Vec<Entry> = Vec::new();
         while let Some(first) = tasks.blocking_recv() {
             let mut next = Some(first);
@@ -179,28 +232,35 @@ impl<S: StateMachine> ApplyWorker<S> {
             // would turn a batch of 64 writes into 64 SQLite transactions.
             // Only a snapshot restore must see every earlier entry applied.
             while let Some(task) = next.take() {
+                // The driver stopped on a fatal error: nothing more is
+                // applied, and the waiters learn why.
+                if let Some(fatal) = self.fatal.get() {
+                    return Err(fatal.clone());
+                }
                 match task {
                     ApplyTask::Entries(entries) => batch.extend(entries),
                     ApplyTask::Restore { meta, data } => {
-                        if !self.apply_batch(&mut batch) {
-                            return;
-                        }
+                        self.apply_batch(&mut batch)?;
                         // A failed restore leaves the old state in place:
                         // applying the entries after the snapshot on top of
                         // it would make this replica diverge for good.
-                        if !self.restore(&meta, &data) {
-                            return;
-                        }
+                        self.restore(&meta, &data)?;
                     }
                     register => self.handle(register),
                 }
                 next = tasks.try_recv().ok();
             }
-            if !self.apply_batch(&mut batch) {
-                return;
-            }
+            self.apply_batch(&mut batch)?;
         }
-        self.fail_all(NodeError::ShuttingDown);
+        Ok(())
+    }
+
+    /// Stops on `fatal`: records it for the node (unless the driver's came
+    /// first), tells the driver, and fails every waiter and read with it.
+    fn stop(&mut self, fatal: Fatal) {
+        let fatal = self.fatal.record(fatal);
+        let _ = self.events.send(ApplyEvent::Failed(fatal.clone()));
+        self.fail_all(NodeError::Stopped(fatal));
     }
 
     fn handle(&mut self, task: ApplyTask) {
@@ -228,17 +288,21 @@ impl<S: StateMachine> ApplyWorker<S> {
                     .push(PendingRead::Backup(reply));
                 self.serve_reads();
             }
+            // Only a wake-up: `run_tasks` checks the fatal cell before
+            // every task.
+            ApplyTask::NodeStopped => {}
             ApplyTask::Entries(_) | ApplyTask::Restore { .. } => {
-                unreachable!("entries and restores are handled by run()")
+                unreachable!("entries and restores are handled by run_tasks()")
             }
         }
     }
 
-    /// Applies `batch` (and empties it); false when the machine failed.
-    /// A full disk is not a failure: the batch is retried until it applies.
-    fn apply_batch(&mut self, batch: &mut Vec<Entry>) -> bool {
+    /// Applies `batch` (and empties it); the fatal error when the machine
+    /// failed. A full disk is not a failure: the batch is retried until it
+    /// applies.
+    fn apply_batch(&mut self, batch: &mut Vec<Entry>) -> Result<(), Fatal> {
         let Some(last) = batch.last() else {
-            return true;
+            return Ok(());
         };
         let (last_index, last_term) = (last.index, last.term);
         let started = std::time::Instant::now();
@@ -252,13 +316,14 @@ impl<S: StateMachine> ApplyWorker<S> {
                 self.applied.send_replace(last_index);
                 self.serve_reads();
                 self.maybe_snapshot(last_index);
-                true
+                Ok(())
             }
-            Err(message) => {
-                tracing::error!("state machine failed, node stops applying: {message}");
-                let _ = self.events.send(ApplyEvent::Failed(message.clone()));
-                self.fail_all(NodeError::StateMachine(message));
-                false
+            Err(error) => {
+                tracing::error!(
+                    "state machine failed, node stops applying: {}",
+                    error.message
+                );
+                Err(Fatal::StateMachine(error))
             }
         }
     }
@@ -267,15 +332,16 @@ impl<S: StateMachine> ApplyWorker<S> {
     /// waits (not holding the state, so stale reads go on) and tries again:
     /// the entries are committed and must be applied, in order, and the
     /// failed attempt left nothing behind. Logged once, and on recovery.
-    fn apply_until_the_disk_takes_it(&mut self, batch: &[Entry]) -> Result<(), String> {
+    fn apply_until_the_disk_takes_it(&mut self, batch: &[Entry]) -> Result<(), StateMachineError> {
         let mut delay = std::time::Duration::from_millis(10);
         let mut attempts = 0u32;
         loop {
             match self.apply_entries(batch) {
                 Err(ApplyFailure {
                     disk_full: true,
-                    message,
+                    error,
                 }) => {
+                    let message = &error.message;
                     if attempts == 0 {
                         let _ = self.events.send(ApplyEvent::DiskFull(Some(format!(
                             "the state machine's disk is full ({message})"
@@ -289,7 +355,7 @@ impl<S: StateMachine> ApplyWorker<S> {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(std::time::Duration::from_secs(1));
                 }
-                Err(ApplyFailure { message, .. }) => return Err(message),
+                Err(ApplyFailure { error, .. }) => return Err(error),
                 Ok(()) => {
                     if attempts > 0 {
                         let _ = self.events.send(ApplyEvent::DiskFull(None));
@@ -391,10 +457,12 @@ impl<S: StateMachine> ApplyWorker<S> {
             for pending in entry.remove() {
                 match pending {
                     PendingRead::Query(query, reply) => {
-                        let outcome = self
-                            .lock_machine()
-                            .query(&query)
-                            .map_err(|error| NodeError::StateMachine(error.to_string()));
+                        let outcome = self.lock_machine().query(&query).map_err(|error| {
+                            NodeError::StateMachine(StateMachineError::new(
+                                StateMachineOperation::Query,
+                                error,
+                            ))
+                        });
                         let _ = reply.send(outcome);
                     }
                     PendingRead::Backup(reply) => {
@@ -411,21 +479,23 @@ impl<S: StateMachine> ApplyWorker<S> {
     fn pin_backup(&self) -> Result<PinnedBackup, NodeError> {
         let mut machine = self.lock_machine();
         let index = machine.applied_index();
+        let backup_failed =
+            |error: S::Error| StateMachineError::new(StateMachineOperation::Backup, error);
         let job = machine
             .begin_snapshot()
-            .map_err(|error| NodeError::StateMachine(error.to_string()))?;
+            .map_err(|error| NodeError::StateMachine(backup_failed(error)))?;
         Ok(PinnedBackup {
             index,
             term: self.applied_term,
-            job: Box::new(move || job().map_err(|error| error.to_string())),
+            job: Box::new(move || job().map_err(backup_failed)),
         })
     }
 
-    /// Replaces the state with a snapshot; false when that failed, and the
-    /// worker must stop: the machine holds neither the old state plus the
-    /// entries the snapshot covers nor the snapshot's state, so nothing may
-    /// be applied to it or read from it again.
-    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> bool {
+    /// Replaces the state with a snapshot; the fatal error when that
+    /// failed, and the worker must stop: the machine holds neither the old
+    /// state plus the entries the snapshot covers nor the snapshot's state,
+    /// so nothing may be applied to it or read from it again.
+    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
         let outcome = self.lock_machine().restore(meta.last_index, data);
         match outcome {
@@ -450,18 +520,20 @@ impl<S: StateMachine> ApplyWorker<S> {
                 let _ = self.events.send(ApplyEvent::Applied(meta.last_index));
                 self.applied.send_replace(meta.last_index);
                 self.serve_reads();
-                true
+                Ok(())
             }
             Err(error) => {
-                let message = format!(
+                tracing::error!(
                     "restoring the snapshot at index {} failed, the state machine stops applying \
                      and the node stops: {error}",
                     meta.last_index
                 );
-                tracing::error!("{message}");
-                let _ = self.events.send(ApplyEvent::Failed(message.clone()));
-                self.fail_all(NodeError::StateMachine(message));
-                false
+                Err(Fatal::StateMachine(StateMachineError::new(
+                    StateMachineOperation::Restore {
+                        index: meta.last_index,
+                    },
+                    error,
+                )))
             }
         }
     }

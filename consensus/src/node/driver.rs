@@ -9,9 +9,10 @@
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
 use super::disk::DiskGuard;
+use super::error::FatalCell;
 use super::snapshot_log::IncomingSnapshotLog;
 use super::status::NodeStatus;
-use super::{NodeError, PeerNetwork};
+use super::{Fatal, LogOperation, NodeError, PeerNetwork};
 use crate::metrics::Metrics;
 use crate::raft::{
     LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
@@ -62,8 +63,9 @@ struct PersistFollowUp {
     acknowledge: Option<(LogIndex, Term)>,
 }
 
-/// What the follow-up task reports once a batch is durable (or failed).
-type PersistReport = Result<Option<(LogIndex, Term)>, String>;
+/// What the follow-up task reports once a batch is durable (or failed,
+/// which is fatal).
+type PersistReport = Result<Option<(LogIndex, Term)>, Fatal>;
 
 /// The driver's state; see the module documentation.
 pub(crate) struct Driver<N: PeerNetwork> {
@@ -80,7 +82,13 @@ pub(crate) struct Driver<N: PeerNetwork> {
     follow_ups: Option<mpsc::UnboundedSender<PersistFollowUp>>,
     persisted: mpsc::UnboundedReceiver<PersistReport>,
     persisted_sender: mpsc::UnboundedSender<PersistReport>,
-    failed: Option<String>,
+    /// The fatal error met during this loop turn; the driver stops at the
+    /// end of the turn (so a turn's other work is not cut in half).
+    failed: Option<Fatal>,
+    /// The node's fatal error, shared with the apply worker and the
+    /// handles, so that requests arriving after the driver stopped are
+    /// answered with it.
+    fatal: FatalCell,
     /// When the status was last published: building it allocates, so under
     /// load it is refreshed at most once per tick.
     status_published: Option<tokio::time::Instant>,
@@ -127,6 +135,7 @@ impl<N: PeerNetwork> Driver<N> {
             persisted,
             persisted_sender,
             failed: None,
+            fatal: FatalCell::default(),
             status_published: None,
             announced: None,
             incoming_snapshot: IncomingSnapshotLog::default(),
@@ -142,12 +151,21 @@ impl<N: PeerNetwork> Driver<N> {
         self
     }
 
-    /// Runs until shutdown or a fatal storage/state-machine failure.
+    /// Shares the node's fatal-error cell (a private one by default).
+    pub(crate) fn sharing_fatal(mut self, fatal: FatalCell) -> Self {
+        self.fatal = fatal;
+        self
+    }
+
+    /// Runs until shutdown (`Ok`) or a fatal failure of the log, the state
+    /// machine or the apply thread (`Err`, after every pending read and,
+    /// through the apply worker, every pending proposal got it as
+    /// [`NodeError::Stopped`]).
     pub(crate) async fn run(
         mut self,
         mut events: mpsc::Receiver<Event>,
         mut apply_events: mpsc::UnboundedReceiver<ApplyEvent>,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), Fatal> {
         self.follow_ups = Some(spawn_follow_up_task(
             self.network.clone(),
             self.persisted_sender.clone(),
@@ -178,10 +196,8 @@ impl<N: PeerNetwork> Driver<N> {
                 let ready = self.core.ready();
                 self.carry_out(ready).await;
             }
-            if let Some(message) = self.failed.take() {
-                tracing::error!("node {} stops: {message}", self.core.id());
-                self.abort_reads(NodeError::Storage(message.clone()));
-                return Err(NodeError::Storage(message));
+            if let Some(fatal) = self.failed.take() {
+                return Err(self.stop(fatal));
             }
             self.announce_membership();
             self.publish_status();
@@ -223,8 +239,28 @@ impl<N: PeerNetwork> Driver<N> {
         match report {
             Ok(Some((index, term))) => self.core.persisted(index, term),
             Ok(None) => {}
-            Err(message) => self.failed = Some(message),
+            Err(fatal) => self.fail(fatal),
         }
+    }
+
+    /// Notes a fatal error; the driver stops at the end of this turn. The
+    /// first one is kept: a later one is fallout of it.
+    fn fail(&mut self, fatal: Fatal) {
+        self.failed.get_or_insert(fatal);
+    }
+
+    /// Stops the node on `fatal`: records it for the handles, stops the
+    /// apply worker (which fails the proposals waiting there) and fails
+    /// the pending reads. Returns the error the node stopped on (the
+    /// worker's, if it recorded one first).
+    fn stop(&mut self, fatal: Fatal) -> Fatal {
+        let fatal = self.fatal.record(fatal);
+        tracing::error!("node {} stops: {fatal}", self.core.id());
+        // Never waits: a full queue holds tasks, and the worker checks the
+        // cell before each one, so it stops at the next anyway.
+        let _ = self.apply.try_send(ApplyTask::NodeStopped);
+        self.abort_reads(NodeError::Stopped(fatal.clone()));
+        fatal
     }
 
     fn on_event(
@@ -430,7 +466,7 @@ impl<N: PeerNetwork> Driver<N> {
         match report {
             ApplyEvent::Applied(index) => self.core.applied(index),
             ApplyEvent::SnapshotTaken { index, data } => self.snapshot_taken(index, data).await,
-            ApplyEvent::Failed(message) => self.failed = Some(message),
+            ApplyEvent::Failed(fatal) => self.fail(fatal),
             ApplyEvent::DiskFull(reason) => self.disk.state_machine_full(reason),
         }
     }
@@ -539,7 +575,10 @@ impl<N: PeerNetwork> Driver<N> {
                     });
                 }
             }
-            Err(error) => self.failed = Some(error.to_string()),
+            Err(error) => self.fail(Fatal::Storage {
+                operation: LogOperation::Submit,
+                message: error.to_string(),
+            }),
         }
     }
 
@@ -648,7 +687,10 @@ fn spawn_follow_up_task<N: PeerNetwork>(
                 Err(error) => {
                     // Nothing that depended on this batch may be sent, and
                     // the node must stop: its durable state is in doubt.
-                    let _ = persisted.send(Err(format!("log write failed: {error}")));
+                    let _ = persisted.send(Err(Fatal::Storage {
+                        operation: LogOperation::Write,
+                        message: error.to_string(),
+                    }));
                     return;
                 }
             }

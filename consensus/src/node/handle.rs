@@ -2,8 +2,10 @@
 
 use super::apply::{ApplyTask, ApplyWorker, PinnedBackup, SharedMachine};
 use super::driver::{Driver, Event};
+use super::error::{panic_message, FatalCell};
 use super::startup::{self, build_core, StartError};
 use super::{ApplyResult, NodeError, NodeOptions, NodeReply, NodeRequest, NodeStatus, PeerNetwork};
+use super::{Fatal, StateMachineError, StateMachineOperation, Worker};
 use crate::metrics::Metrics;
 use crate::raft::{LogIndex, MembershipChange, Message, NodeId, Role, Term};
 use crate::state_machine::StateMachine;
@@ -85,12 +87,18 @@ pub struct Node {
     applied: watch::Receiver<LogIndex>,
     timeout: Duration,
     metrics: Metrics,
+    /// The fatal error the node stopped on, once it has: what a request
+    /// that finds the driver or the apply worker gone is answered with.
+    fatal: FatalCell,
 }
 
 impl Node {
     /// Opens the Raft log in `options.raft_dir`, brings `machine` up to the
     /// stored snapshot if it is behind, and starts the driver and the apply
-    /// worker. The returned task ends when the node stops.
+    /// worker. The returned task ends when the node stops: `Ok` after
+    /// [`Node::shutdown`], or the [`Fatal`] error it stopped on (its log or
+    /// its state machine failed, or the driver or the apply thread
+    /// panicked). Requests then get [`NodeError::Stopped`] with that error.
     ///
     /// A Raft directory without state is refused with
     /// [`StartError::NoState`] before anything is written, unless
@@ -100,7 +108,7 @@ impl Node {
         options: &NodeOptions,
         mut machine: S,
         network: Arc<N>,
-    ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), StartError> {
+    ) -> Result<(Node, tokio::task::JoinHandle<Result<(), Fatal>>), StartError> {
         startup::preflight(options)?;
         let store_options = FileStoreOptions {
             fsync_latency: Some(options.metrics.wal_fsync_latency().clone()),
@@ -114,7 +122,10 @@ impl Node {
             if machine.applied_index() < snapshot.meta.last_index {
                 machine
                     .restore(snapshot.meta.last_index, &snapshot.data)
-                    .map_err(|error| StartError::StateMachine(error.to_string()))?;
+                    .map_err(|error| StartError::StateMachine {
+                        index: snapshot.meta.last_index,
+                        source: Box::new(error),
+                    })?;
             }
         }
         let core = build_core(options, recovered, machine.applied_index())?;
@@ -124,6 +135,7 @@ impl Node {
         );
         let writer = LogWriter::spawn(store)?;
 
+        let fatal = FatalCell::default();
         let machine: SharedMachine<S> = Arc::new(std::sync::Mutex::new(machine));
         let (apply_sender, apply_tasks) = mpsc::channel(APPLY_QUEUE);
         let (apply_events_sender, apply_events) = mpsc::unbounded_channel();
@@ -146,7 +158,8 @@ impl Node {
         .starting_at_term(
             core.snapshot_meta(initial_applied)
                 .map_or(0, |meta| meta.last_term),
-        );
+        )
+        .sharing_fatal(fatal.clone());
         std::thread::Builder::new()
             .name(format!("apply-{}", options.id))
             .spawn(move || worker.run(apply_tasks))?;
@@ -162,24 +175,32 @@ impl Node {
             options.tick(),
             super::disk::DiskGuard::new(options.raft_dir.clone(), options.min_free_bytes),
         )
-        .with_metrics(options.metrics.clone());
-        let task = tokio::spawn(driver.run(events, apply_events));
+        .with_metrics(options.metrics.clone())
+        .sharing_fatal(fatal.clone());
+        let task = spawn_driver(
+            options.id,
+            driver.run(events, apply_events),
+            fatal.clone(),
+            apply_sender.clone(),
+        );
         let worker_alive = applied.clone();
+        let stale_fatal = fatal.clone();
         let stale: Arc<StaleReader> = Arc::new(move |query: &[u8]| {
             // The apply worker drops its end when it stops, on a failed
-            // apply or restore: the state left behind may be neither the
-            // old one nor the new one, so it is not served.
-            if worker_alive.has_changed().is_err() {
-                return Err(NodeError::StateMachine(
-                    "the state machine stopped after a failure; this node serves no reads".into(),
-                ));
+            // apply or restore or a panic: the state left behind may be
+            // neither the old one nor the new one, so it is not served.
+            // The cell is set first (the worker may still be failing its
+            // waiters), and after any fatal error: a stopped node serves
+            // nothing.
+            if stale_fatal.get().is_some() || worker_alive.has_changed().is_err() {
+                return Err(stale_fatal.gone());
             }
             let machine = machine
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            machine
-                .query(query)
-                .map_err(|error| NodeError::StateMachine(error.to_string()))
+            machine.query(query).map_err(|error| {
+                NodeError::StateMachine(StateMachineError::new(StateMachineOperation::Query, error))
+            })
         });
         let node = Node {
             id: options.id,
@@ -194,6 +215,7 @@ impl Node {
             applied,
             timeout: options.request_timeout,
             metrics: options.metrics.clone(),
+            fatal,
         };
         Ok((node, task))
     }
@@ -328,7 +350,7 @@ impl Node {
             tokio::time::timeout_at(deadline, self.send_event(Event::Propose { command, reply }));
         sent.await.map_err(|_| NodeError::Unavailable)??;
         match tokio::time::timeout_at(deadline, response).await {
-            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+            Ok(outcome) => outcome.unwrap_or_else(|_| Err(self.fatal.gone())),
             // Not applied in time (no quorum, or the state machine is far
             // behind): the caller may retry; its session dedups.
             Err(_) => Err(NodeError::Unavailable),
@@ -374,7 +396,7 @@ impl Node {
         };
         match tokio::time::timeout_at(deadline, self.apply.send(task)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(NodeError::ShuttingDown),
+            Ok(Err(_)) => return Err(self.fatal.gone()),
             Err(_) => return Err(NodeError::Unavailable),
         }
         self.read_reply_within(response, deadline).await
@@ -400,17 +422,24 @@ impl Node {
         let task = ApplyTask::BackupAt { index, reply };
         match tokio::time::timeout_at(deadline, self.apply.send(task)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(NodeError::ShuttingDown),
+            Ok(Err(_)) => return Err(self.fatal.gone()),
             Err(_) => return Err(NodeError::Unavailable),
         }
         let pinned = match tokio::time::timeout_at(deadline, response).await {
-            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown))?,
+            Ok(outcome) => outcome.unwrap_or_else(|_| Err(self.fatal.gone()))?,
             Err(_) => return Err(NodeError::Unavailable),
         };
         let PinnedBackup { index, term, job } = pinned;
+        // A backup that fails (or whose thread panics) fails this request
+        // only: the pinned state is a copy, the node goes on.
         let data = tokio::task::spawn_blocking(job)
             .await
-            .map_err(|error| NodeError::StateMachine(format!("snapshot thread failed: {error}")))?
+            .map_err(|error| {
+                NodeError::StateMachine(StateMachineError::new(
+                    StateMachineOperation::Backup,
+                    format!("the snapshot thread failed: {error}"),
+                ))
+            })?
             .map_err(NodeError::StateMachine)?;
         Ok(BackupSnapshot { index, term, data })
     }
@@ -430,7 +459,7 @@ impl Node {
         loop {
             let check = (Instant::now() + STUCK_READ_CHECK).min(deadline);
             match tokio::time::timeout_at(check, &mut response).await {
-                Ok(outcome) => return outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+                Ok(outcome) => return outcome.unwrap_or_else(|_| Err(self.fatal.gone())),
                 Err(_) if Instant::now() >= deadline => return Err(NodeError::Unavailable),
                 Err(_) => {
                     let applied = self.applied_index();
@@ -497,7 +526,7 @@ impl Node {
         // The driver forgets a read whose caller has gone (see its tick), so
         // giving up here leaves nothing behind.
         match tokio::time::timeout_at(deadline, response).await {
-            Ok(outcome) => outcome.unwrap_or(Err(NodeError::ShuttingDown)),
+            Ok(outcome) => outcome.unwrap_or_else(|_| Err(self.fatal.gone())),
             Err(_) => Err(NodeError::Unavailable),
         }
     }
@@ -523,7 +552,7 @@ impl Node {
     pub async fn transfer_leader(&self, to: Option<NodeId>) -> Result<NodeId, NodeError> {
         let (reply, response) = oneshot::channel();
         self.send_event(Event::TransferLeader { to, reply }).await?;
-        let target = response.await.unwrap_or(Err(NodeError::ShuttingDown))?;
+        let target = response.await.unwrap_or_else(|_| Err(self.fatal.gone()))?;
         // Wait until the transfer took effect (or the timeout passed).
         let mut status = self.status.clone();
         let finished = tokio::time::timeout(self.timeout, async {
@@ -553,7 +582,7 @@ impl Node {
         let (reply, response) = oneshot::channel();
         self.send_event(Event::ChangeMembership { change, reply })
             .await?;
-        response.await.unwrap_or(Err(NodeError::ShuttingDown))
+        response.await.unwrap_or_else(|_| Err(self.fatal.gone()))
     }
 
     /// What an operator's `member add` / `member remove` does on the
@@ -622,9 +651,49 @@ impl Node {
     }
 
     async fn send_event(&self, event: Event) -> Result<(), NodeError> {
-        self.events
-            .send(event)
-            .await
-            .map_err(|_| NodeError::ShuttingDown)
+        self.events.send(event).await.map_err(|_| self.fatal.gone())
     }
+}
+
+/// Runs the driver as a task of its own under a watcher task whose handle
+/// is the node's: a panic of the driver is caught there (tokio catches it
+/// at the task's boundary) and becomes [`Fatal::Panicked`], recorded for
+/// the handles, with the apply worker told to stop, just as the driver
+/// itself stops on a fatal error. Aborting the returned handle aborts the
+/// driver too, as when the handle was the driver's own.
+pub(crate) fn spawn_driver(
+    id: NodeId,
+    driver: impl std::future::Future<Output = Result<(), Fatal>> + Send + 'static,
+    fatal: FatalCell,
+    apply: mpsc::Sender<ApplyTask>,
+) -> tokio::task::JoinHandle<Result<(), Fatal>> {
+    /// Aborts the driver when the watcher ends or is dropped (a no-op once
+    /// the driver is done).
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let driver = tokio::spawn(driver);
+    let abort = AbortOnDrop(driver.abort_handle());
+    tokio::spawn(async move {
+        let _abort = abort;
+        let join_error = match driver.await {
+            Ok(outcome) => return outcome,
+            Err(join_error) => join_error,
+        };
+        let message = match join_error.try_into_panic() {
+            Ok(payload) => panic_message(payload.as_ref()),
+            // Cancelled: only when the runtime shuts down under the node.
+            Err(join_error) => join_error.to_string(),
+        };
+        let stopped = fatal.record(Fatal::Panicked {
+            worker: Worker::Driver,
+            message,
+        });
+        tracing::error!("node {id} stops: {stopped}");
+        let _ = apply.try_send(ApplyTask::NodeStopped);
+        Err(stopped)
+    })
 }

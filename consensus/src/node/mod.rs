@@ -37,6 +37,8 @@ mod backpressure_tests;
 mod disk;
 mod driver;
 mod error;
+#[cfg(test)]
+mod fatal_tests;
 mod handle;
 mod initialize;
 mod network;
@@ -55,7 +57,7 @@ pub mod waiters;
 pub(crate) mod waiters;
 
 pub use apply::ApplyResult;
-pub use error::NodeError;
+pub use error::{Fatal, LogOperation, NodeError, StateMachineError, StateMachineOperation, Worker};
 pub use handle::{BackupSnapshot, Node, ReadConsistency};
 pub use initialize::{initialize, initialize_from_snapshot, InitializeError, SeedSnapshot};
 pub use network::{NodeReply, NodeRequest, PeerNetwork, RpcFuture};

@@ -3,7 +3,7 @@
 //! failed, and the driver hears of the failure (it then stops the node).
 
 use super::apply::{ApplyEvent, ApplyTask, ApplyWorker};
-use super::NodeError;
+use super::{Fatal, NodeError};
 use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta};
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::sync::{Arc, Mutex};
@@ -129,15 +129,16 @@ fn a_failed_restore_stops_applying_and_fails_waiters_and_reads() {
 
     let mut failed = None;
     while let Ok(event) = events.try_recv() {
-        if let ApplyEvent::Failed(message) = event {
-            failed = Some(message);
+        if let ApplyEvent::Failed(fatal) = event {
+            failed = Some(fatal);
         }
     }
-    let message = failed.expect("the driver is told of the failure");
+    let fatal = failed.expect("the driver is told of the failure");
+    let message = fatal.to_string();
     assert!(message.contains("snapshot at index 10"), "{message}");
     assert!(matches!(
         waiter_reply.blocking_recv(),
-        Ok(Err(NodeError::StateMachine(_)))
+        Ok(Err(NodeError::Stopped(Fatal::StateMachine(_))))
     ));
     // The read was queued behind the restore: it is dropped unanswered
     // with the queue, which its caller sees as a failure too.

@@ -56,8 +56,16 @@ pub enum StartError {
     #[error("cannot start Raft: {0}")]
     Raft(#[from] raft::RestoreError),
     /// The state machine could not be brought up to the stored snapshot.
-    #[error("cannot restore the state machine from the stored snapshot: {0}")]
-    StateMachine(String),
+    /// Its own error is the [`source`](std::error::Error::source), so an
+    /// error chain (the CLI's) prints the cause after this sentence.
+    #[error("cannot restore the state machine from the stored snapshot at index {index}")]
+    StateMachine {
+        /// The stored snapshot's last index.
+        index: raft::LogIndex,
+        /// The state machine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A thread could not be started.
     #[error("cannot start the apply thread: {0}")]
     Thread(#[from] std::io::Error),

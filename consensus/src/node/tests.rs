@@ -134,7 +134,7 @@ fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// A started node: its handle, its driver task and what it sent.
 type Started = (
     Node,
-    tokio::task::JoinHandle<Result<(), NodeError>>,
+    tokio::task::JoinHandle<Result<(), super::Fatal>>,
     Arc<Recording>,
 );
 
@@ -144,7 +144,7 @@ fn start(options: &NodeOptions, machine: Recorder) -> Result<Started, StartError
     Ok((node, task, network))
 }
 
-async fn stop(node: Node, task: tokio::task::JoinHandle<Result<(), NodeError>>) {
+async fn stop(node: Node, task: tokio::task::JoinHandle<Result<(), super::Fatal>>) {
     node.shutdown().await;
     let outcome = tokio::time::timeout(Duration::from_secs(10), task)
         .await

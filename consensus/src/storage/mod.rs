@@ -52,6 +52,10 @@ mod writer;
 pub use error::StorageError;
 pub use file_store::{FileStore, FileStoreOptions};
 pub use memory::{MemDisk, MemStore};
+/// The largest record the log takes, for the node's tests of a batch the
+/// log refuses for good.
+#[cfg(test)]
+pub(crate) use record::MAX_PAYLOAD as MAX_RECORD_PAYLOAD;
 pub use writer::{Durable, LogWriter, WriterHealth, WriterStats};
 
 use crate::raft::types::{Entry, HardState, LogIndex};

@@ -64,9 +64,10 @@ pub enum ServerError {
     /// A thread of the node could not be started.
     #[error("cannot start a thread: {0}")]
     Spawn(#[from] std::io::Error),
-    /// The node stopped because of a fatal error.
+    /// The node stopped because of a fatal error: its log or its state
+    /// machine failed, or a worker of it panicked.
     #[error("node stopped: {0}")]
-    Stopped(#[from] consensus::node::NodeError),
+    Stopped(#[from] consensus::node::Fatal),
 }
 
 impl From<RunError<ServerError>> for ServerError {
