@@ -28,112 +28,15 @@
 mod chaos;
 #[path = "scenarios/cluster.rs"]
 mod cluster;
+#[path = "datadriven/mod.rs"]
+mod datadriven;
 #[path = "scenarios/format.rs"]
 mod format;
 
 use cluster::Cluster;
 use consensus::raft::{MembershipChange, NodeId};
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-
-/// One parsed block of a scenario file.
-enum Block {
-    Text(String),
-    Command { line: String, expected: Vec<String> },
-}
-
-fn parse(text: &str) -> Result<Vec<Block>, String> {
-    let mut blocks = Vec::new();
-    let mut lines = text.lines().enumerate().peekable();
-    while let Some((number, line)) = lines.next() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            blocks.push(Block::Text(line.to_string()));
-            continue;
-        }
-        match lines.next() {
-            Some((_, "----")) => {}
-            _ => {
-                return Err(format!(
-                    "line {}: command {line:?} must be followed by ----",
-                    number + 1
-                ))
-            }
-        }
-        let mut expected = Vec::new();
-        while let Some((_, output)) = lines.peek() {
-            if output.is_empty() {
-                break;
-            }
-            expected.push(output.to_string());
-            lines.next();
-        }
-        blocks.push(Block::Command {
-            line: line.to_string(),
-            expected,
-        });
-    }
-    Ok(blocks)
-}
-
-fn render(blocks: &[Block]) -> String {
-    let mut text = String::new();
-    for block in blocks {
-        match block {
-            Block::Text(line) => text.push_str(line),
-            Block::Command { line, expected } => {
-                text.push_str(line);
-                text.push_str("\n----");
-                for output in expected {
-                    text.push('\n');
-                    text.push_str(output);
-                }
-            }
-        }
-        text.push('\n');
-    }
-    text
-}
-
-/// One parsed command line.
-struct Command<'a> {
-    name: &'a str,
-    line: &'a str,
-    positional: Vec<String>,
-    options: BTreeMap<String, String>,
-}
-
-impl Command<'_> {
-    /// The positional argument `at` as a number (0 when absent).
-    fn number(&self, at: usize) -> u64 {
-        self.positional
-            .get(at)
-            .and_then(|word| word.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// The option `key` as a number, or `default`.
-    fn option(&self, key: &str, default: u64) -> u64 {
-        self.options
-            .get(key)
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(default)
-    }
-}
-
-/// Splits `a b key=value | c` into positional words and options.
-fn arguments(words: &[&str]) -> (Vec<String>, BTreeMap<String, String>) {
-    let mut positional = Vec::new();
-    let mut options = BTreeMap::new();
-    for word in words {
-        match word.split_once('=') {
-            Some((key, value)) => {
-                options.insert(key.to_string(), value.to_string());
-            }
-            None => positional.push(word.to_string()),
-        }
-    }
-    (positional, options)
-}
+use datadriven::Command;
+use std::collections::BTreeSet;
 
 fn id_set(text: &str) -> BTreeSet<u64> {
     text.trim_matches(|c| c == '(' || c == ')')
@@ -144,20 +47,12 @@ fn id_set(text: &str) -> BTreeSet<u64> {
 
 impl Cluster {
     /// Runs one command line and returns its output lines.
-    fn run(&mut self, line: &str) -> Vec<String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (positional, options) = arguments(&words[1..]);
-        let command = Command {
-            name: words[0],
-            line,
-            positional,
-            options,
-        };
+    fn run(&mut self, command: &Command) -> Vec<String> {
         let mut out = Vec::new();
-        let known = self.run_time(&command, &mut out)
-            || self.run_fault(&command, &mut out)
-            || self.run_client(&command, &mut out)
-            || self.run_inspection(&command, &mut out);
+        let known = self.run_time(command, &mut out)
+            || self.run_fault(command, &mut out)
+            || self.run_client(command, &mut out)
+            || self.run_inspection(command, &mut out);
         if !known {
             out.push(format!("error: unknown command {:?}", command.name));
         }
@@ -168,8 +63,8 @@ impl Cluster {
     }
 
     /// Commands that make time pass or messages move.
-    fn run_time(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
-        match command.name {
+    fn run_time(&mut self, command: &Command, out: &mut Vec<String>) -> bool {
+        match command.name.as_str() {
             "campaign" => {
                 if let Some(core) = self.core(command.number(0)) {
                     core.campaign();
@@ -221,9 +116,9 @@ impl Cluster {
     }
 
     /// Commands that add nodes or inject faults.
-    fn run_fault(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+    fn run_fault(&mut self, command: &Command, out: &mut Vec<String>) -> bool {
         let id = command.number(0);
-        match command.name {
+        match command.name.as_str() {
             "add-nodes" => self.bootstrap(id, &command.options, out),
             "add-empty-node" => self.add_empty(id, &command.options, out),
             "partition" => {
@@ -248,9 +143,9 @@ impl Cluster {
     }
 
     /// Requests a client or operator makes.
-    fn run_client(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+    fn run_client(&mut self, command: &Command, out: &mut Vec<String>) -> bool {
         let (id, argument) = (command.number(0), command.number(1));
-        let result = match command.name {
+        let result = match command.name.as_str() {
             "propose" => {
                 self.propose(id, &command.positional[1..], out);
                 return true;
@@ -271,7 +166,7 @@ impl Cluster {
             }),
             "add-learner" | "promote" | "remove-node" => {
                 let node = NodeId(argument);
-                let change = match command.name {
+                let change = match command.name.as_str() {
                     "add-learner" => MembershipChange::AddLearner {
                         node,
                         address: String::new(),
@@ -298,9 +193,9 @@ impl Cluster {
     }
 
     /// Commands that only look.
-    fn run_inspection(&mut self, command: &Command<'_>, out: &mut Vec<String>) -> bool {
+    fn run_inspection(&mut self, command: &Command, out: &mut Vec<String>) -> bool {
         let id = command.number(0);
-        match command.name {
+        match command.name.as_str() {
             "raft-log" => self.raft_log(id, out),
             "status" => self.status(id, out),
             "applied" => {
@@ -412,56 +307,8 @@ impl Cluster {
     }
 }
 
-/// Runs one scenario file; returns the text it should contain.
-fn run_file(text: &str) -> Result<(String, Vec<String>), String> {
-    let mut blocks = parse(text)?;
-    let mut cluster = Cluster::default();
-    let mut mismatches = Vec::new();
-    for block in &mut blocks {
-        if let Block::Command { line, expected } = block {
-            let actual = cluster.run(line);
-            if actual != *expected {
-                mismatches.push(format!(
-                    "command {line:?}\n--- expected\n{}\n--- actual\n{}",
-                    expected.join("\n"),
-                    actual.join("\n")
-                ));
-            }
-            *expected = actual;
-        }
-    }
-    Ok((render(&blocks), mismatches))
-}
-
 #[test]
 fn raft_scenarios() {
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
-    let rewrite = std::env::var_os("REWRITE").is_some();
-    let mut paths: Vec<_> = fs::read_dir(&directory)
-        .expect("testdata/scenarios exists")
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|extension| extension == "txt"))
-        .collect();
-    paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "no scenario found in {}",
-        directory.display()
-    );
-    let mut failures = Vec::new();
-    for path in paths {
-        let text = fs::read_to_string(&path).expect("scenario readable");
-        let (rendered, mismatches) =
-            run_file(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-        if rewrite {
-            fs::write(&path, rendered).expect("scenario writable");
-        } else if !mismatches.is_empty() {
-            failures.push(format!("{}:\n{}", path.display(), mismatches.join("\n\n")));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "scenario mismatches (REWRITE=1 to accept):\n{}",
-        failures.join("\n\n")
-    );
+    datadriven::run_directory(&directory, Cluster::default, Cluster::run);
 }

@@ -3,10 +3,10 @@
 //! between batches, snapshot then restore, damaged snapshots refused,
 //! skip_to durable).
 
+use consensus::state_machine::conformance::{run_all, Subject};
 use kv::protocol::{encode, ClientSession, KvCommand, KvQuery, Operation};
 use kv::store::{KvStateMachine, StoreError};
 use std::path::Path;
-use vault::conformance::{run_all, Subject};
 
 struct KeyValue;
 

@@ -13,7 +13,6 @@
 //!   2PC participant state.
 //! - [`crypto`]: end-to-end encryption on the client. Nodes only ever see
 //!   [`protocol::SealedSecret`] and [`protocol::WrappedKey`] bytes.
-//! - [`conformance`]: a suite any `StateMachine` can be checked against.
 //!
 //! `docs/vault.md` describes the schema, the apply rules and the envelope
 //! format.
@@ -72,7 +71,6 @@
 
 pub mod backup;
 pub mod client;
-pub mod conformance;
 pub mod crypto;
 pub mod protocol;
 pub mod server;

@@ -4,9 +4,9 @@
 //! bounded apply queue instead of growing it, then carries on.
 
 use super::handle::APPLY_QUEUE;
-use super::{initialize, Node, NodeError, NodeOptions, PeerNetwork, RpcFuture};
-use super::{NodeRequest, ReadConsistency};
-use crate::raft::{LogIndex, Message, NodeId};
+use super::test_support::{test_options, Alone};
+use super::{initialize, Node, NodeError, NodeOptions, ReadConsistency};
+use crate::raft::{LogIndex, NodeId};
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -78,31 +78,10 @@ impl StateMachine for Gated {
     }
 }
 
-/// A single-node cluster: nobody to talk to.
-struct Alone;
-
-impl PeerNetwork for Alone {
-    fn send(&self, _message: Message) {}
-
-    fn call(&self, _to: NodeId, _request: NodeRequest) -> RpcFuture<'_> {
-        Box::pin(async { Err(NodeError::Unavailable) })
-    }
-}
-
 fn options(raft_dir: &Path, max_pending_requests: usize) -> NodeOptions {
     NodeOptions {
-        id: NodeId(1),
-        raft_dir: raft_dir.to_path_buf(),
-        join: false,
-        heartbeat: Duration::from_millis(10),
-        election_min: Duration::from_millis(30),
-        election_max: Duration::from_millis(60),
-        snapshot_every: 1_000_000,
-        request_timeout: Duration::from_secs(5),
-        seed: 7,
         max_pending_requests,
-        min_free_bytes: 0,
-        metrics: Default::default(),
+        ..test_options(1, raft_dir)
     }
 }
 

@@ -6,9 +6,10 @@
 
 use super::apply::ApplyTask;
 use super::error::FatalCell;
-use super::{initialize, Node, NodeError, NodeOptions, PeerNetwork, RpcFuture};
-use super::{Fatal, LogOperation, NodeRequest, ReadConsistency, StateMachineOperation, Worker};
-use crate::raft::{LogIndex, Message, NodeId};
+use super::test_support::{test_options, Alone};
+use super::{initialize, Node, NodeError, NodeOptions};
+use super::{Fatal, LogOperation, ReadConsistency, StateMachineOperation, Worker};
+use crate::raft::{LogIndex, NodeId};
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::path::Path;
 use std::sync::Arc;
@@ -71,32 +72,9 @@ impl StateMachine for Faulty {
     }
 }
 
-/// A one-node cluster reaches no one.
-struct Alone;
-
-impl PeerNetwork for Alone {
-    fn send(&self, _message: Message) {}
-
-    fn call(&self, _to: NodeId, _request: NodeRequest) -> RpcFuture<'_> {
-        Box::pin(async { Err(NodeError::Unavailable) })
-    }
-}
-
+/// The test node's options.
 fn options(raft_dir: &Path) -> NodeOptions {
-    NodeOptions {
-        id: NodeId(1),
-        raft_dir: raft_dir.to_path_buf(),
-        join: false,
-        heartbeat: Duration::from_millis(10),
-        election_min: Duration::from_millis(30),
-        election_max: Duration::from_millis(60),
-        snapshot_every: 1_000_000,
-        request_timeout: Duration::from_secs(5),
-        max_pending_requests: super::DEFAULT_MAX_PENDING_REQUESTS,
-        seed: 7,
-        min_free_bytes: 0,
-        metrics: Default::default(),
-    }
+    test_options(1, raft_dir)
 }
 
 type DriverTask = tokio::task::JoinHandle<Result<(), Fatal>>;

@@ -48,6 +48,8 @@ mod snapshot_log;
 mod startup;
 mod status;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 // The simulation keeps the runtime's proposal table for its clients, so the
 // `testing` feature makes it reachable from the `sim` crate.

@@ -92,18 +92,9 @@ impl PeerNetwork for Recording {
 /// Fast timing: elections after 30 to 60 ms.
 fn options(id: u64, raft_dir: &Path, join: bool) -> NodeOptions {
     NodeOptions {
-        id: NodeId(id),
-        raft_dir: raft_dir.to_path_buf(),
         join,
-        heartbeat: Duration::from_millis(10),
-        election_min: Duration::from_millis(30),
-        election_max: Duration::from_millis(60),
         snapshot_every: 10_000,
-        request_timeout: Duration::from_secs(5),
-        max_pending_requests: super::DEFAULT_MAX_PENDING_REQUESTS,
-        seed: 7,
-        min_free_bytes: 0,
-        metrics: Default::default(),
+        ..super::test_support::test_options(id, raft_dir)
     }
 }
 

@@ -12,8 +12,8 @@
 //! applied index produce identical bytes) and to be validated on restore (a
 //! damaged snapshot is an error that leaves the state untouched).
 
-use consensus::raft::LogIndex;
-use consensus::state_machine::{CommittedCommand, StateMachine};
+use super::{CommittedCommand, StateMachine};
+use crate::raft::LogIndex;
 use std::path::Path;
 
 /// A state machine under test and its workload.

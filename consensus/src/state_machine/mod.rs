@@ -17,6 +17,11 @@
 //!   replaces the whole state with a snapshot's. A job returned by
 //!   `begin_snapshot` must capture the state as of `applied_index` *at the
 //!   time `begin_snapshot` returned*, whatever is applied while it runs.
+//!
+//! [`conformance`] checks these rules against a real implementation, on
+//! real files; every application's state machine runs it in its tests.
+
+pub mod conformance;
 
 use crate::raft::{LogIndex, Membership, Term};
 
