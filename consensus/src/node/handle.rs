@@ -263,18 +263,6 @@ impl Node {
         reached
     }
 
-    /// Waits until this node's state machine applies anything beyond
-    /// `index`, or until `deadline`; returns the applied index then. For
-    /// waiters whose condition is read from the state itself (a decision
-    /// for a transaction, a released lock).
-    pub async fn wait_applied_past(&self, index: LogIndex, deadline: Instant) -> LogIndex {
-        let mut applied = self.applied.clone();
-        let _ = tokio::time::timeout_at(deadline, applied.wait_for(|now| *now > index)).await;
-        // Bound to a local for the same reason as in `wait_applied`.
-        let now = *applied.borrow();
-        now
-    }
-
     /// Hands a Raft message from a peer to the driver. Never waits: when the
     /// queue is full the message is dropped and Raft retransmits.
     pub fn deliver(&self, message: Message) {
