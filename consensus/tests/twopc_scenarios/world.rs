@@ -1,15 +1,18 @@
-//! The world a 2PC scenario runs in: coordinator drivers, participants with
-//! in-memory resource managers, the messages in flight, and the log.
+//! The world a 2PC scenario runs in: coordinator drivers, the participants
+//! (`participants.rs`), the messages in flight, and the log.
+
+#[path = "participants.rs"]
+mod participants;
 
 use super::Command;
 use consensus::raft::NodeId;
 use consensus::twopc::participant::{self, Prepared, Resolution};
 use consensus::twopc::{
-    AckAction, AckDriver, CoordinatorAction, CoordinatorDriver, CoordinatorInput,
-    CoordinatorOptions, Decision, DecisionProposal, LockTable, ParticipantOptions, PrepareOutcome,
-    ResourceManager, TransactionReport, TwoPcReply, TwoPcRequest, Vote, VoteAction, VoteDriver,
-    VoteInput, VotePolicy, VoteRequest,
+    AckDriver, CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions,
+    Decision, DecisionProposal, ParticipantOptions, TransactionReport, TwoPcReply, TwoPcRequest,
+    Vote, VoteDriver, VotePolicy, VoteRequest,
 };
+use participants::Participant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
@@ -86,75 +89,6 @@ fn vote_text(vote: &Vote) -> String {
     match vote {
         Vote::Commit => "commit".into(),
         Vote::Abort(reason) => format!("abort ({reason})"),
-    }
-}
-
-/// One node's participant: durable rows (versions, locks, prepared) and
-/// what it applied from the log.
-#[derive(Default)]
-struct Participant {
-    policy: VotePolicy,
-    versions: BTreeMap<String, u64>,
-    /// Name → the transaction holding its lock.
-    locks: BTreeMap<String, String>,
-    /// Undecided prepared transactions and when they prepared.
-    prepared: BTreeMap<String, (Item, u64)>,
-    applied: BTreeMap<String, Decision>,
-    /// Log entries applied so far.
-    applied_through: usize,
-    /// Vote drivers waiting until `applied_through` reaches the index or
-    /// the clock the deadline.
-    waiting_votes: Vec<WaitingVote>,
-    /// Decides waiting for the decision to be applied.
-    waiting_decides: Vec<(NodeId, AckDriver)>,
-}
-
-/// A vote waiting for the log or for a lock holder's decision.
-struct WaitingVote {
-    driver: VoteDriver<Item>,
-    index: u64,
-    deadline_ms: u64,
-}
-
-impl ResourceManager for Participant {
-    type Resource = Item;
-    type Error = std::convert::Infallible;
-
-    fn prepare(
-        &mut self,
-        request: &VoteRequest<Item>,
-        now_ms: u64,
-    ) -> Result<PrepareOutcome, Self::Error> {
-        let (tx, item) = (&request.tx, &request.resource);
-        if self.applied.contains_key(tx) {
-            return Ok(PrepareOutcome::Refused(format!("{tx} is already decided")));
-        }
-        if self
-            .locks
-            .get(&item.name)
-            .is_some_and(|holder| holder == tx)
-        {
-            return Ok(PrepareOutcome::Prepared);
-        }
-        match self.versions.get(&item.name) {
-            Some(version) if *version == item.version => {}
-            Some(version) => {
-                return Ok(PrepareOutcome::Refused(format!(
-                    "{} is at version {version}",
-                    item.name
-                )))
-            }
-            None => return Ok(PrepareOutcome::Refused(format!("no {}", item.name))),
-        }
-        self.locks.insert(item.name.clone(), tx.clone());
-        self.prepared.insert(tx.clone(), (item.clone(), now_ms));
-        Ok(PrepareOutcome::Prepared)
-    }
-}
-
-impl LockTable for Participant {
-    fn locked_by(&mut self, request: &VoteRequest<Item>) -> Result<Option<String>, Self::Error> {
-        Ok(self.locks.get(&request.resource.name).cloned())
     }
 }
 
@@ -372,7 +306,7 @@ impl World {
             }
             Message::Request(TwoPcRequest::Decide { tx, .. }) => {
                 let driver = AckDriver::start(to, tx, now, PARTICIPANT);
-                self.answer_decide(to, from, driver, out)
+                self.answer_decide(to, from, driver, true, out)
             }
             Message::Request(TwoPcRequest::Resolve { tx, .. }) => {
                 out.push(format!("{to} ignores Resolve {tx}"));
@@ -397,129 +331,6 @@ impl World {
     fn reply(&mut self, from: NodeId, to: NodeId, tx: String, reply: TwoPcReply) {
         let message = Message::Reply { tx, reply };
         self.in_flight.push(Envelope { from, to, message });
-    }
-
-    /// Carries out what participant `at`'s vote driver asks until it waits
-    /// or its vote is sent.
-    fn carry_vote(
-        &mut self,
-        at: NodeId,
-        mut driver: VoteDriver<Item>,
-        mut action: VoteAction,
-        out: &mut Vec<String>,
-    ) {
-        let now = self.now;
-        loop {
-            let Some(participant) = self.participants.get_mut(&at) else {
-                return;
-            };
-            let tx = driver.request().tx.clone();
-            let input = match action {
-                VoteAction::AwaitApplied {
-                    index,
-                    deadline_ms,
-                    holder,
-                } => {
-                    match holder {
-                        Some(holder) => out.push(format!(
-                            "{at} holds its vote on {tx} until {holder} is decided (at most until {deadline_ms})"
-                        )),
-                        None => out.push(format!(
-                            "{at} waits for the log through {index} to vote on {tx} (at most until {deadline_ms})"
-                        )),
-                    }
-                    participant.waiting_votes.push(WaitingVote {
-                        driver,
-                        index,
-                        deadline_ms,
-                    });
-                    return;
-                }
-                VoteAction::Attempt { may_wait } => {
-                    let policy = participant.policy;
-                    let Ok(attempt) = participant::vote_wait_die(
-                        policy,
-                        participant,
-                        driver.request(),
-                        now,
-                        may_wait,
-                    );
-                    VoteInput::Attempted(attempt)
-                }
-                VoteAction::Send(vote) => {
-                    out.push(format!("{at} votes {} on {tx}", vote_text(&vote)));
-                    let coordinator = driver.coordinator();
-                    self.reply(at, coordinator, tx, TwoPcReply::Voted(vote));
-                    return;
-                }
-            };
-            match driver.step(input, now) {
-                Some(next) => action = next,
-                None => return,
-            }
-        }
-    }
-
-    /// Steps the waiting votes of live participants whose wait is over (the
-    /// log reached the index, or the clock the deadline).
-    fn wake_votes(&mut self, out: &mut Vec<String>) {
-        let now = self.now;
-        let ids: Vec<NodeId> = self.participants.keys().copied().collect();
-        for id in ids {
-            if self.crashed.contains(&id) {
-                continue;
-            }
-            let Some(participant) = self.participants.get_mut(&id) else {
-                continue;
-            };
-            let applied = participant.applied_through as u64;
-            let (due, waiting): (Vec<WaitingVote>, Vec<WaitingVote>) = participant
-                .waiting_votes
-                .drain(..)
-                .partition(|wait| applied >= wait.index || now >= wait.deadline_ms);
-            participant.waiting_votes = waiting;
-            for mut wait in due {
-                if let Some(action) = wait.driver.step(VoteInput::Applied(applied), now) {
-                    self.carry_vote(id, wait.driver, action, out);
-                }
-            }
-        }
-    }
-
-    /// Answers a Decide at `at` as its driver says: an ack once the
-    /// decision is applied, a failure after the decision timeout, or a wait
-    /// for the log.
-    fn answer_decide(
-        &mut self,
-        at: NodeId,
-        coordinator: NodeId,
-        driver: AckDriver,
-        out: &mut Vec<String>,
-    ) {
-        let Some(participant) = self.participants.get_mut(&at) else {
-            return;
-        };
-        let tx = driver.tx().to_string();
-        let applied = participant.applied.get(&tx).copied();
-        let through = participant.applied_through as u64;
-        match driver.step(applied, through, self.now) {
-            AckAction::Reply(reply) => {
-                match &reply {
-                    TwoPcReply::Acked { decision } => {
-                        out.push(format!("{at} acks {tx} {decision}"))
-                    }
-                    other => out.push(format!(
-                        "{at} answers the Decide of {tx}: {}",
-                        reply_text(other)
-                    )),
-                }
-                self.reply(at, coordinator, tx, reply);
-            }
-            AckAction::AwaitApplied { .. } => {
-                out.push(format!("{at} waits for the decision of {tx}"));
-                participant.waiting_decides.push((coordinator, driver));
-            }
-        }
     }
 
     fn commit(&mut self, out: &mut Vec<String>) {
@@ -595,7 +406,7 @@ impl World {
             participant.applied_through = self.log.len();
             let waiting = std::mem::take(&mut participant.waiting_decides);
             for (coordinator, driver) in waiting {
-                self.answer_decide(id, coordinator, driver, out);
+                self.answer_decide(id, coordinator, driver, true, out);
             }
         }
         self.wake_votes(out);
@@ -614,36 +425,6 @@ impl World {
         }
         self.wake_votes(out);
         self.time_out_decides(out);
-    }
-
-    /// Decides still unanswered at the decision timeout get a failure.
-    fn time_out_decides(&mut self, out: &mut Vec<String>) {
-        let now = self.now;
-        let mut replies = Vec::new();
-        for (id, participant) in &mut self.participants {
-            if self.crashed.contains(id) {
-                continue;
-            }
-            let applied_through = participant.applied_through as u64;
-            let applied = &participant.applied;
-            participant.waiting_decides.retain(|(coordinator, driver)| {
-                let decision = applied.get(driver.tx()).copied();
-                match driver.step(decision, applied_through, now) {
-                    AckAction::Reply(reply) => {
-                        replies.push((*id, *coordinator, driver.tx().to_string(), reply));
-                        false
-                    }
-                    AckAction::AwaitApplied { .. } => true,
-                }
-            });
-        }
-        for (id, coordinator, tx, reply) in replies {
-            out.push(format!(
-                "{id} answers the Decide of {tx}: {}",
-                reply_text(&reply)
-            ));
-            self.reply(id, coordinator, tx, reply);
-        }
     }
 
     fn crash(&mut self, id: NodeId, out: &mut Vec<String>) {
