@@ -4,10 +4,10 @@
 //! bounded apply queue instead of growing it, then carries on.
 
 use super::handle::APPLY_QUEUE;
-use super::test_support::{test_options, Alone};
+use super::test_support::{test_options, Alone, Echo};
 use super::{initialize, Node, NodeError, NodeOptions, ReadConsistency};
-use crate::raft::{LogIndex, NodeId};
-use crate::state_machine::{CommittedCommand, StateMachine};
+use crate::raft::NodeId;
+use crate::state_machine::CommittedCommand;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -36,48 +36,6 @@ impl Gate {
     }
 }
 
-/// Echoes each command once the gate lets it through.
-struct Gated {
-    applied: LogIndex,
-    gate: Arc<Gate>,
-}
-
-impl StateMachine for Gated {
-    type Error = std::io::Error;
-
-    fn applied_index(&self) -> LogIndex {
-        self.applied
-    }
-
-    fn apply(&mut self, commands: &[CommittedCommand<'_>]) -> Result<Vec<Vec<u8>>, Self::Error> {
-        self.gate.wait_open();
-        let mut responses = Vec::new();
-        for command in commands {
-            self.applied = self.applied.max(command.index);
-            responses.push(command.command.to_vec());
-        }
-        Ok(responses)
-    }
-
-    fn skip_to(&mut self, index: LogIndex) -> Result<(), Self::Error> {
-        self.applied = self.applied.max(index);
-        Ok(())
-    }
-
-    fn query(&self, _query: &[u8]) -> Result<Vec<u8>, Self::Error> {
-        Ok(self.applied.to_be_bytes().to_vec())
-    }
-
-    fn snapshot(&mut self) -> Result<Vec<u8>, Self::Error> {
-        Ok(Vec::new())
-    }
-
-    fn restore(&mut self, index: LogIndex, _data: &[u8]) -> Result<(), Self::Error> {
-        self.applied = index;
-        Ok(())
-    }
-}
-
 fn options(raft_dir: &Path, max_pending_requests: usize) -> NodeOptions {
     NodeOptions {
         max_pending_requests,
@@ -89,10 +47,12 @@ fn options(raft_dir: &Path, max_pending_requests: usize) -> NodeOptions {
 /// `gate`, after one proposal went through.
 async fn leader(raft_dir: &Path, max_pending_requests: usize, gate: &Arc<Gate>) -> Node {
     initialize(raft_dir, NodeId(1), [NodeId(1)].into()).expect("initialize");
-    let machine = Gated {
-        applied: 0,
-        gate: gate.clone(),
-    };
+    // Echoes each command once the gate lets it through.
+    let gate = gate.clone();
+    let machine = Echo::new(move |_: &[CommittedCommand<'_>]| {
+        gate.wait_open();
+        Ok(())
+    });
     let (node, _task) = Node::start(
         &options(raft_dir, max_pending_requests),
         machine,

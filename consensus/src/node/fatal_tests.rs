@@ -6,36 +6,25 @@
 
 use super::apply::ApplyTask;
 use super::error::FatalCell;
-use super::test_support::{test_options, Alone};
+use super::test_support::{test_options, Alone, Echo};
 use super::{initialize, Node, NodeError, NodeOptions};
 use super::{Fatal, LogOperation, ReadConsistency, StateMachineOperation, Worker};
-use crate::raft::{LogIndex, NodeId};
+use crate::raft::NodeId;
 use crate::state_machine::{CommittedCommand, StateMachine};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How [`Faulty`] treats a command.
+/// How [`faulty`] treats a command.
 const FAIL: &[u8] = b"fail";
 const PANIC: &[u8] = b"panic";
 
-/// Echoes each command; [`FAIL`] makes `apply` return an error (not a full
-/// disk: the runtime does not retry it), [`PANIC`] makes it panic.
-#[derive(Default)]
-struct Faulty {
-    applied: LogIndex,
-}
-
-impl StateMachine for Faulty {
-    type Error = std::io::Error;
-
-    fn applied_index(&self) -> LogIndex {
-        self.applied
-    }
-
-    fn apply(&mut self, commands: &[CommittedCommand<'_>]) -> Result<Vec<Vec<u8>>, Self::Error> {
-        let mut responses = Vec::new();
+/// Echoes each command; a batch holding [`FAIL`] makes `apply` return an
+/// error (not a full disk: the runtime does not retry it), one holding
+/// [`PANIC`] makes it panic.
+fn faulty() -> impl StateMachine {
+    Echo::new(|commands: &[CommittedCommand<'_>]| {
         for command in commands {
             match command.command {
                 FAIL => {
@@ -47,29 +36,9 @@ impl StateMachine for Faulty {
                 PANIC => panic!("injected panic applying {}", command.index),
                 _ => {}
             }
-            self.applied = self.applied.max(command.index);
-            responses.push(command.command.to_vec());
         }
-        Ok(responses)
-    }
-
-    fn skip_to(&mut self, index: LogIndex) -> Result<(), Self::Error> {
-        self.applied = self.applied.max(index);
         Ok(())
-    }
-
-    fn query(&self, _query: &[u8]) -> Result<Vec<u8>, Self::Error> {
-        Ok(self.applied.to_be_bytes().to_vec())
-    }
-
-    fn snapshot(&mut self) -> Result<Vec<u8>, Self::Error> {
-        Ok(Vec::new())
-    }
-
-    fn restore(&mut self, index: LogIndex, _data: &[u8]) -> Result<(), Self::Error> {
-        self.applied = index;
-        Ok(())
-    }
+    })
 }
 
 /// The test node's options.
@@ -82,8 +51,7 @@ type DriverTask = tokio::task::JoinHandle<Result<(), Fatal>>;
 /// The leader of its own one-node cluster, after one proposal went through.
 async fn leader(raft_dir: &Path) -> (Node, DriverTask) {
     initialize(raft_dir, NodeId(1), [NodeId(1)].into()).expect("initialize");
-    let (node, task) =
-        Node::start(&options(raft_dir), Faulty::default(), Arc::new(Alone)).expect("start");
+    let (node, task) = Node::start(&options(raft_dir), faulty(), Arc::new(Alone)).expect("start");
     let first = tokio::time::timeout(Duration::from_secs(20), node.propose(b"first".to_vec()))
         .await
         .expect("hang guard");
