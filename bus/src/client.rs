@@ -13,6 +13,7 @@
 use certs::Credentials;
 use consensus::raft::NodeId;
 use consensus::transport::{Client, PeerAddress};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,6 +31,23 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// listed would take the whole request timeout and the others would never be
 /// tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a dial may go unanswered before the next node is dialled as
+/// well ("happy eyeballs", RFC 8305's connection attempt delay): a killed
+/// node does not refuse a QUIC handshake, it is silent, so without this a
+/// fresh client whose first node is down would wait [`CONNECT_TIMEOUT`]
+/// before trying another. A healthy handshake takes a few milliseconds on
+/// a LAN; the first dial is not abandoned, and whichever finishes first
+/// carries the request.
+const DIAL_STAGGER: Duration = Duration::from_millis(150);
+
+/// Longest wait for one node's answer before the same request goes to the
+/// next node ([`Cluster::call`]'s usual `attempt`). A node can accept a
+/// request and never answer it: a leader killed after the connection was
+/// made (nothing tells the client for many seconds), or one cut off from
+/// its peers that cannot commit. Two seconds is far above a healthy
+/// cluster's slowest write and well under the client's whole timeout.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a request got no answer from a node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,11 +89,17 @@ pub enum CallError {
     },
 }
 
+/// The connection to one node, once dialled; locked while it is dialled.
+type Slot = Arc<Mutex<Option<Arc<Client>>>>;
+
 /// Connections to the nodes of one cluster on behalf of one identity.
 pub struct Cluster {
     credentials: Credentials,
     nodes: Vec<(NodeId, PeerAddress)>,
-    connections: Mutex<BTreeMap<NodeId, Arc<Client>>>,
+    /// One slot per node dialled: a dial holds its node's slot only, so
+    /// several nodes can be dialled at once (see [`DIAL_STAGGER`]) while
+    /// two requests for the same node share one dial.
+    connections: std::sync::Mutex<BTreeMap<NodeId, Slot>>,
     preferred: AtomicUsize,
 }
 
@@ -86,7 +110,7 @@ impl Cluster {
         Cluster {
             credentials,
             nodes,
-            connections: Mutex::new(BTreeMap::new()),
+            connections: std::sync::Mutex::new(BTreeMap::new()),
             preferred: AtomicUsize::new(0),
         }
     }
@@ -118,13 +142,17 @@ impl Cluster {
     /// Sends `request` to one node after another, starting with the
     /// preferred one, until one answers with a reply `retry` does not want
     /// retried elsewhere (that node is then preferred), or the `timeout`
-    /// passes. Node `avoid` is asked only when it is the only one. At the
+    /// passes. One node gets at most `per_node` (usually
+    /// [`ATTEMPT_TIMEOUT`]) to answer before the next is tried, so the
+    /// request must be safe to repeat (a write carries its client session).
+    /// Node `avoid` is asked only when it is the only one. At the
     /// deadline the most telling outcome is returned: a node's refusal of
     /// our certificate, else the last retryable reply, else the last error.
     pub async fn call<Req, Resp>(
         &self,
         request: &Req,
         timeout: Duration,
+        per_node: Duration,
         avoid: Option<NodeId>,
         retry: impl Fn(&Resp) -> bool,
     ) -> Result<Resp, CallError>
@@ -137,14 +165,27 @@ impl Cluster {
         let mut refusal = None;
         let mut answered = None;
         let count = self.nodes.len().max(1);
-        let mut attempt = 0usize;
+        let mut next = self.preferred();
         while Instant::now() < deadline {
-            let index = (self.preferred() + attempt) % count;
-            attempt += 1;
-            if count > 1 && avoid.is_some() && self.nodes.get(index).map(|(id, _)| *id) == avoid {
-                continue;
-            }
-            match self.request(index, request, deadline).await {
+            let attempt_deadline = deadline.min(Instant::now() + per_node);
+            let connected = self.connect_from(next, attempt_deadline, avoid).await;
+            let (index, id, connection) = match connected {
+                Ok(connected) => connected,
+                Err((tried, error)) => {
+                    if let CallError::CertificateRefused { .. } = error {
+                        refusal.get_or_insert(error.clone());
+                    }
+                    last_error = error;
+                    next = (tried + 1) % count;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            };
+            next = (index + 1) % count;
+            match self
+                .request_on(id, &connection, request, attempt_deadline)
+                .await
+            {
                 Ok(reply) if retry(&reply) => answered = Some(reply),
                 Ok(reply) => {
                     self.preferred.store(index, Ordering::Relaxed);
@@ -165,6 +206,52 @@ impl Cluster {
         }
     }
 
+    /// A connection to node `start` of the configured list, or, if dialling
+    /// it takes longer than [`DIAL_STAGGER`] or fails, to whichever of the
+    /// following nodes (in order, `avoid` only if it is the only one) is
+    /// connected first; each dial is bounded by [`CONNECT_TIMEOUT`] and
+    /// `deadline`. On failure, the last node tried and its error.
+    async fn connect_from(
+        &self,
+        start: usize,
+        deadline: Instant,
+        avoid: Option<NodeId>,
+    ) -> Result<(usize, NodeId, Arc<Client>), (usize, CallError)> {
+        let count = self.nodes.len();
+        let mut order = (0..count)
+            .map(|offset| (start + offset) % count)
+            .filter(|&index| count == 1 || avoid != Some(self.nodes[index].0));
+        let mut dials = futures::stream::FuturesUnordered::new();
+        let mut last = (start, CallError::NoNodes);
+        loop {
+            if dials.is_empty() {
+                match order.next() {
+                    Some(index) => dials.push(self.dial(index, deadline)),
+                    None => return Err(last),
+                }
+            }
+            tokio::select! {
+                Some((index, outcome)) = dials.next() => match outcome {
+                    Ok((id, connection)) => return Ok((index, id, connection)),
+                    Err(error) => last = (index, error),
+                },
+                () = tokio::time::sleep(DIAL_STAGGER) => {
+                    if let Some(index) = order.next() {
+                        dials.push(self.dial(index, deadline));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dial(
+        &self,
+        index: usize,
+        deadline: Instant,
+    ) -> (usize, Result<(NodeId, Arc<Client>), CallError>) {
+        (index, self.connect_index(index, deadline).await)
+    }
+
     /// One attempt at node `index`, answered before `deadline`.
     pub async fn request<Req, Resp>(
         &self,
@@ -177,6 +264,22 @@ impl Cluster {
         Resp: DeserializeOwned,
     {
         let (id, connection) = self.connect_index(index, deadline).await?;
+        self.request_on(id, &connection, request, deadline).await
+    }
+
+    /// Sends `request` on `connection` (to node `id`) and waits for the
+    /// answer until `deadline`.
+    async fn request_on<Req, Resp>(
+        &self,
+        id: NodeId,
+        connection: &Client,
+        request: &Req,
+        deadline: Instant,
+    ) -> Result<Resp, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
         match tokio::time::timeout_at(deadline, connection.request(request)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) => {
@@ -189,7 +292,13 @@ impl Cluster {
                     reason: error.to_string(),
                 })
             }
-            Err(_) => Err(CallError::TimedOut(id)),
+            Err(_) => {
+                // A connection that leaves a request unanswered this long
+                // may lead to a dead node: the next request dials anew
+                // (and a dead node then fails within CONNECT_TIMEOUT).
+                self.forget(id).await;
+                Err(CallError::TimedOut(id))
+            }
         }
     }
 
@@ -211,7 +320,17 @@ impl Cluster {
     /// Drops the connection to node `id` (it broke); the next request dials
     /// again.
     pub async fn forget(&self, id: NodeId) {
-        self.connections.lock().await.remove(&id);
+        let slot = self.slots().get(&id).cloned();
+        if let Some(slot) = slot {
+            slot.lock().await.take();
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Slot>> {
+        // Each use is one lookup or insert: a panic cannot leave it torn.
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens the connection to the preferred node now (handshake included),
@@ -229,8 +348,9 @@ impl Cluster {
         id: NodeId,
         address: &PeerAddress,
     ) -> Result<Arc<Client>, CallError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(client) = connections.get(&id) {
+        let slot = self.slots().entry(id).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
         let client = Client::connect(&self.credentials, address)
@@ -240,7 +360,7 @@ impl Cluster {
                 reason: error.to_string(),
             })?;
         let client = Arc::new(client);
-        connections.insert(id, client.clone());
+        *slot = Some(client.clone());
         Ok(client)
     }
 
@@ -248,10 +368,12 @@ impl Cluster {
     /// out its connection's draining period, which in sequence added about
     /// 85 ms per node to every command.
     pub async fn close(&self) {
-        let connections = std::mem::take(&mut *self.connections.lock().await);
+        let slots = std::mem::take(&mut *self.slots());
         let mut closing = tokio::task::JoinSet::new();
-        for client in connections.into_values() {
-            closing.spawn(async move { client.close().await });
+        for slot in slots.into_values() {
+            if let Some(client) = slot.lock().await.take() {
+                closing.spawn(async move { client.close().await });
+            }
         }
         while closing.join_next().await.is_some() {}
     }

@@ -6,7 +6,7 @@
 //! it once and answers the retry with the first answer.
 
 use crate::protocol::{KvError, KvReply, KvRequest, KvResponse};
-use bus::client::{CallError, Cluster};
+use bus::client::{CallError, Cluster, ATTEMPT_TIMEOUT};
 use bus::sessions::ClientSession;
 use bus::WireResponse;
 use certs::Credentials;
@@ -100,7 +100,13 @@ impl KvClient {
         };
         match self
             .cluster
-            .call(&Request::Client(request), self.timeout, None, unavailable)
+            .call(
+                &Request::Client(request),
+                self.timeout,
+                ATTEMPT_TIMEOUT,
+                None,
+                unavailable,
+            )
             .await
         {
             Ok(WireResponse::Client(reply)) => reply,

@@ -16,7 +16,7 @@
 
 use crate::protocol::{ClientRequest, ClientSession, Reply, Request, Response, VaultError};
 use crate::server::{WireRequest, WireResponse};
-use bus::client::{CallError, Cluster};
+use bus::client::{CallError, Cluster, ATTEMPT_TIMEOUT};
 use certs::Credentials;
 use consensus::raft::NodeId;
 use consensus::transport::PeerAddress;
@@ -139,6 +139,14 @@ impl VaultClient {
     /// Sends `request` to the cluster, retrying on other nodes until the
     /// timeout, asking `avoid` only if it is the only node configured.
     async fn send(&self, request: ClientRequest, avoid: Option<NodeId>) -> Reply {
+        // A delete is not sent to a second node while the first may still
+        // be deciding it: the second would run its own transaction under
+        // the same session, and its abort could answer for the first's
+        // commit.
+        let attempt = match request.request {
+            Request::Delete { .. } => self.timeout,
+            _ => ATTEMPT_TIMEOUT,
+        };
         let wire = WireRequest::Client(request);
         let unavailable = |response: &WireResponse| {
             matches!(
@@ -148,7 +156,7 @@ impl VaultClient {
         };
         let outcome = self
             .cluster
-            .call(&wire, self.timeout, avoid, unavailable)
+            .call(&wire, self.timeout, attempt, avoid, unavailable)
             .await;
         match outcome {
             Ok(response) => client_reply(response),

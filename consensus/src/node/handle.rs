@@ -4,7 +4,8 @@ use super::apply::{ApplyTask, ApplyWorker, PinnedBackup, SharedMachine};
 use super::driver::{Driver, Event};
 use super::error::{panic_message, FatalCell};
 use super::startup::{self, build_core, StartError};
-use super::{ApplyResult, NodeError, NodeOptions, NodeReply, NodeRequest, NodeStatus, PeerNetwork};
+use super::to_leader::RETRY_PAUSE;
+use super::{ApplyResult, NodeError, NodeOptions, NodeStatus, PeerNetwork};
 use super::{Fatal, StateMachineError, StateMachineOperation, Worker};
 use crate::metrics::Metrics;
 use crate::raft::{LogIndex, MembershipChange, Message, NodeId, Role, Term};
@@ -25,8 +26,6 @@ const EVENT_QUEUE: usize = 65_536;
 /// the queue growing without bound.
 pub(crate) const APPLY_QUEUE: usize = 1024;
 
-/// Pause before retrying a request that found no leader.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How often a linearizable read waiting for the state machine checks
 /// whether the node is stuck on a full disk (see `read_reply_within`).
 const STUCK_READ_CHECK: Duration = Duration::from_millis(500);
@@ -74,22 +73,22 @@ type StaleReader = dyn Fn(&[u8]) -> ApplyResult + Send + Sync;
 /// apply queues, this keeps memory flat under any load.
 #[derive(Clone)]
 pub struct Node {
-    id: NodeId,
+    pub(super) id: NodeId,
     events: mpsc::Sender<Event>,
     apply: mpsc::Sender<ApplyTask>,
     pending: Arc<Semaphore>,
     #[cfg(test)]
     max_pending: usize,
-    network: Arc<dyn PeerNetwork>,
-    status: watch::Receiver<NodeStatus>,
+    pub(super) network: Arc<dyn PeerNetwork>,
+    pub(super) status: watch::Receiver<NodeStatus>,
     stale: Arc<StaleReader>,
     /// The state machine's applied index, updated after every batch.
     applied: watch::Receiver<LogIndex>,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     metrics: Metrics,
     /// The fatal error the node stopped on, once it has: what a request
     /// that finds the driver or the apply worker gone is answered with.
-    fatal: FatalCell,
+    pub(super) fatal: FatalCell,
 }
 
 impl Node {
@@ -275,40 +274,6 @@ impl Node {
         let _ = self.events.try_send(Event::Peer(message));
     }
 
-    /// Replicates `command` and returns the state machine's response once it
-    /// is applied here or on the leader. A follower forwards to the leader;
-    /// without a leader it retries until the request timeout.
-    pub async fn propose(&self, command: Vec<u8>) -> ApplyResult {
-        let _pending = self.admit()?;
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let outcome = match self.propose_here(command.clone(), deadline).await {
-                Err(NodeError::NotLeader {
-                    leader: Some(leader),
-                }) if leader != self.id => self.forward_propose(leader, &command, deadline).await,
-                other => other,
-            };
-            match outcome {
-                Err(error) if error.is_retryable() && Instant::now() < deadline => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(error) if error.is_retryable() => return Err(NodeError::Unavailable),
-                other => return other,
-            }
-        }
-    }
-
-    /// Proposes `command` on this node only (no forwarding): what a leader
-    /// does for a follower's forwarded proposal.
-    /// Refused with [`NodeError::Busy`] when the node has too many requests
-    /// in progress, and [`NodeError::Unavailable`] when the entry is not
-    /// applied within the request timeout.
-    pub async fn propose_local(&self, command: Vec<u8>) -> ApplyResult {
-        let _pending = self.admit()?;
-        self.propose_here(command, Instant::now() + self.timeout)
-            .await
-    }
-
     /// How many requests are in progress now (a closure, so a test can
     /// poll it while the node is in use).
     #[cfg(test)]
@@ -325,42 +290,11 @@ impl Node {
     }
 
     /// A permit for one request in progress, or [`NodeError::Busy`].
-    fn admit(&self) -> Result<OwnedSemaphorePermit, NodeError> {
+    pub(super) fn admit(&self) -> Result<OwnedSemaphorePermit, NodeError> {
         self.pending
             .clone()
             .try_acquire_owned()
             .map_err(|_| NodeError::Busy)
-    }
-
-    async fn propose_here(&self, command: Vec<u8>, deadline: Instant) -> ApplyResult {
-        let (reply, response) = oneshot::channel();
-        let sent =
-            tokio::time::timeout_at(deadline, self.send_event(Event::Propose { command, reply }));
-        sent.await.map_err(|_| NodeError::Unavailable)??;
-        match tokio::time::timeout_at(deadline, response).await {
-            Ok(outcome) => outcome.unwrap_or_else(|_| Err(self.fatal.gone())),
-            // Not applied in time (no quorum, or the state machine is far
-            // behind): the caller may retry; its session dedups.
-            Err(_) => Err(NodeError::Unavailable),
-        }
-    }
-
-    async fn forward_propose(
-        &self,
-        leader: NodeId,
-        command: &[u8],
-        deadline: Instant,
-    ) -> ApplyResult {
-        let call = self
-            .network
-            .call(leader, NodeRequest::Propose(command.to_vec()));
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(NodeReply::Applied(response))) => Ok(response),
-            Ok(Ok(NodeReply::Failed(error))) => Err(error),
-            Ok(Ok(NodeReply::ReadIndex(_))) => Err(NodeError::Unavailable),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(NodeError::Unavailable),
-        }
     }
 
     /// Answers `query` from the state machine with the given consistency.
@@ -463,76 +397,6 @@ impl Node {
                 }
             }
         }
-    }
-
-    /// The index a linearizable read must wait for, confirmed by a quorum
-    /// (asking the leader when this node is a follower).
-    /// Refused with [`NodeError::Busy`] when the node has too many requests
-    /// in progress.
-    pub async fn read_index(&self) -> Result<LogIndex, NodeError> {
-        let _pending = self.admit()?;
-        self.read_index_within(Instant::now() + self.timeout).await
-    }
-
-    async fn read_index_within(&self, deadline: Instant) -> Result<LogIndex, NodeError> {
-        loop {
-            let outcome = match self.read_index_here(deadline).await {
-                Err(NodeError::NotLeader {
-                    leader: Some(leader),
-                }) if leader != self.id => {
-                    let call = self.network.call(leader, NodeRequest::ReadIndex);
-                    match tokio::time::timeout_at(deadline, call).await {
-                        Ok(Ok(NodeReply::ReadIndex(index))) => Ok(index),
-                        Ok(Ok(NodeReply::Failed(error))) => Err(error),
-                        Ok(Ok(NodeReply::Applied(_))) | Err(_) => Err(NodeError::Unavailable),
-                        Ok(Err(error)) => Err(error),
-                    }
-                }
-                other => other,
-            };
-            match outcome {
-                Err(error) if error.is_retryable() && Instant::now() < deadline => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(error) if error.is_retryable() => return Err(NodeError::Unavailable),
-                other => return other,
-            }
-        }
-    }
-
-    /// Runs a ReadIndex round on this node only (leader only).
-    /// Busy and timed out like [`Node::read_index`].
-    pub async fn read_index_local(&self) -> Result<LogIndex, NodeError> {
-        let _pending = self.admit()?;
-        self.read_index_here(Instant::now() + self.timeout).await
-    }
-
-    async fn read_index_here(&self, deadline: Instant) -> Result<LogIndex, NodeError> {
-        let (reply, response) = oneshot::channel();
-        let sent = tokio::time::timeout_at(deadline, self.send_event(Event::ReadIndex { reply }));
-        sent.await.map_err(|_| NodeError::Unavailable)??;
-        // The driver forgets a read whose caller has gone (see its tick), so
-        // giving up here leaves nothing behind.
-        match tokio::time::timeout_at(deadline, response).await {
-            Ok(outcome) => outcome.unwrap_or_else(|_| Err(self.fatal.gone())),
-            Err(_) => Err(NodeError::Unavailable),
-        }
-    }
-
-    /// Serves a request from another node (already authenticated as a node
-    /// by the transport).
-    pub async fn handle_peer_request(&self, from: NodeId, request: NodeRequest) -> NodeReply {
-        tracing::debug!(
-            "Node {} serves a forwarded request from Node {from}",
-            self.id
-        );
-        let outcome = match request {
-            NodeRequest::Propose(command) => {
-                self.propose_local(command).await.map(NodeReply::Applied)
-            }
-            NodeRequest::ReadIndex => self.read_index_local().await.map(NodeReply::ReadIndex),
-        };
-        outcome.unwrap_or_else(NodeReply::Failed)
     }
 
     /// Asks the leader (this node must be it) to hand leadership to `to`, or
@@ -638,7 +502,7 @@ impl Node {
         self.status.borrow().role == Role::Leader.to_string()
     }
 
-    async fn send_event(&self, event: Event) -> Result<(), NodeError> {
+    pub(super) async fn send_event(&self, event: Event) -> Result<(), NodeError> {
         self.events.send(event).await.map_err(|_| self.fatal.gone())
     }
 }

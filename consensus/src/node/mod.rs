@@ -51,6 +51,7 @@ mod status;
 mod test_support;
 #[cfg(test)]
 mod tests;
+mod to_leader;
 // The simulation keeps the runtime's proposal table for its clients, so the
 // `testing` feature makes it reachable from the `sim` crate.
 #[cfg(any(test, feature = "testing"))]
@@ -123,9 +124,16 @@ pub struct NodeOptions {
 
 impl NodeOptions {
     /// The length of one core tick: heartbeats and election timeouts are
-    /// whole numbers of ticks, so a tick is a fraction of the heartbeat.
+    /// whole numbers of ticks. A tick wakes the node whether or not there
+    /// is work (it is most of an idle node's CPU), so it is as long as it
+    /// can be: one heartbeat, unless that leaves fewer than ten distinct
+    /// election timeouts between the lowest and the highest (then a tenth
+    /// of that range), so that randomized timeouts still keep candidates
+    /// apart. The defaults (a 50 ms heartbeat, 500–1000 ms timeouts) give
+    /// a 50 ms tick (etcd ticks every 100 ms); 150–300 ms give 15 ms.
     pub fn tick(&self) -> Duration {
-        (self.heartbeat / 5).max(Duration::from_millis(1))
+        let spread = self.election_max.saturating_sub(self.election_min) / 10;
+        self.heartbeat.min(spread).max(Duration::from_millis(1))
     }
 
     /// The core's configuration for these options.
