@@ -2,8 +2,9 @@
 # CPU per committed write, whole machine and per thread (issue 13's figure).
 #
 # Starts a local cluster of release-built nodes (durable, mutual TLS) on
-# loopback, runs `vault-cli bench` against it, and reads /proc before and
-# after the measured run: the machine's busy time (user, nice, system, irq,
+# loopback (scripts/local-cluster.sh), runs `vault-cli bench` against it,
+# and reads /proc before and after the measured run: the machine's busy
+# time (user, nice, system, irq,
 # softirq, steal from /proc/stat), each node's threads (utime + stime by
 # thread name), each node's context switches, and the bench client's own
 # CPU. Prints one block of figures per run; measures, asserts nothing.
@@ -14,52 +15,17 @@
 #
 # Knobs: NODES (3), CLIENTS (64), SECS (10), SIZE (256), RUNS (1),
 # BASE_PORT (free ports are searched from 27101), IDLE (0), KEEP (0: the
-# cluster directory is removed at the end).
+# cluster directory is removed at the end), VAULT_CLI (a binary to measure
+# instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NODES=${NODES:-3}
 CLIENTS=${CLIENTS:-64}
 SECS=${SECS:-10}
 SIZE=${SIZE:-256}
 RUNS=${RUNS:-1}
 IDLE=${IDLE:-0}
-KEEP=${KEEP:-0}
-
-cargo build --release -q -p vault-cli
-CLI=$PWD/target/release/vault-cli
-DIR=$(mktemp -d /tmp/cpu-per-write.XXXXXX)
-PIDS=()
-
-stop() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    [ "$KEEP" = 1 ] || rm -rf "$DIR"
-}
-trap stop EXIT
-
-# A run of NODES (and their metrics ports, +1000) free on loopback.
-port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && ! ss -Huln "sport = :$1" 2>/dev/null | grep -q .; }
-BASE_PORT=${BASE_PORT:-27101}
-while true; do
-    ok=1
-    for ((k = 0; k < NODES; k++)); do
-        port_free $((BASE_PORT + k)) && port_free $((BASE_PORT + k + 1000)) || { ok=0; break; }
-    done
-    [ $ok = 1 ] && break
-    BASE_PORT=$((BASE_PORT + NODES))
-done
-
-"$CLI" cluster init --dir "$DIR" --nodes "$NODES" --base-port "$BASE_PORT" >/dev/null
-for ((k = 1; k <= NODES; k++)); do
-    "$CLI" node run --config "$DIR/node$k/node.toml" >"$DIR/node$k.log" 2>&1 &
-    PIDS+=($!)
-done
-export VAULT_CONFIG=$DIR/client.toml
-for _ in $(seq 1 100); do
-    "$CLI" --json status 2>/dev/null | grep -q '"leader"' && break
-    sleep 0.2
-done
+source scripts/local-cluster.sh
 
 HZ=$(getconf CLK_TCK)
 # Busy jiffies of the whole machine.

@@ -129,8 +129,8 @@ impl NodeOptions {
     /// can be: one heartbeat, unless that leaves fewer than ten distinct
     /// election timeouts between the lowest and the highest (then a tenth
     /// of that range), so that randomized timeouts still keep candidates
-    /// apart. The defaults (a 50 ms heartbeat, 500–1000 ms timeouts) give
-    /// a 50 ms tick (etcd ticks every 100 ms); 150–300 ms give 15 ms.
+    /// apart. The defaults (a 100 ms heartbeat, 500–1000 ms timeouts)
+    /// give a 50 ms tick; 150–300 ms timeouts give 15 ms.
     pub fn tick(&self) -> Duration {
         let spread = self.election_max.saturating_sub(self.election_min) / 10;
         self.heartbeat.min(spread).max(Duration::from_millis(1))
