@@ -52,7 +52,7 @@ echo "filled with $SECRETS secrets in $((($(now_ms) - started) / 1000)) s ($(jso
 
 bench --duration "${SECS}s"
 grown=$(json "$DIR/bench.json" ops_per_sec)
-python3 -c 'import sys; f, g = map(float, sys.argv[1:]); print(f"at {sys.argv[3]} secrets: {g:.0f} writes/s (p99 {sys.argv[4]} ms), {100 * g / f:.0f} % of the fresh vault")' \
+python3 -c 'import sys; f, g = map(float, sys.argv[1:3]); print(f"at {sys.argv[3]} secrets: {g:.0f} writes/s (p99 {sys.argv[4]} ms), {100 * g / f:.0f} % of the fresh vault")' \
     "$fresh" "$grown" "$SECRETS" "$(json "$DIR/bench.json" p99_ms)"
 
 leader=$(leader_id)
