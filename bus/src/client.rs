@@ -42,7 +42,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const DIAL_STAGGER: Duration = Duration::from_millis(150);
 
 /// Longest wait for one node's answer before the same request goes to the
-/// next node ([`Cluster::call`]'s usual `attempt`). A node can accept a
+/// next node ([`Cluster::call`]'s usual `per_node`). A node can accept a
 /// request and never answer it: a leader killed after the connection was
 /// made (nothing tells the client for many seconds), or one cut off from
 /// its peers that cannot commit. Two seconds is far above a healthy

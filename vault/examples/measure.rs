@@ -1,11 +1,13 @@
-//! Measures the two costs a vault user feels: deriving the keys from a
-//! passphrase (slow on purpose) and applying committed add-secret commands to
-//! SQLite, per batch size.
+//! Measures the costs a vault user feels: deriving the keys from a
+//! passphrase (slow on purpose), applying committed add-secret commands to
+//! SQLite, per batch size, and a follower's restore of a snapshot of
+//! `MEASURE_RESTORE_SECRETS` secrets (200 000 by default).
 //!
-//! Run: `cargo run -p vault --example measure` (numbers depend on the build
-//! profile and the disk; the report says which were used).
+//! Run: `cargo run --release -p vault --example measure` (numbers depend on
+//! the build profile and the disk).
 
 use consensus::state_machine::{CommittedCommand, StateMachine};
+use std::path::PathBuf;
 use std::time::Instant;
 use vault::crypto::{KdfParams, Keyring, Passphrase, SecretFields};
 use vault::protocol::{encode, ClientSession, Operation, VaultCommand};
@@ -31,48 +33,84 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     for batch in [1usize, 16, 64] {
-        let dir =
-            std::env::temp_dir().join(format!("vault-measure-{}-{batch}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let dir = scratch(&format!("{batch}"))?;
         let mut machine = VaultStateMachine::open(&dir.join("vault.db"))?;
         let total = 2_000u64;
-        let commands: Vec<Vec<u8>> = (1..=total)
-            .map(|i| {
-                encode(&VaultCommand::V1 {
-                    session: Some(ClientSession {
-                        client_id: i % 64,
-                        seq: i,
-                    }),
-                    owner: "client:bench".into(),
-                    proposed_at_ms: i,
-                    op: Operation::Put {
-                        name: format!("secret-{i}"),
-                        sealed: sealed.clone(),
-                        update: false,
-                        version: 1,
-                    },
-                })
-            })
-            .collect();
         let started = Instant::now();
-        for (chunk_number, chunk) in commands.chunks(batch).enumerate() {
-            let first = (chunk_number * batch) as u64 + 1;
-            let committed: Vec<CommittedCommand<'_>> = chunk
-                .iter()
-                .enumerate()
-                .map(|(offset, command)| CommittedCommand {
-                    index: first + offset as u64,
-                    term: 1,
-                    command,
-                })
-                .collect();
-            machine.apply(&committed)?;
-        }
+        apply_puts(&mut machine, &sealed, total, batch)?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "apply {total} add-secret commands in batches of {batch}: {:.0} commands/s",
             total as f64 / seconds
         );
+        std::fs::remove_dir_all(&dir)?;
+    }
+
+    let secrets: u64 = match std::env::var("MEASURE_RESTORE_SECRETS") {
+        Ok(value) => value.parse()?,
+        Err(_) => 200_000,
+    };
+    let dir = scratch("restore")?;
+    let mut leader = VaultStateMachine::open(&dir.join("leader.db"))?;
+    apply_puts(&mut leader, &sealed, secrets, 64)?;
+    let snapshot = leader.snapshot()?;
+    let mut follower = VaultStateMachine::open(&dir.join("follower.db"))?;
+    let started = Instant::now();
+    follower.restore(secrets, &snapshot)?;
+    println!(
+        "restore a snapshot of {secrets} secrets ({:.1} MB): {:.2} s",
+        snapshot.len() as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// A fresh directory under the system's temporary directory.
+fn scratch(name: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("vault-measure-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Applies `total` add-secret commands of `sealed` (indexes 1..=total) in
+/// batches of `batch`.
+fn apply_puts(
+    machine: &mut VaultStateMachine,
+    sealed: &vault::protocol::SealedSecret,
+    total: u64,
+    batch: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let commands: Vec<Vec<u8>> = (1..=total)
+        .map(|i| {
+            encode(&VaultCommand::V1 {
+                session: Some(ClientSession {
+                    client_id: i % 64,
+                    seq: i,
+                }),
+                owner: "client:bench".into(),
+                proposed_at_ms: i,
+                op: Operation::Put {
+                    name: format!("secret-{i}"),
+                    sealed: sealed.clone(),
+                    update: false,
+                    version: 1,
+                },
+            })
+        })
+        .collect();
+    for (chunk_number, chunk) in commands.chunks(batch).enumerate() {
+        let first = (chunk_number * batch) as u64 + 1;
+        let committed: Vec<CommittedCommand<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(offset, command)| CommittedCommand {
+                index: first + offset as u64,
+                term: 1,
+                command,
+            })
+            .collect();
+        machine.apply(&committed)?;
     }
     Ok(())
 }

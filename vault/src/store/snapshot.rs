@@ -217,32 +217,33 @@ pub(crate) fn restore(
         "DELETE FROM secrets; DELETE FROM secret_versions; DELETE FROM shares; DELETE FROM public_keys;
          DELETE FROM sessions; DELETE FROM twopc_decisions;",
     )?;
+    // Prepared once per table, not once per row (a million rows each).
+    let mut insert_secret = transaction.prepare(
+        "INSERT INTO secrets (owner, name, version, ciphertext, created, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
     for (owner, name, version, ciphertext, created, updated) in &tables.secrets {
-        transaction.execute(
-            "INSERT INTO secrets (owner, name, version, ciphertext, created, updated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                owner,
-                name,
-                to_sql(*version),
-                ciphertext.as_slice(),
-                created,
-                updated
-            ],
-        )?;
+        insert_secret.execute(params![
+            owner,
+            name,
+            to_sql(*version),
+            ciphertext.as_slice(),
+            created,
+            updated
+        ])?;
     }
+    let mut insert_version = transaction.prepare(
+        "INSERT INTO secret_versions (owner, name, version, ciphertext, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
     for (owner, name, version, ciphertext, updated) in &tables.versions {
-        transaction.execute(
-            "INSERT INTO secret_versions (owner, name, version, ciphertext, updated)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                owner,
-                name,
-                to_sql(*version),
-                ciphertext.as_slice(),
-                updated
-            ],
-        )?;
+        insert_version.execute(params![
+            owner,
+            name,
+            to_sql(*version),
+            ciphertext.as_slice(),
+            updated
+        ])?;
     }
     for (owner, name, grantee, wrapped_key) in &tables.shares {
         transaction.execute(
