@@ -18,7 +18,7 @@
 # Prints every trial, then the median and p99; asserts nothing.
 #
 #   scripts/failover.sh                                   # 3 nodes, 20 trials, default timeouts
-#   VAULT_RAFT_ELECTION_MIN_MS=150 VAULT_RAFT_ELECTION_MAX_MS=300 scripts/failover.sh
+#   VAULT_RAFT_HEARTBEAT_MS=50 VAULT_RAFT_ELECTION_MIN_MS=150 VAULT_RAFT_ELECTION_MAX_MS=300 scripts/failover.sh
 #   MODE=bench CLIENTS=8 TRIALS=10 scripts/failover.sh
 #
 # Knobs: MODE (cli), NODES (3), TRIALS (20), CLIENTS (8, bench), KEEP (0),
