@@ -13,7 +13,7 @@ use consensus::node::ReadConsistency;
 use consensus::raft::NodeId;
 use consensus::twopc::{
     CoordinatorAction, CoordinatorDriver, CoordinatorInput, CoordinatorOptions, DecisionProposal,
-    TransactionAge, TransactionReport, VoteRequest,
+    TransactionAge, TransactionReport, VoteRequest, NO_VOTE_IN_TIME,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -273,8 +273,16 @@ impl TwoPc {
             let reply = if to == me {
                 service.serve(me, message).await
             } else {
+                // Unanswered within the vote timeout: for a vote it is the
+                // same abort, and the same reason, as the coordinator's own
+                // vote deadline gives (whichever of the two ends first).
+                let late = if asks_vote {
+                    NO_VOTE_IN_TIME
+                } else {
+                    "no acknowledgement before the vote timeout"
+                };
                 service
-                    .call(to, message, service.options.vote_timeout)
+                    .call(to, message, service.options.vote_timeout, late)
                     .await
             };
             let event = if asks_vote {
@@ -304,12 +312,13 @@ impl TwoPc {
     }
 
     /// One 2PC message to node `to`, answered within `limit` or counted as
-    /// unanswered (for a vote: an abort).
+    /// unanswered with the reason `late` (for a vote: an abort).
     pub(super) async fn call(
         &self,
         to: NodeId,
         message: TwoPcRequest<SecretVersion>,
         limit: std::time::Duration,
+        late: &str,
     ) -> TwoPcReply {
         let message = WireRequest::Peer(message);
         let request = self.transport.request(to, &message);
@@ -317,7 +326,7 @@ impl TwoPc {
             Ok(Ok(WireResponse::Peer(reply))) => reply,
             Ok(Ok(_)) => TwoPcReply::Failed(format!("{to} answered with another kind of reply")),
             Ok(Err(error)) => TwoPcReply::Failed(format!("{to} is unreachable: {error}")),
-            Err(_) => TwoPcReply::Failed(format!("{to} did not answer in time")),
+            Err(_) => TwoPcReply::Failed(late.to_string()),
         }
     }
 

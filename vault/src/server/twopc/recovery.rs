@@ -69,8 +69,13 @@ impl TwoPc {
             let reply = if leader == me {
                 self.serve(me, question).await
             } else {
-                self.call(leader, question, self.options.decision_timeout)
-                    .await
+                self.call(
+                    leader,
+                    question,
+                    self.options.decision_timeout,
+                    "no answer before the decision timeout",
+                )
+                .await
             };
             match reply {
                 TwoPcReply::Resolved { decision } => {
