@@ -70,9 +70,13 @@ async fn leader(raft_dir: &Path, max_pending_requests: usize, gate: &Arc<Gate>) 
 /// once it is committed: from then on the apply worker is held by the gate.
 async fn stick(node: &Node) -> tokio::task::JoinHandle<Result<Vec<u8>, NodeError>> {
     // Settled first: the applied index may trail the commit index for a
-    // moment after the last answer.
+    // moment after the last answer. The status is refreshed at most once
+    // per tick and may still show an older commit index than what was
+    // applied, so the applied index (current after every batch) is the
+    // mark: a stale status taken as the mark let a later refresh pass for
+    // the stuck entry's commit.
     until(|| node.applied_index() >= node.status().commit_index).await;
-    let settled = node.status().commit_index;
+    let settled = node.applied_index().max(node.status().commit_index);
     let stuck = node.clone();
     let task = tokio::spawn(async move { stuck.propose(b"stuck".to_vec()).await });
     until(|| node.status().commit_index > settled).await;
