@@ -30,7 +30,14 @@ pub(crate) struct DiskGuard {
     writer_failing: bool,
     /// Set while the state machine cannot write (SQLITE_FULL): why.
     state_machine: Option<String>,
+    /// When the free space was last looked at.
+    checked: Option<std::time::Instant>,
 }
+
+/// Under writes the free space is looked at this often at least, whatever
+/// the tick (50 ms by default): a burst of writes must not eat a small
+/// reserve between two looks.
+const CHECK_UNDER_LOAD: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl DiskGuard {
     /// A guard of the file system holding `dir`; a reserve of 0 turns the
@@ -42,11 +49,24 @@ impl DiskGuard {
             low: None,
             writer_failing: false,
             state_machine: None,
+            checked: None,
+        }
+    }
+
+    /// [`DiskGuard::check`] if the last look is older than
+    /// `CHECK_UNDER_LOAD`: called before each batch of proposals.
+    pub(crate) fn check_if_due(&mut self, node: crate::raft::NodeId, writer: &WriterHealth) {
+        if self
+            .checked
+            .is_none_or(|checked| checked.elapsed() >= CHECK_UNDER_LOAD)
+        {
+            self.check(node, writer);
         }
     }
 
     /// Looks at the free space and the writer; logs what changed.
     pub(crate) fn check(&mut self, node: crate::raft::NodeId, writer: &WriterHealth) {
+        self.checked = Some(std::time::Instant::now());
         if self.min_free_bytes > 0 {
             match free_bytes(&self.dir) {
                 Ok(free) if free < self.min_free_bytes => {

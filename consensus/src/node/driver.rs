@@ -377,6 +377,8 @@ impl<N: PeerNetwork> Driver<N> {
         }
         // A node that cannot write refuses at once rather than letting the
         // client wait for a commit that needs its disk.
+        self.disk
+            .check_if_due(self.core.id(), &self.writer.health());
         if let Some(reason) = self.disk.refusal(&self.writer.health()) {
             let refusal = NodeError::DiskFull(format!("node {}: {reason}", self.core.id()));
             for (_, reply) in proposals {
