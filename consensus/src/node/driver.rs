@@ -18,7 +18,7 @@ use crate::raft::{
     LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
     RequestId, Role, Term,
 };
-use crate::storage::{self, Durable, LogWriter, WriteBatch};
+use crate::storage::{self, LogWriter, WriteBatch};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,16 +56,7 @@ pub(crate) enum Event {
     Shutdown,
 }
 
-/// A persisted batch's follow-up: what to send and acknowledge once durable.
-struct PersistFollowUp {
-    durable: Durable,
-    messages: Vec<Message>,
-    acknowledge: Option<(LogIndex, Term)>,
-}
-
-/// What the follow-up task reports once a batch is durable (or failed,
-/// which is fatal).
-type PersistReport = Result<Option<(LogIndex, Term)>, Fatal>;
+use super::follow_up::{spawn_follow_up_task, PersistFollowUp, PersistReport};
 
 /// The driver's state; see the module documentation.
 pub(crate) struct Driver<N: PeerNetwork> {
@@ -660,43 +651,4 @@ impl<N: PeerNetwork> Driver<N> {
             let _ = reply.send(Err(error.clone()));
         }
     }
-}
-
-/// Waits for each persisted batch in submission order, then sends what had
-/// to wait for it and tells the driver. One task keeps the order: the log
-/// writer completes batches in order, so awaiting them in order never holds
-/// a durable batch behind a later one.
-fn spawn_follow_up_task<N: PeerNetwork>(
-    network: Arc<N>,
-    persisted: mpsc::UnboundedSender<PersistReport>,
-) -> mpsc::UnboundedSender<PersistFollowUp> {
-    let (sender, mut receiver) = mpsc::unbounded_channel::<PersistFollowUp>();
-    tokio::spawn(async move {
-        while let Some(follow_up) = receiver.recv().await {
-            match follow_up.durable.await {
-                Ok(()) => {
-                    for message in follow_up.messages {
-                        tracing::debug!(
-                            "Node {} sends RPC {} to Node {}",
-                            message.from,
-                            message.rpc_name(),
-                            message.to
-                        );
-                        network.send(message);
-                    }
-                    let _ = persisted.send(Ok(follow_up.acknowledge));
-                }
-                Err(error) => {
-                    // Nothing that depended on this batch may be sent, and
-                    // the node must stop: its durable state is in doubt.
-                    let _ = persisted.send(Err(Fatal::Storage {
-                        operation: LogOperation::Write,
-                        message: error.to_string(),
-                    }));
-                    return;
-                }
-            }
-        }
-    });
-    sender
 }

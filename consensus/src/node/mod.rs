@@ -39,6 +39,7 @@ mod driver;
 mod error;
 #[cfg(test)]
 mod fatal_tests;
+mod follow_up;
 mod handle;
 mod initialize;
 mod network;
