@@ -106,6 +106,8 @@ pub(crate) fn bus_options(config: &NodeConfig) -> Result<bus::BusOptions> {
         election_min: Duration::from_millis(config.raft.election_min_ms),
         election_max: Duration::from_millis(config.raft.election_max_ms),
         snapshot_every: config.raft.snapshot_every,
+        snapshot_after_bytes: config.raft.snapshot_after_mb.saturating_mul(1 << 20),
+        keep_log_bytes: config.raft.keep_log_mb.saturating_mul(1 << 20),
         request_timeout: Duration::from_secs(5),
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: rand::random(),

@@ -144,6 +144,9 @@ fn options(id: u64, raft_dir: &Path) -> NodeOptions {
         election_min: Duration::from_millis(500),
         election_max: Duration::from_millis(1000),
         snapshot_every: 10,
+        snapshot_after_bytes: consensus::node::DEFAULT_SNAPSHOT_AFTER_BYTES,
+        // The bench measures a transfer: compact at once, so one is needed.
+        keep_log_bytes: 0,
         request_timeout: Duration::from_secs(5),
         max_pending_requests: consensus::node::DEFAULT_MAX_PENDING_REQUESTS,
         seed: id,

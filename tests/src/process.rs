@@ -40,6 +40,15 @@ pub fn vault_cli() -> &'static Path {
         build
             .args(["build", "-p", "vault-cli", "--bin", "vault-cli"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // The binary is the tests' own profile's: under `cargo test
+        // --release` a debug build would leave target/release/vault-cli as
+        // old as the last release build.
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
         // The test runner sets per-package variables (CARGO_MANIFEST_DIR,
         // CARGO_PKG_*, ...). Some build scripts (ring's) rerun when those
         // change, so inheriting them would make this build and the outer

@@ -53,7 +53,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = scratch("restore")?;
     let mut leader = VaultStateMachine::open(&dir.join("leader.db"))?;
     apply_puts(&mut leader, &sealed, secrets, 64)?;
+    let started = Instant::now();
     let snapshot = leader.snapshot()?;
+    println!(
+        "take a snapshot of {secrets} secrets ({:.1} MB): {:.2} s",
+        snapshot.len() as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
     let mut follower = VaultStateMachine::open(&dir.join("follower.db"))?;
     let started = Instant::now();
     follower.restore(secrets, &snapshot)?;

@@ -103,6 +103,13 @@ pub struct RaftSection {
     pub election_max_ms: u64,
     /// Take a snapshot and compact the log after this many applied entries.
     pub snapshot_every: u64,
+    /// The most command MiB applied between two snapshots (bounds the log
+    /// a node holds in memory once the vault is large).
+    pub snapshot_after_mb: u64,
+    /// Command MiB a node keeps in memory behind each snapshot, so that a
+    /// follower away for less catches up from entries instead of a whole
+    /// snapshot (0: compact at once).
+    pub keep_log_mb: u64,
     /// Refuse new writes while the data directory's file system has less
     /// than this many MiB free (0: no reserve). See docs/storage.md.
     pub min_free_mb: u64,
@@ -115,6 +122,8 @@ impl Default for RaftSection {
             election_min_ms: 500,
             election_max_ms: 1000,
             snapshot_every: 10_000,
+            snapshot_after_mb: consensus::node::DEFAULT_SNAPSHOT_AFTER_BYTES >> 20,
+            keep_log_mb: consensus::node::DEFAULT_KEEP_LOG_BYTES >> 20,
             min_free_mb: 64,
         }
     }
@@ -261,6 +270,12 @@ fn apply_env(file: &mut NodeFile, env: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     if let Some(value) = number("VAULT_RAFT_SNAPSHOT_EVERY")? {
         file.raft.snapshot_every = value;
+    }
+    if let Some(value) = number("VAULT_RAFT_SNAPSHOT_AFTER_MB")? {
+        file.raft.snapshot_after_mb = value;
+    }
+    if let Some(value) = number("VAULT_RAFT_KEEP_LOG_MB")? {
+        file.raft.keep_log_mb = value;
     }
     if let Some(value) = number("VAULT_RAFT_MIN_FREE_MB")? {
         file.raft.min_free_mb = value;

@@ -121,6 +121,7 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     /// reach an index (2PC participants) without polling.
     applied: watch::Sender<LogIndex>,
     snapshot_every: u64,
+    snapshot_after_bytes: u64,
     last_snapshot: LogIndex,
     /// Size of the latest snapshot, and command bytes applied since: a
     /// snapshot is taken only once the log has grown by as much as the
@@ -143,14 +144,15 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
 }
 
 impl<S: StateMachine> ApplyWorker<S> {
-    /// A worker around `machine`; `last_snapshot` is the index of the latest
-    /// stored snapshot and `last_snapshot_bytes` its size, so compaction
-    /// resumes where it left off.
+    /// A worker around `machine` that snapshots as
+    /// [`maybe_snapshot`](Self::maybe_snapshot) says; `last_snapshot` is
+    /// the index of the latest stored snapshot and `last_snapshot_bytes`
+    /// its size, so compaction resumes where it left off.
     pub(crate) fn new(
         machine: SharedMachine<S>,
         events: mpsc::UnboundedSender<ApplyEvent>,
         applied: watch::Sender<LogIndex>,
-        snapshot_every: u64,
+        (snapshot_every, snapshot_after_bytes): (u64, u64),
         (last_snapshot, last_snapshot_bytes): (LogIndex, u64),
         apply_latency: LatencyHistogram,
     ) -> Self {
@@ -161,6 +163,7 @@ impl<S: StateMachine> ApplyWorker<S> {
             events,
             applied,
             snapshot_every: snapshot_every.max(1),
+            snapshot_after_bytes,
             last_snapshot,
             last_snapshot_bytes,
             bytes_since_snapshot: 0,
@@ -540,12 +543,15 @@ impl<S: StateMachine> ApplyWorker<S> {
 
     /// Snapshots once `snapshot_every` entries were applied since the last
     /// snapshot *and* the commands applied since weigh at least as much as
-    /// that snapshot. The second rule keeps the cost amortised: a snapshot
-    /// rewrites the whole state, so with a fixed entry count a large vault
-    /// would rewrite tens of megabytes every few seconds under load (we
-    /// measured 27 MB every 2.5 s at 4,000 writes/s); with it, snapshots
-    /// never write more bytes than the log they replace, and the log on disk
-    /// stays within about twice the size of the state.
+    /// that snapshot or `snapshot_after_bytes`, whichever is less. The
+    /// weight rule keeps the cost amortised: a snapshot rewrites the whole
+    /// state, so with a fixed entry count a large vault would rewrite tens
+    /// of megabytes every few seconds under load (we measured 27 MB every
+    /// 2.5 s at 4,000 writes/s); with it, snapshots of a small state never
+    /// write more bytes than the log they replace. The byte bound is what
+    /// keeps the log the core holds in memory bounded once the state is
+    /// large (at a million secrets the state is 360 MB; unbounded, the
+    /// log in memory grew as large before the next snapshot).
     ///
     /// The state machine pins its state here and a thread of its own
     /// serialises it, so applying goes on meanwhile (a 27 MB snapshot on
@@ -553,7 +559,7 @@ impl<S: StateMachine> ApplyWorker<S> {
     fn maybe_snapshot(&mut self, applied: LogIndex) {
         if !self.snapshot_finished()
             || applied < self.last_snapshot + self.snapshot_every
-            || self.bytes_since_snapshot < self.last_snapshot_bytes
+            || self.bytes_since_snapshot < self.last_snapshot_bytes.min(self.snapshot_after_bytes)
         {
             return;
         }

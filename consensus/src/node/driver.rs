@@ -8,6 +8,7 @@
 //! AppendEntries per follower.
 
 use super::apply::{ApplyEvent, ApplyResult, ApplyTask};
+use super::compaction::Compaction;
 use super::disk::DiskGuard;
 use super::error::FatalCell;
 use super::snapshot_log::IncomingSnapshotLog;
@@ -73,6 +74,12 @@ pub(crate) struct Driver<N: PeerNetwork> {
     follow_ups: Option<mpsc::UnboundedSender<PersistFollowUp>>,
     persisted: mpsc::UnboundedReceiver<PersistReport>,
     persisted_sender: mpsc::UnboundedSender<PersistReport>,
+    /// The stored copies of snapshots the log writer wrote, backed by their
+    /// files, for the core to hold instead of the in-memory ones.
+    stored_snapshots: mpsc::UnboundedReceiver<storage::Snapshot>,
+    stored_snapshots_sender: mpsc::UnboundedSender<storage::Snapshot>,
+    /// Snapshots stored but not yet compacted into the core.
+    compaction: Compaction,
     /// The fatal error met during this loop turn; the driver stops at the
     /// end of the turn (so a turn's other work is not cut in half).
     failed: Option<Fatal>,
@@ -113,6 +120,8 @@ impl<N: PeerNetwork> Driver<N> {
         disk: DiskGuard,
     ) -> Self {
         let (persisted_sender, persisted) = mpsc::unbounded_channel();
+        let (stored_snapshots_sender, stored_snapshots) = mpsc::unbounded_channel();
+        let compaction = Compaction::new(0, core.status().snapshot_index);
         Driver {
             core,
             network,
@@ -125,6 +134,9 @@ impl<N: PeerNetwork> Driver<N> {
             follow_ups: None,
             persisted,
             persisted_sender,
+            stored_snapshots,
+            stored_snapshots_sender,
+            compaction,
             failed: None,
             fatal: FatalCell::default(),
             status_published: None,
@@ -139,6 +151,13 @@ impl<N: PeerNetwork> Driver<N> {
     /// Records into `metrics` (the node's) instead of a private registry.
     pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Keeps `bytes` of commands in the core behind each snapshot before
+    /// compacting to it (none by default); see `compaction.rs`.
+    pub(crate) fn keeping_log_bytes(mut self, bytes: u64) -> Self {
+        self.compaction = Compaction::new(bytes, self.core.status().snapshot_index);
         self
     }
 
@@ -169,6 +188,9 @@ impl<N: PeerNetwork> Driver<N> {
                 biased;
                 Some(report) = self.persisted.recv() => self.on_persisted(report),
                 Some(report) = apply_events.recv() => self.on_apply_event(report).await,
+                Some(stored) = self.stored_snapshots.recv() => {
+                    self.compaction.stored(&mut self.core, stored);
+                }
                 event = events.recv() => match event {
                     Some(Event::Shutdown) | None => break,
                     Some(event) => self.on_event(event, &mut proposals),
@@ -464,27 +486,52 @@ impl<N: PeerNetwork> Driver<N> {
         }
     }
 
-    /// The state machine took a snapshot: compact the core and the disk.
+    /// The state machine took a snapshot: store it (which compacts the
+    /// disk's log) and compact the core now or once a tail follows it.
     async fn snapshot_taken(&mut self, index: LogIndex, data: Vec<u8>) {
         let Some(meta) = self.core.snapshot_meta(index) else {
             return;
         };
         // One buffer for the core's log and the disk: clones share it.
-        let data = bytes::Bytes::from(data);
-        if let Err(error) = self.core.snapshot_taken(meta.clone(), data.clone()) {
-            tracing::debug!("snapshot at {index} not used: {error}");
+        let snapshot = storage::Snapshot {
+            meta,
+            data: bytes::Bytes::from(data),
+        };
+        if !self.compaction.taken(&mut self.core, snapshot.clone()) {
             return;
         }
         tracing::info!(
-            "Node {} took a snapshot at index {index} ({} bytes) and compacted its log",
+            "Node {} took a snapshot at index {index} ({} bytes)",
             self.core.id(),
-            data.len()
+            snapshot.data.len()
         );
         let batch = WriteBatch {
-            snapshot: Some(storage::Snapshot { meta, data }),
+            snapshot: Some(snapshot),
             ..WriteBatch::default()
         };
         self.persist(batch, Vec::new(), None).await;
+        self.hold_stored_snapshot();
+    }
+
+    /// Once the snapshot just submitted is on disk, has the core hold the
+    /// stored copy (mapped from its file) instead of the one in memory: a
+    /// node then does not keep its whole state twice, once in the state
+    /// machine and once as the snapshot to send. The log writer answers
+    /// after every batch submitted before, so the copy is of that snapshot
+    /// or a newer one (which the core ignores unless it holds that one).
+    fn hold_stored_snapshot(&self) {
+        let writer = self.writer.clone();
+        let stored = self.stored_snapshots_sender.clone();
+        tokio::spawn(async move {
+            match writer.snapshot().await {
+                Ok(Some(snapshot)) => {
+                    let _ = stored.send(snapshot);
+                }
+                Ok(None) => {}
+                // The in-memory copy stays in use; nothing is lost.
+                Err(error) => tracing::warn!("cannot map the stored snapshot: {error}"),
+            }
+        });
     }
 
     /// Carries out one [`Ready`] in the order its contract prescribes.
@@ -507,6 +554,7 @@ impl<N: PeerNetwork> Driver<N> {
         }
         let snapshot = match ready.snapshot {
             Some(snapshot) => {
+                self.compaction.installed(snapshot.meta.last_index);
                 let bytes = snapshot.data.len() as u64;
                 self.incoming_snapshot
                     .received(self.core.id(), snapshot.meta.last_index, bytes);
@@ -530,15 +578,21 @@ impl<N: PeerNetwork> Driver<N> {
             snapshot,
         };
         let acknowledge = batch.entries.last().map(|entry| (entry.index, entry.term));
+        let stores_snapshot = batch.snapshot.is_some();
         if !batch.is_empty() || !ready.messages_after_persist.is_empty() {
             self.persist(batch, ready.messages_after_persist, acknowledge)
                 .await;
+        }
+        if stores_snapshot {
+            self.hold_stored_snapshot();
         }
         // Step 5: committed entries are durable here; apply in order.
         if let Some(last) = ready.committed_entries.last() {
             self.observe_commits(last.index);
         }
         if !ready.committed_entries.is_empty() {
+            self.compaction
+                .committed(&mut self.core, &ready.committed_entries);
             let entries = ApplyTask::Entries(ready.committed_entries);
             let _ = self.apply.send(entries).await;
         }

@@ -147,7 +147,7 @@ impl Node {
             machine.clone(),
             apply_events_sender,
             applied_sender,
-            options.snapshot_every,
+            (options.snapshot_every, options.snapshot_after_bytes),
             last_snapshot,
             options.metrics.apply_latency().clone(),
         )
@@ -175,7 +175,8 @@ impl Node {
             super::disk::DiskGuard::new(options.raft_dir.clone(), options.min_free_bytes),
         )
         .with_metrics(options.metrics.clone())
-        .sharing_fatal(fatal.clone());
+        .sharing_fatal(fatal.clone())
+        .keeping_log_bytes(options.keep_log_bytes);
         let task = spawn_driver(
             options.id,
             driver.run(events, apply_events),

@@ -68,7 +68,7 @@ fn a_failed_restore_stops_applying_and_fails_waiters_and_reads() {
         machine.clone(),
         events_sender,
         applied_sender,
-        1_000_000,
+        (1_000_000, u64::MAX),
         (0, 0),
         crate::metrics::LatencyHistogram::default(),
     );

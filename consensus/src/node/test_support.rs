@@ -30,6 +30,9 @@ pub(super) fn test_options(id: u64, raft_dir: &Path) -> NodeOptions {
         election_min: Duration::from_millis(30),
         election_max: Duration::from_millis(60),
         snapshot_every: 1_000_000,
+        snapshot_after_bytes: super::DEFAULT_SNAPSHOT_AFTER_BYTES,
+        // The tests of snapshots see them installed as soon as one is taken.
+        keep_log_bytes: 0,
         request_timeout: Duration::from_secs(5),
         max_pending_requests: super::DEFAULT_MAX_PENDING_REQUESTS,
         seed: 7,

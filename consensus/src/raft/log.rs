@@ -216,6 +216,18 @@ impl RaftLog {
         self.snapshot = Some(snapshot);
     }
 
+    /// Swaps the snapshot held for another copy of it (same metadata, same
+    /// length); anything else is refused.
+    pub(crate) fn replace_snapshot(&mut self, copy: Snapshot) -> bool {
+        match &mut self.snapshot {
+            Some(held) if held.meta == copy.meta && held.data.len() == copy.data.len() => {
+                *held = copy;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Replaces the whole log with a snapshot received from the leader.
     pub(crate) fn install(&mut self, snapshot: Snapshot) {
         self.entries.clear();

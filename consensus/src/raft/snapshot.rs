@@ -71,16 +71,11 @@ impl RaftCore {
         })
     }
 
-    /// The application took a snapshot (after applying through
-    /// `meta.last_index`): compact the log up to it and keep the bytes to
-    /// send to followers that fall behind. The runtime stores the snapshot
-    /// and may drop its stored entries up to `meta.last_index`. A
-    /// `Vec<u8>` converts into [`Bytes`] without a copy.
-    pub fn snapshot_taken(
-        &mut self,
-        meta: SnapshotMeta,
-        data: impl Into<Bytes>,
-    ) -> Result<(), SnapshotError> {
+    /// Whether [`snapshot_taken`](Self::snapshot_taken) would take a
+    /// snapshot with `meta` now: newer than the log's, applied and durable
+    /// here, and matching the log. A runtime that stores a snapshot before
+    /// it compacts the core with it checks first.
+    pub fn check_snapshot(&self, meta: &SnapshotMeta) -> Result<(), SnapshotError> {
         let base = self.shared.log.base_index();
         if meta.last_index <= base {
             return Err(SnapshotError::Stale {
@@ -95,18 +90,42 @@ impl RaftCore {
                 limit,
             });
         }
-        if self.snapshot_meta(meta.last_index).as_ref() != Some(&meta) {
+        if self.snapshot_meta(meta.last_index).as_ref() != Some(meta) {
             return Err(SnapshotError::Mismatch {
                 index: meta.last_index,
                 term: meta.last_term,
             });
         }
+        Ok(())
+    }
+
+    /// The application took a snapshot (after applying through
+    /// `meta.last_index`): compact the log up to it and keep the bytes to
+    /// send to followers that fall behind. The runtime stores the snapshot
+    /// and may drop its stored entries up to `meta.last_index`. A
+    /// `Vec<u8>` converts into [`Bytes`] without a copy.
+    pub fn snapshot_taken(
+        &mut self,
+        meta: SnapshotMeta,
+        data: impl Into<Bytes>,
+    ) -> Result<(), SnapshotError> {
+        self.check_snapshot(&meta)?;
         tracing::info!(node = %self.shared.id, index = meta.last_index, "log compacted up to snapshot");
         self.shared.log.compact(Snapshot {
             meta,
             data: data.into(),
         });
         Ok(())
+    }
+
+    /// The runtime stored the snapshot the log holds and hands back the
+    /// stored copy (the same bytes, backed by the disk rather than by
+    /// memory). The log keeps that copy instead, so the memory of the one
+    /// it had is freed once nothing else holds it. Returns whether it was
+    /// taken: a copy of any other snapshot (the log moved on to a newer
+    /// one meanwhile) is ignored.
+    pub fn snapshot_stored(&mut self, stored: Snapshot) -> bool {
+        self.shared.log.replace_snapshot(stored)
     }
 
     /// Follower: a whole snapshot arrived from the leader; replace the log

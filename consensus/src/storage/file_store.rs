@@ -476,10 +476,12 @@ impl LogStore for FileStore {
         FileStore::repair(self)
     }
 
+    /// The snapshot file is mapped, not read: it was verified at open or
+    /// written by this store (see [`snapshot_file::map`]).
     fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
         self.snapshot_path
             .as_deref()
-            .map(snapshot_file::read)
+            .map(snapshot_file::map)
             .transpose()
     }
 }

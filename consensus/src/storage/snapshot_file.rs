@@ -8,8 +8,8 @@
 use super::segment::sync_dir;
 use super::{Snapshot, StorageError};
 use crate::raft::types::{LogIndex, SnapshotMeta};
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -108,46 +108,123 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, StorageE
     Ok(path)
 }
 
-/// Reads and verifies the snapshot at `path`.
+/// Reads and verifies the snapshot at `path` (at open: the file may be
+/// damaged). The checksum is computed through a small buffer, so the
+/// verification costs no memory; the snapshot's bytes are then the file's,
+/// mapped read-only (see [`map`]).
 pub(crate) fn read(path: &Path) -> Result<Snapshot, StorageError> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| StorageError::io(format!("reading {}", path.display()), error))?;
-    let corrupt = |reason: &str| StorageError::Corrupt {
+    let mut file = open(path)?;
+    let header = header(path, &mut file)?;
+    let mut crc = crc32c::crc32c(&header.lengths);
+    let mut buffer = vec![0u8; 1 << 20];
+    let reading = |error| StorageError::io(format!("reading {}", path.display()), error);
+    loop {
+        let read = file.read(&mut buffer).map_err(reading)?;
+        if read == 0 {
+            break;
+        }
+        crc = crc32c::crc32c_append(crc, &buffer[..read]);
+    }
+    if crc != header.crc {
+        return Err(corrupt(path, "checksum mismatch"));
+    }
+    mapped(path, &file, &header)
+}
+
+/// The snapshot at `path`, which this store wrote or verified at open,
+/// without reading it again: its bytes are the file's, mapped read-only.
+///
+/// The mapping is why a node does not hold its snapshot in memory: the
+/// pages are the kernel's page cache, read in when a chunk is sent to a
+/// follower and dropped by the kernel when memory is short, and a later
+/// snapshot's taking does not copy this one. Snapshot files are written
+/// once under a temporary name and never modified after the rename (a
+/// newer snapshot is a new file; the old one is removed, which leaves an
+/// existing mapping valid), which is what makes a mapping safe to share.
+pub(crate) fn map(path: &Path) -> Result<Snapshot, StorageError> {
+    let mut file = open(path)?;
+    let header = header(path, &mut file)?;
+    mapped(path, &file, &header)
+}
+
+/// The fixed header and the metadata after it, checked against the file's
+/// real size.
+struct Header {
+    /// The two length fields, which the checksum covers first.
+    lengths: [u8; 12],
+    crc: u32,
+    meta: SnapshotMeta,
+    /// Where the data starts in the file.
+    data_start: usize,
+}
+
+fn open(path: &Path) -> Result<File, StorageError> {
+    File::open(path).map_err(|error| StorageError::io(format!("opening {}", path.display()), error))
+}
+
+fn corrupt(path: &Path, reason: &str) -> StorageError {
+    StorageError::Corrupt {
         path: path.to_path_buf(),
         offset: 0,
         reason: format!("snapshot {reason}"),
-    };
-    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt("header is missing or wrong"));
+    }
+}
+
+/// Reads the header and the metadata; leaves `file` positioned after the
+/// lengths, so that what follows is exactly what the checksum covers after
+/// them (the metadata and the data).
+fn header(path: &Path, file: &mut File) -> Result<Header, StorageError> {
+    let reading = |error| StorageError::io(format!("reading {}", path.display()), error);
+    let size = file.metadata().map_err(reading)?.len();
+    let mut fixed = [0u8; HEADER];
+    if size < HEADER as u64 {
+        return Err(corrupt(path, "header is missing or wrong"));
+    }
+    file.read_exact(&mut fixed).map_err(reading)?;
+    if &fixed[..MAGIC.len()] != MAGIC {
+        return Err(corrupt(path, "header is missing or wrong"));
     }
     let field = |range: std::ops::Range<usize>| {
         let mut array = [0u8; 8];
-        array[..range.len()].copy_from_slice(&bytes[range]);
+        array[..range.len()].copy_from_slice(&fixed[range]);
         u64::from_le_bytes(array)
     };
     let meta_len = field(8..12);
     let data_len = field(12..20);
-    let stored_crc = field(20..24);
     let expected_len = (HEADER as u64)
         .checked_add(meta_len)
         .and_then(|len| len.checked_add(data_len));
-    if expected_len != Some(bytes.len() as u64) {
-        return Err(corrupt("length does not match its header"));
+    if expected_len != Some(size) {
+        return Err(corrupt(path, "length does not match its header"));
     }
-    // Both lengths were checked against the real file size just above, so
-    // these conversions and slices are in range.
-    let meta_end = HEADER + meta_len as usize;
-    let crc = [&bytes[8..20], &bytes[HEADER..]]
-        .iter()
-        .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
-    if u64::from(crc) != stored_crc {
-        return Err(corrupt("checksum mismatch"));
-    }
-    let meta: SnapshotMeta = postcard::from_bytes(&bytes[HEADER..meta_end])
-        .map_err(|_| corrupt("metadata is undecodable"))?;
+    // The meta length was checked against the real file size just above,
+    // so it is in range and the file holds that many bytes.
+    let mut meta = vec![0u8; meta_len as usize];
+    file.read_exact(&mut meta).map_err(reading)?;
+    let decoded: SnapshotMeta =
+        postcard::from_bytes(&meta).map_err(|_| corrupt(path, "metadata is undecodable"))?;
+    let mut lengths = [0u8; 12];
+    lengths.copy_from_slice(&fixed[8..20]);
+    let crc = u32::from_le_bytes(fixed[20..24].try_into().expect("four bytes"));
+    // Rewind to just after the lengths: the checksum covers the metadata
+    // again, read by the caller with the data.
+    file.seek(SeekFrom::Start(HEADER as u64)).map_err(reading)?;
+    Ok(Header {
+        lengths,
+        crc,
+        meta: decoded,
+        data_start: HEADER + meta.len(),
+    })
+}
+
+fn mapped(path: &Path, file: &File, header: &Header) -> Result<Snapshot, StorageError> {
+    // SAFETY: the file is never written again after its rename into place
+    // (see `map`); nothing in this process or another writes to it, so the
+    // mapped bytes cannot change under the `Bytes` that shares them.
+    let mapping = unsafe { memmap2::Mmap::map(file) }
+        .map_err(|error| StorageError::io(format!("mapping {}", path.display()), error))?;
     Ok(Snapshot {
-        meta,
-        // The file's buffer becomes the snapshot's: no copy.
-        data: bytes::Bytes::from(bytes).slice(meta_end..),
+        meta: header.meta.clone(),
+        data: bytes::Bytes::from_owner(mapping).slice(header.data_start..),
     })
 }

@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 /// vault with a hundred thousand secrets).
 const CACHE_KIB: i64 = 64 * 1024;
 
+/// The size the WAL file is cut back to after a checkpoint, in bytes.
+const JOURNAL_SIZE_LIMIT: i64 = 16 << 20;
+
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -107,6 +110,10 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), SchemaError> {
     // it, every apply re-read B-tree pages from the OS with a syscall each.
     // A negative size is in KiB.
     connection.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    // A snapshot's read transaction holds back checkpoints while it reads,
+    // so the WAL grows meanwhile (to 150 MB at a million secrets); without
+    // a limit the file keeps that size for good once it has been reached.
+    connection.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     connection.execute_batch(TABLES)?;
     // The sessions table is the bus's, kept in the vault's database so a
     // write and its stored answer commit together.
