@@ -109,7 +109,11 @@ impl StateMachine for Unpinned {
         &mut self,
     ) -> Result<consensus::state_machine::SnapshotJob<KvError>, KvError> {
         let dir = self.dir.clone();
-        Ok(Box::new(move || KvFile::open(&dir)?.snapshot()))
+        Ok(Box::new(move |sink| {
+            let data = KvFile::open(&dir)?.snapshot()?;
+            let _ = std::io::Write::write_all(sink, &data);
+            Ok(())
+        }))
     }
 }
 

@@ -16,8 +16,9 @@ use super::waiters::{Resolution, Waiters};
 use super::{Fatal, NodeError, StateMachineError, StateMachineOperation, Worker};
 use crate::metrics::LatencyHistogram;
 use crate::raft::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
-use crate::state_machine::{CommittedCommand, StateMachine};
+use crate::state_machine::{snapshot_to_vec, CommittedCommand, StateMachine};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -74,8 +75,14 @@ pub(crate) struct PinnedBackup {
 pub(crate) enum ApplyEvent {
     /// Everything up to this index is applied.
     Applied(LogIndex),
-    /// A snapshot of the state machine as of `index`.
-    SnapshotTaken { index: LogIndex, data: Vec<u8> },
+    /// A snapshot of the state machine as of `index`: `data` maps the file
+    /// `staged` it was written to, which the driver removes once the log
+    /// has stored the snapshot (the mapping outlives the name).
+    SnapshotTaken {
+        index: LogIndex,
+        data: bytes::Bytes,
+        staged: PathBuf,
+    },
     /// The state machine failed, or the worker panicked: the node must
     /// stop. The worker has stopped and failed its waiters with it.
     Failed(Fatal),
@@ -122,6 +129,8 @@ pub(crate) struct ApplyWorker<S: StateMachine> {
     applied: watch::Sender<LogIndex>,
     snapshot_every: u64,
     snapshot_after_bytes: u64,
+    /// Where snapshot jobs write (the Raft directory).
+    snapshot_dir: PathBuf,
     last_snapshot: LogIndex,
     /// Size of the latest snapshot, and command bytes applied since: a
     /// snapshot is taken only once the log has grown by as much as the
@@ -153,6 +162,7 @@ impl<S: StateMachine> ApplyWorker<S> {
         events: mpsc::UnboundedSender<ApplyEvent>,
         applied: watch::Sender<LogIndex>,
         (snapshot_every, snapshot_after_bytes): (u64, u64),
+        snapshot_dir: PathBuf,
         (last_snapshot, last_snapshot_bytes): (LogIndex, u64),
         apply_latency: LatencyHistogram,
     ) -> Self {
@@ -164,6 +174,7 @@ impl<S: StateMachine> ApplyWorker<S> {
             applied,
             snapshot_every: snapshot_every.max(1),
             snapshot_after_bytes,
+            snapshot_dir,
             last_snapshot,
             last_snapshot_bytes,
             bytes_since_snapshot: 0,
@@ -490,7 +501,7 @@ impl<S: StateMachine> ApplyWorker<S> {
         Ok(PinnedBackup {
             index,
             term: self.applied_term,
-            job: Box::new(move || job().map_err(backup_failed)),
+            job: Box::new(move || snapshot_to_vec(job).map_err(backup_failed)),
         })
     }
 
@@ -574,19 +585,21 @@ impl<S: StateMachine> ApplyWorker<S> {
         self.bytes_since_snapshot = 0;
         let (done, finished) = std::sync::mpsc::channel();
         let events = self.events.clone();
+        let dir = self.snapshot_dir.clone();
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                let outcome = match job() {
-                    Ok(data) => {
+                let outcome = match crate::storage::stage_snapshot(&dir, applied, job) {
+                    Ok((data, staged)) => {
                         let size = data.len() as u64;
                         let _ = events.send(ApplyEvent::SnapshotTaken {
                             index: applied,
                             data,
+                            staged,
                         });
                         Ok(size)
                     }
-                    Err(error) => Err(error.to_string()),
+                    Err(error) => Err(error),
                 };
                 let _ = done.send(outcome);
             });

@@ -59,6 +59,8 @@ pub(crate) enum Event {
 
 use super::follow_up::{spawn_follow_up_task, PersistFollowUp, PersistReport};
 
+mod snapshots;
+
 /// The driver's state; see the module documentation.
 pub(crate) struct Driver<N: PeerNetwork> {
     pub(crate) core: RaftCore,
@@ -480,58 +482,14 @@ impl<N: PeerNetwork> Driver<N> {
     async fn on_apply_event(&mut self, report: ApplyEvent) {
         match report {
             ApplyEvent::Applied(index) => self.core.applied(index),
-            ApplyEvent::SnapshotTaken { index, data } => self.snapshot_taken(index, data).await,
+            ApplyEvent::SnapshotTaken {
+                index,
+                data,
+                staged,
+            } => self.snapshot_taken(index, data, staged).await,
             ApplyEvent::Failed(fatal) => self.fail(fatal),
             ApplyEvent::DiskFull(reason) => self.disk.state_machine_full(reason),
         }
-    }
-
-    /// The state machine took a snapshot: store it (which compacts the
-    /// disk's log) and compact the core now or once a tail follows it.
-    async fn snapshot_taken(&mut self, index: LogIndex, data: Vec<u8>) {
-        let Some(meta) = self.core.snapshot_meta(index) else {
-            return;
-        };
-        // One buffer for the core's log and the disk: clones share it.
-        let snapshot = storage::Snapshot {
-            meta,
-            data: bytes::Bytes::from(data),
-        };
-        if !self.compaction.taken(&mut self.core, snapshot.clone()) {
-            return;
-        }
-        tracing::info!(
-            "Node {} took a snapshot at index {index} ({} bytes)",
-            self.core.id(),
-            snapshot.data.len()
-        );
-        let batch = WriteBatch {
-            snapshot: Some(snapshot),
-            ..WriteBatch::default()
-        };
-        self.persist(batch, Vec::new(), None).await;
-        self.hold_stored_snapshot();
-    }
-
-    /// Once the snapshot just submitted is on disk, has the core hold the
-    /// stored copy (mapped from its file) instead of the one in memory: a
-    /// node then does not keep its whole state twice, once in the state
-    /// machine and once as the snapshot to send. The log writer answers
-    /// after every batch submitted before, so the copy is of that snapshot
-    /// or a newer one (which the core ignores unless it holds that one).
-    fn hold_stored_snapshot(&self) {
-        let writer = self.writer.clone();
-        let stored = self.stored_snapshots_sender.clone();
-        tokio::spawn(async move {
-            match writer.snapshot().await {
-                Ok(Some(snapshot)) => {
-                    let _ = stored.send(snapshot);
-                }
-                Ok(None) => {}
-                // The in-memory copy stays in use; nothing is lost.
-                Err(error) => tracing::warn!("cannot map the stored snapshot: {error}"),
-            }
-        });
     }
 
     /// Carries out one [`Ready`] in the order its contract prescribes.
@@ -584,7 +542,7 @@ impl<N: PeerNetwork> Driver<N> {
                 .await;
         }
         if stores_snapshot {
-            self.hold_stored_snapshot();
+            self.hold_stored_snapshot(None);
         }
         // Step 5: committed entries are durable here; apply in order.
         if let Some(last) = ready.committed_entries.last() {

@@ -148,6 +148,7 @@ impl Node {
             apply_events_sender,
             applied_sender,
             (options.snapshot_every, options.snapshot_after_bytes),
+            options.raft_dir.clone(),
             last_snapshot,
             options.metrics.apply_latency().clone(),
         )

@@ -69,6 +69,8 @@ fn a_failed_restore_stops_applying_and_fails_waiters_and_reads() {
         events_sender,
         applied_sender,
         (1_000_000, u64::MAX),
+        // Never snapshots (every million entries).
+        std::env::temp_dir(),
         (0, 0),
         crate::metrics::LatencyHistogram::default(),
     );

@@ -363,7 +363,7 @@ fn background_snapshot_is_pinned<S: Subject>(
     let expected = machine.snapshot().map_err(machine_error(SCENARIO))?;
     let job = machine.begin_snapshot().map_err(machine_error(SCENARIO))?;
     feed(SCENARIO, &mut machine, &log[head.len()..], 8)?;
-    let pinned = std::thread::spawn(job)
+    let pinned = std::thread::spawn(move || super::snapshot_to_vec(job))
         .join()
         .map_err(|_| Failure::Machine {
             scenario: SCENARIO,

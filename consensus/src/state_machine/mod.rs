@@ -37,8 +37,74 @@ pub struct CommittedCommand<'a> {
 }
 
 /// The rest of a snapshot, run on its own thread while the state machine
-/// goes on applying (see [`StateMachine::begin_snapshot`]).
-pub type SnapshotJob<E> = Box<dyn FnOnce() -> Result<Vec<u8>, E> + Send>;
+/// goes on applying (see [`StateMachine::begin_snapshot`]): it writes the
+/// serialised state into the sink.
+pub type SnapshotJob<E> = Box<dyn FnOnce(&mut SnapshotSink<'_>) -> Result<(), E> + Send>;
+
+/// Where a [`SnapshotJob`] writes the state: the node's snapshot file (so
+/// that a node never holds a whole snapshot in memory, which at a million
+/// secrets is hundreds of megabytes), or a buffer.
+///
+/// Writing to it never fails from the job's side: the first I/O error is
+/// kept, later writes are dropped, and the runtime reports the error once
+/// the job has returned. A job therefore needs no error of its own for the
+/// sink's failures.
+pub struct SnapshotSink<'a> {
+    out: &'a mut dyn std::io::Write,
+    failed: Option<std::io::Error>,
+    written: u64,
+}
+
+impl<'a> SnapshotSink<'a> {
+    /// A sink writing into `out`.
+    pub fn new(out: &'a mut dyn std::io::Write) -> Self {
+        SnapshotSink {
+            out,
+            failed: None,
+            written: 0,
+        }
+    }
+
+    /// Flushes, and returns how many bytes the job wrote, or the first I/O
+    /// error met.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        if self.failed.is_none() {
+            if let Err(error) = self.out.flush() {
+                self.failed = Some(error);
+            }
+        }
+        match self.failed {
+            Some(error) => Err(error),
+            None => Ok(self.written),
+        }
+    }
+}
+
+impl std::io::Write for SnapshotSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed.is_none() {
+            if let Err(error) = self.out.write_all(buf) {
+                self.failed = Some(error);
+            }
+        }
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `job` into memory: for a backup sent to a client, and for tests.
+pub fn snapshot_to_vec<E>(job: SnapshotJob<E>) -> Result<Vec<u8>, E> {
+    let mut bytes = Vec::new();
+    let mut sink = SnapshotSink::new(&mut bytes);
+    job(&mut sink)?;
+    // Writing into a Vec cannot fail.
+    let _ = sink.finish();
+    Ok(bytes)
+}
 
 /// An application replicated by Raft.
 pub trait StateMachine: Send + 'static {
@@ -91,7 +157,8 @@ pub trait StateMachine: Send + 'static {
     fn snapshot(&mut self) -> Result<Vec<u8>, Self::Error>;
 
     /// Fixes the state as of `applied_index` and returns a job that
-    /// serialises it on another thread, so that applying (and with it every
+    /// serialises it on another thread, into a sink (the node's snapshot
+    /// file), so that applying (and with it every
     /// client write) does not stop for the length of a large snapshot. The
     /// runtime calls it between apply batches and runs at most one job at a
     /// time.
@@ -101,7 +168,11 @@ pub trait StateMachine: Send + 'static {
     /// should pin a view here and read it in the job.
     fn begin_snapshot(&mut self) -> Result<SnapshotJob<Self::Error>, Self::Error> {
         let data = self.snapshot()?;
-        Ok(Box::new(move || Ok(data)))
+        Ok(Box::new(move |sink| {
+            // The sink keeps its own errors (see `SnapshotSink`).
+            let _ = std::io::Write::write_all(sink, &data);
+            Ok(())
+        }))
     }
 
     /// Replaces the whole state with the snapshot `data` taken at `index`.

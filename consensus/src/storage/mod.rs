@@ -56,6 +56,8 @@ pub use memory::{MemDisk, MemStore};
 /// log refuses for good.
 #[cfg(test)]
 pub(crate) use record::MAX_PAYLOAD as MAX_RECORD_PAYLOAD;
+/// Where the node's snapshot jobs write (see `snapshot_file::stage`).
+pub(crate) use snapshot_file::stage as stage_snapshot;
 pub use writer::{Durable, LogWriter, WriterHealth, WriterStats};
 
 use crate::raft::types::{Entry, HardState, LogIndex};

@@ -8,6 +8,7 @@
 use super::segment::sync_dir;
 use super::{Snapshot, StorageError};
 use crate::raft::types::{LogIndex, SnapshotMeta};
+use crate::state_machine::{SnapshotJob, SnapshotSink};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -106,6 +107,58 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, StorageE
     })?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// Runs a state machine's snapshot `job` at `index` into a staged file in
+/// `dir` and maps it: the snapshot's bytes, never held in memory. Returns
+/// them and the file's path.
+///
+/// The staged file (`snapshot-<index>-staged.snap.tmp`, owner-only) holds
+/// the state machine's bytes alone and is not synced: the store writes the
+/// snapshot file proper from the mapping and syncs that, and the caller
+/// removes the staged file once it has (an existing mapping outlives the
+/// name). A crash leaves it behind as a temporary file, which opening the
+/// store removes. A failed job or write removes it at once.
+pub(crate) fn stage<E: std::fmt::Display>(
+    dir: &Path,
+    index: LogIndex,
+    job: SnapshotJob<E>,
+) -> Result<(bytes::Bytes, PathBuf), String> {
+    let path = dir.join(format!("{PREFIX}{index:020}-staged{TEMP_SUFFIX}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(super::segment::FILE_MODE)
+        .open(&path)
+        .map_err(|error| format!("creating {}: {error}", path.display()))?;
+    let staged = (|| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+        let mut sink = SnapshotSink::new(&mut out);
+        job(&mut sink).map_err(|error| error.to_string())?;
+        let written = sink
+            .finish()
+            .map_err(|error| format!("writing {}: {error}", path.display()))?;
+        drop(out);
+        if written == 0 {
+            // An empty file cannot be mapped; an empty snapshot needs none.
+            return Ok(bytes::Bytes::new());
+        }
+        // SAFETY: the file is complete and nothing writes to it again (this
+        // thread made it under a name of its own and only removes it), so
+        // the mapped bytes cannot change under the `Bytes` that shares them.
+        let mapping = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|error| format!("mapping {}: {error}", path.display()))?;
+        Ok(bytes::Bytes::from_owner(mapping))
+    })();
+    match staged {
+        Ok(data) => Ok((data, path)),
+        Err(error) => {
+            let _ = std::fs::remove_file(&path);
+            Err(error)
+        }
+    }
 }
 
 /// Reads and verifies the snapshot at `path` (at open: the file may be

@@ -248,7 +248,11 @@ impl StateMachine for VaultStateMachine {
             Some(path) if !path.is_empty() => path.to_string(),
             _ => {
                 let data = self.snapshot()?;
-                return Ok(Box::new(move || Ok(data)));
+                return Ok(Box::new(move |sink| {
+                    // The sink keeps its own errors (see `SnapshotSink`).
+                    let _ = std::io::Write::write_all(sink, &data);
+                    Ok(())
+                }));
             }
         };
         let reader = Connection::open_with_flags(
@@ -265,10 +269,10 @@ impl StateMachine for VaultStateMachine {
                 self.applied_index
             )));
         }
-        Ok(Box::new(move || {
-            let bytes = snapshot::take(&reader, index)?;
+        Ok(Box::new(move |sink| {
+            snapshot::take_into(&reader, index, sink)?;
             reader.execute_batch("COMMIT")?;
-            Ok(bytes)
+            Ok(())
         }))
     }
 

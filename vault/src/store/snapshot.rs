@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::cell::RefCell;
+use std::io::Write;
 
 const MAGIC: &[u8; 8] = b"VLTSNAP\x01";
 const CHECKSUM_BYTES: usize = 4;
@@ -103,6 +104,18 @@ fn blob(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<ByteBuf> {
 /// of small allocations the allocator kept afterwards). The bytes are the
 /// same as encoding a [`SnapshotFile::V2`] of owned rows.
 pub(crate) fn take(transaction: &Connection, applied_index: u64) -> rusqlite::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    take_into(transaction, applied_index, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`take`], written into `out` as it is encoded (a node's snapshot job
+/// writes its file this way, never holding the snapshot in memory).
+pub(crate) fn take_into(
+    transaction: &Connection,
+    applied_index: u64,
+    out: &mut dyn std::io::Write,
+) -> rusqlite::Result<()> {
     let failed = RefCell::new(None);
     let tables = TablesOut {
         applied_index,
@@ -147,16 +160,38 @@ pub(crate) fn take(transaction: &Connection, applied_index: u64) -> rusqlite::Re
             |row| Ok((row.get(0)?, row.get(1)?, from_sql(row.get(2)?))),
         )?,
     };
-    let bytes = postcard::to_extend(&Version2(&tables), MAGIC.to_vec()).map_err(|error| {
-        // Encoding into a Vec fails only where a query did.
+    let mut out = Checksummed { out, crc: 0 };
+    let write_failed =
+        |error: std::io::Error| rusqlite::Error::ToSqlConversionFailure(error.into());
+    out.write_all(MAGIC).map_err(write_failed)?;
+    let out = postcard::to_io(&Version2(&tables), out).map_err(|error| {
+        // A query's own error, if that is what stopped the encoding.
         failed
             .take()
             .unwrap_or_else(|| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
     })?;
-    let mut bytes = bytes;
-    let checksum = crc32c::crc32c(&bytes);
-    bytes.extend_from_slice(&checksum.to_le_bytes());
-    Ok(bytes)
+    let checksum = out.crc.to_le_bytes();
+    out.out.write_all(&checksum).map_err(write_failed)?;
+    Ok(())
+}
+
+/// Passes writes through to `out`, keeping the CRC-32C of everything
+/// written (the snapshot's trailer).
+struct Checksummed<'a> {
+    out: &'a mut dyn std::io::Write,
+    crc: u32,
+}
+
+impl std::io::Write for Checksummed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// [`Tables`] as [`take`] encodes them: the same fields in the same order,
