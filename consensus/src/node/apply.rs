@@ -76,12 +76,12 @@ pub(crate) enum ApplyEvent {
     /// Everything up to this index is applied.
     Applied(LogIndex),
     /// A snapshot of the state machine as of `index`: `data` maps the file
-    /// `staged` it was written to, which the driver removes once the log
-    /// has stored the snapshot (the mapping outlives the name).
+    /// `staged` it was written to, which the log writer makes the snapshot
+    /// file (or the driver removes, if the snapshot is dropped).
     SnapshotTaken {
         index: LogIndex,
         data: bytes::Bytes,
-        staged: PathBuf,
+        staged: crate::storage::StagedSnapshot,
     },
     /// The state machine failed, or the worker panicked: the node must
     /// stop. The worker has stopped and failed its waiters with it.

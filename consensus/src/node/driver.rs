@@ -534,6 +534,7 @@ impl<N: PeerNetwork> Driver<N> {
             hard_state: ready.hard_state,
             entries: ready.entries,
             snapshot,
+            staged_snapshot: None,
         };
         let acknowledge = batch.entries.last().map(|entry| (entry.index, entry.term));
         let stores_snapshot = batch.snapshot.is_some();

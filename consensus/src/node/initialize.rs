@@ -83,6 +83,7 @@ pub fn initialize(
         hard_state: ready.hard_state,
         entries: ready.entries,
         snapshot: None,
+        staged_snapshot: None,
     };
     create_private_dir(raft_dir)?;
     let (mut store, _) = FileStore::open(raft_dir, FileStoreOptions::default())?;
@@ -177,6 +178,7 @@ pub fn initialize_from_snapshot(
         hard_state: Some(hard_state),
         entries: Vec::new(),
         snapshot: Some(snapshot),
+        staged_snapshot: None,
     };
     create_private_dir(raft_dir)?;
     let (mut store, _) = FileStore::open(raft_dir, FileStoreOptions::default())?;

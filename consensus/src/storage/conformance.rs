@@ -169,6 +169,7 @@ fn hard_state_survives<F: StoreFactory>(factory: &mut F) {
             hard_state: Some(first),
             entries: entries(1..=1, 1),
             snapshot: None,
+            staged_snapshot: None,
         },
     );
     write(
@@ -254,6 +255,7 @@ fn batches_apply_in_order<F: StoreFactory>(factory: &mut F) {
             hard_state: Some(hard_state),
             entries: entries(4..=4, 3),
             snapshot: None,
+            staged_snapshot: None,
         },
     ];
     assert!(store.write_each(&batches).iter().all(Result::is_ok));
@@ -303,6 +305,7 @@ fn mismatched_snapshot_discards_log<F: StoreFactory>(factory: &mut F) {
             snapshot: Some(snapshot(6, 2)),
             entries: entries(7..=7, 2),
             hard_state: None,
+            staged_snapshot: None,
         },
     );
     let (_, recovered) = reopen(factory, store);

@@ -188,7 +188,11 @@ impl FileStore {
                 // Earlier batches become durable first, so that a crash never
                 // keeps the snapshot but loses what was ordered before it.
                 self.flush(start)?;
-                self.snapshot_path = Some(snapshot_file::write(&self.dir, snapshot)?);
+                self.snapshot_path = Some(snapshot_file::save(
+                    &self.dir,
+                    snapshot,
+                    batch.staged_snapshot.as_ref(),
+                )?);
                 saved_snapshot = true;
             }
             must_sync |= self.must_sync(batch);

@@ -58,6 +58,7 @@ pub use memory::{MemDisk, MemStore};
 pub(crate) use record::MAX_PAYLOAD as MAX_RECORD_PAYLOAD;
 /// Where the node's snapshot jobs write (see `snapshot_file::stage`).
 pub(crate) use snapshot_file::stage as stage_snapshot;
+
 pub use writer::{Durable, LogWriter, WriterHealth, WriterStats};
 
 use crate::raft::types::{Entry, HardState, LogIndex};
@@ -90,6 +91,22 @@ pub struct WriteBatch {
     /// last entry with the same term, entries after it are kept; otherwise the
     /// whole log is discarded (Raft §7).
     pub snapshot: Option<Snapshot>,
+    /// The file `snapshot`'s data was staged in, if any (a snapshot this
+    /// node took). A store may make it the snapshot's file instead of
+    /// writing the data again ([`FileStore`] does, and the file is then no
+    /// longer at that path); one that does not leaves it alone.
+    pub staged_snapshot: Option<StagedSnapshot>,
+}
+
+/// A file that holds exactly a snapshot's data, synced, and the data's
+/// CRC32C (see [`WriteBatch::staged_snapshot`]). The runtime's snapshot
+/// thread makes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagedSnapshot {
+    /// Where the file is.
+    pub path: std::path::PathBuf,
+    /// CRC32C of the file's bytes.
+    pub crc: u32,
 }
 
 impl WriteBatch {

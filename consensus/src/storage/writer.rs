@@ -329,6 +329,7 @@ fn trim_to_snapshot(batch: &mut WriteBatch, base: crate::raft::types::LogIndex) 
         .is_some_and(|snapshot| snapshot.meta.last_index <= base)
     {
         batch.snapshot = None;
+        batch.staged_snapshot = None;
     }
     batch.entries.retain(|entry| entry.index > base);
 }

@@ -5,18 +5,19 @@
 use super::Driver;
 use crate::node::PeerNetwork;
 use crate::raft::LogIndex;
-use crate::storage::{self, WriteBatch};
+use crate::storage::{self, StagedSnapshot, WriteBatch};
 use std::path::{Path, PathBuf};
 
 impl<N: PeerNetwork> Driver<N> {
     /// The state machine took a snapshot (`data` maps the file it was
-    /// staged in): store it (which compacts the disk's log) and compact
-    /// the core now or once a tail follows it.
+    /// staged in): store it (which compacts the disk's log; the store makes
+    /// the staged file the snapshot's) and compact the core now or once a
+    /// tail follows it.
     pub(super) async fn snapshot_taken(
         &mut self,
         index: LogIndex,
         data: bytes::Bytes,
-        staged: PathBuf,
+        staged: StagedSnapshot,
     ) {
         let taken = match self.core.snapshot_meta(index) {
             Some(meta) => {
@@ -28,7 +29,7 @@ impl<N: PeerNetwork> Driver<N> {
             None => None,
         };
         let Some(snapshot) = taken else {
-            remove_staged(&staged);
+            remove_staged(&staged.path);
             return;
         };
         tracing::info!(
@@ -36,12 +37,16 @@ impl<N: PeerNetwork> Driver<N> {
             self.core.id(),
             snapshot.data.len()
         );
+        let staged_path = staged.path.clone();
         let batch = WriteBatch {
             snapshot: Some(snapshot),
+            staged_snapshot: Some(staged),
             ..WriteBatch::default()
         };
         self.persist(batch, Vec::new(), None).await;
-        self.hold_stored_snapshot(Some(staged));
+        // Gone if the store made it the snapshot's file; still there if the
+        // store wrote a copy instead (or failed).
+        self.hold_stored_snapshot(Some(staged_path));
     }
 
     /// Once the snapshot just submitted is on disk, has the core hold the

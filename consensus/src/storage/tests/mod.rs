@@ -5,6 +5,7 @@ mod crash;
 mod disk_failure;
 mod model;
 mod recovery;
+mod snapshot_files;
 mod torn_tail;
 
 use super::conformance::{self, StoreFactory};
