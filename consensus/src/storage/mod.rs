@@ -26,7 +26,7 @@
 //! store.write(&[WriteBatch {
 //!     hard_state: Some(HardState { term: 1, vote: None, commit: 0, incarnation: 0 }),
 //!     entries: vec![Entry { term: 1, index: 1, payload: EntryPayload::Blank }],
-//!     snapshot: None,
+//!     ..WriteBatch::default()
 //! }])?; // returns only once both are on stable storage
 //! drop(store);
 //! let (_store, recovered) = FileStore::open(&dir, FileStoreOptions::default())?;
@@ -58,7 +58,6 @@ pub use memory::{MemDisk, MemStore};
 pub(crate) use record::MAX_PAYLOAD as MAX_RECORD_PAYLOAD;
 /// Where the node's snapshot jobs write (see `snapshot_file::stage`).
 pub(crate) use snapshot_file::stage as stage_snapshot;
-
 pub use writer::{Durable, LogWriter, WriterHealth, WriterStats};
 
 use crate::raft::types::{Entry, HardState, LogIndex};

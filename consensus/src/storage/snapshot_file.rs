@@ -146,8 +146,8 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, StorageE
 /// The data is not written again (the snapshot thread synced it already).
 ///
 /// Returns `None`, having changed nothing, when the staged file is not
-/// there any more (a store repair removes temporary files) or does not hold
-/// exactly the snapshot's data: the caller then writes the snapshot whole
+/// there any more (a store repair removes temporary files) or is shorter
+/// than the snapshot's data: the caller then writes the snapshot whole
 /// from its bytes, which a mapping keeps readable after the file's removal.
 /// The file is cut back to the data's length before the append, so a retry
 /// after a failed append does not append twice. Appending leaves the mapped
