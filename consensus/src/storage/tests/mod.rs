@@ -30,6 +30,22 @@ impl FileFactory {
     }
 }
 
+/// A file store (1 MiB segments) holding entries 1..=`last` of term 1,
+/// still open, and its factory.
+pub(crate) fn store_with_entries(last: u64) -> (FileFactory, FileStore) {
+    let mut factory = FileFactory::new(1 << 20);
+    let (mut store, _) = factory.open().expect("open");
+    super::LogStore::write(
+        &mut store,
+        &[super::WriteBatch {
+            entries: conformance::entries(1..=last, 1),
+            ..super::WriteBatch::default()
+        }],
+    )
+    .expect("append");
+    (factory, store)
+}
+
 impl StoreFactory for FileFactory {
     type Store = FileStore;
 

@@ -1,7 +1,7 @@
 //! Crashes between the steps of a multi-step write leave a directory that
 //! recovery turns into a state some prefix of the writes would have left.
 
-use super::FileFactory;
+use super::{store_with_entries, FileFactory};
 use crate::raft::types::SnapshotMeta;
 use crate::storage::conformance::{entries, StoreFactory};
 use crate::storage::{snapshot_file, LogStore, Snapshot, WriteBatch};
@@ -20,14 +20,7 @@ fn snapshot(last_index: u64, last_term: u64) -> Snapshot {
 /// Writes entries 1..=6 of term 1, then a snapshot file as a crash right
 /// after its rename (before its WAL record was synced) would leave it.
 fn crashed_after_snapshot_rename(snapshot: &Snapshot) -> FileFactory {
-    let mut factory = FileFactory::new(1 << 20);
-    let (mut store, _) = factory.open().expect("open");
-    store
-        .write(&[WriteBatch {
-            entries: entries(1..=6, 1),
-            ..WriteBatch::default()
-        }])
-        .expect("append");
+    let (factory, store) = store_with_entries(6);
     drop(store);
     snapshot_file::write(factory.dir.path(), snapshot).expect("snapshot file");
     factory
@@ -60,14 +53,7 @@ fn a_lost_record_of_a_mismatched_snapshot_still_discards_the_log() {
 
 #[test]
 fn a_segment_torn_while_being_created_is_removed() {
-    let mut factory = FileFactory::new(1 << 20);
-    let (mut store, _) = factory.open().expect("open");
-    store
-        .write(&[WriteBatch {
-            entries: entries(1..=3, 1),
-            ..WriteBatch::default()
-        }])
-        .expect("append");
+    let (mut factory, store) = store_with_entries(3);
     drop(store);
     let torn = factory.dir.path().join("00000000000000000002.wal");
     std::fs::write(&torn, b"RAFTW").expect("torn segment");

@@ -2,9 +2,9 @@
 //! copy, whatever state its staged file is in, and files of the first
 //! layout still open.
 
-use super::FileFactory;
+use super::{store_with_entries, FileFactory};
 use crate::raft::types::SnapshotMeta;
-use crate::storage::conformance::{entries, StoreFactory};
+use crate::storage::conformance::StoreFactory;
 use crate::storage::FileStore;
 use crate::storage::{snapshot_file, LogStore, Snapshot, StagedSnapshot, WriteBatch};
 use std::io::Write;
@@ -23,14 +23,7 @@ fn meta(last_index: u64) -> SnapshotMeta {
 /// staged files), and a snapshot of `data` at index 4 staged the way the
 /// snapshot thread stages one.
 fn staged(data: &'static [u8]) -> (FileFactory, FileStore, Snapshot, StagedSnapshot) {
-    let mut factory = FileFactory::new(1 << 20);
-    let (mut store, _) = factory.open().expect("open");
-    store
-        .write(&[WriteBatch {
-            entries: entries(1..=6, 1),
-            ..WriteBatch::default()
-        }])
-        .expect("append");
+    let (factory, store) = store_with_entries(6);
     let job: crate::state_machine::SnapshotJob<std::io::Error> =
         Box::new(move |sink| sink.write_all(data));
     let (bytes, staged) = snapshot_file::stage(factory.dir.path(), 4, job).expect("staged");
@@ -138,14 +131,7 @@ fn first_layout(meta: &SnapshotMeta, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_snapshot_file_of_the_first_layout_still_opens_and_is_still_verified() {
-    let mut factory = FileFactory::new(1 << 20);
-    let (mut store, _) = factory.open().expect("open");
-    store
-        .write(&[WriteBatch {
-            entries: entries(1..=6, 1),
-            ..WriteBatch::default()
-        }])
-        .expect("append");
+    let (mut factory, store) = store_with_entries(6);
     drop(store);
     let path = factory
         .dir
