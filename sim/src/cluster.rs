@@ -210,8 +210,23 @@ impl<A: Application> Cluster<A> {
             let next = self.next_tick.entry(*id).or_insert(0);
             if *next <= self.now {
                 *next = self.now + STEPS_PER_TICK;
+                let mut quiet_tick_spoke = None;
                 if let Some(core) = self.nodes.get_mut(id).and_then(|node| node.core.as_mut()) {
+                    // The runtime sleeps through ticks the core says are
+                    // not due (`ticks_until_due`): such a tick must do
+                    // nothing but count.
+                    let due = core.ticks_until_due();
+                    let before = (core.role(), core.term(), core.has_ready());
                     core.tick();
+                    let after = (core.role(), core.term(), core.has_ready());
+                    if due > 1 && !before.2 && after != before {
+                        quiet_tick_spoke = Some(format!(
+                            "node {id}: a tick with {due} ticks to go changed {before:?} into {after:?}"
+                        ));
+                    }
+                }
+                if let Some(detail) = quiet_tick_spoke {
+                    return Err(self.failure("ticks_until_due", detail));
                 }
                 self.drain(*id, &mut effects)?;
             }

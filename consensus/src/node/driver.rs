@@ -1,7 +1,8 @@
 //! The driver task: the one owner of the Raft core.
 //!
 //! Each turn of the loop waits for something to happen (an event, an apply
-//! report, a tick), drains everything else already queued, feeds it all to
+//! report, a tick that matters: see `tick_clock.rs`), makes the ticks that
+//! have passed, drains everything else already queued, feeds it all to
 //! the core, then carries out the core's [`Ready`] in the order its contract
 //! gives. Draining before asking for `Ready` is deliberate: 64 clients'
 //! proposals that arrive together become one log append, one fsync and one
@@ -13,11 +14,12 @@ use super::disk::DiskGuard;
 use super::error::FatalCell;
 use super::snapshot_log::IncomingSnapshotLog;
 use super::status::NodeStatus;
+use super::tick_clock::TickClock;
 use super::{Fatal, LogOperation, NodeError, PeerNetwork};
 use crate::metrics::Metrics;
 use crate::raft::{
-    LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, RaftCore, Ready,
-    RequestId, Role, Term,
+    LogIndex, Membership, MembershipChange, MembershipError, Message, NodeId, ProgressMark,
+    RaftCore, Ready, RequestId, Role, Term,
 };
 use crate::storage::{self, LogWriter, WriteBatch};
 use std::collections::{BTreeMap, VecDeque};
@@ -28,6 +30,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// At most this many events are taken per loop turn, so ticks and apply
 /// reports are never starved by a flood of proposals.
 const MAX_EVENTS_PER_TURN: usize = 4096;
+
+/// What ended the driver's wait.
+enum Woken {
+    Persisted(PersistReport),
+    Applied(ApplyEvent),
+    Stored(storage::Snapshot),
+    Event(Option<Event>),
+    /// The core is due for a tick.
+    Alarm,
+}
 
 /// Everything that can happen to a node, sent by [`Node`](super::Node)
 /// handles and the transport.
@@ -76,6 +88,10 @@ pub(crate) struct Driver<N: PeerNetwork> {
     follow_ups: Option<mpsc::UnboundedSender<PersistFollowUp>>,
     persisted: mpsc::UnboundedReceiver<PersistReport>,
     persisted_sender: mpsc::UnboundedSender<PersistReport>,
+    /// Batches handed to the log writer whose follow-up the driver has not
+    /// heard back from yet: while there are none, everything submitted is
+    /// durable and its messages are out.
+    follow_ups_in_flight: usize,
     /// The stored copies of snapshots the log writer wrote, backed by their
     /// files, for the core to hold instead of the in-memory ones.
     stored_snapshots: mpsc::UnboundedReceiver<storage::Snapshot>,
@@ -92,6 +108,10 @@ pub(crate) struct Driver<N: PeerNetwork> {
     /// When the status was last published: building it allocates, so under
     /// load it is refreshed at most once per tick.
     status_published: Option<tokio::time::Instant>,
+    /// The core's progress when the status was last published, and
+    /// whether it has moved since without being published.
+    status_mark: Option<ProgressMark>,
+    status_stale: bool,
     /// The latest membership last given to
     /// [`PeerNetwork::members_changed`], and whether it was committed.
     announced: Option<(Membership, bool)>,
@@ -136,12 +156,15 @@ impl<N: PeerNetwork> Driver<N> {
             follow_ups: None,
             persisted,
             persisted_sender,
+            follow_ups_in_flight: 0,
             stored_snapshots,
             stored_snapshots_sender,
             compaction,
             failed: None,
             fatal: FatalCell::default(),
             status_published: None,
+            status_mark: None,
+            status_stale: false,
             announced: None,
             incoming_snapshot: IncomingSnapshotLog::default(),
             disk,
@@ -182,27 +205,36 @@ impl<N: PeerNetwork> Driver<N> {
             self.network.clone(),
             self.persisted_sender.clone(),
         ));
-        let mut ticker = tokio::time::interval(self.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut clock = TickClock::new(self.tick, tokio::time::Instant::now());
+        let alarm = tokio::time::sleep_until(clock.deadline(self.core.ticks_until_due()));
+        tokio::pin!(alarm);
         let mut proposals = Vec::new();
         loop {
-            tokio::select! {
+            let tick_due = clock.deadline(self.core.ticks_until_due());
+            alarm
+                .as_mut()
+                .reset(self.status_due().map_or(tick_due, |due| due.min(tick_due)));
+            let woken = tokio::select! {
                 biased;
-                Some(report) = self.persisted.recv() => self.on_persisted(report),
-                Some(report) = apply_events.recv() => self.on_apply_event(report).await,
-                Some(stored) = self.stored_snapshots.recv() => {
-                    self.compaction.stored(&mut self.core, stored);
-                }
-                event = events.recv() => match event {
-                    Some(Event::Shutdown) | None => break,
-                    Some(event) => self.on_event(event, &mut proposals),
-                },
-                _ = ticker.tick() => {
-                    self.disk.check(self.core.id(), &self.writer.health());
-                    self.core.tick();
-                    self.promote_caught_up_learners();
-                    self.forget_abandoned_reads();
-                }
+                Some(report) = self.persisted.recv() => Woken::Persisted(report),
+                Some(report) = apply_events.recv() => Woken::Applied(report),
+                Some(stored) = self.stored_snapshots.recv() => Woken::Stored(stored),
+                event = events.recv() => Woken::Event(event),
+                () = &mut alarm => Woken::Alarm,
+            };
+            // Every tick that has passed comes before what woke us, as it
+            // would with a timer firing on each one.
+            let ticks = clock.woke(tokio::time::Instant::now());
+            if ticks > 0 {
+                self.make_ticks(ticks);
+            }
+            match woken {
+                Woken::Persisted(report) => self.on_persisted(report),
+                Woken::Applied(report) => self.on_apply_event(report).await,
+                Woken::Stored(stored) => self.compaction.stored(&mut self.core, stored),
+                Woken::Event(Some(Event::Shutdown) | None) => break,
+                Woken::Event(Some(event)) => self.on_event(event, &mut proposals),
+                Woken::Alarm => {}
             }
             self.drain(&mut events, &mut apply_events, &mut proposals)
                 .await;
@@ -216,6 +248,7 @@ impl<N: PeerNetwork> Driver<N> {
             }
             self.announce_membership();
             self.publish_status();
+            clock.turn_done(tokio::time::Instant::now());
         }
         self.abort_reads(NodeError::ShuttingDown);
         // Everything queued before the shutdown reaches the disk first.
@@ -250,7 +283,19 @@ impl<N: PeerNetwork> Driver<N> {
         }
     }
 
+    /// Makes `ticks` ticks of the core, and what the driver does on ticks:
+    /// the disk check, learner promotion, abandoned reads.
+    fn make_ticks(&mut self, ticks: u32) {
+        self.disk.check(self.core.id(), &self.writer.health());
+        for _ in 0..ticks {
+            self.core.tick();
+        }
+        self.promote_caught_up_learners();
+        self.forget_abandoned_reads();
+    }
+
     fn on_persisted(&mut self, report: PersistReport) {
+        self.follow_ups_in_flight = self.follow_ups_in_flight.saturating_sub(1);
         match report {
             Ok(Some((index, term))) => self.core.persisted(index, term),
             Ok(None) => {}
@@ -571,9 +616,20 @@ impl<N: PeerNetwork> Driver<N> {
         messages: Vec<Message>,
         acknowledge: Option<(LogIndex, Term)>,
     ) {
+        // A heartbeat's answer waits on nothing new: once every earlier
+        // batch is durable and its messages are out, it goes at once
+        // rather than through the log writer's thread and the follow-up
+        // task (three wake-ups per heartbeat on an idle follower).
+        if batch.is_empty() && acknowledge.is_none() && self.follow_ups_in_flight == 0 {
+            for message in messages {
+                self.send(message);
+            }
+            return;
+        }
         match self.writer.submit(batch).await {
             Ok(durable) => {
                 if let Some(follow_ups) = &self.follow_ups {
+                    self.follow_ups_in_flight += 1;
                     let _ = follow_ups.send(PersistFollowUp {
                         durable,
                         messages,
@@ -636,15 +692,29 @@ impl<N: PeerNetwork> Driver<N> {
         }
     }
 
+    /// When the throttled status is due to be published, if a change is
+    /// waiting.
+    fn status_due(&self) -> Option<tokio::time::Instant> {
+        self.status_published
+            .filter(|_| self.status_stale)
+            .map(|published| published + self.tick)
+    }
+
     fn publish_status(&mut self) {
         let now = tokio::time::Instant::now();
         if self
             .status_published
             .is_some_and(|published| now.duration_since(published) < self.tick)
         {
+            // The driver wakes for it (`status_due`) if nothing else comes
+            // and the change is more than a follower's answer.
+            let mark = self.core.progress_mark();
+            self.status_stale = self.status_mark != Some(mark);
             return;
         }
         self.status_published = Some(now);
+        self.status_mark = Some(self.core.progress_mark());
+        self.status_stale = false;
         let mut status = NodeStatus::from_core(&self.core.status());
         let health = self.writer.health();
         status.writes_refused = self.disk.refusal(&health);

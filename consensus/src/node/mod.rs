@@ -53,6 +53,7 @@ mod status;
 mod test_support;
 #[cfg(test)]
 mod tests;
+mod tick_clock;
 mod to_leader;
 // The simulation keeps the runtime's proposal table for its clients, so the
 // `testing` feature makes it reachable from the `sim` crate.

@@ -390,7 +390,17 @@ async fn a_node_seeded_from_a_snapshot_continues_its_log() {
     let (node, task, _network) =
         start(&options(1, &raft_dir, false), Recorder::default()).expect("start");
     node.propose(b"after".to_vec()).await.expect("propose");
-    let status = node.status();
+    // The status is published at most once per tick: wait for the one
+    // that shows the write (the bound only catches a hang).
+    let mut watch = node.watch_status();
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        watch.wait_for(|status| status.applied_index > 500),
+    )
+    .await
+    .expect("the status shows the applied write")
+    .expect("the node is running")
+    .clone();
     assert!(status.term > 9, "{status:?}");
     assert!(status.applied_index > 500, "{status:?}");
     let backup = node.backup_snapshot().await.expect("a backup");

@@ -209,6 +209,40 @@ impl RaftCore {
         }
     }
 
+    /// How many more [`RaftCore::tick`] calls may pass before one of them
+    /// can do anything (start an election, send heartbeats, check the
+    /// quorum, abandon a transfer); at least 1.
+    ///
+    /// Promise: calling `tick` fewer times than this changes nothing but
+    /// counters, so a driver may sleep for this many ticks and then make
+    /// them all at once, provided it also makes every tick that has passed
+    /// before it hands the core any other input. An idle node then wakes
+    /// on its heartbeats instead of on every tick.
+    pub fn ticks_until_due(&self) -> u32 {
+        let election = self
+            .shared
+            .election_timeout
+            .saturating_sub(self.shared.election_elapsed);
+        let due = match &self.role {
+            RoleState::Leader(leader) if leader.transfer.is_some() => 1,
+            RoleState::Leader(leader) => {
+                let heartbeat = self
+                    .shared
+                    .config
+                    .heartbeat_ticks
+                    .saturating_sub(leader.heartbeat_elapsed);
+                let check_quorum = self
+                    .shared
+                    .config
+                    .election_ticks_min
+                    .saturating_sub(self.shared.election_elapsed);
+                heartbeat.min(check_quorum)
+            }
+            _ => election,
+        };
+        due.max(1)
+    }
+
     /// Handles a message from another node. Messages for another node,
     /// and stale or unexpected messages, are dropped (the protocol tolerates
     /// loss).

@@ -77,5 +77,5 @@ pub use message::{
 pub use progress::ReplicationState;
 pub use ready::{ReadState, Ready, RequestId, Role, SoftState};
 pub use snapshot::{Snapshot, SnapshotTransfer};
-pub use status::{FollowerStatus, Status};
+pub use status::{FollowerStatus, ProgressMark, Status};
 pub use types::*;

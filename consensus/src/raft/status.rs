@@ -35,6 +35,26 @@ pub struct Status {
     pub followers: BTreeMap<NodeId, FollowerStatus>,
 }
 
+/// The scalar part of a [`Status`]: equal marks mean the log, the role
+/// and the membership have not moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgressMark {
+    /// The node's role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: LogIndex,
+    /// What the runtime reported applied.
+    pub applied_index: LogIndex,
+    /// The index of its last log entry.
+    pub last_log_index: LogIndex,
+    /// The log index of the entry that set the membership in force.
+    pub membership_index: LogIndex,
+}
+
 /// A leader's view of one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FollowerStatus {
@@ -54,6 +74,21 @@ pub struct FollowerStatus {
 }
 
 impl RaftCore {
+    /// The figures of [`RaftCore::status`] that move with the log, without
+    /// building the whole status: a driver compares them to decide whether
+    /// a status it throttled is worth publishing.
+    pub fn progress_mark(&self) -> ProgressMark {
+        ProgressMark {
+            role: self.role(),
+            term: self.shared.term,
+            leader: self.shared.leader,
+            commit_index: self.shared.commit,
+            applied_index: self.shared.applied_index,
+            last_log_index: self.shared.log.last_index(),
+            membership_index: self.shared.membership_index,
+        }
+    }
+
     /// The node's current state.
     pub fn status(&self) -> Status {
         let followers = match &self.role {

@@ -111,7 +111,10 @@ pub struct StagedSnapshot {
 impl WriteBatch {
     /// True when the batch asks for nothing.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none() && self.entries.is_empty() && self.snapshot.is_none()
+        self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.snapshot.is_none()
+            && self.staged_snapshot.is_none()
     }
 }
 

@@ -8,6 +8,7 @@ mod incarnation;
 mod planted;
 mod replication;
 mod snapshot;
+mod ticks;
 
 use super::*;
 use std::collections::BTreeSet;
