@@ -10,12 +10,15 @@
 //! A [`netns::HostCluster`] is the multi-host variant (SPEC §10): one
 //! network namespace per node on a bridge, real IP addresses, and
 //! partitions made by taking a host off the bridge. It needs root and `ip`.
+//! [`nft::InboundFilter`] adds finer faults inside a host's namespace
+//! (deaf to some peers, random inbound loss); those also need `nft`.
 
 #![warn(missing_docs)]
 
 mod files;
 mod members;
 pub mod netns;
+pub mod nft;
 mod process;
 pub mod tmpfs;
 pub mod twopc;

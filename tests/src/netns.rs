@@ -201,6 +201,24 @@ impl Network {
     pub fn heal(&self, host: usize) {
         ip(&["link", "set", &self.host(host).veth, "master", &self.bridge]);
     }
+
+    /// Makes every datagram reach host `host` on its own: the root-side
+    /// veth, the last hop into the host, gets `gso_max_segs 1`, so the
+    /// kernel splits a batch sent with UDP segmentation offload (quinn
+    /// sends several datagrams as one) before it enters the host's
+    /// namespace. Without this a filter there sees, and drops, whole
+    /// batches: random loss would come in bursts no real network makes.
+    /// Stays so until the network goes.
+    pub fn unbatch_inbound(&self, host: usize) {
+        ip(&[
+            "link",
+            "set",
+            "dev",
+            &self.host(host).veth,
+            "gso_max_segs",
+            "1",
+        ]);
+    }
 }
 
 /// `10.213.X` for an X that no interface here has an address in and no

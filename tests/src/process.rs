@@ -25,10 +25,21 @@ const RUNNER_VARIABLES: &[&str] = &[
 ];
 
 /// Path of the `vault-cli` binary of this workspace, built on first use if
-/// the test runner did not build it already.
+/// the test runner did not build it already; or the binary that the
+/// environment variable `VAULT_CLI` names (a prebuilt release binary for
+/// measurements), which is then used as it is.
 pub fn vault_cli() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
+        if let Some(binary) = std::env::var_os("VAULT_CLI").filter(|path| !path.is_empty()) {
+            let binary = PathBuf::from(binary);
+            assert!(
+                binary.is_file(),
+                "VAULT_CLI={} is not a file",
+                binary.display()
+            );
+            return binary;
+        }
         // The test executable lives in target/<profile>/deps/.
         let exe = std::env::current_exe().expect("test executable path");
         let profile_dir = exe
