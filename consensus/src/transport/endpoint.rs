@@ -190,7 +190,12 @@ where
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, address.address);
-        let link = Arc::new(PeerLink::new(id, address, self.endpoint.clone()));
+        let link = Arc::new(PeerLink::new(
+            id,
+            address,
+            self.endpoint.clone(),
+            self.config.handshake_timeout,
+        ));
         let (queue, receiver) = mpsc::channel(self.config.peer_queue.max(1));
         let context = SenderContext {
             local_id: self.config.node_id,

@@ -24,15 +24,23 @@ pub(crate) struct PeerLink {
     pub(crate) id: NodeId,
     pub(crate) address: PeerAddress,
     endpoint: quinn::Endpoint,
+    /// How long one dial may take before it is abandoned for a fresh one.
+    dial_timeout: Duration,
     connection: Mutex<Option<quinn::Connection>>,
 }
 
 impl PeerLink {
-    pub(crate) fn new(id: NodeId, address: PeerAddress, endpoint: quinn::Endpoint) -> Self {
+    pub(crate) fn new(
+        id: NodeId,
+        address: PeerAddress,
+        endpoint: quinn::Endpoint,
+        dial_timeout: Duration,
+    ) -> Self {
         PeerLink {
             id,
             address,
             endpoint,
+            dial_timeout,
             connection: Mutex::new(None),
         }
     }
@@ -47,8 +55,24 @@ impl PeerLink {
             }
         }
         let address = self.address.address;
-        let (connection, identity) =
-            dial(&self.endpoint, address, &self.address.server_name).await?;
+        // A handshake whose packets were lost while the peer could not hear
+        // us retransmits with exponential backoff (seconds apart by now),
+        // and the peer gives up on it after its own handshake timeout
+        // anyway: a fresh dial after that long starts from the shortest
+        // retransmission delay.
+        let dialled = tokio::time::timeout(
+            self.dial_timeout,
+            dial(&self.endpoint, address, &self.address.server_name),
+        )
+        .await
+        .map_err(|_| TransportError::Connect {
+            address,
+            reason: format!(
+                "handshake not finished within {} ms",
+                self.dial_timeout.as_millis()
+            ),
+        })?;
+        let (connection, identity) = dialled?;
         if node_of(&identity) != Some(self.id) {
             connection.close(
                 quinn::VarInt::from_u32(super::codes::BAD_IDENTITY),

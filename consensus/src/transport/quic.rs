@@ -33,6 +33,14 @@ impl From<&TransportConfig> for QuicParameters {
     }
 }
 
+/// The round-trip time assumed before a connection has measured one; it
+/// sets how soon a lost handshake packet is sent again. quinn's default is
+/// RFC 9002's 333 ms for the open Internet, which under packet loss makes a
+/// reconnecting node's first retransmissions about 1, 2 and 4 s apart.
+/// Nodes and their clients are expected within a region, so a shorter
+/// guess is kept (a longer real RTT only costs a spurious first resend).
+const INITIAL_RTT: Duration = Duration::from_millis(100);
+
 /// QUIC transport parameters shared by both directions of every connection.
 fn transport_parameters(
     parameters: QuicParameters,
@@ -42,6 +50,7 @@ fn transport_parameters(
         .map_err(|_| TransportError::Tls("idle timeout out of range".to_string()))?;
     transport
         .max_idle_timeout(Some(idle))
+        .initial_rtt(INITIAL_RTT)
         .keep_alive_interval(Some(parameters.keep_alive))
         .max_concurrent_uni_streams(VarInt::from_u32(MAX_UNI_STREAMS))
         .max_concurrent_bidi_streams(VarInt::from_u32(parameters.max_bidi_streams));

@@ -147,6 +147,9 @@ fn caught_up(before: &Sample, now: &Sample, node: usize) -> bool {
 /// delay, whether it was behind at the end, and each second's lag.
 pub(crate) fn lag_report(start: Instant, samples: &[Sample], node: usize) -> String {
     let mut first_current = None;
+    // The first sample at which its applied index moved at all: once its
+    // connections are back, replication resumes even while it trails.
+    let mut first_progress = None;
     let mut behind_since: Option<Instant> = None;
     let mut longest = (Duration::ZERO, Duration::ZERO);
     let mut close_stretch = |since: Instant, until: Instant| {
@@ -156,6 +159,11 @@ pub(crate) fn lag_report(start: Instant, samples: &[Sample], node: usize) -> Str
     };
     for pair in samples.windows(2) {
         let (before, now) = (&pair[0], &pair[1]);
+        if let (Some(was), Some(is)) = (before.row(node), now.row(node)) {
+            if is.applied > was.applied {
+                first_progress.get_or_insert(now.at - start);
+            }
+        }
         if caught_up(before, now, node) {
             first_current.get_or_insert(now.at - start);
             if let Some(since) = behind_since.take() {
@@ -197,8 +205,11 @@ pub(crate) fn lag_report(start: Instant, samples: &[Sample], node: usize) -> Str
     let first = first_current.map_or("never caught up".into(), |at| {
         format!("caught up at +{:.1} s", secs(at))
     });
+    let progress = first_progress.map_or("never applied anything".into(), |at| {
+        format!("first applied an entry at +{:.1} s", secs(at))
+    });
     format!(
-        "node{node}: {first}; longest behind {:.1} s (from +{:.1} s); at most {} entries and {most_delay} behind; {end}\n    node{node} behind the leader (entries/delay), each second: {}",
+        "node{node}: {progress}; {first}; longest behind {:.1} s (from +{:.1} s); at most {} entries and {most_delay} behind; {end}\n    node{node} behind the leader (entries/delay), each second: {}",
         secs(longest.0),
         secs(longest.1),
         most_entries.unwrap_or(0),

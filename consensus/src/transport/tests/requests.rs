@@ -79,6 +79,30 @@ async fn nodes_make_requests_and_forward_for_clients() {
     guard(node2.shutdown()).await;
 }
 
+// A peer that hears nothing of the handshake (its address swallows every
+// datagram, as a partitioned or deaf host does): the dial is abandoned
+// after the handshake timeout instead of retransmitting with ever longer
+// gaps until the connection's idle timeout, so the next attempt starts
+// fresh.
+#[tokio::test]
+async fn a_dial_nobody_answers_gives_up_after_the_handshake_timeout() {
+    let pki = Pki::new();
+    let mut settings = config(1);
+    settings.handshake_timeout = Duration::from_millis(300);
+    settings.idle_timeout = Duration::from_secs(20);
+    let (node1, _inbox1) = start(&pki, settings).await;
+    let silent = std::net::UdpSocket::bind(loopback()).expect("a UDP socket");
+    let address = silent.local_addr().expect("its address");
+    node1.add_peer(NodeId(2), PeerAddress::from_socket_address(address));
+    let result = guard(node1.request(NodeId(2), &TestRequest::Echo("vote".into()))).await;
+    assert!(
+        matches!(&result, Err(TransportError::Connect { reason, .. }) if reason.contains("handshake not finished")),
+        "{result:?}"
+    );
+    drop(silent);
+    guard(node1.shutdown()).await;
+}
+
 #[tokio::test]
 async fn an_unanswered_request_is_reported_not_hung() {
     let pki = Pki::new();
