@@ -3,8 +3,9 @@
 
 use super::admission::{Admission, PeerAddresses};
 use super::budget::RequestBudgets;
-use super::inbound::{run_accept_loop, InboundContext, Trust};
-use super::peer::{run_sender, Backoff, PeerLink, SenderContext};
+use super::inbound::{run_accept_loop, serve_established, Dialled, InboundContext, Trust};
+use super::link::{Links, PeerLink, ServeDialled};
+use super::peer::{run_sender, Backoff, SenderContext};
 use super::quic::{client_config, endpoint_config, node_of, server_config, QuicParameters};
 use super::request::{InboundRequest, RequestLimits};
 use super::wire::Hello;
@@ -62,6 +63,9 @@ struct PeerHandle<M> {
 ///   [`Transport::send`] is a non-blocking `try_send` and a slow peer never
 ///   slows the others or the caller. A std mutex: it is never held across
 ///   an await.
+/// - `links`: the same peers' connections, shared with the inbound side,
+///   which hands a link the connection its peer dialled; `serve_dialled`
+///   serves the streams peers open on the connections this node dialled.
 /// - `peer_addresses`: where the peers are, shared with the accept loop,
 ///   which keeps handshake slots for connections from those addresses.
 /// - `dropped`: messages dropped because a queue was full, for metrics.
@@ -77,6 +81,8 @@ pub struct Transport<M, Req, Resp> {
     config: Arc<TransportConfig>,
     endpoint: quinn::Endpoint,
     peers: Mutex<BTreeMap<NodeId, PeerHandle<M>>>,
+    links: Links,
+    serve_dialled: ServeDialled,
     peer_addresses: PeerAddresses,
     dropped: Arc<AtomicU64>,
     trust: watch::Sender<Trust>,
@@ -127,6 +133,7 @@ where
         let (task_guard, tasks_done) = mpsc::channel(1);
         let (trust, trust_receiver) = watch::channel(None);
         let peer_addresses = PeerAddresses::default();
+        let links = Links::default();
         let context = Arc::new(InboundContext {
             config: config.clone(),
             peer_messages: peer_sender,
@@ -134,14 +141,29 @@ where
             budgets: RequestBudgets::new(&config),
             admission: Admission::new(&config, peer_addresses.clone()),
             trust: trust_receiver,
+            links: links.clone(),
             shutdown: shutdown_receiver,
             _task_guard: task_guard.clone(),
+        });
+        // Weak: the context holds the links, which hold this.
+        let weak = Arc::downgrade(&context);
+        let serve_dialled: ServeDialled = Arc::new(move |connection, identity| {
+            if let Some(context) = weak.upgrade() {
+                tokio::spawn(serve_established(
+                    connection,
+                    Arc::new(identity),
+                    context,
+                    Dialled::ByUs,
+                ));
+            }
         });
         tokio::spawn(run_accept_loop(endpoint.clone(), context));
         let transport = Transport {
             config: config.clone(),
             endpoint,
             peers: Mutex::new(BTreeMap::new()),
+            links,
+            serve_dialled,
             peer_addresses,
             dropped: Arc::new(AtomicU64::new(0)),
             trust,
@@ -193,8 +215,10 @@ where
         let link = Arc::new(PeerLink::new(
             id,
             address,
+            self.config.node_id,
             self.endpoint.clone(),
             self.config.handshake_timeout,
+            self.serve_dialled.clone(),
         ));
         let (queue, receiver) = mpsc::channel(self.config.peer_queue.max(1));
         let context = SenderContext {
@@ -209,13 +233,20 @@ where
             run_sender(context, receiver).await;
             drop(guard);
         });
+        let replaced = self.write_links().insert(id, link.clone());
+        if let Some(replaced) = replaced {
+            replaced.close();
+        }
         self.lock_peers().insert(id, PeerHandle { link, queue });
     }
 
     /// Forgets a peer: its queue closes, its sender task finishes the
-    /// stream and ends.
+    /// stream and ends, and its connection is closed.
     pub fn remove_peer(&self, id: NodeId) {
         self.lock_peers().remove(&id);
+        if let Some(removed) = self.write_links().remove(&id) {
+            removed.close();
+        }
         self.peer_addresses
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -269,6 +300,12 @@ where
         }
     }
 
+    /// How many QUIC connections the endpoint holds: peers', clients' and
+    /// those still closing. A pair of nodes shares one connection.
+    pub fn open_connections(&self) -> usize {
+        self.endpoint.open_connections()
+    }
+
     /// How many peer messages were dropped since start (full queues,
     /// shutdown, or too large to frame).
     pub fn dropped_messages(&self) -> u64 {
@@ -317,6 +354,7 @@ where
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         self.lock_peers().clear();
+        self.write_links().clear();
         self.task_guard
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -339,6 +377,11 @@ where
             request: self.config.max_peer_frame,
             response: self.config.max_peer_frame,
         }
+    }
+
+    fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<NodeId, Arc<PeerLink>>> {
+        // Like `peers`: one insert/remove/clear at a time.
+        self.links.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, PeerHandle<M>>> {

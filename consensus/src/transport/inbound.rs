@@ -9,6 +9,7 @@
 use super::admission::{self, Admission, Admit};
 use super::budget::{BudgetError, RequestBudgets, Reservation};
 use super::codec::{encode_frame, read_frame, read_frame_body, read_frame_length, FrameError};
+use super::link::Links;
 use super::quic::{connection_identity, node_of};
 use super::request::{Answer, InboundRequest, RequestOrigin, Responder};
 use super::wire::{Hello, HELLO_LIMIT};
@@ -20,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 /// What the inbound tasks share.
@@ -37,6 +38,9 @@ pub(crate) struct InboundContext<M, Req, Resp> {
     pub(crate) admission: Admission,
     /// Which node identities may connect (see [`Trust`]).
     pub(crate) trust: watch::Receiver<Trust>,
+    /// The known peers, so that a connection a peer dialled becomes the
+    /// pair's connection once the peer opens its peer stream on it.
+    pub(crate) links: Links,
     /// Flips to `true` when the transport shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Never sent on: dropped by each task when it ends, so the transport
@@ -184,13 +188,38 @@ async fn serve_connection<M, Req, Resp>(
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let remote = incoming.remote_address();
     let mut shutdown = context.shutdown.clone();
     let shaken = handshake(incoming, &context.config, handshake_slot);
     let Some(Some((connection, identity))) = unless_shutdown(&mut shutdown, shaken).await else {
         return;
     };
-    let identity = Arc::new(identity);
+    serve_established(connection, Arc::new(identity), context, Dialled::ByThem).await;
+}
+
+/// Who dialled a connection being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialled {
+    /// It arrived at the accept loop: it takes a connection slot.
+    ByThem,
+    /// This node dialled a peer; the peer opens its streams on it too.
+    ByUs,
+}
+
+/// Serves the streams the other side opens on an established connection,
+/// accepted or dialled, until it ends, shutdown begins, or its node
+/// certificate stops being trusted.
+pub(crate) async fn serve_established<M, Req, Resp>(
+    connection: quinn::Connection,
+    identity: Arc<Identity>,
+    context: Arc<InboundContext<M, Req, Resp>>,
+    dialled: Dialled,
+) where
+    M: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let remote = connection.remote_address();
+    let mut shutdown = context.shutdown.clone();
     let mut trust = context.trust.clone();
     if !trusted(&identity, &trust.borrow_and_update()) {
         context
@@ -201,19 +230,25 @@ async fn serve_connection<M, Req, Resp>(
         return;
     }
     // Held for the life of the connection.
-    let Some(_slot) = context.admission.connection_slot(&identity) else {
-        tracing::warn!(%remote, %identity, "connection limit reached; closing");
-        context
-            .config
-            .metrics
-            .connection_refused(RefusalReason::ConnectionLimit);
-        connection.close(
-            quinn::VarInt::from_u32(codes::BUSY),
-            b"connection limit reached",
-        );
-        return;
+    let _slot = match dialled {
+        Dialled::ByUs => None,
+        Dialled::ByThem => {
+            let Some(slot) = context.admission.connection_slot(&identity) else {
+                tracing::warn!(%remote, %identity, "connection limit reached; closing");
+                context
+                    .config
+                    .metrics
+                    .connection_refused(RefusalReason::ConnectionLimit);
+                connection.close(
+                    quinn::VarInt::from_u32(codes::BUSY),
+                    b"connection limit reached",
+                );
+                return;
+            };
+            Some(slot)
+        }
     };
-    tracing::debug!(%remote, %identity, "connection accepted");
+    tracing::debug!(%remote, %identity, ?dialled, "serving a connection");
     loop {
         tokio::select! {
             changed = trust.changed() => {
@@ -227,7 +262,7 @@ async fn serve_connection<M, Req, Resp>(
             }
             stream = connection.accept_uni() => match stream {
                 Ok(receive) => {
-                    tokio::spawn(serve_peer_stream(context.clone(), identity.clone(), receive));
+                    tokio::spawn(serve_peer_stream(context.clone(), identity.clone(), connection.clone(), receive));
                 }
                 Err(error) => {
                     tracing::debug!(%remote, %identity, %error, "connection ended");
@@ -313,6 +348,7 @@ fn authorize_peer(identity: &Identity, hello: Hello) -> Result<NodeId, Refusal> 
 async fn serve_peer_stream<M, Req, Resp>(
     context: Arc<InboundContext<M, Req, Resp>>,
     identity: Arc<Identity>,
+    connection: quinn::Connection,
     mut receive: quinn::RecvStream,
 ) where
     M: DeserializeOwned + Send + 'static,
@@ -328,6 +364,17 @@ async fn serve_peer_stream<M, Req, Resp>(
         }
         None => return,
     };
+    // The peer sends on this connection: from now on so does this node,
+    // unless the pair keeps another (see `PeerLink::offer`).
+    let link = context
+        .links
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&from)
+        .cloned();
+    if let Some(link) = link {
+        link.offer(&connection);
+    }
     let limit = context.config.max_peer_frame;
     loop {
         let frame = unless_shutdown(&mut shutdown, read_frame::<M, _>(&mut receive, limit)).await;

@@ -3,6 +3,9 @@
 //!
 //! What travels, and how (design notes in `docs/transport.md`):
 //!
+//! - **One connection per pair of nodes**, whichever dialled it: both
+//!   sides' peer streams and requests share it, so acknowledgements ride on
+//!   the other direction's packets (`transport/link.rs`).
 //! - **Peer messages** (Raft): for each ordered pair of nodes, one
 //!   long-lived unidirectional stream from sender to receiver carries
 //!   length-prefixed postcard frames back to back: ordered, pipelined, no
@@ -67,6 +70,7 @@ mod client;
 pub mod codec;
 mod endpoint;
 mod inbound;
+mod link;
 mod peer;
 mod quic;
 mod request;

@@ -1,121 +1,18 @@
-//! Outbound side of a peer: one cached connection, and a task that drains
-//! the peer's bounded queue onto one long-lived unidirectional stream.
+//! Outbound side of a peer: a task that drains the peer's bounded queue
+//! onto one long-lived unidirectional stream, on the pair's connection
+//! (see [`super::link`]).
 
 use super::codec::{encode_frame, write_frame, FrameError};
-use super::quic::{dial, node_of};
-use super::request::{round_trip, RequestLimits};
+use super::link::PeerLink;
 use super::wire::{Hello, HELLO_LIMIT};
-use super::{PeerAddress, TransportError};
+use super::TransportError;
 use crate::raft::types::NodeId;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-
-/// One remote node as seen by the dialling side.
-///
-/// The connection is shared by the peer stream and by requests to that
-/// node, and dialled only when first needed. The mutex is held across the
-/// dial so that concurrent users wait for one handshake instead of racing
-/// several.
-pub(crate) struct PeerLink {
-    pub(crate) id: NodeId,
-    pub(crate) address: PeerAddress,
-    endpoint: quinn::Endpoint,
-    /// How long one dial may take before it is abandoned for a fresh one.
-    dial_timeout: Duration,
-    connection: Mutex<Option<quinn::Connection>>,
-}
-
-impl PeerLink {
-    pub(crate) fn new(
-        id: NodeId,
-        address: PeerAddress,
-        endpoint: quinn::Endpoint,
-        dial_timeout: Duration,
-    ) -> Self {
-        PeerLink {
-            id,
-            address,
-            endpoint,
-            dial_timeout,
-            connection: Mutex::new(None),
-        }
-    }
-
-    /// The live connection to this peer, dialling if there is none. A
-    /// server whose certificate is not this node's is refused.
-    pub(crate) async fn connection(&self) -> Result<quinn::Connection, TransportError> {
-        let mut cached = self.connection.lock().await;
-        if let Some(connection) = cached.as_ref() {
-            if connection.close_reason().is_none() {
-                return Ok(connection.clone());
-            }
-        }
-        let address = self.address.address;
-        // A handshake whose packets were lost while the peer could not hear
-        // us retransmits with exponential backoff (seconds apart by now),
-        // and the peer gives up on it after its own handshake timeout
-        // anyway: a fresh dial after that long starts from the shortest
-        // retransmission delay.
-        let dialled = tokio::time::timeout(
-            self.dial_timeout,
-            dial(&self.endpoint, address, &self.address.server_name),
-        )
-        .await
-        .map_err(|_| TransportError::Connect {
-            address,
-            reason: format!(
-                "handshake not finished within {} ms",
-                self.dial_timeout.as_millis()
-            ),
-        })?;
-        let (connection, identity) = dialled?;
-        if node_of(&identity) != Some(self.id) {
-            connection.close(
-                quinn::VarInt::from_u32(super::codes::BAD_IDENTITY),
-                b"wrong node",
-            );
-            return Err(TransportError::WrongPeer {
-                address,
-                expected: self.id.to_string(),
-                actual: identity.to_string(),
-            });
-        }
-        *cached = Some(connection.clone());
-        Ok(connection)
-    }
-
-    /// Sends a request to this peer and waits for the response.
-    ///
-    /// With `once_more_if_lost`, a request whose connection turns out to be
-    /// dead (the peer restarted: its new process cannot read the old
-    /// connection's packets) is sent once more on a fresh connection
-    /// instead of failing. Only for requests that are safe to repeat.
-    pub(crate) async fn request<Req, Resp>(
-        &self,
-        hello: &Hello,
-        request: &Req,
-        limits: RequestLimits,
-        once_more_if_lost: bool,
-    ) -> Result<Resp, TransportError>
-    where
-        Req: Serialize,
-        Resp: serde::de::DeserializeOwned,
-    {
-        let connection = self.connection().await?;
-        match round_trip(&connection, hello, request, limits).await {
-            Err(error) if once_more_if_lost && connection.close_reason().is_some() => {
-                tracing::debug!("connection to {} lost ({error}); redialling", self.id);
-                let connection = self.connection().await?;
-                round_trip(&connection, hello, request, limits).await
-            }
-            outcome => outcome,
-        }
-    }
-}
 
 /// Exponential backoff between redials, capped.
 pub(crate) struct Backoff {
@@ -157,7 +54,9 @@ pub(crate) struct SenderContext {
 
 /// Drains `queue` to the peer until the queue closes or the transport shuts
 /// down. Dials only once there is something to send; after a failure it
-/// waits (backoff) and redials, keeping the message that failed.
+/// waits (backoff) and redials, keeping the message that failed. When the
+/// pair's connection changes (the peer's dial was taken over), the stream
+/// moves to the new connection at once.
 pub(crate) async fn run_sender<M: Serialize>(
     mut context: SenderContext,
     mut queue: mpsc::Receiver<M>,
@@ -175,7 +74,8 @@ pub(crate) async fn run_sender<M: Serialize>(
         }
         let started = Instant::now();
         let error = match stream_messages(&mut context, &mut queue, &mut pending).await {
-            Ok(()) => return,
+            Ok(Ended::Done) => return,
+            Ok(Ended::Moved) => continue,
             Err(error) => error,
         };
         tracing::debug!(peer = %context.link.id, %error, "peer stream failed; redialling after backoff");
@@ -192,20 +92,30 @@ pub(crate) async fn run_sender<M: Serialize>(
     }
 }
 
-/// Opens a peer stream and writes messages to it until an error. Returns
-/// `Ok` only when the queue closed or shutdown began.
+/// Why a peer stream ended without an error.
+enum Ended {
+    /// The queue closed or shutdown began.
+    Done,
+    /// The pair now uses another connection.
+    Moved,
+}
+
+/// Opens a peer stream and writes messages to it until an error, the end
+/// of the queue, or a change of the pair's connection.
 async fn stream_messages<M: Serialize>(
     context: &mut SenderContext,
     queue: &mut mpsc::Receiver<M>,
     pending: &mut Option<M>,
-) -> Result<(), TransportError> {
+) -> Result<Ended, TransportError> {
+    let mut current = context.link.watch_current();
     let connection = context.link.connection().await?;
+    current.borrow_and_update();
     let mut stream = connection.open_uni().await?;
     let hello = Hello::Peer {
         from: context.local_id,
     };
     write_frame(&mut stream, &hello, HELLO_LIMIT).await?;
-    loop {
+    let ended = loop {
         if let Some(message) = pending.as_ref() {
             match encode_frame(message, context.max_frame) {
                 Ok(frame) => stream
@@ -222,13 +132,23 @@ async fn stream_messages<M: Serialize>(
         tokio::select! {
             message = queue.recv() => match message {
                 Some(message) => *pending = Some(message),
-                None => break,
+                None => break Ended::Done,
             },
-            _ = context.shutdown.changed() => break,
+            changed = current.changed() => {
+                // The link outlives this task (the context holds it), so
+                // its watch never closes; if it did, stop rather than spin.
+                if changed.is_err() {
+                    break Ended::Done;
+                }
+                if *current.borrow_and_update() != Some(connection.stable_id()) {
+                    break Ended::Moved;
+                }
+            }
+            _ = context.shutdown.changed() => break Ended::Done,
         }
-    }
+    };
     let _ = stream.finish();
-    Ok(())
+    Ok(ended)
 }
 
 #[cfg(test)]

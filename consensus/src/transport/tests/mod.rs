@@ -4,6 +4,7 @@
 
 mod flood;
 mod measure;
+mod pairs;
 mod peers;
 mod refusals;
 mod requests;

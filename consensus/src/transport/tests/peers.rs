@@ -3,7 +3,7 @@
 use super::*;
 use crate::transport::SendError;
 
-fn message(sequence: u64) -> PeerMessage {
+pub(super) fn message(sequence: u64) -> PeerMessage {
     PeerMessage {
         sequence,
         body: format!("entry {sequence}"),
@@ -63,7 +63,7 @@ async fn peer_messages_resume_after_the_receiver_restarts() {
 }
 
 /// Sends until one message reaches `inbox`, as Raft would retransmit.
-async fn first_delivery(
+pub(super) async fn first_delivery(
     sender: &TestTransport,
     inbox: &mut tokio::sync::mpsc::Receiver<(NodeId, PeerMessage)>,
 ) -> (NodeId, PeerMessage) {
