@@ -34,7 +34,13 @@ pub fn run(config: &Path, log_format: Option<LogFormat>) -> Result<()> {
         config.twopc.vote_timeout_ms,
         config.twopc.decision_timeout_ms
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One async thread: a node's async work (QUIC, the Raft driver,
+    // request handling) is a fraction of a core, and its heavy work runs
+    // on threads of its own (log writer, apply, snapshots, 2PC prepares,
+    // stale reads and backups on the blocking pool). Two async workers
+    // only woke each other: on 2 vCPUs an idle node used a fifth more CPU
+    // and a write about one more context switch (docs/performance.md).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

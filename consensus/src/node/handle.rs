@@ -307,7 +307,20 @@ impl Node {
     /// timeout, so no reader waits forever.
     pub async fn read(&self, query: Vec<u8>, consistency: ReadConsistency) -> ApplyResult {
         if consistency == ReadConsistency::Stale {
-            return (self.stale)(&query);
+            // The query takes the state machine's lock, which the apply
+            // worker holds for a whole batch, and may scan many rows: it
+            // runs on a blocking thread so that it never holds up the
+            // async threads (with a single one, the Raft driver and every
+            // connection would wait for it).
+            let stale = self.stale.clone();
+            return tokio::task::spawn_blocking(move || stale(&query))
+                .await
+                .unwrap_or_else(|panicked| {
+                    Err(NodeError::StateMachine(StateMachineError::new(
+                        StateMachineOperation::Query,
+                        panicked,
+                    )))
+                });
         }
         let _pending = self.admit()?;
         let deadline = Instant::now() + self.timeout;
