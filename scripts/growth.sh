@@ -7,7 +7,10 @@
 #   2. the time to fill it to SECRETS secrets (bench --ops);
 #   3. the same throughput at that size;
 #   4. each node's memory (VmRSS, of it anonymous and file-backed, from
-#      /proc/PID/status), the leader marked;
+#      /proc/PID/status), the leader marked, then the same load for
+#      MEMORY_SECS seconds with every node's RSS and anonymous memory read
+#      every second: median and maximum over that time (one reading can
+#      fall on a snapshot or between two);
 #   5. each node's data directory on disk against the ciphertext it holds
 #      (the secrets' and versions' ciphertext columns, read from the node's
 #      own SQLite file);
@@ -19,13 +22,15 @@
 #   scripts/growth.sh                              # 3 nodes, 1 000 000 secrets
 #   SECRETS=100000 SECS=5 scripts/growth.sh
 #
-# Knobs: SECRETS (1000000), CLIENTS (64), SECS (10), SIZE (256), NODES (3),
-# KEEP (0), BASE_PORT, VAULT_CLI (a binary to measure instead of building).
+# Knobs: SECRETS (1000000), CLIENTS (64), SECS (10), MEMORY_SECS (40),
+# SIZE (256), NODES (3), KEEP (0), BASE_PORT, VAULT_CLI (a binary to
+# measure instead of building).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECRETS=${SECRETS:-1000000}
 CLIENTS=${CLIENTS:-64}
 SECS=${SECS:-10}
+MEMORY_SECS=${MEMORY_SECS:-40}
 SIZE=${SIZE:-256}
 source scripts/local-cluster.sh
 export VAULT_PASSPHRASE=growth
@@ -64,6 +69,34 @@ for ((k = 1; k <= NODES; k++)); do
         END { printf "%s (%s): RSS %.0f MB (anonymous %.0f MB, file-backed %.0f MB)\n", node, role, rss / 1024, anon / 1024, file / 1024 }' \
         "/proc/${PIDS[$((k - 1))]}/status"
 done
+# Anonymous memory of every node once a second while the load runs.
+samples=$DIR/memory.samples
+(
+    while true; do
+        for ((k = 1; k <= NODES; k++)); do
+            awk -v node="$k" '/^VmRSS/ { rss = $2 } /^RssAnon/ { anon = $2 } END { print node, rss, anon }' "/proc/${PIDS[$((k - 1))]}/status" 2>/dev/null || true
+        done
+        sleep 1
+    done
+) >"$samples" &
+sampler=$!
+bench --duration "${MEMORY_SECS}s"
+kill "$sampler"
+wait "$sampler" 2>/dev/null || true
+echo "over ${MEMORY_SECS} s more of writes ($(json "$DIR/bench.json" ops_per_sec) writes/s), memory median / max:"
+python3 -c '
+import statistics, sys
+leader, by_node = sys.argv[2], {}
+for line in open(sys.argv[1]):
+    node, rss, anon = line.split()
+    by_node.setdefault(node, []).append((int(rss) / 1024, int(anon) / 1024))
+for node in sorted(by_node, key=int):
+    rss = [r for r, _ in by_node[node]]
+    anon = [a for _, a in by_node[node]]
+    role = "leader" if node == leader else "follower"
+    print(f"  node{node} ({role}): RSS {statistics.median(rss):.0f} / {max(rss):.0f} MB, "
+          f"anonymous {statistics.median(anon):.0f} / {max(anon):.0f} MB, {len(rss)} readings")
+' "$samples" "$leader"
 for ((k = 1; k <= NODES; k++)); do
     disk=$(du -sb "$DIR/node$k/data" | cut -f1)
     cipher=$(python3 -c '
