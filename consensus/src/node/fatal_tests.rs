@@ -41,10 +41,20 @@ fn faulty() -> impl StateMachine {
     })
 }
 
-/// The test node's options.
+/// The test node's options. The request timeout is far beyond anything
+/// these tests wait for: with `RUST_BACKTRACE` set, the panic hook of an
+/// injected panic symbolises a backtrace before the apply thread catches
+/// it, which on a cold page cache took longer than the usual 5 s, and the
+/// proposal then timed out (`Unavailable`) instead of being failed with
+/// the fatal error the test checks.
 fn options(raft_dir: &Path) -> NodeOptions {
-    test_options(1, raft_dir)
+    let mut options = test_options(1, raft_dir);
+    options.request_timeout = Duration::from_secs(60);
+    options
 }
+
+/// Hang guard of each wait below: beyond the request timeout.
+const HANG_GUARD: Duration = Duration::from_secs(90);
 
 type DriverTask = tokio::task::JoinHandle<Result<(), Fatal>>;
 
@@ -52,7 +62,7 @@ type DriverTask = tokio::task::JoinHandle<Result<(), Fatal>>;
 async fn leader(raft_dir: &Path) -> (Node, DriverTask) {
     initialize(raft_dir, NodeId(1), [NodeId(1)].into()).expect("initialize");
     let (node, task) = Node::start(&options(raft_dir), faulty(), Arc::new(Alone)).expect("start");
-    let first = tokio::time::timeout(Duration::from_secs(20), node.propose(b"first".to_vec()))
+    let first = tokio::time::timeout(HANG_GUARD, node.propose(b"first".to_vec()))
         .await
         .expect("hang guard");
     assert_eq!(first, Ok(b"first".to_vec()));
@@ -62,11 +72,11 @@ async fn leader(raft_dir: &Path) -> (Node, DriverTask) {
 /// Proposes `command`, which is to stop the node, and returns what the
 /// proposal got and what the node's join handle returned.
 async fn stop_with(node: &Node, task: DriverTask, command: Vec<u8>) -> (NodeError, Fatal) {
-    let answer = tokio::time::timeout(Duration::from_secs(20), node.propose(command))
+    let answer = tokio::time::timeout(HANG_GUARD, node.propose(command))
         .await
         .expect("the proposal is answered")
         .expect_err("the proposal fails");
-    let ended = tokio::time::timeout(Duration::from_secs(20), task)
+    let ended = tokio::time::timeout(HANG_GUARD, task)
         .await
         .expect("the node stops by itself")
         .expect("the node's task does not fail");
@@ -158,7 +168,7 @@ async fn a_panic_of_the_driver_ends_the_node_with_a_panicked_fatal() {
         Ok(())
     };
     let task = super::handle::spawn_driver(NodeId(1), driver, fatal.clone(), apply);
-    let ended = tokio::time::timeout(Duration::from_secs(20), task)
+    let ended = tokio::time::timeout(HANG_GUARD, task)
         .await
         .expect("the watcher ends")
         .expect("the watcher itself does not fail");
