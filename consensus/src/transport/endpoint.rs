@@ -48,24 +48,19 @@ pub enum SendError {
     ShuttingDown,
 }
 
-/// The sending half of one peer: its queue and its connection.
-struct PeerHandle<M> {
-    link: Arc<PeerLink>,
-    queue: mpsc::Sender<M>,
-}
-
 /// A node's QUIC endpoint for peer messages (`M`) and requests (`Req`,
 /// answered with `Resp`).
 ///
 /// Fields and why they exist:
 /// - `endpoint`: the one UDP socket; serves inbound and dials outbound.
-/// - `peers`: per-peer bounded queues feeding one sender task each, so that
-///   [`Transport::send`] is a non-blocking `try_send` and a slow peer never
-///   slows the others or the caller. A std mutex: it is never held across
-///   an await.
-/// - `links`: the same peers' connections, shared with the inbound side,
-///   which hands a link the connection its peer dialled; `serve_dialled`
-///   serves the streams peers open on the connections this node dialled.
+/// - `queues`: per-peer bounded queues feeding one sender task each, so
+///   that [`Transport::send`] is a non-blocking `try_send` and a slow peer
+///   never slows the others or the caller. A std mutex: it is never held
+///   across an await.
+/// - `links`: the same peers' addresses and connections, shared with the
+///   inbound side, which hands a link the connection its peer dialled;
+///   `serve_dialled` serves the streams peers open on the connections this
+///   node dialled.
 /// - `peer_addresses`: where the peers are, shared with the accept loop,
 ///   which keeps handshake slots for connections from those addresses.
 /// - `dropped`: messages dropped because a queue was full, for metrics.
@@ -80,7 +75,7 @@ struct PeerHandle<M> {
 pub struct Transport<M, Req, Resp> {
     config: Arc<TransportConfig>,
     endpoint: quinn::Endpoint,
-    peers: Mutex<BTreeMap<NodeId, PeerHandle<M>>>,
+    queues: Mutex<BTreeMap<NodeId, mpsc::Sender<M>>>,
     links: Links,
     serve_dialled: ServeDialled,
     peer_addresses: PeerAddresses,
@@ -161,7 +156,7 @@ where
         let transport = Transport {
             config: config.clone(),
             endpoint,
-            peers: Mutex::new(BTreeMap::new()),
+            queues: Mutex::new(BTreeMap::new()),
             links,
             serve_dialled,
             peer_addresses,
@@ -233,17 +228,17 @@ where
             run_sender(context, receiver).await;
             drop(guard);
         });
-        let replaced = self.write_links().insert(id, link.clone());
+        let replaced = self.write_links().insert(id, link);
         if let Some(replaced) = replaced {
             replaced.close();
         }
-        self.lock_peers().insert(id, PeerHandle { link, queue });
+        self.lock_queues().insert(id, queue);
     }
 
     /// Forgets a peer: its queue closes, its sender task finishes the
     /// stream and ends, and its connection is closed.
     pub fn remove_peer(&self, id: NodeId) {
-        self.lock_peers().remove(&id);
+        self.lock_queues().remove(&id);
         if let Some(removed) = self.write_links().remove(&id) {
             removed.close();
         }
@@ -255,14 +250,12 @@ where
 
     /// The address of a known peer.
     pub fn peer_address(&self, id: NodeId) -> Option<PeerAddress> {
-        self.lock_peers()
-            .get(&id)
-            .map(|handle| handle.link.address.clone())
+        self.read_links().get(&id).map(|link| link.address.clone())
     }
 
     /// The peers messages can be sent to.
     pub fn peer_ids(&self) -> Vec<NodeId> {
-        self.lock_peers().keys().copied().collect()
+        self.lock_queues().keys().copied().collect()
     }
 
     /// Accepts connections from these node ids only (`None`: from any node
@@ -285,9 +278,9 @@ where
     /// Queues `message` for node `to` without waiting. Messages to one peer
     /// arrive in the order they were queued, or not at all.
     pub fn send(&self, to: NodeId, message: M) -> Result<(), SendError> {
-        let peers = self.lock_peers();
-        let handle = peers.get(&to).ok_or(SendError::UnknownPeer(to))?;
-        match handle.queue.try_send(message) {
+        let queues = self.lock_queues();
+        let queue = queues.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        match queue.try_send(message) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +346,7 @@ where
     /// deduplicated by their (client, sequence) so a retry is safe.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-        self.lock_peers().clear();
+        self.lock_queues().clear();
         self.write_links().clear();
         self.task_guard
             .lock()
@@ -367,9 +360,10 @@ where
     }
 
     fn link(&self, to: NodeId) -> Result<Arc<PeerLink>, TransportError> {
-        let peers = self.lock_peers();
-        let handle = peers.get(&to).ok_or(TransportError::UnknownPeer(to))?;
-        Ok(handle.link.clone())
+        self.read_links()
+            .get(&to)
+            .cloned()
+            .ok_or(TransportError::UnknownPeer(to))
     }
 
     fn node_limits(&self) -> RequestLimits {
@@ -379,16 +373,20 @@ where
         }
     }
 
+    fn read_links(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<NodeId, Arc<PeerLink>>> {
+        // Like `queues`: one insert/remove/clear at a time.
+        self.links.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<NodeId, Arc<PeerLink>>> {
-        // Like `peers`: one insert/remove/clear at a time.
         self.links.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, PeerHandle<M>>> {
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, mpsc::Sender<M>>> {
         // A panic while holding this lock cannot leave the map half-updated
         // (each operation is one insert/remove/lookup), so a poisoned lock
         // is still consistent.
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -1,7 +1,7 @@
 //! One connection per pair of nodes: both directions, peer messages and
 //! requests alike, share it, whichever side dialled.
 
-use super::peers::{first_delivery, message};
+use super::peers::{crash_after_a_first_message, first_delivery, message};
 use super::*;
 
 type Messages = tokio::sync::mpsc::Receiver<(NodeId, PeerMessage)>;
@@ -112,23 +112,7 @@ fn after_a_crash_and_restart_the_pair_is_back_to_one_connection() {
     let runtime = one_worker_runtime();
     let (node1, inbox1) = runtime.block_on(start(&pki, patient(1)));
     let mut inbox1 = inbox1.peer_messages;
-    let doomed = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let node2_credentials = pki.node(2);
-    let (node2, mut inbox2) = doomed
-        .block_on(TestTransport::bind(patient(2), &node2_credentials))
-        .unwrap();
-    let address = node2.local_address().unwrap();
-    runtime.block_on(async {
-        node1.add_peer(NodeId(2), PeerAddress::from_socket_address(address));
-        node1.send(NodeId(2), message(1)).unwrap();
-    });
-    let first = doomed.block_on(guard(inbox2.peer_messages.recv()));
-    assert_eq!(first, Some((NodeId(1), message(1))));
-    drop(doomed);
-    drop((node2, inbox2));
+    let (node2_credentials, address) = crash_after_a_first_message(&pki, &runtime, &node1);
 
     runtime.block_on(async {
         let mut restarted = patient(2);

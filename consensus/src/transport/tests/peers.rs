@@ -81,26 +81,19 @@ pub(super) async fn first_delivery(
     .await
 }
 
-/// A crashed node says nothing to its peers; its restarted successor must
-/// make them drop the dead connection (RFC 9000 §10.3, stateless reset)
-/// rather than leave them writing into it until their idle timeout.
-#[test]
-fn peer_messages_resume_after_the_receiver_crashes_and_restarts() {
-    let pki = Pki::new();
-    let runtime = one_worker_runtime();
-    // Idle timeouts (the smaller of both sides applies) far beyond the 30 s
-    // hang guard: only a stateless reset can reveal the dead connection in
-    // time.
-    let (node1, _inbox1) = runtime.block_on(start(&pki, patient(1)));
-
-    // node2 runs on its own runtime so that dropping the runtime kills it
-    // without any goodbye, like kill -9.
+/// Starts node2 (patient settings) on a runtime of its own, lets `node1`
+/// reach it with one message, then kills it by dropping that runtime:
+/// no goodbye, like kill -9. Returns node2's credentials (the restarted
+/// node has the same key, as it would from its key file) and address.
+pub(super) fn crash_after_a_first_message(
+    pki: &Pki,
+    runtime: &tokio::runtime::Runtime,
+    node1: &TestTransport,
+) -> (Credentials, std::net::SocketAddr) {
     let doomed = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    // The restarted node has the same key as before, as it would from its
-    // key file.
     let node2_credentials = pki.node(2);
     let (node2, mut inbox2) = doomed
         .block_on(TestTransport::bind(patient(2), &node2_credentials))
@@ -114,6 +107,22 @@ fn peer_messages_resume_after_the_receiver_crashes_and_restarts() {
     assert_eq!(first, Some((NodeId(1), message(1))));
     drop(doomed);
     drop((node2, inbox2));
+    (node2_credentials, address)
+}
+
+/// A crashed node says nothing to its peers; its restarted successor must
+/// make them drop the dead connection (RFC 9000 §10.3, stateless reset)
+/// rather than leave them writing into it until their idle timeout.
+#[test]
+fn peer_messages_resume_after_the_receiver_crashes_and_restarts() {
+    let pki = Pki::new();
+    let runtime = one_worker_runtime();
+    // Idle timeouts (the smaller of both sides applies) far beyond the 30 s
+    // hang guard: only a stateless reset can reveal the dead connection in
+    // time.
+    let (node1, _inbox1) = runtime.block_on(start(&pki, patient(1)));
+
+    let (node2_credentials, address) = crash_after_a_first_message(&pki, &runtime, &node1);
 
     runtime.block_on(async {
         let mut restarted = patient(2);
